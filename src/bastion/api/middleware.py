@@ -1,0 +1,211 @@
+"""One pure-ASGI middleware: body limit, security headers, metrics, access log, request audit.
+
+Pure ASGI (not BaseHTTPMiddleware) because it sits on every request and must stay cheap.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import anyio
+import structlog
+from fastapi import HTTPException
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from bastion.audit import AuditLog, AuditRecord
+from bastion.audit.log import Outcome
+from bastion.logs import redact_text
+
+_log = structlog.get_logger("bastion.access")
+_STATE_CHANGING = {"POST", "PUT", "PATCH", "DELETE"}
+_SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
+]
+_API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+_PAGE_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
+    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
+    b"frame-ancestors 'none'",
+)
+_HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "bastion_http_requests_total",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "bastion_http_request_duration_seconds",
+            "HTTP request latency",
+            ["method", "route"],
+            registry=self.registry,
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+        )
+
+
+class _TooLarge(HTTPException):
+    """An HTTPException so FastAPI's body parser re-raises it as is (it wraps other errors as 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"request body exceeds the limit of {limit} bytes")
+
+
+class GatewayMiddleware:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, audit: AuditLog | None, body_limit: Callable[[str], int]
+    ) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.audit = audit
+        self.body_limit = body_limit
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        path: str = scope["path"]
+        method: str = scope["method"]
+        request_id = uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = request_id
+        limit = self.body_limit(path)
+        status = 500
+        started = False
+        tls = scope.get("scheme") == "https"
+
+        declared = _content_length(scope)
+        if declared is not None and declared > limit:
+            await _reject_too_large(send, limit)
+            self._finish(scope, method, path, 413, start, request_id)
+            return
+
+        received = 0
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge(limit)
+            return message
+
+        async def send_with_headers(message: Message) -> None:
+            nonlocal status, started
+            if message["type"] == "http.response.start":
+                started = True
+                status = message["status"]
+                headers = list(message.get("headers", []))
+                headers.extend(_SECURITY_HEADERS)
+                is_page = path in ("/docs", "/redoc") or path.startswith(("/dashboard", "/static"))
+                headers.append(_PAGE_CSP if is_page else _API_CSP)
+                if not is_page:
+                    headers.append((b"cache-control", b"no-store"))
+                if tls:
+                    headers.append(_HSTS)
+                headers.append((b"x-request-id", request_id.encode()))
+                message["headers"] = headers
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, send_with_headers)
+        except _TooLarge:
+            if not started:
+                await _reject_too_large(send_with_headers, limit)
+            status = 413
+        finally:
+            self._finish(scope, method, path, status, start, request_id)
+            await self._audit(scope, method, status, request_id)
+
+    def _finish(
+        self, scope: Scope, method: str, path: str, status: int, start: float, request_id: str
+    ) -> None:
+        elapsed = time.perf_counter() - start
+        route = getattr(scope.get("route"), "path", None) or "unmatched"
+        self.metrics.requests.labels(method, route, str(status)).inc()
+        self.metrics.latency.labels(method, route).observe(elapsed)
+        principal = scope.get("state", {}).get("principal")
+        _log.info(
+            "request",
+            method=method,
+            path=path,
+            query=redact_text(scope.get("query_string", b"").decode("latin-1")),
+            status=status,
+            duration_ms=round(elapsed * 1000, 2),
+            request_id=request_id,
+            user=getattr(principal, "username", None),
+        )
+
+    async def _audit(self, scope: Scope, method: str, status: int, request_id: str) -> None:
+        """Every state-changing request leaves an audit row, whatever its outcome."""
+        route = getattr(scope.get("route"), "path", None)
+        if self.audit is None or method not in _STATE_CHANGING or route is None:
+            return
+        principal = scope.get("state", {}).get("principal")
+        client = scope.get("client")
+        outcome: Outcome = (
+            "success" if status < 400 else "denied" if status in (401, 403, 404, 423, 429) else "failure"
+        )
+        record = AuditRecord(
+            f"http.{method.lower()}",
+            outcome,
+            actor_id=getattr(principal, "user_id", None),
+            actor=getattr(principal, "username", None),
+            target_type="route",
+            target_id=route[:64],
+            source_ip=client[0] if client else None,
+            details={"status": status, "request_id": request_id},
+        )
+        try:
+            await anyio.to_thread.run_sync(self.audit.append, record)
+        except Exception:
+            _log.exception("audit_write_failed", request_id=request_id)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope.get("headers", []):
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _reject_too_large(send: Any, limit: int) -> None:
+    body = json.dumps(
+        {
+            "success": False,
+            "error": {
+                "code": "payload_too_large",
+                "message": f"request body exceeds the limit of {limit} bytes",
+            },
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

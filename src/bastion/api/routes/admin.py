@@ -1,0 +1,135 @@
+"""Admin: users and the audit log."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Query
+from pydantic import BaseModel, Field
+from sqlalchemy import select
+
+from bastion.api.deps import AdminPrincipal, ContextDep
+from bastion.api.routes.auth import KeyCreate, NewKeyResponse, key_info
+from bastion.store.models import AuditEvent
+
+router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+RoleName = Literal["admin", "user", "viewer"]
+
+
+class UserCreate(BaseModel):
+    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
+    role: RoleName = "user"
+    password: str | None = Field(None, min_length=12, max_length=1024)
+    email: str | None = Field(None, max_length=254)
+
+
+class UserUpdate(BaseModel):
+    role: RoleName | None = None
+    disabled: bool | None = None
+    password: str | None = Field(None, min_length=12, max_length=1024)
+
+
+class UserInfo(BaseModel):
+    id: str
+    username: str
+    email: str | None
+    role: str
+    disabled: bool
+    created_at: datetime
+
+
+class AuditEntry(BaseModel):
+    seq: int
+    ts: str
+    actor_id: str | None
+    actor: str | None
+    action: str
+    outcome: str
+    target_type: str | None
+    target_id: str | None
+    source_ip: str | None
+    details: dict[str, object]
+    hash: str
+
+
+class AuditPage(BaseModel):
+    events: list[AuditEntry]
+    next_before: int | None
+
+
+def user_info(user: object) -> UserInfo:
+    return UserInfo.model_validate(user, from_attributes=True)
+
+
+@router.get("/users", response_model=list[UserInfo])
+def list_users(_: AdminPrincipal, ctx: ContextDep) -> list[UserInfo]:
+    return [user_info(u) for u in ctx.accounts.list_users()]
+
+
+@router.post("/users", response_model=UserInfo, status_code=201)
+def create_user(body: UserCreate, admin: AdminPrincipal, ctx: ContextDep) -> UserInfo:
+    return user_info(
+        ctx.accounts.create_user(
+            body.username, body.role, password=body.password, email=body.email, actor=admin
+        )
+    )
+
+
+@router.patch("/users/{user_id}", response_model=UserInfo)
+def update_user(user_id: str, body: UserUpdate, admin: AdminPrincipal, ctx: ContextDep) -> UserInfo:
+    return user_info(
+        ctx.accounts.update_user(
+            user_id, disabled=body.disabled, role=body.role, password=body.password, actor=admin
+        )
+    )
+
+
+@router.post("/users/{user_id}/keys", response_model=NewKeyResponse, status_code=201)
+def create_user_key(user_id: str, body: KeyCreate, admin: AdminPrincipal, ctx: ContextDep) -> NewKeyResponse:
+    new = ctx.accounts.create_key(user_id, body.name, expires_in_days=body.expires_in_days, actor=admin)
+    return NewKeyResponse(**key_info(new.key).model_dump(), key=new.plaintext)
+
+
+@router.get("/audit", response_model=AuditPage)
+def audit_log(
+    _: AdminPrincipal,
+    ctx: ContextDep,
+    limit: Annotated[int, Query(ge=1, le=500)] = 100,
+    before: Annotated[int | None, Query(ge=1, description="page backwards from this seq")] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    actor: Annotated[str | None, Query(max_length=64)] = None,
+    outcome: Annotated[Literal["success", "denied", "failure"] | None, Query()] = None,
+    since: Annotated[datetime | None, Query()] = None,
+) -> AuditPage:
+    stmt = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
+    if before is not None:
+        stmt = stmt.where(AuditEvent.seq < before)
+    if action:
+        stmt = stmt.where(AuditEvent.action.startswith(action, autoescape=True))
+    if actor:
+        stmt = stmt.where(AuditEvent.actor == actor)
+    if outcome:
+        stmt = stmt.where(AuditEvent.outcome == outcome)
+    if since:
+        stmt = stmt.where(AuditEvent.ts >= since.isoformat())
+    with ctx.db.session() as s:
+        rows = s.scalars(stmt).all()
+        events = [
+            AuditEntry(
+                seq=r.seq,
+                ts=r.ts,
+                actor_id=r.actor_id,
+                actor=r.actor,
+                action=r.action,
+                outcome=r.outcome,
+                target_type=r.target_type,
+                target_id=r.target_id,
+                source_ip=r.source_ip,
+                details=json.loads(r.details),
+                hash=r.hash,
+            )
+            for r in rows
+        ]
+    return AuditPage(events=events, next_before=events[-1].seq if len(events) == limit else None)

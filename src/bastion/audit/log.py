@@ -1,0 +1,67 @@
+"""Appending to the chain. Each row hashes the previous row's hash and its own canonical JSON."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from bastion.audit.canonical import HASHED_FIELDS, canonical_json, row_hash, scrub
+from bastion.store import Database
+from bastion.store.models import AuditEvent, AuditHead
+
+Outcome = Literal["success", "denied", "failure"]
+
+
+@dataclass
+class AuditRecord:
+    action: str
+    outcome: Outcome = "success"
+    actor_id: str | None = None
+    actor: str | None = None
+    target_type: str | None = None
+    target_id: str | None = None
+    source_ip: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class AuditLog:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def append(self, record: AuditRecord, session: Session | None = None) -> int:
+        """Append inside ``session`` (atomic with the change it records) or a transaction of its own."""
+        if session is not None:
+            return self._append(session, record)
+        with self.db.session() as s:
+            return self._append(s, record)
+
+    @staticmethod
+    def _append(session: Session, record: AuditRecord) -> int:
+        # Bumping the head first takes its row lock (PostgreSQL) or the write lock (SQLite), so two
+        # appenders can never both read the same predecessor and fork the chain.
+        seq = session.execute(
+            update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1).returning(AuditHead.seq)
+        ).scalar_one()
+        head = session.get(AuditHead, 1, populate_existing=True)
+        assert head is not None
+        fields: dict[str, Any] = {
+            "seq": seq,
+            "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "actor_id": record.actor_id,
+            "actor": record.actor,
+            "action": record.action,
+            "outcome": record.outcome,
+            "target_type": record.target_type,
+            "target_id": record.target_id,
+            "source_ip": record.source_ip,
+            "details": canonical_json(scrub(record.details)),
+        }
+        assert tuple(fields) == HASHED_FIELDS
+        digest = row_hash(head.hash, fields)
+        session.add(AuditEvent(**fields, prev_hash=head.hash, hash=digest))
+        head.hash = digest
+        return seq

@@ -1,0 +1,1 @@
+"""Authentication and authorization: passwords, API keys, JWT, roles, lockout, rate limits."""

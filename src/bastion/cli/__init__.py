@@ -1,0 +1,1 @@
+"""The ``bastion`` command line: server-side administration and the client commands."""

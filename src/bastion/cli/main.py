@@ -1,0 +1,21 @@
+"""Entry point: ``bastion``."""
+
+from __future__ import annotations
+
+import typer
+
+from bastion.cli import server
+
+app = typer.Typer(
+    name="bastion",
+    help="Bastion: secure remote and federated training on sensitive data.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+app.command("serve")(server.serve)
+app.add_typer(server.users_app, name="users")
+app.add_typer(server.keys_app, name="keys")
+app.add_typer(server.audit_app, name="audit")
+
+if __name__ == "__main__":
+    app()

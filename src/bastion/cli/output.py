@@ -1,0 +1,44 @@
+"""Printing for humans (Rich tables) or machines (``--json``) from one call site."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None, title: str | None = None) -> None:
+    if as_json:
+        typer.echo(json.dumps(data, default=_plain, indent=2))
+        return
+    if isinstance(data, list) and columns:
+        table = Table(title=title)
+        for col in columns:
+            table.add_column(col)
+        for row in data:
+            table.add_row(*("" if row.get(c) is None else str(_plain(row.get(c))) for c in columns))
+        console.print(table)
+    elif isinstance(data, dict):
+        for k, v in data.items():
+            console.print(f"[bold]{k}[/bold]: {_plain(v)}")
+    else:
+        console.print(data)
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}")
+    return typer.Exit(code)

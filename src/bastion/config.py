@@ -1,0 +1,147 @@
+"""Settings from the environment (and CLI flags), built at start-up and never at import."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from pathlib import Path
+from typing import Any
+
+import structlog
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bastion.errors import ConfigError
+
+MIN_SECRET_CHARS = 32
+_log = structlog.get_logger("bastion.config")
+
+
+def _env(*names: str) -> AliasChoices:
+    return AliasChoices(*names)
+
+
+class Settings(BaseSettings):
+    """Every knob Bastion reads. Env names follow DESIGN.md; the seeds' names are aliases."""
+
+    model_config = SettingsConfigDict(populate_by_name=True, extra="ignore", env_file=None)
+
+    data_dir: Path = Field(Path(".bastion"), validation_alias=_env("BASTION_DATA_DIR"))
+    database_url: str | None = Field(None, validation_alias=_env("BASTION_DATABASE_URL"))
+    master_key: SecretStr | None = Field(
+        None, validation_alias=_env("BASTION_MASTER_KEY", "DUETMIND_MASTER_KEY", "MODEL_ENCRYPTION_KEY")
+    )
+    jwt_secret: SecretStr | None = Field(None, validation_alias=_env("BASTION_JWT_SECRET", "JWT_SECRET"))
+    jwt_issuer: str = Field("bastion", validation_alias=_env("BASTION_JWT_ISSUER"))
+    jwt_audience: str = Field("bastion-api", validation_alias=_env("BASTION_JWT_AUDIENCE"))
+    max_failed_attempts: int = Field(
+        5, ge=1, validation_alias=_env("BASTION_MAX_FAILED_ATTEMPTS", "MAX_FAILED_ATTEMPTS")
+    )
+    lockout_minutes: float = Field(
+        15, gt=0, validation_alias=_env("BASTION_LOCKOUT_MINUTES", "LOCKOUT_DURATION_MINUTES")
+    )
+    token_expiry_hours: float = Field(
+        1, gt=0, validation_alias=_env("BASTION_TOKEN_EXPIRY_HOURS", "TOKEN_EXPIRY_HOURS")
+    )
+    refresh_expiry_days: float = Field(7, gt=0, validation_alias=_env("BASTION_REFRESH_EXPIRY_DAYS"))
+    max_concurrent_jobs: int = Field(3, ge=1, validation_alias=_env("BASTION_MAX_CONCURRENT_JOBS"))
+    redis_url: str | None = Field(None, validation_alias=_env("BASTION_REDIS_URL"))
+    rate_limit: str = Field("600/minute", validation_alias=_env("BASTION_RATE_LIMIT"))
+    login_rate_limit: str = Field("30/minute", validation_alias=_env("BASTION_LOGIN_RATE_LIMIT"))
+    max_body_bytes: int = Field(1024 * 1024, ge=1024, validation_alias=_env("BASTION_MAX_BODY_BYTES"))
+    max_upload_bytes: int = Field(
+        100 * 1024 * 1024, ge=1024, validation_alias=_env("BASTION_MAX_UPLOAD_BYTES")
+    )
+    kaggle_alzheimer_path: Path | None = Field(None, validation_alias=_env("BASTION_KAGGLE_ALZHEIMER_PATH"))
+    log_level: str = Field("info", validation_alias=_env("BASTION_LOG_LEVEL"))
+    embedded_worker: bool = Field(True, validation_alias=_env("BASTION_EMBEDDED_WORKER"))
+
+    host: str = Field("127.0.0.1", validation_alias=_env("BASTION_HOST"))
+    port: int = Field(5000, ge=0, le=65535, validation_alias=_env("BASTION_PORT"))
+    debug: bool = Field(False, validation_alias=_env("BASTION_DEBUG"))
+    ssl_cert: Path | None = Field(None, validation_alias=_env("BASTION_SSL_CERT"))
+    ssl_key: Path | None = Field(None, validation_alias=_env("BASTION_SSL_KEY"))
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'bastion.db').resolve()}"
+
+    @property
+    def vault_dir(self) -> Path:
+        return self.data_dir / "vault"
+
+    @property
+    def on_loopback(self) -> bool:
+        if self.host == "localhost":
+            return True
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return False
+
+    def secret_bytes(self, name: str) -> bytes:
+        value = getattr(self, name)
+        if value is None:
+            raise ConfigError(f"{name} is not set; call resolve_secrets() first")
+        return str(value.get_secret_value()).encode()
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read the environment; keyword overrides (CLI flags) win over it. ``None`` means not given."""
+    given = {k: v for k, v in overrides.items() if v is not None}
+    settings = Settings(**given)
+    if settings.ssl_cert is None and settings.ssl_key is not None:
+        raise ConfigError("--ssl-key was given without --ssl-cert")
+    if settings.ssl_cert is not None and settings.ssl_key is None:
+        raise ConfigError("--ssl-cert was given without --ssl-key")
+    return settings
+
+
+def ensure_private_dir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    os.chmod(path, 0o700)
+    return path
+
+
+def _read_or_create_secret(path: Path) -> str:
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(48)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value
+
+
+def resolve_secrets(settings: Settings) -> Settings:
+    """Fill in or refuse missing secrets, depending on how exposed the server is.
+
+    Off loopback without ``--debug``, missing or short secrets stop the start: a production server
+    must never run on a key that was generated next to the data it protects. On loopback (or in
+    debug) they are generated into the data dir with 0600 permissions and a loud warning.
+    """
+    strict = not settings.on_loopback and not settings.debug
+    updates: dict[str, SecretStr] = {}
+    for name, env in (("master_key", "BASTION_MASTER_KEY"), ("jwt_secret", "BASTION_JWT_SECRET")):
+        value: SecretStr | None = getattr(settings, name)
+        if value is not None and len(value.get_secret_value()) >= MIN_SECRET_CHARS:
+            continue
+        if strict:
+            state = "missing" if value is None else f"shorter than {MIN_SECRET_CHARS} characters"
+            raise ConfigError(
+                f"{env} is {state}; refusing to serve on {settings.host} without a strong secret "
+                "(set it, or use --debug for a throw-away server)"
+            )
+        if value is not None:
+            _log.warning("weak_secret", setting=env, hint=f"use at least {MIN_SECRET_CHARS} characters")
+            continue
+        secrets_dir = ensure_private_dir(ensure_private_dir(settings.data_dir) / "secrets")
+        updates[name] = SecretStr(_read_or_create_secret(secrets_dir / f"{name}.txt"))
+        _log.warning(
+            "generated_dev_secret",
+            setting=env,
+            path=str(secrets_dir / f"{name}.txt"),
+            hint="development only: set it explicitly in production",
+        )
+    return settings.model_copy(update=updates) if updates else settings

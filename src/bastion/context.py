@@ -1,0 +1,67 @@
+"""Everything a running server holds, built once by ``build_context`` in the app factory or CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+from bastion.audit import AuditLog
+from bastion.auth.accounts import Accounts
+from bastion.auth.lockout import LockoutPolicy
+from bastion.auth.ratelimit import RateLimiter
+from bastion.auth.service import AuthService
+from bastion.auth.tokens import TokenService
+from bastion.config import Settings, ensure_private_dir
+from bastion.store import Database
+
+HealthCheck = Callable[[], bool]
+
+
+@dataclass
+class Context:
+    settings: Settings
+    db: Database
+    audit: AuditLog
+    accounts: Accounts
+    auth: AuthService
+    limiter: RateLimiter
+    health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    services: dict[str, Any] = field(default_factory=dict)
+
+    def close(self) -> None:
+        for service in self.services.values():
+            stop = getattr(service, "close", None)
+            if callable(stop):
+                stop()
+        self.db.dispose()
+
+
+def build_context(settings: Settings, *, migrate: bool = True) -> Context:
+    """Open the store (migrating it) and wire the services. Secrets must already be resolved."""
+    ensure_private_dir(settings.data_dir)
+    db = Database(settings.resolved_database_url)
+    if migrate:
+        db.migrate()
+    audit = AuditLog(db)
+    tokens = TokenService(
+        settings.secret_bytes("jwt_secret"),
+        issuer=settings.jwt_issuer,
+        audience=settings.jwt_audience,
+        access_ttl=timedelta(hours=settings.token_expiry_hours),
+        refresh_ttl=timedelta(days=settings.refresh_expiry_days),
+    )
+    lockout = LockoutPolicy(settings.max_failed_attempts, timedelta(minutes=settings.lockout_minutes))
+    limiter = RateLimiter(settings.redis_url or "memory://")
+    ctx = Context(
+        settings=settings,
+        db=db,
+        audit=audit,
+        accounts=Accounts(db, audit),
+        auth=AuthService(db, tokens, audit, lockout),
+        limiter=limiter,
+    )
+    ctx.health_checks["database"] = db.ping
+    ctx.health_checks["security"] = limiter.healthy
+    return ctx

@@ -1,0 +1,60 @@
+"""Structured JSON logs with secrets scrubbed on the way out (configured at start-up)."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import MutableMapping
+from typing import Any
+
+import structlog
+
+_SECRET_KEYS = ("password", "secret", "token", "api_key", "apikey", "authorization", "access_code")
+_SECRET_VALUES = re.compile(r"bst_[0-9A-Za-z]{20,}|eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]+")
+_QUERY_SECRET = re.compile(r"((?:api_key|apikey|token|access_token|key)=)[^&\s]*", re.IGNORECASE)
+
+
+def redact_text(text: str) -> str:
+    return _SECRET_VALUES.sub("[redacted]", _QUERY_SECRET.sub(r"\1[redacted]", text))
+
+
+def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    for key, value in list(event.items()):
+        if any(w in key.lower() for w in _SECRET_KEYS):
+            event[key] = "[redacted]"
+        elif isinstance(value, str):
+            event[key] = redact_text(value)
+    return event
+
+
+def configure(level: str = "info", *, json: bool = True) -> None:
+    numeric = logging.getLevelName(level.upper())
+    if not isinstance(numeric, int):
+        numeric = logging.INFO
+    renderer: Any = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
+    structlog.configure(
+        processors=[
+            structlog.contextvars.merge_contextvars,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            _redact,
+            renderer,
+        ],
+        wrapper_class=structlog.make_filtering_bound_logger(numeric),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    # Third-party stdlib loggers (uvicorn errors, alembic) go through the same scrubbing filter.
+    logging.basicConfig(level=numeric, stream=sys.stdout, format="%(message)s", force=True)
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(_StdlibRedactor())
+    logging.getLogger("alembic").setLevel(logging.WARNING)
+
+
+class _StdlibRedactor(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = redact_text(record.getMessage())
+        record.args = None
+        return True

@@ -1,0 +1,6 @@
+"""All tables; importing this module registers them on ``Base.metadata``."""
+
+from bastion.store.models.accounts import ApiKey, AuthSession, Lockout, User
+from bastion.store.models.audit import AuditEvent, AuditHead
+
+__all__ = ["ApiKey", "AuditEvent", "AuditHead", "AuthSession", "Lockout", "User"]
