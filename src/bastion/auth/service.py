@@ -60,7 +60,7 @@ class AuthService:
         ).first()
         if row is None:
             raise Unauthorized("invalid API key", code="invalid_api_key")
-        api_key, user = row.tuple()
+        api_key, user = row
         now = utcnow()
         if api_key.revoked_at is not None:
             raise Unauthorized("API key revoked", code="api_key_revoked")
@@ -81,7 +81,7 @@ class AuthService:
         ).first()
         if row is None:
             raise Unauthorized("invalid token", code="invalid_token")
-        sess, user = row.tuple()
+        sess, user = row
         if sess.revoked_at is not None or user.id != claims.subject:
             raise Unauthorized("session ended", code="session_revoked")
         if user.disabled:
@@ -109,13 +109,15 @@ class AuthService:
 
     def refresh(self, refresh_token: str, source_ip: str | None) -> TokenPair:
         claims = self.tokens.verify(refresh_token, "refresh")
+        reused = False
         with self.db.session() as s:
             sess = s.get(AuthSession, claims.session_id, with_for_update=True)
             user = s.get(User, claims.subject)
             if sess is None or user is None or sess.revoked_at is not None or user.disabled:
                 raise Unauthorized("session ended", code="session_revoked")
             if sess.refresh_jti != claims.jti:
-                # An old refresh token came back: someone holds a copy. End the whole session.
+                # An old refresh token came back: someone holds a copy. End the whole session
+                # (committed before we refuse, so the revocation sticks).
                 sess.revoked_at = utcnow()
                 self.audit.append(
                     AuditRecord(
@@ -123,10 +125,14 @@ class AuthService:
                     ),
                     s,
                 )
-                raise Unauthorized("refresh token already used; session revoked", code="token_reused")
-            sess.refresh_jti = new_id()
-            sess.expires_at = utcnow() + self.tokens.refresh_ttl
-            return self._pair(user.id, sess)
+                reused = True
+            else:
+                sess.refresh_jti = new_id()
+                sess.expires_at = utcnow() + self.tokens.refresh_ttl
+                pair = self._pair(user.id, sess)
+        if reused:
+            raise Unauthorized("refresh token already used; session revoked", code="token_reused")
+        return pair
 
     def logout(self, principal: Principal, refresh_token: str | None, source_ip: str | None) -> None:
         with self.db.session() as s:

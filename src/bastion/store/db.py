@@ -62,7 +62,11 @@ class Database:
             return False
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision (idempotent; run at every start)."""
+        """Bring every migration branch to its newest revision (idempotent; run at every start).
+
+        Subsystems (vault, jobs, federations) each own a branch rooted at 0001, so they never race
+        for the next revision number.
+        """
         from alembic import command
         from alembic.config import Config
 
@@ -73,7 +77,7 @@ class Database:
                 # Two processes starting at once must not race each other's DDL.
                 conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
             cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "head")
+            command.upgrade(cfg, "heads")
 
     def dispose(self) -> None:
         self.engine.dispose()

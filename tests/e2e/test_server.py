@@ -1,0 +1,100 @@
+"""A real `bastion serve` process, spoken to over HTTP(S)."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import ServerProcess
+
+pytestmark = pytest.mark.e2e
+
+
+def test_first_start_prints_keys_once_and_they_work(
+    server_factory: Callable[..., ServerProcess], db_url: str
+) -> None:
+    server = server_factory(db_url=db_url).start()
+    assert set(server.keys) == {"admin", "user"}
+    admin, user = server.keys["admin"], server.keys["user"]
+    health = httpx.get(server.url + "/api/v1/health").json()
+    assert health["status"] == "healthy"
+    me = httpx.get(server.url + "/api/v1/auth/me", headers={"X-API-Key": user}).json()
+    assert me["username"] == "user" and me["role"] == "user"
+    assert httpx.get(server.url + "/api/v1/admin/users", headers={"X-API-Key": admin}).status_code == 200
+    assert httpx.get(server.url + "/api/v1/admin/users", headers={"X-API-Key": user}).status_code == 403
+
+    # ?api_key= works but never reaches the logs
+    assert httpx.get(server.url + "/api/v1/auth/me", params={"api_key": user}).status_code == 200
+    assert server.stop() in (0, -signal.SIGTERM)
+    log = server.text()
+    assert "Application shutdown complete" in log, "SIGTERM must shut down gracefully"
+    assert log.count(user) == 1 and log.count(admin) == 1, "keys appear once: in the bootstrap banner"
+    assert "api_key=[redacted]" in log
+
+    # a restart on the same database does not print (or create) keys again
+    again = ServerProcess(server.data_dir, server.env, []).start()
+    try:
+        assert again.keys == {}
+        assert httpx.get(again.url + "/api/v1/auth/me", headers={"X-API-Key": user}).status_code == 200
+    finally:
+        again.stop()
+
+
+def test_tls_end_to_end(server_factory: Callable[..., ServerProcess], tmp_path: Path) -> None:
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_pem, key_pem, ca_pem = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_pem))
+    cert.private_key_pem.write_to_path(str(key_pem))
+    ca.cert_pem.write_to_path(str(ca_pem))
+    server = server_factory(args=["--ssl-cert", str(cert_pem), "--ssl-key", str(key_pem)])
+    server.scheme, server.verify = "https", str(ca_pem)
+    server.start()
+    r = httpx.get(server.url + "/api/v1/auth/me", headers={"X-API-Key": server.keys["user"]}, verify=str(ca_pem))
+    assert r.status_code == 200
+    assert r.headers["strict-transport-security"].startswith("max-age=")
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(server.url + "/api/v1/health", verify=True)  # not trusted by the system store
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"http://127.0.0.1:{server.port}/api/v1/health", timeout=3)
+
+
+def test_refuses_public_bind_without_secrets(tmp_path: Path) -> None:
+    env = {"BASTION_DATA_DIR": str(tmp_path / "d"), "PATH": "/usr/bin:/bin"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bastion.cli.main", "serve", "--host", "0.0.0.0", "--port", "0"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "BASTION_MASTER_KEY is missing" in proc.stderr + proc.stdout
+    assert not (tmp_path / "d" / "secrets").exists(), "nothing may be generated for a public server"
+
+
+def test_refuses_weak_secret_on_public_bind(tmp_path: Path) -> None:
+    env = {"BASTION_DATA_DIR": str(tmp_path / "d"), "PATH": "/usr/bin:/bin",
+           "BASTION_MASTER_KEY": "short", "BASTION_JWT_SECRET": "x" * 40}
+    proc = subprocess.run(
+        [sys.executable, "-m", "bastion.cli.main", "serve", "--host", "0.0.0.0", "--port", "0"],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert proc.returncode == 2 and "shorter than 32" in proc.stderr + proc.stdout
+
+
+def test_loopback_dev_start_generates_private_secrets(server_factory: Callable[..., ServerProcess]) -> None:
+    server = server_factory(BASTION_MASTER_KEY="", BASTION_JWT_SECRET="")
+    del server.env["BASTION_MASTER_KEY"], server.env["BASTION_JWT_SECRET"]
+    server.start()
+    secrets_dir = server.data_dir / ".bastion" / "secrets"
+    assert (secrets_dir.stat().st_mode & 0o777) == 0o700
+    for name in ("master_key.txt", "jwt_secret.txt"):
+        assert ((secrets_dir / name).stat().st_mode & 0o777) == 0o600
+    assert "generated_dev_secret" in server.text()
+    assert server.stop(signal.SIGINT) in (0, -signal.SIGINT)
+    assert "Application shutdown complete" in server.text()
