@@ -13,8 +13,12 @@ from bastion.auth.lockout import LockoutPolicy
 from bastion.auth.ratelimit import RateLimiter
 from bastion.auth.service import AuthService
 from bastion.auth.tokens import TokenService
+from bastion.catalog.access import AccessCodeGuard
+from bastion.catalog.datasets import DatasetCatalog, pseudonym_key
+from bastion.catalog.models import ModelRegistry
 from bastion.config import Settings, ensure_private_dir
 from bastion.store import Database
+from bastion.vault.store import VaultStore
 
 HealthCheck = Callable[[], bool]
 
@@ -30,6 +34,11 @@ class Context:
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
     services: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def vault(self) -> VaultStore:
+        vault: VaultStore = self.services["vault"]
+        return vault
+
     def close(self) -> None:
         for service in self.services.values():
             stop = getattr(service, "close", None)
@@ -41,6 +50,8 @@ class Context:
 def build_context(settings: Settings, *, migrate: bool = True) -> Context:
     """Open the store (migrating it) and wire the services. Secrets must already be resolved."""
     ensure_private_dir(settings.data_dir)
+    # Opening the key ring first: a wrong master key must stop the start before anything else.
+    vault = VaultStore.open(settings.vault_dir, settings.secret_bytes("master_key"))
     db = Database(settings.resolved_database_url)
     if migrate:
         db.migrate()
@@ -61,6 +72,12 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
         accounts=Accounts(db, audit),
         auth=AuthService(db, tokens, audit, lockout),
         limiter=limiter,
+    )
+    ctx.services["vault"] = vault
+    guard = AccessCodeGuard(db, audit, lockout)
+    ctx.services["models"] = ModelRegistry(db, vault, audit, guard)
+    ctx.services["datasets"] = DatasetCatalog(
+        db, vault, audit, pseudonym_key(settings.secret_bytes("master_key")), settings.max_upload_bytes
     )
     ctx.health_checks["database"] = db.ping
     ctx.health_checks["security"] = limiter.healthy

@@ -10,11 +10,11 @@ from fastapi import APIRouter, FastAPI
 from bastion import __version__
 from bastion.api import problems
 from bastion.api.middleware import GatewayMiddleware, Metrics
-from bastion.api.routes import admin, auth, health
+from bastion.api.routes import admin, auth, datasets, health, models
 from bastion.config import Settings, resolve_secrets
 from bastion.context import Context, build_context
 
-ROUTERS: list[APIRouter] = [health.router, auth.router, admin.router]
+ROUTERS: list[APIRouter] = [health.router, auth.router, admin.router, datasets.router, models.router]
 # Routes that accept file uploads get the upload limit; everything else the (small) body limit.
 UPLOAD_PREFIXES: tuple[str, ...] = ("/api/v1/datasets", "/api/v1/federations", "/api/v1/models")
 # Hooks other subsystems register to extend the context (vault, jobs, federations) at start-up.

@@ -2,5 +2,16 @@
 
 from bastion.store.models.accounts import ApiKey, AuthSession, Lockout, User
 from bastion.store.models.audit import AuditEvent, AuditHead
+from bastion.store.models.catalog import DatasetRecord, ModelRecord, ModelVersionRecord
 
-__all__ = ["ApiKey", "AuditEvent", "AuditHead", "AuthSession", "Lockout", "User"]
+__all__ = [
+    "ApiKey",
+    "AuditEvent",
+    "AuditHead",
+    "AuthSession",
+    "DatasetRecord",
+    "Lockout",
+    "ModelRecord",
+    "ModelVersionRecord",
+    "User",
+]

@@ -1,0 +1,77 @@
+"""Dataset uploads: multipart or raw body, de-identified before anything is stored."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query, Request
+from starlette.datastructures import UploadFile
+
+from bastion.api.deps import ContextDep, UserPrincipal
+from bastion.catalog.datasets import DatasetCatalog
+from bastion.errors import Invalid, UnsupportedMedia
+
+router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
+
+
+def catalog(ctx: ContextDep) -> DatasetCatalog:
+    svc: DatasetCatalog = ctx.services["datasets"]
+    return svc
+
+
+@router.post("", status_code=201, summary="Upload a CSV, JSON, Excel or Parquet table")
+async def upload(
+    request: Request,
+    principal: UserPrincipal,
+    ctx: ContextDep,
+    name: Annotated[str | None, Query(max_length=200)] = None,
+    policy: Annotated[
+        str | None, Query(max_length=20000, description="de-identification policy JSON")
+    ] = None,
+    content_type: Annotated[str, Header()] = "",
+) -> dict[str, Any]:
+    """Send ``multipart/form-data`` (field ``file``, optional ``name`` and ``policy``) or the raw file
+    as the body (``application/octet-stream``, name and policy as query parameters)."""
+    from starlette.concurrency import run_in_threadpool
+
+    if content_type.startswith("multipart/form-data"):
+        # Limits are the body limit itself: parts stay in memory, so no plaintext spills to disk.
+        form = await request.form(max_files=1, max_fields=10, max_part_size=ctx.settings.max_upload_bytes)
+        upload_file = form.get("file")
+        if not isinstance(upload_file, UploadFile):
+            raise Invalid("multipart upload needs a 'file' field", code="missing_file")
+        data = await upload_file.read()
+        name = name or _text(form.get("name")) or upload_file.filename or "dataset"
+        policy = policy or _text(form.get("policy"))
+        await form.close()
+    elif (
+        content_type.startswith(("application/octet-stream", "text/csv", "application/json"))
+        or not content_type
+    ):
+        data = await request.body()
+        name = name or "dataset"
+    else:
+        raise UnsupportedMedia("send multipart/form-data or the raw file as application/octet-stream")
+    if not data:
+        raise Invalid("the upload is empty", code="empty_upload")
+    return await run_in_threadpool(catalog(ctx).upload, principal, data, name=name[:200], policy=policy)
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+@router.get("")
+def list_datasets(principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
+    return {"datasets": catalog(ctx).list_for(principal)}
+
+
+@router.get("/{dataset_id}")
+def get_dataset(dataset_id: str, principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
+    return catalog(ctx).get(principal, dataset_id)
+
+
+@router.delete("/{dataset_id}")
+def delete_dataset(dataset_id: str, principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
+    catalog(ctx).delete(principal, dataset_id)
+    return {"success": True, "message": "dataset deleted"}

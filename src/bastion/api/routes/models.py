@@ -1,0 +1,69 @@
+"""The model registry over HTTP: list, inspect, best version, and predict on rows the caller sends."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Header, Query
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from bastion.api.deps import ContextDep, CurrentPrincipal
+from bastion.catalog.models import ModelRegistry
+
+router = APIRouter(prefix="/api/v1/models", tags=["models"])
+AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
+
+
+class PredictRequest(BaseModel):
+    rows: list[dict[str, Any]] = Field(min_length=1, max_length=10000)
+    version: int | None = Field(None, ge=1)
+    probabilities: bool = False
+
+
+def registry(ctx: ContextDep) -> ModelRegistry:
+    svc: ModelRegistry = ctx.services["models"]
+    return svc
+
+
+@router.get("")
+def list_models(principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
+    return {"models": registry(ctx).list_for(principal)}
+
+
+@router.get("/{model_id}")
+def get_model(model_id: str, principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
+    return registry(ctx).get(principal, model_id)
+
+
+@router.get("/{model_id}/best")
+def best_version(
+    model_id: str,
+    principal: CurrentPrincipal,
+    ctx: ContextDep,
+    metric: Annotated[str | None, Query(max_length=64)] = None,
+) -> dict[str, Any]:
+    return registry(ctx).best(principal, model_id, metric)
+
+
+@router.post("/{model_id}/predict")
+async def predict(
+    model_id: str,
+    body: PredictRequest,
+    principal: CurrentPrincipal,
+    ctx: ContextDep,
+    access_code: AccessCode = None,
+) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        view, model = registry(ctx).predictor(principal, model_id, body.version, access_code)
+        out: dict[str, Any] = {
+            "model_id": view.model_id,
+            "version": view.version,
+            "predictions": [p.item() if hasattr(p, "item") else p for p in model.predict(body.rows)],
+        }
+        if body.probabilities and model.classes is not None:
+            out["classes"] = model.classes
+            out["probabilities"] = model.predict_proba(body.rows).round(6).tolist()
+        return out
+
+    return await run_in_threadpool(run)

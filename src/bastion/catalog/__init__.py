@@ -1,0 +1,1 @@
+"""What users own in the vault, as records: uploaded datasets and the model registry."""

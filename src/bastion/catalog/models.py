@@ -1,0 +1,271 @@
+"""The model registry: named models, their versions in the vault, metrics, lineage and the best one."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy.orm import Session
+
+from bastion.audit import AuditLog, AuditRecord
+from bastion.auth.principal import Principal
+from bastion.catalog.access import AccessCodeGuard
+from bastion.errors import Conflict, Invalid, NotFound
+from bastion.store import Database
+from bastion.store.models import ModelRecord, ModelVersionRecord
+from bastion.vault.store import VaultStore
+
+# Metrics where smaller is better; every other metric is maximised.
+LOWER_IS_BETTER = frozenset({"mae", "rmse", "mse", "loss", "val_loss", "log_loss", "epsilon"})
+
+
+@dataclass(frozen=True)
+class VersionView:
+    id: str
+    model_id: str
+    version: int
+    model_format: str
+    metrics: dict[str, Any]
+    lineage: dict[str, Any]
+    input_schema: dict[str, Any]
+    config: dict[str, Any]
+    size_bytes: int
+    access_protected: bool
+    created_at: str
+
+    @classmethod
+    def of(cls, row: ModelVersionRecord) -> VersionView:
+        return cls(
+            id=row.id,
+            model_id=row.model_id,
+            version=row.version,
+            model_format=row.model_format,
+            metrics=json.loads(row.metrics_json),
+            lineage=json.loads(row.lineage_json),
+            input_schema=json.loads(row.input_schema_json),
+            config=json.loads(row.config_json),
+            size_bytes=row.size_bytes,
+            access_protected=row.access_protected,
+            created_at=row.created_at.isoformat(),
+        )
+
+    def public(self) -> dict[str, Any]:
+        """Everything but the internal config (architecture, scaler statistics)."""
+        out = self.__dict__.copy()
+        out.pop("config")
+        return out
+
+
+def better(metric: str, a: float, b: float) -> bool:
+    return a < b if metric in LOWER_IS_BETTER else a > b
+
+
+class ModelRegistry:
+    def __init__(self, db: Database, vault: VaultStore, audit: AuditLog, guard: AccessCodeGuard) -> None:
+        self.db = db
+        self.vault = vault
+        self.audit = audit
+        self.guard = guard
+
+    def register(
+        self,
+        owner: Principal | str,
+        name: str,
+        model_bytes: bytes,
+        model_format: str,
+        *,
+        config: dict[str, Any],
+        metrics: dict[str, Any],
+        lineage: dict[str, Any] | None = None,
+        input_schema: dict[str, Any] | None = None,
+        access_code: str | None = None,
+        primary_metric: str | None = None,
+    ) -> VersionView:
+        """Store a new version of ``name`` (creating the model on first use)."""
+        from bastion.ml.serialize import sniff_format
+
+        owner_id = owner if isinstance(owner, str) else owner.user_id
+        if not name or len(name) > 200:
+            raise Invalid("model name must be 1-200 characters")
+        if sniff_format(model_bytes) != model_format:  # refuses pickles and anything unrecognised
+            raise Invalid(f"the bytes are not a {model_format} model", code="unsafe_model_format")
+        for attempt in range(3):
+            try:
+                with self.db.session() as s:
+                    model = s.scalar(
+                        select(ModelRecord).where(ModelRecord.owner_id == owner_id, ModelRecord.name == name)
+                    )
+                    if model is None:
+                        model = ModelRecord(owner_id=owner_id, name=name, primary_metric=primary_metric)
+                        s.add(model)
+                        s.flush()
+                    version = 1 + int(
+                        s.scalar(
+                            select(func.max(ModelVersionRecord.version)).where(
+                                ModelVersionRecord.model_id == model.id
+                            )
+                        )
+                        or 0
+                    )
+                    artifact = f"model-{model.id}-v{version}"
+                    info = self.vault.put_bytes(
+                        artifact,
+                        model_bytes,
+                        access_code=access_code,
+                        meta={"kind": "model", "format": model_format},
+                    )
+                    row = ModelVersionRecord(
+                        model_id=model.id,
+                        version=version,
+                        artifact_id=artifact,
+                        model_format=model_format,
+                        config_json=json.dumps(config),
+                        metrics_json=json.dumps(metrics, default=float),
+                        lineage_json=json.dumps(lineage or {}),
+                        input_schema_json=json.dumps(input_schema or {}),
+                        size_bytes=info.size,
+                        access_protected=access_code is not None,
+                    )
+                    s.add(row)
+                    s.flush()
+                    self.audit.append(
+                        AuditRecord(
+                            "model.register",
+                            actor_id=owner_id,
+                            target_type="model",
+                            target_id=model.id,
+                            details={"version": version, "lineage": lineage or {}},
+                        ),
+                        s,
+                    )
+                    return VersionView.of(row)
+            except DBIntegrityError:
+                if attempt == 2:
+                    raise Conflict("model version was registered concurrently; retry") from None
+        raise AssertionError("unreachable")
+
+    # -- reading ---------------------------------------------------------------------------------
+    def _model(self, s: Session, principal: Principal, model_ref: str) -> ModelRecord:
+        model = s.get(ModelRecord, model_ref)
+        if model is None:
+            model = s.scalar(
+                select(ModelRecord).where(
+                    ModelRecord.owner_id == principal.user_id, ModelRecord.name == model_ref
+                )
+            )
+        if model is None or model.owner_id != principal.user_id:
+            raise NotFound("model not found")
+        return model
+
+    def _versions(self, s: Session, model_id: str) -> list[ModelVersionRecord]:
+        return list(
+            s.scalars(
+                select(ModelVersionRecord)
+                .where(ModelVersionRecord.model_id == model_id)
+                .order_by(ModelVersionRecord.version)
+            )
+        )
+
+    def list_for(self, principal: Principal) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            models = s.scalars(
+                select(ModelRecord)
+                .where(ModelRecord.owner_id == principal.user_id)
+                .order_by(ModelRecord.created_at)
+            ).all()
+            return [self._summary(s, m) for m in models]
+
+    def _summary(self, s: Session, model: ModelRecord) -> dict[str, Any]:
+        versions = [VersionView.of(v) for v in self._versions(s, model.id)]
+        best = self._best(versions, model.primary_metric)
+        return {
+            "id": model.id,
+            "name": model.name,
+            "created_at": model.created_at.isoformat(),
+            "primary_metric": model.primary_metric,
+            "versions": len(versions),
+            "latest_version": versions[-1].version if versions else None,
+            "best_version": best.version if best else None,
+        }
+
+    def get(self, principal: Principal, model_ref: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            model = self._model(s, principal, model_ref)
+            out = self._summary(s, model)
+            out["history"] = [VersionView.of(v).public() for v in self._versions(s, model.id)]
+            return out
+
+    @staticmethod
+    def _best(versions: list[VersionView], metric: str | None) -> VersionView | None:
+        best: VersionView | None = None
+        for v in versions:
+            name = metric or _default_metric(v.metrics)
+            value = v.metrics.get(name) if name else None
+            if not isinstance(value, int | float):
+                continue
+            if best is None:
+                best = v
+                continue
+            current = best.metrics.get(name) if name else None
+            if not isinstance(current, int | float) or better(str(name), float(value), float(current)):
+                best = v
+        return best
+
+    def best(self, principal: Principal, model_ref: str, metric: str | None = None) -> dict[str, Any]:
+        with self.db.session() as s:
+            model = self._model(s, principal, model_ref)
+            versions = [VersionView.of(v) for v in self._versions(s, model.id)]
+        chosen = self._best(versions, metric or model.primary_metric)
+        if chosen is None:
+            raise NotFound(f"no version of {model.name!r} reports the metric {metric or 'accuracy/r2'}")
+        return {
+            "model_id": model.id,
+            "name": model.name,
+            "metric": metric or model.primary_metric or _default_metric(chosen.metrics),
+            **chosen.public(),
+        }
+
+    def version(self, principal: Principal, model_ref: str, version: int | None = None) -> VersionView:
+        with self.db.session() as s:
+            model = self._model(s, principal, model_ref)
+            versions = self._versions(s, model.id)
+            if not versions:
+                raise NotFound("model has no versions")
+            if version is None:
+                return VersionView.of(versions[-1])
+            for v in versions:
+                if v.version == version:
+                    return VersionView.of(v)
+        raise NotFound(f"model version {version} not found")
+
+    def read_bytes(self, principal: Principal, view: VersionView, access_code: str | None) -> bytes:
+        with self.db.session() as s:
+            row = s.get(ModelVersionRecord, view.id)
+            assert row is not None
+            artifact = row.artifact_id
+        return self.guard.run(
+            principal,
+            artifact,
+            lambda: self.vault.get_bytes(
+                artifact, access_code=access_code if view.access_protected else None
+            ),
+            has_code=access_code is not None,
+        )
+
+    def predictor(
+        self, principal: Principal, model_ref: str, version: int | None, access_code: str | None
+    ) -> Any:
+        from bastion.ml.serialize import load_model
+
+        view = self.version(principal, model_ref, version)
+        return view, load_model(self.read_bytes(principal, view, access_code), view.model_format, view.config)
+
+
+def _default_metric(metrics: dict[str, Any]) -> str | None:
+    for name in ("accuracy", "f1", "roc_auc", "r2", "rmse", "mae"):
+        if isinstance(metrics.get(name), int | float):
+            return name
+    return None
