@@ -69,11 +69,15 @@ def _reset_pg(url: str) -> None:
         tables = [
             r[0]
             for r in conn.execute(
-                text("SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename<>'alembic_version'")
+                text(
+                    "SELECT tablename FROM pg_tables WHERE schemaname='public' AND tablename<>'alembic_version'"
+                )
             )
         ]
         if tables:
-            conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+            conn.execute(
+                text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE")
+            )
         conn.execute(text("INSERT INTO audit_head (id, seq, hash) VALUES (1, 0, :h)"), {"h": "0" * 64})
     eng.dispose()
 
@@ -249,12 +253,14 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
         data = tmp_path / f"server{len(started)}"
         data.mkdir()
         environ = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-        environ.update({
-            "BASTION_DATA_DIR": str(data / ".bastion"),
-            "BASTION_MASTER_KEY": MASTER,
-            "BASTION_JWT_SECRET": JWT,
-            "PYTHONUNBUFFERED": "1",
-        })
+        environ.update(
+            {
+                "BASTION_DATA_DIR": str(data / ".bastion"),
+                "BASTION_MASTER_KEY": MASTER,
+                "BASTION_JWT_SECRET": JWT,
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
         if db_url:
             environ["BASTION_DATABASE_URL"] = db_url
         environ.update(env)

@@ -32,9 +32,11 @@ def test_wrong_key_is_401(client: TestClient, key: str) -> None:
 
 
 def test_key_accepted_three_ways(client: TestClient, alice: Caller) -> None:
-    for kwargs in ({"headers": {"X-API-Key": alice.key}},
-                   {"headers": {"Authorization": f"Bearer {alice.key}"}},
-                   {"params": {"api_key": alice.key}}):
+    for kwargs in (
+        {"headers": {"X-API-Key": alice.key}},
+        {"headers": {"Authorization": f"Bearer {alice.key}"}},
+        {"params": {"api_key": alice.key}},
+    ):
         r = client.get(ME, **kwargs)  # type: ignore[arg-type]
         assert r.status_code == 200, r.text
         assert r.json()["username"] == "alice"
@@ -98,12 +100,20 @@ def test_login_refresh_logout(client: TestClient, make_caller: Callable[..., Cal
 
 def test_logout_revokes_access_and_refresh(client: TestClient, make_caller: Callable[..., Caller]) -> None:
     make_caller("user", "dave", password="a long enough password")
-    pair = client.post("/api/v1/auth/login", json={"username": "dave", "password": "a long enough password"}).json()
+    pair = client.post(
+        "/api/v1/auth/login", json={"username": "dave", "password": "a long enough password"}
+    ).json()
     bearer = {"Authorization": f"Bearer {pair['access_token']}"}
-    assert client.post("/api/v1/auth/logout", json={"refresh_token": pair["refresh_token"]},
-                       headers=bearer).status_code == 200
+    assert (
+        client.post(
+            "/api/v1/auth/logout", json={"refresh_token": pair["refresh_token"]}, headers=bearer
+        ).status_code
+        == 200
+    )
     assert client.get(ME, headers=bearer).status_code == 401
-    assert client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
+    assert (
+        client.post("/api/v1/auth/refresh", json={"refresh_token": pair["refresh_token"]}).status_code == 401
+    )
 
 
 def test_lockout_after_failures_and_release_after_window(
@@ -138,7 +148,9 @@ def test_lockout_and_failures_are_audited(client: TestClient, ctx) -> None:  # t
     for _ in range(3):
         client.post("/api/v1/auth/login", json={"username": "ghost", "password": "nope nope nope"})
     with ctx.db.session() as s:
-        rows = s.scalars(select(AuditEvent).where(AuditEvent.action.in_(["auth.lockout", "auth.login"]))).all()
+        rows = s.scalars(
+            select(AuditEvent).where(AuditEvent.action.in_(["auth.lockout", "auth.login"]))
+        ).all()
     lockouts = [r for r in rows if r.action == "auth.lockout"]
     assert {r.target_id for r in lockouts} == {"ip", "user"}
     assert sum(r.action == "auth.login" and r.outcome == "denied" for r in rows) == 3
@@ -180,12 +192,17 @@ def test_viewer_and_user_get_403_on_admin_routes(client: TestClient, viewer: Cal
 
 
 def test_admin_manages_users(client: TestClient, admin: Caller) -> None:
-    r = client.post("/api/v1/admin/users", json={"username": "frank", "role": "viewer"}, headers=admin.headers)
+    r = client.post(
+        "/api/v1/admin/users", json={"username": "frank", "role": "viewer"}, headers=admin.headers
+    )
     assert r.status_code == 201 and r.json()["role"] == "viewer"
     dup = client.post("/api/v1/admin/users", json={"username": "frank"}, headers=admin.headers)
     assert dup.status_code == 409
     bad = client.post("/api/v1/admin/users", json={"username": "x", "role": "god"}, headers=admin.headers)
     assert bad.status_code == 422
-    assert client.patch("/api/v1/admin/users/nobody", json={"disabled": True}, headers=admin.headers).status_code == 404
+    assert (
+        client.patch("/api/v1/admin/users/nobody", json={"disabled": True}, headers=admin.headers).status_code
+        == 404
+    )
     names = [u["username"] for u in client.get("/api/v1/admin/users", headers=admin.headers).json()]
     assert "frank" in names

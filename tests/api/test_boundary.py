@@ -29,7 +29,9 @@ def test_health_is_unhealthy_when_the_database_is_gone(tmp_path: Path) -> None:
 
 def test_oversized_body_is_413(client: TestClient, admin: Caller) -> None:
     big = "x" * (2 * 1024 * 1024)
-    r = client.post("/api/v1/admin/users", content=big, headers={**admin.headers, "content-type": "application/json"})
+    r = client.post(
+        "/api/v1/admin/users", content=big, headers={**admin.headers, "content-type": "application/json"}
+    )
     assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
 
 
@@ -38,12 +40,18 @@ def test_oversized_chunked_body_is_413(client: TestClient, admin: Caller) -> Non
         for _ in range(40):
             yield b"x" * 65536
 
-    r = client.post("/api/v1/admin/users", content=chunks(), headers={**admin.headers, "content-type": "application/json"})
+    r = client.post(
+        "/api/v1/admin/users", content=chunks(), headers={**admin.headers, "content-type": "application/json"}
+    )
     assert r.status_code == 413
 
 
 def test_malformed_json_is_422(client: TestClient, admin: Caller) -> None:
-    r = client.post("/api/v1/admin/users", content=b'{"username": ', headers={**admin.headers, "content-type": "application/json"})
+    r = client.post(
+        "/api/v1/admin/users",
+        content=b'{"username": ',
+        headers={**admin.headers, "content-type": "application/json"},
+    )
     assert r.status_code == 422 and r.json()["error"]["code"] == "malformed_json"
 
 
@@ -92,8 +100,9 @@ def test_audit_page_and_filters(client: TestClient, admin: Caller) -> None:
         client.post("/api/v1/admin/users", json={"username": f"p{i}"}, headers=admin.headers)
     first = client.get("/api/v1/admin/audit", params={"limit": 3}, headers=admin.headers).json()
     assert len(first["events"]) == 3 and first["next_before"]
-    second = client.get("/api/v1/admin/audit", params={"limit": 3, "before": first["next_before"]},
-                        headers=admin.headers).json()
+    second = client.get(
+        "/api/v1/admin/audit", params={"limit": 3, "before": first["next_before"]}, headers=admin.headers
+    ).json()
     assert max(e["seq"] for e in second["events"]) < min(e["seq"] for e in first["events"])
     only = client.get("/api/v1/admin/audit", params={"action": "user.create"}, headers=admin.headers).json()
     assert {e["action"] for e in only["events"]} == {"user.create"}

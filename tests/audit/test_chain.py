@@ -88,7 +88,9 @@ def test_concurrent_appends_never_fork_the_chain(ctx: Context) -> None:
 
 
 def test_secrets_are_scrubbed_from_details(ctx: Context) -> None:
-    ctx.audit.append(AuditRecord("t", details={"password": "hunter2", "nested": {"api_key": "bst_x"}, "ok": 1}))
+    ctx.audit.append(
+        AuditRecord("t", details={"password": "hunter2", "nested": {"api_key": "bst_x"}, "ok": 1})
+    )
     with ctx.db.session() as s:
         details = s.scalars(select(AuditEvent.details)).one()
     assert "hunter2" not in details and "bst_x" not in details and '"ok":1' in details

@@ -17,8 +17,10 @@ SECRET = b"s" * 48
 
 def tokens(**kw: object) -> TokenService:
     args: dict[str, object] = {
-        "issuer": "bastion", "audience": "bastion-api",
-        "access_ttl": timedelta(minutes=5), "refresh_ttl": timedelta(days=1),
+        "issuer": "bastion",
+        "audience": "bastion-api",
+        "access_ttl": timedelta(minutes=5),
+        "refresh_ttl": timedelta(days=1),
     }
     args.update(kw)
     return TokenService(SECRET, **args)  # type: ignore[arg-type]
@@ -70,8 +72,11 @@ def test_tampered_token_is_rejected() -> None:
     svc = tokens()
     token = svc.issue("u", "s", "access")
     header, payload, sig = token.split(".")
-    forged = jwt.encode({**jwt.decode(token, options={"verify_signature": False}), "sub": "admin"},
-                        b"x" * 48, algorithm="HS256")
+    forged = jwt.encode(
+        {**jwt.decode(token, options={"verify_signature": False}), "sub": "admin"},
+        b"x" * 48,
+        algorithm="HS256",
+    )
     for bad in (f"{header}.{payload}.{sig[:-2]}AA", f"{header}.{forged.split('.')[1]}.{sig}", forged):
         with pytest.raises(Unauthorized):
             svc.verify(bad, "access")

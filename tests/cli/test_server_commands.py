@@ -19,8 +19,12 @@ runner = CliRunner()
 
 @pytest.fixture
 def env(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> str:
-    for k, v in {"BASTION_DATA_DIR": str(tmp_path / "data"), "BASTION_DATABASE_URL": db_url,
-                 "BASTION_MASTER_KEY": MASTER, "BASTION_JWT_SECRET": JWT}.items():
+    for k, v in {
+        "BASTION_DATA_DIR": str(tmp_path / "data"),
+        "BASTION_DATABASE_URL": db_url,
+        "BASTION_MASTER_KEY": MASTER,
+        "BASTION_JWT_SECRET": JWT,
+    }.items():
         monkeypatch.setenv(k, v)
     return db_url
 

@@ -57,7 +57,9 @@ def test_tls_end_to_end(server_factory: Callable[..., ServerProcess], tmp_path: 
     server = server_factory(args=["--ssl-cert", str(cert_pem), "--ssl-key", str(key_pem)])
     server.scheme, server.verify = "https", str(ca_pem)
     server.start()
-    r = httpx.get(server.url + "/api/v1/auth/me", headers={"X-API-Key": server.keys["user"]}, verify=str(ca_pem))
+    r = httpx.get(
+        server.url + "/api/v1/auth/me", headers={"X-API-Key": server.keys["user"]}, verify=str(ca_pem)
+    )
     assert r.status_code == 200
     assert r.headers["strict-transport-security"].startswith("max-age=")
     with pytest.raises(httpx.ConnectError):
@@ -70,7 +72,10 @@ def test_refuses_public_bind_without_secrets(tmp_path: Path) -> None:
     env = {"BASTION_DATA_DIR": str(tmp_path / "d"), "PATH": "/usr/bin:/bin"}
     proc = subprocess.run(
         [sys.executable, "-m", "bastion.cli.main", "serve", "--host", "0.0.0.0", "--port", "0"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "BASTION_MASTER_KEY is missing" in proc.stderr + proc.stdout
@@ -78,11 +83,18 @@ def test_refuses_public_bind_without_secrets(tmp_path: Path) -> None:
 
 
 def test_refuses_weak_secret_on_public_bind(tmp_path: Path) -> None:
-    env = {"BASTION_DATA_DIR": str(tmp_path / "d"), "PATH": "/usr/bin:/bin",
-           "BASTION_MASTER_KEY": "short", "BASTION_JWT_SECRET": "x" * 40}
+    env = {
+        "BASTION_DATA_DIR": str(tmp_path / "d"),
+        "PATH": "/usr/bin:/bin",
+        "BASTION_MASTER_KEY": "short",
+        "BASTION_JWT_SECRET": "x" * 40,
+    }
     proc = subprocess.run(
         [sys.executable, "-m", "bastion.cli.main", "serve", "--host", "0.0.0.0", "--port", "0"],
-        env=env, capture_output=True, text=True, timeout=60,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2 and "shorter than 32" in proc.stderr + proc.stdout
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bastion.cli import server
+from bastion.cli import server, vault
 
 app = typer.Typer(
     name="bastion",
@@ -16,6 +16,7 @@ app.command("serve")(server.serve)
 app.add_typer(server.users_app, name="users")
 app.add_typer(server.keys_app, name="keys")
 app.add_typer(server.audit_app, name="audit")
+app.add_typer(vault.app, name="vault")
 
 if __name__ == "__main__":
     app()

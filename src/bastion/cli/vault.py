@@ -1,0 +1,80 @@
+"""`bastion vault verify|rotate`: server-side checks and key rotation over the data directory."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from bastion.cli.output import console, emit, fail
+from bastion.errors import BastionError
+
+app = typer.Typer(help="Check and rotate the encrypted vault (server side).", no_args_is_help=True)
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+
+
+def _open_vault():  # type: ignore[no-untyped-def]
+    from bastion import logs
+    from bastion.config import load_settings, resolve_secrets
+    from bastion.vault.store import VaultStore
+
+    settings = resolve_secrets(load_settings())
+    logs.configure(settings.log_level)
+    return VaultStore.open(settings.vault_dir, settings.secret_bytes("master_key"))
+
+
+@app.command("verify")
+def verify(as_json: JsonOpt = False) -> None:
+    """Decrypt and check every artifact version; exit 1 if any is corrupt or unreadable."""
+    from bastion.vault.verify import INCOMPLETE
+    from bastion.vault.verify import verify as verify_all
+
+    try:
+        reports = verify_all(_open_vault())
+    except BastionError as exc:
+        raise fail(exc.message, 2) from exc
+    rows = [
+        {
+            "artifact": r.artifact_id,
+            "version": r.version,
+            "status": r.status,
+            "size": r.size,
+            "kek_version": r.kek_version,
+            "message": r.message,
+        }
+        for r in reports
+    ]
+    bad = [r for r in reports if not r.ok and r.status != INCOMPLETE]
+    emit(
+        rows,
+        as_json=as_json,
+        columns=["artifact", "version", "status", "size", "kek_version", "message"],
+        title="Vault verification",
+    )
+    if not as_json:
+        console.print(f"{len(reports)} artifact versions checked, {len(bad)} bad")
+    if bad:
+        raise typer.Exit(1)
+
+
+@app.command("rotate")
+def rotate(as_json: JsonOpt = False) -> None:
+    """New key-encryption key; rewrap every data key (payloads untouched). Safe to interrupt and rerun."""
+    from bastion.vault.rotate import rotate as rotate_all
+
+    try:
+        report = rotate_all(_open_vault())
+    except BastionError as exc:
+        raise fail(exc.message, 2) from exc
+    emit(
+        {
+            "active_version": report.active_version,
+            "rewrapped": report.rewrapped,
+            "unchanged": report.unchanged,
+            "retired_versions": report.retired_versions,
+            "failures": [f.__dict__ for f in report.failures],
+        },
+        as_json=as_json,
+    )
+    if report.failures:
+        raise typer.Exit(1)
