@@ -6,6 +6,7 @@ import io
 import json
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from bastion.api.app import create_app
@@ -142,3 +143,23 @@ def test_jobs_can_load_the_deidentified_frame(
     assert "ssn" not in frame.columns and len(frame) == 4
     with pytest.raises(NotFound):
         ctx.services["datasets"].load_frame(bob.user_id, ds["id"])
+
+
+def test_multipart_upload_never_spools_plaintext_to_disk(
+    client: TestClient, alice: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import tempfile
+
+    from starlette import formparsers
+
+    spooled: list[tempfile.SpooledTemporaryFile[bytes]] = []
+
+    class Recording(tempfile.SpooledTemporaryFile):  # type: ignore[type-arg]
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+            spooled.append(self)
+
+    monkeypatch.setattr(formparsers, "SpooledTemporaryFile", Recording)
+    big = b"mmse,cdr\n" + b"25,0.5\n" * 400_000  # ~2.8 MB, well over Starlette's 1 MiB default
+    assert upload(client, alice, big).status_code == 201
+    assert spooled and not any(f._rolled for f in spooled), "the upload was written to a temp file"

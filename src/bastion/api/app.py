@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
+from starlette.formparsers import MultiPartParser
 
 from bastion import __version__
 from bastion.api import problems
@@ -50,6 +51,9 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
         redoc_url=None,
     )
     app.state.ctx = ctx
+    # Uploads carry PHI before de-identification: keep multipart parts in memory (the body limit
+    # bounds them) instead of letting Starlette spool anything over 1 MiB to a plaintext temp file.
+    MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, ctx.settings.max_upload_bytes + 1)
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)

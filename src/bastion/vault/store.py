@@ -1,0 +1,416 @@
+"""VaultStore: the encrypted, versioned artifact store on the file system.
+
+Layout under ``root`` (0700 directories, 0600 files)::
+
+    keyring.json  .lock                     <- the KeyRing
+    artifacts/<artifact id>/vN.data         <- immutable header + sealed segments + trailer
+    artifacts/<artifact id>/vN.key          <- key slot (the only thing a rotation rewrites)
+
+A version is committed once its key slot exists: a put reserves ``vN.data`` (O_EXCL, so two writers
+never share a number), streams into a temporary file, fsyncs it, renames it over the reservation and
+only then publishes ``vN.key``. A crash at any point leaves the earlier versions as they were; the
+half-written version is never listed (``verify`` reports it as incomplete). Artifact ids are checked
+against a strict pattern before they are ever joined to a path.
+"""
+
+from __future__ import annotations
+
+import builtins
+import contextlib
+import hmac
+import os
+import re
+import secrets
+import shutil
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from bastion.crypto import _fs, aead, kdf
+from bastion.crypto.keyring import KeyRing
+from bastion.errors import IntegrityError, Invalid, NotFound
+from bastion.vault import envelope as env
+from bastion.vault.digest import PipelinedSha256
+
+ARTIFACT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+MAX_META_BYTES = 16 * 1024
+_VERSION_FILE = re.compile(r"v([1-9][0-9]{0,9})\.(data|key)")
+
+
+def check_artifact_id(artifact_id: object) -> str:
+    """Return ``artifact_id`` if it is a safe file name (letters, digits, ``._-``; 1-128; no leading dot)."""
+    if not isinstance(artifact_id, str) or not ARTIFACT_ID_PATTERN.fullmatch(artifact_id):
+        raise Invalid(
+            "artifact id must be 1-128 characters of letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            code="invalid_artifact_id",
+        )
+    return artifact_id
+
+
+def _check_version(version: object) -> int:
+    if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+        raise Invalid("version must be a positive integer", code="invalid_version")
+    return version
+
+
+def _check_meta(meta: dict[str, Any] | None) -> dict[str, Any]:
+    if meta is None:
+        return {}
+    try:
+        if not isinstance(meta, dict) or not all(isinstance(k, str) for k in meta):
+            raise TypeError("meta must be a dict with string keys")
+        encoded = env.canonical_json(meta)
+    except (TypeError, ValueError):
+        raise Invalid("meta must be a JSON object", code="invalid_meta") from None
+    if len(encoded) > MAX_META_BYTES:
+        raise Invalid(f"meta is larger than {MAX_META_BYTES} bytes", code="invalid_meta")
+    return dict(meta)
+
+
+def _named(exc: IntegrityError, artifact_id: str, version: int) -> IntegrityError:
+    details = {k: v for k, v in exc.details.items() if k not in ("artifact", "version")}
+    return IntegrityError(
+        f"artifact {artifact_id!r} version {version}: {exc.message}",
+        code=exc.code,
+        artifact=artifact_id,
+        version=version,
+        **details,
+    )
+
+
+@dataclass(frozen=True)
+class ArtifactInfo:
+    artifact_id: str
+    version: int
+    size: int
+    sha256: str
+    created: str
+    meta: dict[str, Any]
+    kek_version: int
+    access_code_required: bool
+    stored_size: int
+
+
+class VaultStore:
+    """Encrypted artifact store. Thread-safe; several processes may share one ``root``."""
+
+    def __init__(
+        self,
+        root: Path,
+        keyring: KeyRing,
+        *,
+        segment_size: int = aead.DEFAULT_SEGMENT_SIZE,
+        kdf_params: kdf.KdfParams = kdf.DEFAULT_PARAMS,
+        keep_versions: int | None = None,
+    ) -> None:
+        self.root = _fs.ensure_private_dir(Path(root))
+        self.keyring = keyring
+        self.segment_size = aead.check_segment_size(segment_size)
+        self.kdf_params = kdf_params
+        if keep_versions is not None and keep_versions < 1:
+            raise Invalid("keep_versions must be at least 1")
+        self.keep_versions = keep_versions
+        self._artifacts = _fs.ensure_private_dir(self.root / "artifacts")
+
+    @classmethod
+    def open(cls, root: Path, master_secret: bytes | str, **options: Any) -> VaultStore:
+        """Open the key ring in ``root`` (ConfigError on a wrong master key) and the store over it."""
+        return cls(root, KeyRing.open(Path(root), master_secret), **options)
+
+    # -- paths -------------------------------------------------------------------------------------
+
+    def _dir(self, artifact_id: str) -> Path:
+        return self._artifacts / check_artifact_id(artifact_id)
+
+    @staticmethod
+    def _data_path(directory: Path, version: int) -> Path:
+        return directory / f"v{version}.data"
+
+    @staticmethod
+    def _key_path(directory: Path, version: int) -> Path:
+        return directory / f"v{version}.key"
+
+    @staticmethod
+    def _scan(directory: Path) -> tuple[set[int], set[int]]:
+        """Version numbers that have a data file, and those that have a key slot."""
+        data: set[int] = set()
+        keys: set[int] = set()
+        with contextlib.suppress(FileNotFoundError):
+            for name in os.listdir(directory):
+                m = _VERSION_FILE.fullmatch(name)
+                if m:
+                    (data if m.group(2) == "data" else keys).add(int(m.group(1)))
+        return data, keys
+
+    # -- listing -----------------------------------------------------------------------------------
+
+    def scan(self) -> Iterator[tuple[str, builtins.list[int], builtins.list[int]]]:
+        """``(artifact_id, committed versions, incomplete versions)`` for every artifact directory.
+
+        Incomplete versions have a data file but no key slot: a write in progress or an interrupted one.
+        """
+        for name in sorted(os.listdir(self._artifacts)):
+            if ARTIFACT_ID_PATTERN.fullmatch(name):
+                data, keys = self._scan(self._artifacts / name)
+                yield name, sorted(keys), sorted(data - keys)
+
+    def list(self) -> builtins.list[str]:
+        """Ids of every artifact that has at least one committed version."""
+        return [artifact_id for artifact_id, committed, _ in self.scan() if committed]
+
+    def versions(self, artifact_id: str) -> builtins.list[int]:
+        """Committed versions, oldest first; NotFound if there are none."""
+        committed = sorted(self._scan(self._dir(artifact_id))[1])
+        if not committed:
+            raise NotFound(f"artifact {artifact_id!r} not found")
+        return committed
+
+    def _resolve(self, artifact_id: str, version: int | None) -> int:
+        if version is None:
+            return self.versions(artifact_id)[-1]
+        version = _check_version(version)
+        if not self._key_path(self._dir(artifact_id), version).exists():
+            raise NotFound(f"artifact {artifact_id!r} version {version} not found")
+        return version
+
+    # -- writing -----------------------------------------------------------------------------------
+
+    def put_bytes(
+        self,
+        artifact_id: str,
+        data: bytes,
+        *,
+        access_code: str | bytes | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> ArtifactInfo:
+        return self.put_stream(artifact_id, [data], access_code=access_code, meta=meta)
+
+    def put_stream(
+        self,
+        artifact_id: str,
+        chunks: Iterable[bytes | bytearray | memoryview],
+        *,
+        access_code: str | bytes | None = None,
+        meta: dict[str, Any] | None = None,
+    ) -> ArtifactInfo:
+        """Encrypt ``chunks`` (any sizes) into a new version, in constant memory; returns its info."""
+        check_artifact_id(artifact_id)
+        meta = _check_meta(meta)
+        if access_code is not None:
+            kdf.normalize_code(access_code)
+        directory = _fs.ensure_private_dir(self._dir(artifact_id))
+        version = self._reserve(directory)
+        data_path = self._data_path(directory, version)
+        tmp = _fs.temp_path(directory)
+        published = False
+        try:
+            header = env.ArtifactHeader(
+                artifact=artifact_id,
+                version=version,
+                segment_size=self.segment_size,
+                nonce_prefix=aead.new_nonce_prefix(),
+                created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                meta=meta,
+            )
+            key = aead.new_key()
+            header_bytes = header.encode()
+            trailer_bytes = self._write_data(tmp, header_bytes, header, key, chunks)
+            binding = env.binding(header_bytes, trailer_bytes)
+            with self.keyring.locked(exclusive=False):
+                self.keyring.refresh()
+                slot = env.seal_key(
+                    self.keyring,
+                    key,
+                    artifact=artifact_id,
+                    version=version,
+                    binding=binding,
+                    access_code=access_code,
+                    kdf_params=self.kdf_params,
+                )
+                slot_tmp = _fs.write_temp(directory, slot.encode())
+                os.replace(tmp, data_path)
+                published = True
+                _fs.publish_new(slot_tmp, self._key_path(directory, version))
+                _fs.fsync_dir(directory)
+        except BaseException:
+            if not published:
+                tmp.unlink(missing_ok=True)
+            if not self._key_path(directory, version).exists():
+                data_path.unlink(missing_ok=True)
+            raise
+        if self.keep_versions is not None:
+            self._prune(directory, self.keep_versions)
+        return self.info(artifact_id, version)
+
+    def _reserve(self, directory: Path) -> int:
+        data, keys = self._scan(directory)
+        version = max(data | keys, default=0) + 1
+        while True:
+            try:
+                os.close(_fs.open_private(self._data_path(directory, version)))
+                return version
+            except FileExistsError:
+                version += 1
+
+    def _write_data(
+        self,
+        tmp: Path,
+        header_bytes: bytes,
+        header: env.ArtifactHeader,
+        key: bytes,
+        chunks: Iterable[bytes | bytearray | memoryview],
+    ) -> bytes:
+        """Stream header, sealed segments and trailer into ``tmp`` and fsync it; returns the trailer."""
+        hasher = PipelinedSha256()
+        size = 0
+        try:
+            with os.fdopen(_fs.open_private(tmp), "wb") as f:
+                f.write(header_bytes)
+                aad = env.segment_aad(header_bytes)
+                for plain, sealed in aead.encrypt_stream(
+                    key, header.nonce_prefix, aad, chunks, header.segment_size
+                ):
+                    hasher.update(plain)
+                    f.write(sealed)
+                    size += len(plain)
+                trailer_bytes = env.Trailer(size, hasher.digest()).encode()
+                f.write(trailer_bytes)
+                f.flush()
+                os.fsync(f.fileno())
+        finally:
+            hasher.close()
+        return trailer_bytes
+
+    def _prune(self, directory: Path, keep: int) -> None:
+        """Drop committed versions beyond the newest ``keep``: key slot first, so none is half-visible."""
+        committed = sorted(self._scan(directory)[1])
+        for version in committed[:-keep]:
+            self._key_path(directory, version).unlink(missing_ok=True)
+            self._data_path(directory, version).unlink(missing_ok=True)
+        _fs.fsync_dir(directory)
+
+    def delete(self, artifact_id: str) -> None:
+        """Remove an artifact and all its versions; NotFound if it does not exist."""
+        directory = self._dir(artifact_id)
+        graveyard = self._artifacts / f".deleted-{secrets.token_hex(8)}"
+        try:
+            os.rename(directory, graveyard)
+        except FileNotFoundError:
+            raise NotFound(f"artifact {artifact_id!r} not found") from None
+        _fs.fsync_dir(self._artifacts)
+        shutil.rmtree(graveyard)
+
+    # -- reading -----------------------------------------------------------------------------------
+
+    def _open(
+        self, artifact_id: str, version: int, *, access_code: str | bytes | None, want_key: bool
+    ) -> env.OpenedVersion:
+        directory = self._dir(artifact_id)
+        try:
+            raw_slot = self._key_path(directory, version).read_bytes()
+        except FileNotFoundError:
+            raise NotFound(f"artifact {artifact_id!r} version {version} not found") from None
+        try:
+            f: BinaryIO = open(self._data_path(directory, version), "rb")  # noqa: SIM115 - handed to caller
+        except FileNotFoundError:
+            raise _named(IntegrityError("data file is missing"), artifact_id, version) from None
+        try:
+            return env.open_version(
+                f, raw_slot, self.keyring, artifact_id, version, access_code=access_code, want_key=want_key
+            )
+        except IntegrityError as exc:
+            f.close()
+            raise _named(exc, artifact_id, version) from None
+        except BaseException:
+            f.close()
+            raise
+
+    def info(self, artifact_id: str, version: int | None = None) -> ArtifactInfo:
+        """Authenticated facts about a version (latest by default); needs no access code."""
+        version = self._resolve(artifact_id, version)
+        opened = self._open(artifact_id, version, access_code=None, want_key=False)
+        opened.file.close()
+        return ArtifactInfo(
+            artifact_id=artifact_id,
+            version=version,
+            size=opened.trailer.size,
+            sha256=opened.trailer.sha256.hex(),
+            created=opened.header.created,
+            meta=opened.header.meta,
+            kek_version=opened.slot.wrapped.kek_version,
+            access_code_required=opened.slot.access is not None,
+            stored_size=opened.stored_size,
+        )
+
+    def open_stream(
+        self,
+        artifact_id: str,
+        version: int | None = None,
+        *,
+        access_code: str | bytes | None = None,
+        verify_digest: bool = False,
+    ) -> Iterator[bytes]:
+        """Decrypt a version segment by segment, each authenticated before it is yielded.
+
+        Key, code and header checks run now, before this returns (a wrong code raises here, not on
+        the first ``next``). A bad segment raises IntegrityError naming the artifact when reached.
+        ``verify_digest`` also checks the whole-plaintext SHA-256 after the last segment.
+        """
+        version = self._resolve(artifact_id, version)
+        opened = self._open(artifact_id, version, access_code=access_code, want_key=True)
+        return self._stream(opened, artifact_id, version, verify_digest)
+
+    @staticmethod
+    def _stream(
+        opened: env.OpenedVersion, artifact_id: str, version: int, verify_digest: bool
+    ) -> Iterator[bytes]:
+        assert opened.key is not None
+        digest = PipelinedSha256() if verify_digest else None
+        with opened.file as f, contextlib.ExitStack() as stack:
+            if digest is not None:
+                stack.callback(digest.close)
+            segments = aead.decrypt_stream(
+                opened.key,
+                opened.header.nonce_prefix,
+                env.segment_aad(opened.header_bytes),
+                f.read,
+                opened.sealed_length,
+                opened.header.segment_size,
+            )
+            try:
+                for segment in segments:
+                    if digest is not None:
+                        digest.update(segment)
+                    yield segment
+            except IntegrityError as exc:
+                raise _named(exc, artifact_id, version) from None
+        if digest is not None and not hmac.compare_digest(digest.digest(), opened.trailer.sha256):
+            raise _named(IntegrityError("plaintext SHA-256 does not match"), artifact_id, version)
+
+    def get_bytes(
+        self, artifact_id: str, version: int | None = None, *, access_code: str | bytes | None = None
+    ) -> bytes:
+        """The whole plaintext, with its SHA-256 checked too. Use ``open_stream`` for large artifacts."""
+        return b"".join(self.open_stream(artifact_id, version, access_code=access_code, verify_digest=True))
+
+    # -- rotation support --------------------------------------------------------------------------
+
+    def rewrap(self, artifact_id: str, version: int) -> bool:
+        """Rewrap one key slot under the active KEK (atomically); False if it already was."""
+        path = self._key_path(self._dir(artifact_id), version)
+        try:
+            slot = env.KeySlot.decode(path.read_bytes())
+            if slot.artifact != artifact_id or slot.version != version:
+                raise IntegrityError("key slot belongs to another artifact or version")
+            if slot.wrapped.ring_id == self.keyring.ring_id and (
+                slot.wrapped.kek_version == self.keyring.active_version
+            ):
+                return False
+            fresh = env.rewrap_key(self.keyring, slot)
+        except IntegrityError as exc:
+            raise _named(exc, artifact_id, version) from None
+        _fs.atomic_write(path, fresh.encode())
+        return True
