@@ -1,0 +1,1 @@
+"""Datasets: built-in loaders, synthetic generators, uploaded frames and de-identification."""

@@ -1,0 +1,153 @@
+"""Named dataset sources a job can ask for, and the one function that loads them.
+
+``synthetic_test_data`` and ``kaggle_alzheimer`` are the seeds' sources (OASIS Alzheimer features,
+target ``Group``); ``breast_cancer``, ``diabetes``, ``digits`` and ``wine`` are scikit-learn's bundled
+real datasets (no download); ``user_provided`` takes a DataFrame the vault has already decrypted.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bastion.data.dataset import Dataset
+from bastion.data.frames import frame_to_dataset
+from bastion.data.synthetic import KAGGLE_COLUMNS, oasis_like_frame
+from bastion.errors import Invalid
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ALZHEIMER_TARGET = "Group"
+# Bookkeeping columns of the OASIS file: identifiers and visit timing, not patient features.
+ALZHEIMER_NON_FEATURES = ("Subject ID", "MRI ID", "Visit", "MR Delay", "Hand")
+SYNTHETIC_SAMPLES = 400
+
+SKLEARN_SOURCES: dict[str, str] = {
+    "breast_cancer": "load_breast_cancer",
+    "diabetes": "load_diabetes",
+    "digits": "load_digits",
+    "wine": "load_wine",
+}
+DATASET_SOURCES: dict[str, str] = {
+    "synthetic_test_data": "Seeded OASIS-like Alzheimer features (synthetic); target Group",
+    "kaggle_alzheimer": "Kaggle OASIS longitudinal MRI CSV; falls back to synthetic data if absent",
+    "breast_cancer": "Wisconsin breast cancer (scikit-learn, 569 rows, binary classification)",
+    "diabetes": "Diabetes progression (scikit-learn, 442 rows, regression)",
+    "digits": "Handwritten digits 8x8 (scikit-learn, 1797 rows, 10 classes)",
+    "wine": "Wine cultivars (scikit-learn, 178 rows, 3 classes)",
+    "user_provided": "An uploaded table, decrypted by the vault; the caller names the target column",
+}
+
+
+def _check_target(source: str, target: str | None, expected: str) -> None:
+    if target is not None and target != expected:
+        raise Invalid(f"dataset {source!r} has the fixed target {expected!r}; got {target!r}")
+
+
+def _alzheimer_dataset(frame: pd.DataFrame, meta: dict[str, Any]) -> Dataset:
+    return frame_to_dataset(
+        frame,
+        ALZHEIMER_TARGET,
+        task="classification",
+        drop=[c for c in ALZHEIMER_NON_FEATURES if c != "Subject ID"],
+        group_column="Subject ID",
+        meta=meta,
+    )
+
+
+def synthetic_alzheimer(seed: int = 0, n_samples: int = SYNTHETIC_SAMPLES) -> Dataset:
+    meta = {"source": "synthetic_test_data", "synthetic": True, "synthetic_fallback": False, "seed": seed}
+    return _alzheimer_dataset(oasis_like_frame(n_samples, seed), meta)
+
+
+def read_kaggle_alzheimer(path: str | Path) -> pd.DataFrame:
+    """Read the Kaggle OASIS longitudinal CSV, checking that its columns are the Kaggle ones."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise Invalid(f"the Kaggle Alzheimer file could not be read as CSV ({type(exc).__name__})") from exc
+    frame.columns = [str(c).strip() for c in frame.columns]
+    missing = [c for c in KAGGLE_COLUMNS if c not in frame.columns and c != "Hand"]
+    if missing:
+        raise Invalid(f"the Kaggle Alzheimer file lacks columns: {', '.join(missing)}")
+    return frame
+
+
+def kaggle_alzheimer(path: str | Path | None, seed: int = 0) -> Dataset:
+    """The real Kaggle file when ``path`` exists, else synthetic data flagged as a fallback."""
+    if path is None or not Path(path).is_file():
+        reason = "no Kaggle file configured" if path is None else "Kaggle file not found"
+        meta = {
+            "source": "kaggle_alzheimer",
+            "synthetic": True,
+            "synthetic_fallback": True,
+            "fallback_reason": f"{reason}; trained on synthetic OASIS-like data instead",
+            "seed": seed,
+        }
+        return _alzheimer_dataset(oasis_like_frame(SYNTHETIC_SAMPLES, seed), meta)
+    meta = {"source": "kaggle_alzheimer", "synthetic": False, "synthetic_fallback": False}
+    return _alzheimer_dataset(read_kaggle_alzheimer(path), meta)
+
+
+def sklearn_dataset(name: str) -> Dataset:
+    """One of scikit-learn's bundled datasets (shipped inside the wheel: nothing is downloaded)."""
+    from sklearn import datasets
+
+    bunch = getattr(datasets, SKLEARN_SOURCES[name])()
+    X = np.asarray(bunch.data, dtype=np.float64)
+    features = [str(f) for f in bunch.feature_names] if "feature_names" in bunch else []
+    if len(features) != X.shape[1]:
+        features = [f"pixel_{i}" for i in range(X.shape[1])]
+    meta: dict[str, Any] = {
+        "source": name,
+        "synthetic": False,
+        "synthetic_fallback": False,
+        "n_samples": int(X.shape[0]),
+        "n_features": int(X.shape[1]),
+    }
+    if name == "diabetes":
+        meta["target"] = "disease_progression"
+        return Dataset(X, np.asarray(bunch.target, dtype=np.float64), features, None, "regression", meta)
+    meta["target"] = "target"
+    names = [str(t) for t in bunch.target_names]
+    return Dataset(X, np.asarray(bunch.target, dtype=np.int64), features, names, "classification", meta)
+
+
+def load_dataset(
+    source: str,
+    *,
+    target: str | None = None,
+    frame: pd.DataFrame | None = None,
+    kaggle_path: str | Path | None = None,
+    seed: int = 0,
+    task: str | None = None,
+) -> Dataset:
+    """Load a named source. ``frame``/``target`` (and optionally ``task``) are for ``user_provided``."""
+    if source not in DATASET_SOURCES:
+        raise Invalid(
+            f"unknown dataset source {source!r}; valid choices: {', '.join(DATASET_SOURCES)}",
+            choices=list(DATASET_SOURCES),
+        )
+    if source != "user_provided" and frame is not None:
+        raise Invalid(f"dataset {source!r} is built in; a data frame is only accepted for user_provided")
+    if source == "synthetic_test_data":
+        _check_target(source, target, ALZHEIMER_TARGET)
+        return synthetic_alzheimer(seed)
+    if source == "kaggle_alzheimer":
+        _check_target(source, target, ALZHEIMER_TARGET)
+        return kaggle_alzheimer(kaggle_path, seed)
+    if source in SKLEARN_SOURCES:
+        expected = "disease_progression" if source == "diabetes" else "target"
+        _check_target(source, target, expected)
+        return sklearn_dataset(source)
+    if frame is None:
+        raise Invalid("user_provided needs an uploaded dataset")
+    if not target:
+        raise Invalid("user_provided needs the name of the target column")
+    meta = {"source": "user_provided", "synthetic": False, "synthetic_fallback": False}
+    return frame_to_dataset(frame, target, task=task, meta=meta)
