@@ -1,0 +1,1 @@
+"""Federated learning: rounds, strategies, secure aggregation and differential privacy."""
