@@ -45,6 +45,9 @@ class FittedModel(Protocol):
 
 @dataclass
 class FitOutput:
+    """``metrics`` are added to the job's metrics as they are (e.g. the ``dp`` block of a DP-SGD run)."""
+
     model: FittedModel
     config: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)

@@ -72,9 +72,22 @@ def list_model_types() -> list[dict[str, Any]]:
     return [get_model_type(n).describe() for n in _MODULES]
 
 
-def _describe_error(err: Mapping[str, Any], fields: list[str]) -> str:
+def _fields_at(model: type[BaseModel], path: tuple[Any, ...]) -> list[str]:
+    """Field names of the (nested) params block at ``path``, e.g. ``("dp",)``; top level if unknown."""
+    current = model
+    for part in path:
+        info = current.model_fields.get(str(part))
+        annotation = info.annotation if info is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return sorted(model.model_fields)
+        current = annotation
+    return sorted(current.model_fields)
+
+
+def _describe_error(err: Mapping[str, Any], model: type[BaseModel]) -> str:
     loc = ".".join(str(p) for p in err.get("loc", ())) or "params"
     if err.get("type") == "extra_forbidden":
+        fields = _fields_at(model, tuple(err.get("loc", ()))[:-1])
         return f"unknown parameter {loc!r}; valid parameters: {', '.join(fields)}"
     return f"parameter {loc!r}: {err.get('msg', 'invalid value')}"
 
@@ -93,7 +106,7 @@ def validate_params(model_type: str, params: Mapping[str, Any] | BaseModel | Non
         return spec.params.model_validate(dict(params))
     except ValidationError as exc:
         errors = exc.errors(include_url=False, include_input=False, include_context=False)
-        messages = [_describe_error(e, fields) for e in errors]
+        messages = [_describe_error(e, spec.params) for e in errors]
         raise Invalid(
             f"invalid params for {model_type}: " + "; ".join(messages),
             errors=[{"loc": [str(p) for p in e["loc"]], "type": e["type"], "msg": e["msg"]} for e in errors],

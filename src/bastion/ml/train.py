@@ -130,6 +130,10 @@ def train(
     )
     if output.history:
         metrics["epochs_run"] = len(output.history)
+    clash = set(metrics) & set(output.metrics)
+    if clash:
+        raise RuntimeError(f"model type metrics override computed metrics: {sorted(clash)}")
+    metrics.update(output.metrics)
     config: dict[str, Any] = {
         "model_type": model_type,
         "format": model_format,
