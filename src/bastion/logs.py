@@ -16,7 +16,11 @@ _QUERY_SECRET = re.compile(r"((?:api_key|apikey|token|access_token|key)=)[^&\s]*
 
 
 def redact_text(text: str) -> str:
-    return _SECRET_VALUES.sub("[redacted]", _QUERY_SECRET.sub(r"\1[redacted]", text))
+    if "=" in text:
+        text = _QUERY_SECRET.sub(r"\1[redacted]", text)
+    if "bst_" in text or "eyJ" in text:
+        text = _SECRET_VALUES.sub("[redacted]", text)
+    return text
 
 
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:

@@ -6,8 +6,8 @@ Pure ASGI (not BaseHTTPMiddleware) because it sits on every request and must sta
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -38,6 +38,9 @@ _PAGE_CSP = (
     b"frame-ancestors 'none'",
 )
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
+# The two header sets, built once rather than per response.
+_API_HEADERS = [*_SECURITY_HEADERS, _API_CSP, (b"cache-control", b"no-store")]
+_PAGE_HEADERS = [*_SECURITY_HEADERS, _PAGE_CSP]
 
 
 class Metrics:
@@ -56,6 +59,19 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
         )
+        # Labelled children by (method, route, status): ``labels()`` validates and locks on every
+        # call; the set is bounded (route templates, not paths; "unmatched" for the rest).
+        self._children: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        children = self._children.get((method, route, status))
+        if children is None:
+            children = self._children[(method, route, status)] = (
+                self.requests.labels(method, route, str(status)),
+                self.latency.labels(method, route),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class _TooLarge(HTTPException):
@@ -81,7 +97,7 @@ class GatewayMiddleware:
         start = time.perf_counter()
         path: str = scope["path"]
         method: str = scope["method"]
-        request_id = uuid.uuid4().hex[:16]
+        request_id = os.urandom(8).hex()  # 64 random bits, as uuid4().hex[:16] gave, far cheaper
         scope.setdefault("state", {})["request_id"] = request_id
         limit = self.body_limit(path)
         status = 500
@@ -111,11 +127,8 @@ class GatewayMiddleware:
                 started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
-                headers.extend(_SECURITY_HEADERS)
                 is_page = path in ("/docs", "/redoc") or path.startswith(("/dashboard", "/static"))
-                headers.append(_PAGE_CSP if is_page else _API_CSP)
-                if not is_page:
-                    headers.append((b"cache-control", b"no-store"))
+                headers.extend(_PAGE_HEADERS if is_page else _API_HEADERS)
                 if tls:
                     headers.append(_HSTS)
                 headers.append((b"x-request-id", request_id.encode()))
@@ -130,21 +143,22 @@ class GatewayMiddleware:
             status = 413
         finally:
             self._finish(scope, method, path, status, start, request_id)
-            await self._audit(scope, method, status, request_id)
+            if method in _STATE_CHANGING:
+                await self._audit(scope, method, status, request_id)
 
     def _finish(
         self, scope: Scope, method: str, path: str, status: int, start: float, request_id: str
     ) -> None:
         elapsed = time.perf_counter() - start
         route = getattr(scope.get("route"), "path", None) or "unmatched"
-        self.metrics.requests.labels(method, route, str(status)).inc()
-        self.metrics.latency.labels(method, route).observe(elapsed)
+        self.metrics.observe(method, route, status, elapsed)
         principal = scope.get("state", {}).get("principal")
+        query: bytes = scope.get("query_string", b"")
         _log.info(
             "request",
             method=method,
             path=path,
-            query=redact_text(scope.get("query_string", b"").decode("latin-1")),
+            query=redact_text(query.decode("latin-1")) if query else "",
             status=status,
             duration_ms=round(elapsed * 1000, 2),
             request_id=request_id,

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from bastion.errors import Locked
@@ -44,10 +46,21 @@ class LockoutPolicy:
     def record_failure(self, session: Session, subject: str) -> datetime | None:
         """Count one failure; return the lock expiry when this failure triggers a lock."""
         now = utcnow()
-        row = session.scalar(select(Lockout).where(Lockout.subject == subject).with_for_update())
-        if row is None:
-            row = Lockout(subject=subject, failures=0, first_failure_at=now)
-            session.add(row)
+        # Write first: an upsert creates the row without racing a concurrent insert, and on SQLite
+        # a write is what opens the transaction and takes the lock (pysqlite runs a bare SELECT
+        # outside any transaction, so SELECT … FOR UPDATE alone would let parallel failures be lost).
+        insert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+        session.execute(
+            insert(Lockout)
+            .values(subject=subject, failures=0, first_failure_at=now)
+            .on_conflict_do_nothing(index_elements=["subject"])
+        )
+        row = session.scalars(
+            select(Lockout)
+            .where(Lockout.subject == subject)
+            .with_for_update()
+            .execution_options(populate_existing=True)
+        ).one()
         if now - row.first_failure_at > self.duration or (row.locked_until and row.locked_until <= now):
             row.failures, row.first_failure_at, row.locked_until = 0, now, None
         row.failures += 1

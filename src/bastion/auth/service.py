@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+import anyio
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.orm import Session
 
 from bastion.audit import AuditLog, AuditRecord
 from bastion.auth import apikeys
+from bastion.auth import lockout as lockout_clock
+from bastion.auth.cache import PrincipalCache
 from bastion.auth.lockout import LockoutPolicy, account_subject, source_subject
 from bastion.auth.passwords import verify_password
 from bastion.auth.principal import Principal
@@ -17,9 +24,32 @@ from bastion.auth.tokens import TokenService
 from bastion.errors import Locked, Unauthorized
 from bastion.store import Database
 from bastion.store.base import new_id, utcnow
-from bastion.store.models import ApiKey, AuthSession, User
+from bastion.store.models import ApiKey, AuthSession, Lockout, User
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+# The API-key path in one round trip: the key, its owner and the source's lockout, as plain rows
+# (no ORM objects to build) from statements built once (SQLAlchemy caches their compiled form).
+_LOCKED_UNTIL = (
+    select(func.max(Lockout.locked_until)).where(Lockout.subject == bindparam("subject")).scalar_subquery()
+)
+_KEY_WITH_LOCK = (
+    select(
+        ApiKey.id,
+        ApiKey.revoked_at,
+        ApiKey.expires_at,
+        ApiKey.last_used_at,
+        User.id.label("user_id"),
+        User.username,
+        User.role,
+        User.disabled,
+        _LOCKED_UNTIL.label("locked_until"),
+    )
+    .join_from(ApiKey, User, User.id == ApiKey.user_id)
+    .where(ApiKey.key_hash == bindparam("digest"))
+)
+_LOCK_ONLY = select(_LOCKED_UNTIL)
+_TOUCH_KEY = update(ApiKey).where(ApiKey.id == bindparam("key_id")).values(last_used_at=bindparam("now"))
 
 
 @dataclass(frozen=True)
@@ -31,46 +61,108 @@ class TokenPair:
 
 
 class AuthService:
-    def __init__(self, db: Database, tokens: TokenService, audit: AuditLog, lockout: LockoutPolicy) -> None:
+    def __init__(
+        self,
+        db: Database,
+        tokens: TokenService,
+        audit: AuditLog,
+        lockout: LockoutPolicy,
+        *,
+        cache: PrincipalCache | None = None,
+    ) -> None:
         self.db = db
         self.tokens = tokens
         self.audit = audit
         self.lockout = lockout
+        # Verified API keys, remembered for a short, bounded window (see bastion.auth.cache).
+        self.cache = cache if cache is not None else PrincipalCache()
+        self.cache.watch(db._factory)
+        # Misses being looked up now, by (digest, source): concurrent misses for one key wait for the
+        # first lookup instead of all hitting the database at once when an entry ages out.
+        self._inflight: dict[tuple[str, str], anyio.Event] = {}
 
     # -- request authentication ---------------------------------------------------------------
     def authenticate(self, credential: str, source_ip: str | None) -> Principal:
         """A ``bst_`` API key or a JWT access token. Every failure is counted against the source."""
+        return self._authenticate(credential, source_ip, refresh=False)
+
+    def _authenticate(self, credential: str, source_ip: str | None, *, refresh: bool) -> Principal:
         try:
+            if credential.startswith(apikeys.PREFIX):
+                return self._by_api_key(credential, source_ip, refresh=refresh)
             with self.db.session() as s:
                 self.lockout.check(s, source_subject(source_ip))
-                if credential.startswith(apikeys.PREFIX):
-                    return self._by_api_key(s, credential)
                 return self._by_access_token(s, credential)
         except Unauthorized as exc:
             self._fail(source_ip, None, "auth.denied", exc)
             raise
 
-    def _by_api_key(self, s: Session, key: str) -> Principal:
+    async def authenticate_async(self, credential: str, source_ip: str | None) -> Principal:
+        """``authenticate`` for the event loop: a cache hit costs no I/O; database work runs in a thread.
+
+        One lookup per key and source at a time: a request that misses while one is in flight waits
+        for it, then reads the cache (if the lookup did not fill it, the request makes its own full
+        check, so every failure is still counted and audited on its own). An entry past half its
+        life is refreshed by one request while the others keep using it, so a busy key never expires
+        under its callers' feet (which would stall them all at once).
+        """
+        if not self.cache.enabled or not credential.startswith(apikeys.PREFIX):
+            return await anyio.to_thread.run_sync(self.authenticate, credential, source_ip)
+        flight = (apikeys.digest(credential), source_subject(source_ip))
+        principal, due = self.cache.lookup(*flight, utcnow())
+        pending = self._inflight.get(flight)
+        if principal is not None and (not due or pending is not None):
+            return principal
+        if pending is not None:
+            await pending.wait()
+            principal = self.cache.get(*flight, utcnow())
+            if principal is not None:
+                return principal
+            return await anyio.to_thread.run_sync(self.authenticate, credential, source_ip)
+        with self._leading(flight):
+            return await anyio.to_thread.run_sync(
+                functools.partial(self._authenticate, credential, source_ip, refresh=True)
+            )
+
+    @contextmanager
+    def _leading(self, flight: tuple[str, str]) -> Iterator[None]:
+        done = self._inflight[flight] = anyio.Event()
+        try:
+            yield
+        finally:
+            del self._inflight[flight]
+            done.set()
+
+    def _by_api_key(self, key: str, source_ip: str | None, *, refresh: bool) -> Principal:
+        subject = source_subject(source_ip)
         if not apikeys.well_formed(key):
+            with self.db.engine.connect() as conn:  # the source's lockout still comes first
+                _raise_if_locked(conn.execute(_LOCK_ONLY, {"subject": subject}).scalar())
             raise Unauthorized("invalid API key", code="invalid_api_key")
-        row = s.execute(
-            select(ApiKey, User)
-            .join(User, User.id == ApiKey.user_id)
-            .where(ApiKey.key_hash == apikeys.digest(key))
-        ).first()
-        if row is None:
-            raise Unauthorized("invalid API key", code="invalid_api_key")
-        api_key, user = row
+        digest = apikeys.digest(key)
         now = utcnow()
-        if api_key.revoked_at is not None:
-            raise Unauthorized("API key revoked", code="api_key_revoked")
-        if api_key.expires_at is not None and api_key.expires_at <= now:
-            raise Unauthorized("API key expired", code="api_key_expired")
-        if user.disabled:
-            raise Unauthorized("account disabled", code="account_disabled")
-        if api_key.last_used_at is None or now - api_key.last_used_at > LAST_USED_RESOLUTION:
-            api_key.last_used_at = now
-        return Principal(user.id, user.username, user.role, "api_key", key_id=api_key.id)
+        if not refresh:
+            hit = self.cache.get(digest, subject, now)
+            if hit is not None:
+                return hit
+        ticket = self.cache.ticket()  # before reading: what we read is at least this fresh
+        with self.db.engine.begin() as conn:
+            row = conn.execute(_KEY_WITH_LOCK, {"digest": digest, "subject": subject}).first()
+            if row is None:
+                _raise_if_locked(conn.execute(_LOCK_ONLY, {"subject": subject}).scalar())
+                raise Unauthorized("invalid API key", code="invalid_api_key")
+            _raise_if_locked(row.locked_until)
+            if row.revoked_at is not None:
+                raise Unauthorized("API key revoked", code="api_key_revoked")
+            if row.expires_at is not None and row.expires_at <= now:
+                raise Unauthorized("API key expired", code="api_key_expired")
+            if row.disabled:
+                raise Unauthorized("account disabled", code="account_disabled")
+            if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
+                conn.execute(_TOUCH_KEY, {"key_id": row.id, "now": now})
+        principal = Principal(row.user_id, row.username, row.role, "api_key", key_id=row.id)
+        self.cache.put(digest, principal, row.expires_at, subject, ticket)
+        return principal
 
     def _by_access_token(self, s: Session, token: str) -> Principal:
         claims = self.tokens.verify(token, "access")
@@ -176,7 +268,19 @@ class AuthService:
         )
 
     def _fail(self, source_ip: str | None, username: str | None, action: str, exc: Exception) -> None:
-        """Count a failure (own transaction: it must persist although the request fails) and audit it."""
+        """Count a failure (own transaction: it must persist although the request fails) and audit it.
+
+        Then the cache forgets that the source was unlocked, so a lock this failure set (now
+        committed) stops the very next request from it, cached key or not.
+        """
+        try:
+            self._record_failure(source_ip, username, action, exc)
+        finally:
+            self.cache.forget_source(source_subject(source_ip))
+
+    def _record_failure(
+        self, source_ip: str | None, username: str | None, action: str, exc: Exception
+    ) -> None:
         subjects = [source_subject(source_ip)] + ([account_subject(username)] if username else [])
         with self.db.session() as s:
             for subject in subjects:
@@ -205,3 +309,13 @@ class AuthService:
                 ),
                 s,
             )
+
+
+def _raise_if_locked(locked_until: datetime | None) -> None:
+    """What ``LockoutPolicy.check`` does, for a lock time read together with the key."""
+    now = lockout_clock.utcnow()
+    if locked_until is not None and locked_until > now:
+        raise Locked(
+            "too many failed attempts; try again later",
+            retry_after=max(1, math.ceil((locked_until - now).total_seconds())),
+        )

@@ -135,7 +135,7 @@ def _set_disabled(username: str, disabled: bool, as_json: bool) -> None:
 
 @users_app.command("disable")
 def users_disable(username: str, as_json: JsonOpt = False) -> None:
-    """Disable a user: their keys and sessions stop working at once."""
+    """Disable a user: their keys and sessions stop working (within 2 s on a running server)."""
     _set_disabled(username, True, as_json)
 
 
