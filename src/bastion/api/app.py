@@ -11,15 +11,24 @@ from starlette.formparsers import MultiPartParser
 from bastion import __version__
 from bastion.api import problems
 from bastion.api.middleware import GatewayMiddleware, Metrics
-from bastion.api.routes import admin, auth, datasets, health, models
+from bastion.api.routes import admin, admin_training, auth, datasets, health, models, training
 from bastion.config import Settings, resolve_secrets
 from bastion.context import Context, build_context
+from bastion.jobs.hooks import install as install_jobs
 
-ROUTERS: list[APIRouter] = [health.router, auth.router, admin.router, datasets.router, models.router]
+ROUTERS: list[APIRouter] = [
+    health.router,
+    auth.router,
+    admin.router,
+    datasets.router,
+    models.router,
+    training.router,
+    admin_training.router,
+]
 # Routes that accept file uploads get the upload limit; everything else the (small) body limit.
 UPLOAD_PREFIXES: tuple[str, ...] = ("/api/v1/datasets", "/api/v1/federations", "/api/v1/models")
 # Hooks other subsystems register to extend the context (vault, jobs, federations) at start-up.
-CONTEXT_HOOKS: list[Callable[[Context], None]] = []
+CONTEXT_HOOKS: list[Callable[[Context], None]] = [install_jobs]
 
 
 def create_app(settings: Settings | None = None, *, context: Context | None = None) -> FastAPI:

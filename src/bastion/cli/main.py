@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bastion.cli import server, vault
+from bastion.cli import catalog, server, train, vault, worker
 
 app = typer.Typer(
     name="bastion",
@@ -17,6 +17,10 @@ app.add_typer(server.users_app, name="users")
 app.add_typer(server.keys_app, name="keys")
 app.add_typer(server.audit_app, name="audit")
 app.add_typer(vault.app, name="vault")
+app.add_typer(train.app, name="train")
+app.command("worker")(worker.worker)
+app.add_typer(catalog.data_app, name="data")
+app.add_typer(catalog.models_app, name="models")
 
 if __name__ == "__main__":
     app()

@@ -3,6 +3,14 @@
 from bastion.store.models.accounts import ApiKey, AuthSession, Lockout, User
 from bastion.store.models.audit import AuditEvent, AuditHead
 from bastion.store.models.catalog import DatasetRecord, ModelRecord, ModelVersionRecord
+from bastion.store.models.jobs import (
+    DownloadKey,
+    JobEvent,
+    JobLogLine,
+    JobWorker,
+    TrainingJob,
+    TrainingPrice,
+)
 
 __all__ = [
     "ApiKey",
@@ -10,8 +18,14 @@ __all__ = [
     "AuditHead",
     "AuthSession",
     "DatasetRecord",
+    "DownloadKey",
+    "JobEvent",
+    "JobLogLine",
+    "JobWorker",
     "Lockout",
     "ModelRecord",
     "ModelVersionRecord",
+    "TrainingJob",
+    "TrainingPrice",
     "User",
 ]

@@ -1,0 +1,284 @@
+"""Training jobs: seeds/000's routes and shapes, plus params, events (SSE), logs and cost estimates."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any, Literal
+
+from fastapi import APIRouter, Header, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import PlainTextResponse, StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from bastion.api.deps import ContextDep, UserPrincipal, _credential, client_ip
+from bastion.context import Context
+from bastion.jobs import states, views
+from bastion.jobs.download import DownloadKeys, check_public_key, download
+from bastion.jobs.service import JobService, SubmitRequest
+
+router = APIRouter(prefix="/api/v1/training", tags=["training"])
+SSE_POLL_SECONDS = 0.25
+SSE_KEEPALIVE_SECONDS = 15.0
+StateName = Literal["pending", "running", "completed", "failed", "cancelled"]
+
+
+def jobs(ctx: Context) -> JobService:
+    svc: JobService = ctx.services["jobs"]
+    return svc
+
+
+class SubmitBody(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model_type: str = Field(min_length=1, max_length=64, examples=["alzheimer_classifier"])
+    dataset_source: str = Field(min_length=1, max_length=64, examples=["synthetic_test_data"])
+    dataset_id: str | None = Field(None, max_length=64, description="Uploaded dataset (user_provided)")
+    target: str | None = Field(None, max_length=200, description="Column to predict (user_provided)")
+    params: dict[str, Any] = Field(default_factory=dict, description="Hyper-parameters of the model type")
+    resource_profile: str | None = Field(None, max_length=32, description="Priced profile; see cost-estimate")
+    max_runtime_seconds: float | None = Field(None, gt=0, le=30 * 24 * 3600)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+
+class SubmitResponse(BaseModel):
+    success: bool
+    job_id: str
+    message: str
+    status: str
+
+
+class PublicKeyBody(BaseModel):
+    public_key: str = Field(min_length=40, max_length=64, description="X25519 public key, base64url")
+
+
+EXAMPLES: dict[str, dict[str, Any]] = {
+    "alzheimer_classifier_synthetic": {
+        "model_type": "alzheimer_classifier",
+        "dataset_source": "synthetic_test_data",
+        "description": "Train Alzheimer's disease classifier on synthetic test data",
+    },
+    "alzheimer_classifier_kaggle": {
+        "model_type": "alzheimer_classifier",
+        "dataset_source": "kaggle_alzheimer",
+        "description": "Train on the Kaggle OASIS file if configured (synthetic fallback otherwise)",
+    },
+    "adaptive_neural_net_wine": {
+        "model_type": "adaptive_neural_net",
+        "dataset_source": "wine",
+        "params": {"epochs": 50, "hidden_layers": [32, 16]},
+        "description": "A small neural network with early stopping; per-epoch metrics stream live",
+    },
+    "tabular_regressor_diabetes": {
+        "model_type": "tabular_regressor",
+        "dataset_source": "diabetes",
+        "params": {"estimator": "gradient_boosting"},
+        "description": "Regression of disease progression on scikit-learn's diabetes data",
+    },
+}
+
+
+@router.get("/examples")
+def examples() -> dict[str, Any]:
+    """Example configurations (no authentication)."""
+    from bastion.jobs.datasets import source_names
+    from bastion.ml.registry import model_type_names
+
+    return {
+        "examples": EXAMPLES,
+        "usage": "Submit one of these configurations to /api/v1/training/submit",
+        "model_types": model_type_names(),
+        "dataset_sources": source_names(),
+    }
+
+
+@router.get("/model-types")
+def model_types(_: UserPrincipal) -> dict[str, Any]:
+    """Every model type with its parameter schema (bounds, defaults, choices)."""
+    from bastion.ml.registry import list_model_types
+
+    return {"model_types": list_model_types()}
+
+
+@router.post("/submit", response_model=SubmitResponse)
+def submit(body: SubmitBody, principal: UserPrincipal, request: Request, ctx: ContextDep) -> SubmitResponse:
+    req = SubmitRequest(
+        model_type=body.model_type,
+        dataset_source=body.dataset_source,
+        dataset_id=body.dataset_id,
+        target=body.target,
+        params=body.params,
+        resource_profile=body.resource_profile,
+        max_runtime_seconds=body.max_runtime_seconds,
+        seed=body.seed,
+    )
+    job = jobs(ctx).submit(principal, req, ip=client_ip(request))
+    return SubmitResponse(
+        success=True, job_id=job.id, message="Training job submitted successfully", status=job.state
+    )
+
+
+@router.get("/status/{job_id}")
+def status(job_id: str, principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
+    return views.status(jobs(ctx).get(principal, job_id))
+
+
+@router.get("/jobs")
+def list_jobs(
+    principal: UserPrincipal,
+    ctx: ContextDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 10,
+    status: Annotated[StateName | None, Query(description="Only jobs in this state")] = None,
+) -> dict[str, Any]:
+    return {"jobs": [views.summary(j) for j in jobs(ctx).list_for(principal, limit, status)]}
+
+
+@router.post("/cancel/{job_id}")
+def cancel(job_id: str, principal: UserPrincipal, request: Request, ctx: ContextDep) -> dict[str, Any]:
+    job, already = jobs(ctx).cancel(principal, job_id, ip=client_ip(request))
+    message = "Job was already cancelled" if already else "Job cancelled successfully"
+    return {"success": True, "message": message, "job_id": job.id, "status": job.state}
+
+
+@router.get("/model/{job_id}")
+def model(
+    job_id: str,
+    principal: UserPrincipal,
+    request: Request,
+    ctx: ContextDep,
+    scheme: Annotated[
+        Literal["api-key", "x25519"] | None, Query(description="Default: x25519 if registered")
+    ] = None,
+) -> dict[str, Any]:
+    """The trained model, encrypted so only the caller can open it (see docs/jobs.md)."""
+    api_key = _credential(request) if principal.via == "api_key" else None
+    return download(jobs(ctx), principal, job_id, api_key=api_key, scheme=scheme, ip=client_ip(request))
+
+
+@router.get("/jobs/{job_id}/logs", response_model=None)
+def logs(
+    job_id: str,
+    principal: UserPrincipal,
+    ctx: ContextDep,
+    after: Annotated[int, Query(ge=0, description="Only lines after this seq")] = 0,
+    limit: Annotated[int, Query(ge=1, le=5000)] = 500,
+    format: Annotated[Literal["json", "text"], Query()] = "json",
+) -> dict[str, Any] | PlainTextResponse:
+    svc = jobs(ctx)
+    page = svc.logs(svc.get(principal, job_id), after, limit)
+    if format == "text":
+        return PlainTextResponse(
+            "".join(f"{ln['ts']} [{ln['stream']}] {ln['line']}\n" for ln in page["lines"])
+        )
+    return page
+
+
+@router.get("/jobs/{job_id}/events", response_class=StreamingResponse)
+def events(
+    job_id: str,
+    principal: UserPrincipal,
+    request: Request,
+    ctx: ContextDep,
+    after: Annotated[int | None, Query(ge=0, description="Replay events after this id")] = None,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: ``status`` first, then ``state``, ``progress`` and ``metrics`` as they happen,
+    and ``end`` once the job is finished. Reconnect with Last-Event-ID to resume."""
+    svc = jobs(ctx)
+    job = svc.get(principal, job_id)
+    start = after if after is not None else 0
+    if after is None and last_event_id is not None and last_event_id.isdigit():
+        start = int(last_event_id)
+    return StreamingResponse(
+        _event_stream(svc, job.id, start, request),
+        media_type="text/event-stream",
+        headers={"X-Accel-Buffering": "no"},
+    )
+
+
+def _sse(kind: str, data: dict[str, Any], event_id: int | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data, separators=(',', ':'), default=str)}\n\n"
+
+
+async def _event_stream(svc: JobService, job_id: str, after: int, request: Request) -> AsyncIterator[str]:
+    job = await run_in_threadpool(svc.get_any, job_id)
+    yield _sse("status", views.status(job))
+    last, quiet_since = after, time.monotonic()
+    while not await request.is_disconnected():
+        rows = await run_in_threadpool(svc.events_after, job_id, last)
+        for row in rows:
+            last = row.id
+            yield _sse(row.kind, {"job_id": job_id, **json.loads(row.data)}, row.id)
+        if rows:
+            quiet_since = time.monotonic()
+            continue
+        job = await run_in_threadpool(svc.get_any, job_id)
+        if states.is_terminal(job.state):
+            for row in await run_in_threadpool(svc.events_after, job_id, last, 10_000):
+                last = row.id
+                yield _sse(row.kind, {"job_id": job_id, **json.loads(row.data)}, row.id)
+            yield _sse("end", views.status(job))
+            return
+        if time.monotonic() - quiet_since >= SSE_KEEPALIVE_SECONDS:
+            quiet_since = time.monotonic()
+            yield ": keep-alive\n\n"
+        await asyncio.sleep(SSE_POLL_SECONDS)
+
+
+@router.get("/cost-estimate")
+def cost_estimate(
+    principal: UserPrincipal,
+    ctx: ContextDep,
+    model_type: Annotated[str, Query(min_length=1, max_length=64)],
+    dataset_source: Annotated[str, Query(min_length=1, max_length=64)],
+    resource_profile: Annotated[str | None, Query(max_length=32)] = None,
+    dataset_id: Annotated[str | None, Query(max_length=64)] = None,
+    params: Annotated[str | None, Query(max_length=4096, description="JSON object of params")] = None,
+) -> dict[str, Any]:
+    """Time and cost of a job before submitting it: the model's compute estimate x the profile's price."""
+    from bastion.errors import Invalid
+
+    parsed: Any = {}
+    if params:
+        try:
+            parsed = json.loads(params)
+        except ValueError:
+            raise Invalid("params must be a JSON object", code="invalid_params") from None
+        if not isinstance(parsed, dict):
+            raise Invalid("params must be a JSON object", code="invalid_params")
+    return jobs(ctx).cost_estimate(
+        principal, model_type, dataset_source, resource_profile, dataset_id, parsed
+    )
+
+
+@router.get("/resource-profiles")
+def resource_profiles(_: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
+    return {"resource_profiles": [p.public() for p in jobs(ctx).prices.all().values()]}
+
+
+@router.get("/download-key")
+def get_download_key(principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
+    from bastion.errors import NotFound
+
+    row = DownloadKeys(jobs(ctx)).get(principal.user_id)
+    if row is None:
+        raise NotFound("no download key registered", code="download_key_not_found")
+    return {"public_key": row.public_key, "created_at": views.iso(row.created_at)}
+
+
+@router.put("/download-key")
+def put_download_key(
+    body: PublicKeyBody, principal: UserPrincipal, request: Request, ctx: ContextDep
+) -> dict[str, Any]:
+    """Register an X25519 public key: later downloads are sealed to it (the strongest option)."""
+    row = DownloadKeys(jobs(ctx)).put(principal, check_public_key(body.public_key), client_ip(request))
+    return {"success": True, "public_key": row.public_key, "created_at": views.iso(row.created_at)}
+
+
+@router.delete("/download-key")
+def delete_download_key(principal: UserPrincipal, request: Request, ctx: ContextDep) -> dict[str, Any]:
+    DownloadKeys(jobs(ctx)).delete(principal, client_ip(request))
+    return {"success": True}

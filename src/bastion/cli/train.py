@@ -1,0 +1,353 @@
+"""``bastion train …``: client commands over the SDK (BASTION_URL, BASTION_API_KEY or --url/--api-key)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+
+from bastion.cli.output import console, emit, err_console, fail
+from bastion.client import BastionClient, BastionClientError, Event
+
+app = typer.Typer(
+    help="Remote training jobs: submit, watch, cancel, download, predict.", no_args_is_help=True
+)
+T = TypeVar("T")
+
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", envvar="BASTION_URL", help="Server URL (default http://127.0.0.1:5000)."),
+]
+KeyOpt = Annotated[
+    str | None, typer.Option("--api-key", envvar="BASTION_API_KEY", help="API key.", show_default=False)
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ParamOpt = Annotated[
+    list[str] | None, typer.Option("--param", "-p", help="Hyper-parameter as key=value (repeatable).")
+]
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+def _client(url: str | None, api_key: str | None) -> BastionClient:
+    return BastionClient(url, api_key)
+
+
+def _call(as_json: bool, fn: Callable[[], T]) -> T:
+    """Run an SDK call; errors become one line on stderr (or a JSON error object) and exit 1."""
+    try:
+        return fn()
+    except BastionClientError as exc:
+        if as_json:
+            typer.echo(json.dumps({"success": False, "error": {"code": exc.code, "message": exc.message}}))
+            raise typer.Exit(1) from None
+        raise fail(exc.message) from None
+
+
+def parse_params(pairs: list[str] | None) -> dict[str, Any]:
+    """``k=v`` pairs; values are JSON when they parse as JSON (numbers, lists, true, null), else text."""
+    out: dict[str, Any] = {}
+    for pair in pairs or []:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"--param needs key=value, got {pair!r}")
+        try:
+            out[key.strip()] = json.loads(raw)
+        except ValueError:
+            out[key.strip()] = raw
+    return out
+
+
+def _metrics_line(results: dict[str, Any] | None) -> dict[str, Any]:
+    keep = (
+        "accuracy",
+        "f1",
+        "roc_auc",
+        "training_accuracy",
+        "r2",
+        "rmse",
+        "mae",
+        "training_samples",
+        "test_samples",
+    )
+    return {k: results[k] for k in keep if results and k in results}
+
+
+def _show_final(final: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit(final, as_json=True)
+        return
+    colour = {"completed": "green", "failed": "red", "cancelled": "yellow"}.get(final["status"], "white")
+    console.print(f"job {final['job_id']}: [{colour}]{final['status']}[/{colour}]")
+    if final.get("error_message"):
+        console.print(f"reason: {final['error_message']}")
+    for key, value in _metrics_line(final.get("results")).items():
+        console.print(f"  {key}: {value}")
+
+
+def _watch(client: BastionClient, job_id: str, as_json: bool) -> dict[str, Any]:
+    """Follow the job to its end: a live progress bar on a terminal, nothing extra otherwise."""
+    if as_json or not console.is_terminal:
+        return client.wait(job_id)
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        TextColumn("[bold]{task.fields[state]}"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeElapsedColumn(),
+        TextColumn("{task.description}"),
+        console=console,
+        transient=False,
+    ) as bar:
+        task = bar.add_task("queued", total=1.0, state="pending")
+
+        def on_event(event: Event) -> None:
+            data = event.data
+            if event.kind in ("status", "end", "state"):
+                bar.update(task, state=data.get("status") or data.get("state") or "")
+            if "progress" in data:
+                bar.update(task, completed=float(data["progress"]))
+            if event.kind == "progress" and data.get("stage"):
+                bar.update(task, description=str(data["stage"]))
+            elif event.kind == "metrics":
+                shown = {k: v for k, v in data.items() if k not in ("job_id", "lr")}
+                bar.update(task, description=" ".join(f"{k}={v}" for k, v in shown.items()))
+
+        return client.wait(job_id, on_event=on_event)
+
+
+@app.command("submit")
+def submit(
+    model_type: Annotated[str, typer.Option("--model-type", "-m", help="e.g. alzheimer_classifier.")],
+    dataset: Annotated[
+        str, typer.Option("--dataset", "-d", help="Dataset source, e.g. synthetic_test_data.")
+    ],
+    param: ParamOpt = None,
+    dataset_id: Annotated[
+        str | None, typer.Option("--dataset-id", help="Uploaded dataset (user_provided).")
+    ] = None,
+    target: Annotated[str | None, typer.Option("--target", help="Column to predict (user_provided).")] = None,
+    profile: Annotated[str | None, typer.Option("--profile", help="Resource profile (see estimate).")] = None,
+    max_runtime: Annotated[
+        float | None, typer.Option("--max-runtime", help="Seconds before the job is stopped.")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow progress until the job ends.")] = False,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Submit a training job (and, with --watch, follow it to the end and show its metrics)."""
+    params = parse_params(param)
+    client = _client(url, api_key)
+    job_id = _call(
+        as_json,
+        lambda: client.submit(
+            model_type,
+            dataset,
+            params=params or None,
+            dataset_id=dataset_id,
+            target=target,
+            resource_profile=profile,
+            max_runtime_seconds=max_runtime,
+            seed=seed,
+        ),
+    )
+    if not watch:
+        emit({"success": True, "job_id": job_id, "status": "pending"}, as_json=as_json)
+        return
+    if not as_json:
+        err_console.print(f"submitted job {job_id}")
+    final = _call(as_json, lambda: _watch(client, job_id, as_json))
+    _show_final(final, as_json)
+    if final["status"] != "completed":
+        raise typer.Exit(1)
+
+
+@app.command("status")
+def status(
+    job_id: str,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow until the job ends.")] = False,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a job's status, progress and results."""
+    client = _client(url, api_key)
+    if watch:
+        final = _call(as_json, lambda: _watch(client, job_id, as_json))
+        _show_final(final, as_json)
+        return
+    current = _call(as_json, lambda: client.status(job_id))
+    if as_json:
+        emit(current, as_json=True)
+        return
+    shown = {
+        k: current.get(k) for k in ("job_id", "status", "progress", "stage", "model_type", "dataset_source")
+    }
+    shown |= {
+        k: current.get(k) for k in ("created_at", "started_at", "completed_at", "attempt", "error_message")
+    }
+    emit(shown, as_json=False)
+    for key, value in _metrics_line(current.get("results")).items():
+        console.print(f"  {key}: {value}")
+    if current.get("history"):
+        last = current["history"][-1]
+        console.print(f"  last epoch: {json.dumps(last)}")
+
+
+@app.command("list")
+def list_jobs(
+    limit: Annotated[int, typer.Option(help="How many (newest first).")] = 10,
+    state: Annotated[str | None, typer.Option("--status", help="Only jobs in this state.")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List your jobs."""
+    client = _client(url, api_key)
+    rows = _call(as_json, lambda: client.list_jobs(limit, state))
+    columns = ["job_id", "status", "progress", "model_type", "dataset_source", "created_at"]
+    emit(rows, as_json=as_json, columns=columns, title="Training jobs")
+
+
+@app.command("cancel")
+def cancel(job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """Cancel a pending or running job (at once)."""
+    client = _client(url, api_key)
+    emit(_call(as_json, lambda: client.cancel(job_id)), as_json=as_json)
+
+
+@app.command("logs")
+def logs(
+    job_id: str,
+    after: Annotated[int, typer.Option(help="Only lines after this seq.")] = 0,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Print a job's captured output (stdout, stderr, progress notes)."""
+    client = _client(url, api_key)
+    page = _call(as_json, lambda: client.logs(job_id, after=after, limit=5000))
+    if as_json:
+        emit(page, as_json=True)
+        return
+    for line in page["lines"]:
+        typer.echo(f"{line['ts']} [{line['stream']}] {line['line']}")
+
+
+@app.command("download")
+def download(
+    job_id: str,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Model file to write.")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download a completed job's model, decrypt it here, and write FILE plus FILE.json."""
+    client = _client(url, api_key)
+    model = _call(as_json, lambda: client.download(job_id))
+    path = output or Path(model.default_filename())
+    model_path, config_path = model.save(path)
+    emit(
+        {
+            "success": True,
+            "job_id": job_id,
+            "model_type": model.model_type,
+            "model_format": model.model_format,
+            "model_file": str(model_path),
+            "config_file": str(config_path),
+            "sha256": model.sha256,
+        },
+        as_json=as_json,
+    )
+
+
+def _read_rows(path: Path) -> list[dict[str, Any]]:
+    import pandas as pd
+
+    text = path.read_bytes()
+    if path.suffix.lower() == ".json" or text.lstrip()[:1] in (b"[", b"{"):
+        rows = json.loads(text)
+        return rows if isinstance(rows, list) else [rows]
+    import io
+
+    frame = pd.read_csv(io.BytesIO(text))
+    return [
+        {k: (None if pd.isna(v) else v) for k, v in row.items()} for row in frame.to_dict(orient="records")
+    ]
+
+
+@app.command("predict")
+def predict(
+    model_file: Annotated[Path, typer.Argument(help="A model written by `bastion train download`.")],
+    input_file: Annotated[
+        Path, typer.Option("--input", "-i", help="CSV or JSON rows keyed by feature name.")
+    ],
+    proba: Annotated[bool, typer.Option("--proba", help="Also print class probabilities.")] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Predict with a downloaded model (columns it does not use are ignored)."""
+    from bastion.client import load_model_file
+
+    try:
+        predictor = load_model_file(model_file)
+        rows = _read_rows(input_file)
+        features = predictor.feature_names
+        rows = [{name: row.get(name) for name in features} for row in rows]
+        labels = [v.item() if hasattr(v, "item") else v for v in predictor.predict(rows)]
+        out: dict[str, Any] = {"predictions": labels, "rows": len(labels)}
+        if proba and predictor.classes is not None:
+            out["classes"] = list(predictor.classes)
+            out["probabilities"] = [[round(float(p), 6) for p in r] for r in predictor.predict_proba(rows)]
+    except BastionClientError as exc:
+        raise fail(exc.message) from None
+    except (OSError, ValueError) as exc:
+        raise fail(f"cannot predict: {type(exc).__name__}: {str(exc)[:200]}") from None
+    except Exception as exc:  # bastion.errors.Invalid from the model loader: say why, no traceback
+        message = getattr(exc, "message", None)
+        if message is None:
+            raise
+        raise fail(str(message)) from None
+    if as_json:
+        emit(out, as_json=True)
+        return
+    for i, label in enumerate(labels):
+        extra = f"  {out['probabilities'][i]}" if "probabilities" in out else ""
+        typer.echo(f"{label}{extra}")
+
+
+@app.command("estimate")
+def estimate(
+    model_type: Annotated[str, typer.Option("--model-type", "-m")],
+    dataset: Annotated[str, typer.Option("--dataset", "-d")],
+    profile: Annotated[str | None, typer.Option("--profile")] = None,
+    param: ParamOpt = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Estimated time and cost of a job on a resource profile."""
+    client = _client(url, api_key)
+    params = parse_params(param)
+    emit(
+        _call(as_json, lambda: client.cost_estimate(model_type, dataset, profile, params or None)),
+        as_json=as_json,
+    )
+
+
+@app.command("types")
+def types(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """Model types and their parameters."""
+    client = _client(url, api_key)
+    found = _call(as_json, client.model_types)
+    if as_json:
+        emit(found, as_json=True)
+        return
+    for spec in found:
+        console.print(f"[bold]{spec['name']}[/bold] ({', '.join(spec['tasks'])}): {spec['description']}")
+        for name, prop in spec["params"].get("properties", {}).items():
+            console.print(f"  {name} = {prop.get('default')!r}  {prop.get('description', '')}")

@@ -1,0 +1,275 @@
+"""``BastionClient``: the Python SDK over httpx. Imports no server code.
+
+client = BastionClient("http://127.0.0.1:5000", api_key)
+job_id = client.submit("alzheimer_classifier", "synthetic_test_data", params={"n_estimators": 50})
+final = client.wait(job_id, on_event=print)
+client.download(job_id).save("model.skops")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+
+from bastion.client.catalog import CatalogMixin
+from bastion.client.errors import APIError, BastionClientError, TransportError, from_response
+from bastion.client.modelfile import DownloadedModel, open_download
+
+DEFAULT_URL = "http://127.0.0.1:5000"
+TERMINAL = ("completed", "failed", "cancelled")
+
+
+@dataclass
+class Event:
+    """One Server-Sent Event: ``kind`` is status, state, progress, metrics or end."""
+
+    kind: str
+    data: dict[str, Any]
+    id: int | None = None
+    raw: list[str] = field(default_factory=list, repr=False)
+
+
+def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
+    """Turn an SSE line stream into events (comments and keep-alives are skipped)."""
+    kind, event_id = "message", None
+    data: list[str] = []
+    for line in lines:
+        if line == "":
+            if data:
+                try:
+                    payload = json.loads("\n".join(data))
+                except ValueError:
+                    payload = {"text": "\n".join(data)}
+                yield Event(kind, payload if isinstance(payload, dict) else {"value": payload}, event_id)
+            kind, data, event_id = "message", [], None
+            continue
+        if line.startswith(":"):
+            continue
+        name, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if name == "event":
+            kind = value
+        elif name == "data":
+            data.append(value)
+        elif name == "id" and value.isdigit():
+            event_id = int(value)
+
+
+class BastionClient(CatalogMixin):
+    """Jobs here; datasets and models from CatalogMixin; federations via bastion.client.federations."""
+
+    def __init__(
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 30.0,
+        verify: bool | str = True,
+        http: httpx.Client | None = None,
+    ) -> None:
+        self.url = (url or os.environ.get("BASTION_URL") or DEFAULT_URL).rstrip("/")
+        self.api_key = api_key if api_key is not None else os.environ.get("BASTION_API_KEY")
+        self._auth = {"X-API-Key": self.api_key} if self.api_key else {}
+        # ``http`` lets callers bring their own client (a FastAPI TestClient in tests); ours is closed by close().
+        self._owns_http = http is None
+        self.http = http or httpx.Client(base_url=self.url, timeout=timeout, verify=verify)
+        self.timeout = timeout
+
+    def close(self) -> None:
+        if self._owns_http:
+            self.http.close()
+
+    def __enter__(self) -> BastionClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            headers = {**self._auth, **(kwargs.pop("headers", None) or {})}
+            response = self.http.request(method, path, headers=headers, **kwargs)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"cannot reach {self.url}: {type(exc).__name__}", code="transport") from None
+        return self._json(response)
+
+    @staticmethod
+    def _json(response: httpx.Response) -> Any:
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.status_code >= 400:
+            raise from_response(response.status_code, body, response.headers)
+        return body
+
+    # -- the API ----------------------------------------------------------------------------------
+
+    def health(self) -> dict[str, Any]:
+        try:
+            response = self.http.get("/api/v1/health", headers=self._auth)
+        except httpx.HTTPError as exc:
+            raise TransportError(f"cannot reach {self.url}: {type(exc).__name__}", code="transport") from None
+        body: dict[str, Any] = response.json()
+        return body
+
+    def examples(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", "/api/v1/training/examples")
+        return result
+
+    def model_types(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._request("GET", "/api/v1/training/model-types")["model_types"]
+        return result
+
+    def submit(
+        self,
+        model_type: str,
+        dataset_source: str,
+        *,
+        params: dict[str, Any] | None = None,
+        dataset_id: str | None = None,
+        target: str | None = None,
+        resource_profile: str | None = None,
+        max_runtime_seconds: float | None = None,
+        seed: int = 0,
+    ) -> str:
+        """Queue a job; returns its id. Raises ValidationError listing valid choices on bad input."""
+        body: dict[str, Any] = {"model_type": model_type, "dataset_source": dataset_source, "seed": seed}
+        for key, value in (
+            ("params", params),
+            ("dataset_id", dataset_id),
+            ("target", target),
+            ("resource_profile", resource_profile),
+            ("max_runtime_seconds", max_runtime_seconds),
+        ):
+            if value is not None:
+                body[key] = value
+        return str(self._request("POST", "/api/v1/training/submit", json=body)["job_id"])
+
+    def status(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("GET", f"/api/v1/training/status/{job_id}")
+        return result
+
+    def list_jobs(self, limit: int = 10, status: str | None = None) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"limit": limit}
+        if status:
+            params["status"] = status
+        result: list[dict[str, Any]] = self._request("GET", "/api/v1/training/jobs", params=params)["jobs"]
+        return result
+
+    def cancel(self, job_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request("POST", f"/api/v1/training/cancel/{job_id}")
+        return result
+
+    def logs(self, job_id: str, after: int = 0, limit: int = 500) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "GET", f"/api/v1/training/jobs/{job_id}/logs", params={"after": after, "limit": limit}
+        )
+        return result
+
+    def cost_estimate(
+        self,
+        model_type: str,
+        dataset_source: str,
+        resource_profile: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        query: dict[str, Any] = {"model_type": model_type, "dataset_source": dataset_source}
+        if resource_profile:
+            query["resource_profile"] = resource_profile
+        if params:
+            query["params"] = json.dumps(params)
+        result: dict[str, Any] = self._request("GET", "/api/v1/training/cost-estimate", params=query)
+        return result
+
+    def register_download_key(self, public_key: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "PUT", "/api/v1/training/download-key", json={"public_key": public_key}
+        )
+        return result
+
+    def download(self, job_id: str, *, private_key: Any = None, scheme: str | None = None) -> DownloadedModel:
+        """Fetch the model and decrypt it here, with our API key or ``private_key`` (X25519)."""
+        if scheme is None:
+            scheme = "x25519" if private_key is not None else "api-key"
+        body = self._request("GET", f"/api/v1/training/model/{job_id}", params={"scheme": scheme})
+        return open_download(body, api_key=self.api_key, private_key=private_key)
+
+    # -- watching ---------------------------------------------------------------------------------
+
+    def events(self, job_id: str, *, after: int | None = None, reconnect: bool = True) -> Iterator[Event]:
+        """Server-Sent Events of one job until its ``end`` event; resumes after a dropped connection."""
+        last = after
+        failures = 0
+        while True:
+            headers = {"Accept": "text/event-stream", **self._auth}
+            if last is not None:
+                headers["Last-Event-ID"] = str(last)
+            try:
+                with self.http.stream(
+                    "GET",
+                    f"/api/v1/training/jobs/{job_id}/events",
+                    headers=headers,
+                    timeout=httpx.Timeout(self.timeout, read=60.0),
+                ) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        self._json(response)
+                    for event in parse_sse(response.iter_lines()):
+                        failures = 0
+                        if event.id is not None:
+                            last = event.id
+                        yield event
+                        if event.kind == "end":
+                            return
+            except httpx.HTTPError as exc:
+                failures += 1
+                if not reconnect or failures > 5:
+                    raise TransportError(
+                        f"event stream broke: {type(exc).__name__}", code="transport"
+                    ) from None
+                time.sleep(min(5.0, 0.5 * failures))
+                continue
+            if not reconnect:
+                return
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout: float | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        poll_seconds: float = 1.0,
+    ) -> dict[str, Any]:
+        """Block until the job is finished; returns its final status. Uses SSE, else polls."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        try:
+            for event in self.events(job_id):
+                if on_event is not None:
+                    on_event(event)
+                if event.kind == "end":
+                    return event.data
+                if deadline is not None and time.monotonic() > deadline:
+                    raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
+        except TransportError:
+            pass
+        while True:
+            current = self.status(job_id)
+            if on_event is not None:
+                on_event(Event("status", current))
+            if current["status"] in TERMINAL:
+                return current
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
+            time.sleep(poll_seconds)
+
+
+__all__ = ["APIError", "BastionClient", "BastionClientError", "DownloadedModel", "Event", "parse_sse"]

@@ -1,0 +1,161 @@
+"""What a job trains on: resolved and checked at submit time, loaded only in the job's process.
+
+``resolve_dataset`` answers three questions without loading any data: does the source exist (422
+listing the choices), may this caller use it (404 for somebody else's upload), and how big is it
+and which task does it pose (for the task check and the cost estimate). The job stores the
+resulting :class:`DatasetRef`; the job process turns it into a Dataset with :func:`load_for_job`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from bastion.errors import Invalid, NotFound
+
+if TYPE_CHECKING:
+    from bastion.auth.principal import Principal
+    from bastion.context import Context
+    from bastion.data.dataset import Dataset
+
+USER_PROVIDED = "user_provided"
+# Shapes and tasks of the built-in sources, so that submit and cost estimates need not load them
+# (tests/jobs/test_datasets.py loads each one and checks these figures).
+BUILTIN: dict[str, tuple[int, int, str]] = {
+    "synthetic_test_data": (400, 9, "classification"),
+    "kaggle_alzheimer": (400, 9, "classification"),
+    "breast_cancer": (569, 30, "classification"),
+    "diabetes": (442, 10, "regression"),
+    "digits": (1797, 64, "classification"),
+    "wine": (178, 13, "classification"),
+}
+_CATEGORICAL_DTYPES = ("object", "string", "str", "category", "bool", "boolean")
+
+
+@dataclass(frozen=True)
+class DatasetRef:
+    source: str
+    dataset_id: str | None = None
+    target: str | None = None
+    n_samples: int = 0
+    n_features: int = 0
+    task: str | None = None
+    artifact_id: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> DatasetRef:
+        fields: dict[str, Any] = {k: data[k] for k in cls.__dataclass_fields__ if k in data}
+        return cls(**fields)
+
+
+def source_names() -> list[str]:
+    from bastion.data.builtin import DATASET_SOURCES
+
+    return list(DATASET_SOURCES)
+
+
+def _builtin(source: str, target: str | None) -> DatasetRef:
+    from bastion.data.builtin import ALZHEIMER_TARGET
+
+    expected = {"diabetes": "disease_progression"}.get(source, "target")
+    if source in ("synthetic_test_data", "kaggle_alzheimer"):
+        expected = ALZHEIMER_TARGET
+    if target is not None and target != expected:
+        raise Invalid(
+            f"dataset {source!r} has the fixed target {expected!r}; leave 'target' out",
+            code="invalid_target",
+        )
+    rows, cols, task = BUILTIN[source]
+    return DatasetRef(source, None, expected, rows, cols, task)
+
+
+def _uploaded(
+    ctx: Context, principal: Principal, dataset_id: str | None, target: str | None, require_target: bool
+) -> DatasetRef:
+    if not dataset_id:
+        raise Invalid(
+            "dataset_id required: name the uploaded dataset to train on", code="dataset_id_required"
+        )
+    service = ctx.services.get("datasets")
+    if service is None:
+        raise Invalid("uploads not enabled on this server", code="uploads_not_enabled")
+    view: dict[str, Any] = service.get(principal, dataset_id)  # NotFound for unknown or foreign ids
+    columns = [str(c.get("name")) for c in view.get("schema", []) if isinstance(c, dict)]
+    if not target and require_target:
+        raise Invalid(
+            "target required: name the column to predict",
+            code="target_required",
+            valid_targets=columns[:200],
+        )
+    if target and columns and target not in columns:
+        raise Invalid(
+            f"dataset has no column {target!r}; valid choices: {', '.join(columns[:50])}",
+            code="invalid_target",
+            valid_targets=columns[:200],
+        )
+    dtype = next((str(c.get("dtype")) for c in view.get("schema", []) if c.get("name") == target), "")
+    task = "classification" if dtype in _CATEGORICAL_DTYPES else None
+    artifact_id = _artifact_of(ctx, principal, dataset_id)
+    return DatasetRef(
+        USER_PROVIDED,
+        dataset_id,
+        target,
+        int(view.get("rows") or 0),
+        max(0, int(view.get("columns") or 1) - 1),
+        task,
+        artifact_id,
+    )
+
+
+def _artifact_of(ctx: Context, principal: Principal, dataset_id: str) -> str:
+    """The vault artifact that holds the upload, read from the catalog's own table."""
+    from bastion.store.models import DatasetRecord
+
+    with ctx.db.session() as s:
+        row = s.get(DatasetRecord, dataset_id)
+    if row is None or row.owner_id != principal.user_id:
+        raise NotFound("dataset not found")
+    return str(row.artifact_id)
+
+
+def resolve_dataset(
+    ctx: Context,
+    principal: Principal,
+    dataset_source: str,
+    dataset_id: str | None,
+    target: str | None,
+    *,
+    require_target: bool = True,
+) -> DatasetRef:
+    """Check a job's data request; raises Invalid (422) listing valid choices, NotFound (404)."""
+    choices = source_names()
+    if dataset_source not in choices:
+        raise Invalid(
+            f"unknown dataset source {dataset_source!r}; valid choices: {', '.join(choices)}",
+            code="unknown_dataset",
+            choices=choices,
+        )
+    if dataset_source == USER_PROVIDED:
+        return _uploaded(ctx, principal, dataset_id, target, require_target)
+    if dataset_id:
+        raise Invalid(f"dataset {dataset_source!r} is built in; dataset_id is only for user_provided")
+    return _builtin(dataset_source, target)
+
+
+def load_for_job(ref: DatasetRef, *, seed: int, kaggle_path: str | None, vault: Any = None) -> Dataset:
+    """Load the data in the job's process: a built-in source, or an upload decrypted from the vault."""
+    from bastion.data.builtin import load_dataset
+
+    if ref.source != USER_PROVIDED:
+        return load_dataset(ref.source, seed=seed, kaggle_path=kaggle_path)
+    import io
+
+    import pandas as pd
+
+    if vault is None or not ref.artifact_id:
+        raise Invalid("the uploaded dataset is not reachable from this worker")
+    frame = pd.read_parquet(io.BytesIO(vault.get_bytes(ref.artifact_id)))
+    return load_dataset(USER_PROVIDED, frame=frame, target=ref.target, seed=seed)

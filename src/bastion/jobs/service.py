@@ -1,0 +1,364 @@
+"""Submitting, reading, listing and cancelling jobs, for the API and the CLI.
+
+Every lookup of a user's job is scoped to its owner: somebody else's job raises NotFound, exactly
+as a job that does not exist. Only the ``admin_*`` methods see every job.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import func, select, update
+
+from bastion.audit import AuditRecord
+from bastion.errors import Conflict, NotFound, RateLimited
+from bastion.jobs import queue, states
+from bastion.jobs.config import JobConfig
+from bastion.jobs.datasets import resolve_dataset
+from bastion.jobs.pricing import PriceTable, estimate
+from bastion.store.base import utcnow
+from bastion.store.models import JobEvent, JobLogLine, TrainingJob, User
+
+if TYPE_CHECKING:
+    from bastion.auth.principal import Principal
+    from bastion.context import Context
+
+MAX_LIST = 100
+
+
+@dataclass(frozen=True)
+class SubmitRequest:
+    model_type: str
+    dataset_source: str
+    dataset_id: str | None = None
+    target: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    resource_profile: str | None = None
+    max_runtime_seconds: float | None = None
+    seed: int = 0
+
+
+class _LimitReached(Exception):
+    def __init__(self, active: int) -> None:
+        self.active = active
+
+
+def _valid_id(job_id: str) -> bool:
+    try:
+        return str(uuid.UUID(job_id)) == job_id.lower() and len(job_id) == 36
+    except (ValueError, AttributeError, TypeError):
+        return False
+
+
+class JobService:
+    def __init__(self, ctx: Context, config: JobConfig) -> None:
+        self.ctx = ctx
+        self.db = ctx.db
+        self.audit = ctx.audit
+        self.config = config
+        self.prices = PriceTable(ctx.db)
+
+    # -- submit -----------------------------------------------------------------------------------
+
+    def submit(self, principal: Principal, req: SubmitRequest, *, ip: str | None = None) -> TrainingJob:
+        """Validate everything a job needs, then queue it (or refuse: per-user active-job cap)."""
+        from bastion.ml import registry
+
+        registry.get_model_type(req.model_type)
+        params = registry.validate_params(req.model_type, req.params).model_dump(mode="json")
+        ref = resolve_dataset(self.ctx, principal, req.dataset_source, req.dataset_id, req.target)
+        if ref.task:
+            registry.check_task(req.model_type, ref.task, ref.source)
+        price = self.prices.get(req.resource_profile)
+        est: float | None = None
+        if ref.n_samples and ref.n_features:
+            est = estimate(price, req.model_type, ref.n_samples, ref.n_features, params)["estimated_seconds"]
+        runtime = min(
+            req.max_runtime_seconds or self.config.max_runtime_seconds, self.config.max_runtime_seconds
+        )
+        cap = self.config.max_active_per_user
+        try:
+            with self.db.session() as s:
+                # A no-op write on the owner's row: a row lock on PostgreSQL, the write lock on SQLite.
+                # Concurrent submits of one user then count active jobs one after the other.
+                s.execute(update(User).where(User.id == principal.user_id).values(role=User.role))
+                active = s.scalar(
+                    select(func.count())
+                    .select_from(TrainingJob)
+                    .where(
+                        TrainingJob.owner_id == principal.user_id, TrainingJob.state.in_(list(states.ACTIVE))
+                    )
+                )
+                if int(active or 0) >= cap:
+                    raise _LimitReached(int(active or 0))
+                now = utcnow()
+                job = TrainingJob(
+                    owner_id=principal.user_id,
+                    model_type=req.model_type,
+                    dataset_source=ref.source,
+                    dataset_id=ref.dataset_id,
+                    target=ref.target,
+                    dataset_ref=json.dumps(ref.to_json()),
+                    params=json.dumps(params),
+                    resource_profile=price.profile,
+                    seed=req.seed,
+                    max_runtime_seconds=float(runtime),
+                    estimated_seconds=est,
+                    state=states.PENDING.value,
+                    progress=0.0,
+                    history="[]",
+                    attempt=0,
+                    log_lines=0,
+                    created_at=now,
+                    updated_at=now,
+                )
+                s.add(job)
+                s.flush()
+                queue.add_event(s, job.id, "state", {"state": "pending", "progress": 0.0, "attempt": 0})
+                queue.add_log(s, job.id, f"submitted: {req.model_type} on {ref.source} ({price.profile})")
+                self.audit.append(
+                    AuditRecord(
+                        "training.submit",
+                        "success",
+                        principal.user_id,
+                        principal.username,
+                        "training_job",
+                        job.id,
+                        ip,
+                        {
+                            "model_type": req.model_type,
+                            "dataset_source": ref.source,
+                            "profile": price.profile,
+                        },
+                    ),
+                    s,
+                )
+        except _LimitReached as limit:
+            self.audit.append(
+                AuditRecord(
+                    "training.submit",
+                    "denied",
+                    principal.user_id,
+                    principal.username,
+                    "training_job",
+                    None,
+                    ip,
+                    {"reason": "active_job_limit", "active": limit.active, "limit": cap},
+                )
+            )
+            raise RateLimited(
+                f"you already have {limit.active} active jobs (the limit is {cap} per user); "
+                "wait for one to finish or cancel one, then submit again",
+                code="active_job_limit",
+                retry_after=30,
+                active_jobs=limit.active,
+                limit=cap,
+            ) from None
+        worker = self.ctx.services.get("worker")
+        if worker is not None:
+            worker.wake()
+        return job
+
+    # -- reading ----------------------------------------------------------------------------------
+
+    def get(self, principal: Principal, job_id: str) -> TrainingJob:
+        """The caller's own job, or NotFound (also for somebody else's)."""
+        job = self._load(job_id)
+        if job is None or job.owner_id != principal.user_id:
+            raise NotFound("training job not found", code="job_not_found")
+        return job
+
+    def get_any(self, job_id: str) -> TrainingJob:
+        job = self._load(job_id)
+        if job is None:
+            raise NotFound("training job not found", code="job_not_found")
+        return job
+
+    def _load(self, job_id: str) -> TrainingJob | None:
+        if not _valid_id(job_id):
+            return None
+        with self.db.session() as s:
+            return s.get(TrainingJob, job_id.lower())
+
+    def list_for(self, principal: Principal, limit: int = 10, state: str | None = None) -> list[TrainingJob]:
+        return self._list(limit, state, principal.user_id)
+
+    def admin_list(
+        self, limit: int = 50, state: str | None = None, owner_id: str | None = None
+    ) -> list[TrainingJob]:
+        return self._list(limit, state, owner_id)
+
+    def _list(self, limit: int, state: str | None, owner_id: str | None) -> list[TrainingJob]:
+        stmt = (
+            select(TrainingJob)
+            .order_by(TrainingJob.created_at.desc(), TrainingJob.id)
+            .limit(min(limit, MAX_LIST))
+        )
+        if owner_id is not None:
+            stmt = stmt.where(TrainingJob.owner_id == owner_id)
+        if state is not None:
+            stmt = stmt.where(TrainingJob.state == state)
+        with self.db.session() as s:
+            return list(s.scalars(stmt))
+
+    def logs(self, job: TrainingJob, after: int = 0, limit: int = 500) -> dict[str, Any]:
+        with self.db.session() as s:
+            rows = s.scalars(
+                select(JobLogLine)
+                .where(JobLogLine.job_id == job.id, JobLogLine.id > after)
+                .order_by(JobLogLine.id)
+                .limit(limit)
+            ).all()
+            kept = int(s.scalar(select(func.count()).where(JobLogLine.job_id == job.id)) or 0)
+            total = int(s.scalar(select(TrainingJob.log_lines).where(TrainingJob.id == job.id)) or 0)
+        lines = [{"seq": r.id, "ts": r.ts.isoformat(), "stream": r.stream, "line": r.line} for r in rows]
+        return {
+            "job_id": job.id,
+            "status": job.state,
+            "lines": lines,
+            "next_after": lines[-1]["seq"] if lines else after,
+            "total_lines": total,
+            "dropped_lines": max(0, total - kept),
+        }
+
+    def events_after(self, job_id: str, after: int, limit: int = 200) -> list[JobEvent]:
+        with self.db.session() as s:
+            return list(
+                s.scalars(
+                    select(JobEvent)
+                    .where(JobEvent.job_id == job_id, JobEvent.id > after)
+                    .order_by(JobEvent.id)
+                    .limit(limit)
+                )
+            )
+
+    # -- cancel -----------------------------------------------------------------------------------
+
+    def cancel(
+        self, principal: Principal, job_id: str, *, ip: str | None = None, as_admin: bool = False
+    ) -> tuple[TrainingJob, bool]:
+        """Cancel a pending or running job at once; returns (job, already_cancelled).
+
+        Cancelling a cancelled job succeeds again; cancelling a completed or failed one is a Conflict.
+        """
+        try:
+            job = self.get_any(job_id) if as_admin else self.get(principal, job_id)
+        except NotFound:
+            self._audit_cancel(principal, job_id[:64], ip, "denied", {"reason": "not_found"})
+            raise
+        for _ in range(3):
+            if job.state == states.CANCELLED.value:
+                return job, True
+            if states.is_terminal(job.state):
+                raise Conflict(
+                    f"the job is already {job.state}; only pending or running jobs can be cancelled",
+                    code="job_finished",
+                    state=job.state,
+                )
+            now = utcnow()
+            who = "an admin" if as_admin and job.owner_id != principal.user_id else "its owner"
+            with self.db.session() as s:
+                moved = s.execute(
+                    update(TrainingJob)
+                    .where(TrainingJob.id == job.id, TrainingJob.state.in_(states.sources("cancelled")))
+                    .values(
+                        state=states.CANCELLED.value,
+                        completed_at=now,
+                        updated_at=now,
+                        heartbeat_at=None,
+                        error_message=f"cancelled by {who}",
+                    )
+                )
+                if moved.rowcount == 1:  # type: ignore[attr-defined]
+                    queue.add_event(s, job.id, "state", {"state": "cancelled", "previous": job.state})
+                    queue.add_log(s, job.id, f"cancelled by {who} ({principal.username}) while {job.state}")
+                    self._audit_cancel(principal, job.id, ip, "success", {"previous": job.state}, s)
+                    break
+            job = self.get_any(job.id)
+        else:
+            raise Conflict("the job changed state while being cancelled; try again", code="cancel_race")
+        worker = self.ctx.services.get("worker")
+        if worker is not None:
+            worker.kill(job.id, "cancelled")
+        return self.get_any(job.id), False
+
+    def _audit_cancel(
+        self,
+        principal: Principal,
+        target: str,
+        ip: str | None,
+        outcome: Any,
+        details: dict[str, Any],
+        s: Any = None,
+    ) -> None:
+        record = AuditRecord(
+            "training.cancel",
+            outcome,
+            principal.user_id,
+            principal.username,
+            "training_job",
+            target,
+            ip,
+            details,
+        )
+        self.audit.append(record, s)
+
+    # -- estimates and capacity -------------------------------------------------------------------
+
+    def cost_estimate(
+        self,
+        principal: Principal,
+        model_type: str,
+        dataset_source: str,
+        resource_profile: str | None = None,
+        dataset_id: str | None = None,
+        params: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        from bastion.ml import registry
+
+        registry.get_model_type(model_type)
+        parsed = registry.validate_params(model_type, params or {}).model_dump(mode="json")
+        ref = resolve_dataset(self.ctx, principal, dataset_source, dataset_id, None, require_target=False)
+        price = self.prices.get(resource_profile)
+        out = estimate(price, model_type, max(1, ref.n_samples), max(1, ref.n_features), parsed)
+        return {"dataset_source": dataset_source, **out, "params": parsed}
+
+    def admin_status(self) -> dict[str, Any]:
+        counts = queue.counts_by_state(self.db)
+        workers = queue.live_workers(self.db, self.config.stale_after_seconds)
+        with self.db.session() as s:
+            per_worker = dict(
+                s.execute(
+                    select(TrainingJob.worker_id, func.count())
+                    .where(TrainingJob.state == states.RUNNING.value)
+                    .group_by(TrainingJob.worker_id)
+                ).all()
+            )
+        capacity = sum(w.max_concurrent for w in workers)
+        busy = sum(min(w.max_concurrent, int(per_worker.get(w.id, 0))) for w in workers)
+        return {
+            "active_jobs": counts["running"],
+            "pending_jobs": counts["pending"],
+            "completed_jobs": counts["completed"],
+            "failed_jobs": counts["failed"],
+            "cancelled_jobs": counts["cancelled"],
+            "max_concurrent_jobs": capacity,
+            "capacity_available": max(0, capacity - busy),
+            "system_healthy": bool(workers) and self.db.ping(),
+            "max_active_jobs_per_user": self.config.max_active_per_user,
+            "workers": [
+                {
+                    "id": w.id,
+                    "hostname": w.hostname,
+                    "pid": w.pid,
+                    "max_concurrent": w.max_concurrent,
+                    "running": int(per_worker.get(w.id, 0)),
+                    "started_at": w.started_at.isoformat(),
+                    "heartbeat_at": w.heartbeat_at.isoformat(),
+                }
+                for w in workers
+            ],
+        }

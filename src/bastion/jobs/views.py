@@ -1,0 +1,73 @@
+"""How a job looks from the outside: seeds/000's fields first, Bastion's additions after them."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from bastion.store.models import TrainingJob
+
+
+def iso(value: datetime | None) -> str | None:
+    """Stored times are naive UTC; the API says so explicitly."""
+    if value is None:
+        return None
+    return value.replace(tzinfo=UTC).isoformat(timespec="milliseconds")
+
+
+def _json(text: str | None, default: Any) -> Any:
+    if not text:
+        return default
+    try:
+        return json.loads(text)
+    except ValueError:
+        return default
+
+
+def summary(job: TrainingJob) -> dict[str, Any]:
+    """One row of ``GET /training/jobs``."""
+    return {
+        "job_id": job.id,
+        "status": job.state,
+        "progress": round(float(job.progress), 4),
+        "created_at": iso(job.created_at),
+        "results": _json(job.results, None),
+        "model_type": job.model_type,
+        "dataset_source": job.dataset_source,
+        "started_at": iso(job.started_at),
+        "completed_at": iso(job.completed_at),
+        "error_message": job.error_message,
+    }
+
+
+def status(job: TrainingJob) -> dict[str, Any]:
+    """``GET /training/status/{id}``: seeds/000's shape plus params, stage, attempts and history."""
+    return {
+        "job_id": job.id,
+        "status": job.state,
+        "progress": round(float(job.progress), 4),
+        "created_at": iso(job.created_at),
+        "started_at": iso(job.started_at),
+        "completed_at": iso(job.completed_at),
+        "results": _json(job.results, None),
+        "error_message": job.error_message,
+        "model_type": job.model_type,
+        "dataset_source": job.dataset_source,
+        "dataset_id": job.dataset_id,
+        "target": job.target,
+        "params": _json(job.params, {}),
+        "resource_profile": job.resource_profile,
+        "stage": job.stage,
+        "attempt": job.attempt,
+        "history": _json(job.history, []),
+        "estimated_seconds": job.estimated_seconds,
+        "max_runtime_seconds": job.max_runtime_seconds,
+        "updated_at": iso(job.updated_at),
+        "model_available": job.state == "completed" and job.model_artifact_id is not None,
+        "model_format": job.model_format,
+    }
+
+
+def admin_summary(job: TrainingJob) -> dict[str, Any]:
+    return summary(job) | {"owner_id": job.owner_id, "worker_id": job.worker_id, "attempt": job.attempt}

@@ -1,0 +1,119 @@
+"""Job targets for tests: they run inside real job processes, in place of real training.
+
+Each leaves marker files in $BASTION_TEST_JOB_DIR so tests can see what ran, when and where.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from bastion.jobs.child import JobContext
+
+
+def _dir() -> Path:
+    return Path(os.environ["BASTION_TEST_JOB_DIR"])
+
+
+def _mark(ctx: JobContext, what: str, **extra: Any) -> None:
+    name = f"{ctx.spec['job_id']}.{ctx.spec['attempt']}.{what}"
+    (_dir() / name).write_text(json.dumps({"pid": os.getpid(), "t": time.time(), **extra}))
+
+
+def quick(ctx: JobContext) -> dict[str, Any]:
+    """Three epochs of made-up metrics, a line on stdout, then a result."""
+    _mark(ctx, "started")
+    print("hello from the job")
+    for epoch in range(1, 4):
+        ctx.progress(epoch / 4, {"epoch": epoch, "train_loss": 1.0 / epoch, "val_accuracy": 0.5 + epoch / 10})
+    ctx.progress(0.9, {"stage": "evaluate"})
+    ctx.log("evaluated")
+    return {"results": {"accuracy": 0.8, "model_type": ctx.spec["model_type"]}, "history": []}
+
+
+def record(ctx: JobContext) -> dict[str, Any]:
+    """Record this run's interval (start and end wall-clock times) and the worker that ran it."""
+    start = time.time()
+    time.sleep(0.02)
+    end = time.time()
+    path = _dir() / f"{ctx.spec['job_id']}.{ctx.spec['attempt']}.{os.getpid()}.interval"
+    path.write_text(json.dumps({"start": start, "end": end, "worker": ctx.spec.get("worker_id")}))
+    return {"results": {"ok": True}}
+
+
+def block(ctx: JobContext) -> dict[str, Any]:
+    """Run until the test creates ``<job id>.release`` (or forever, until killed)."""
+    _mark(ctx, "started")
+    print("blocking", flush=True)
+    ctx.progress(0.25, {"epoch": 1, "train_loss": 0.5})
+    release = _dir() / f"{ctx.spec['job_id']}.release"
+    while not release.exists():
+        ctx.progress(0.5, {"stage": "waiting"})
+        time.sleep(0.02)
+    return {"results": {"released": True}}
+
+
+def fail(ctx: JobContext) -> dict[str, Any]:
+    print("about to fail", flush=True)
+    raise ValueError("boom: the data was bad")
+
+
+def die(ctx: JobContext) -> dict[str, Any]:
+    _mark(ctx, "started")
+    print("dying now", flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)
+    return {}
+
+
+def silent_exit(ctx: JobContext) -> dict[str, Any]:
+    sys.stderr.write("fatal: giving up\n")
+    sys.stderr.flush()
+    os._exit(3)
+
+
+def hog(ctx: JobContext) -> dict[str, Any]:
+    """Ask for far more memory than the job's limit allows."""
+    print("allocating", flush=True)
+    blob = bytearray(4 * 1024 * 1024 * 1024)
+    return {"results": {"size": len(blob)}}
+
+
+def chatty(ctx: JobContext) -> dict[str, Any]:
+    for i in range(300):
+        print(f"line {i}")
+    return {"results": {}}
+
+
+def env(ctx: JobContext) -> dict[str, Any]:
+    """Report which secrets leaked into the environment (none may)."""
+    names = ("BASTION_MASTER_KEY", "BASTION_JWT_SECRET", "BASTION_DATABASE_URL")
+    return {"results": {"env": [n for n in names if n in os.environ], "spec_keys": sorted(ctx.spec)}}
+
+
+def packaged(ctx: JobContext) -> dict[str, Any]:
+    """Store a (fake) model package in the vault, as the real runner does, without training."""
+    from bastion.jobs.package import ModelPackage, pack
+    from bastion.jobs.runner import artifact_id_for
+
+    job_id, attempt = str(ctx.spec["job_id"]), int(ctx.spec["attempt"])
+    blob = pack(
+        ModelPackage(
+            job_id, str(ctx.spec["model_type"]), "skops", {"task": "classification"}, b"PK\x03\x04xyz"
+        )
+    )
+    info = ctx.vault().put_bytes(artifact_id_for(job_id, attempt), blob, meta={"kind": "job-model"})
+    return {
+        "results": {"accuracy": 0.5},
+        "model": {"artifact_id": info.artifact_id, "version": info.version, "format": "skops"},
+    }
+
+
+def foreign_model(ctx: JobContext) -> dict[str, Any]:
+    """Claim somebody else's artifact as this job's model: the worker must refuse it."""
+    print("claiming a model", flush=True)
+    return {"results": {}, "model": {"artifact_id": "dataset-1234", "version": 1, "format": "skops"}}
