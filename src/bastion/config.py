@@ -46,6 +46,23 @@ class Settings(BaseSettings):
     )
     refresh_expiry_days: float = Field(7, gt=0, validation_alias=_env("BASTION_REFRESH_EXPIRY_DAYS"))
     max_concurrent_jobs: int = Field(3, ge=1, validation_alias=_env("BASTION_MAX_CONCURRENT_JOBS"))
+    # Job limits (None = the defaults in bastion.jobs.config.JobConfig; see docs/jobs.md).
+    max_active_jobs_per_user: int | None = Field(
+        None, ge=1, validation_alias=_env("BASTION_MAX_ACTIVE_JOBS_PER_USER")
+    )
+    job_max_runtime_seconds: float | None = Field(
+        None, gt=0, validation_alias=_env("BASTION_JOB_MAX_RUNTIME_SECONDS")
+    )
+    job_max_attempts: int | None = Field(None, ge=1, validation_alias=_env("BASTION_JOB_MAX_ATTEMPTS"))
+    job_heartbeat_seconds: float | None = Field(
+        None, gt=0, validation_alias=_env("BASTION_JOB_HEARTBEAT_SECONDS")
+    )
+    job_stale_after_seconds: float | None = Field(
+        None, gt=0, validation_alias=_env("BASTION_JOB_STALE_AFTER_SECONDS")
+    )
+    job_poll_seconds: float | None = Field(None, gt=0, validation_alias=_env("BASTION_JOB_POLL_SECONDS"))
+    job_memory_limit_mb: int | None = Field(None, ge=64, validation_alias=_env("BASTION_JOB_MEMORY_LIMIT_MB"))
+    job_log_line_cap: int | None = Field(None, ge=10, validation_alias=_env("BASTION_JOB_LOG_LINE_CAP"))
     redis_url: str | None = Field(None, validation_alias=_env("BASTION_REDIS_URL"))
     rate_limit: str = Field("600/minute", validation_alias=_env("BASTION_RATE_LIMIT"))
     login_rate_limit: str = Field("30/minute", validation_alias=_env("BASTION_LOGIN_RATE_LIMIT"))

@@ -32,7 +32,38 @@ def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> Mutabl
     return event
 
 
-def configure(level: str = "info", *, json: bool = True) -> None:
+class _StreamLogger:
+    """Writes to ``sys.stdout``/``sys.stderr`` as they are *now*: a stream captured at start-up may be
+    replaced or closed later (test runners, daemonisation), and a cached logger must not die with it."""
+
+    def __init__(self, which: str) -> None:
+        self.which = which
+
+    def msg(self, message: str) -> None:
+        stream = getattr(sys, self.which)
+        stream.write(message + "\n")
+        stream.flush()
+
+    debug = info = warning = warn = error = critical = exception = fatal = log = msg
+
+
+class _StreamHandler(logging.StreamHandler):  # type: ignore[type-arg,unused-ignore]
+    def __init__(self, which: str) -> None:
+        super().__init__()
+        self.which = which
+
+    @property  # type: ignore[override,unused-ignore]
+    def stream(self) -> Any:
+        return getattr(sys, self.which)
+
+    @stream.setter
+    def stream(self, _value: Any) -> None:
+        pass
+
+
+def configure(level: str = "info", *, json: bool = True, stream: str = "stdout") -> None:
+    """Set up structlog and stdlib logging. The server logs to stdout; CLI commands pass
+    ``stream="stderr"`` so their ``--json`` output on stdout stays machine-readable."""
     numeric = logging.getLevelName(level.upper())
     if not isinstance(numeric, int):
         numeric = logging.INFO
@@ -47,14 +78,16 @@ def configure(level: str = "info", *, json: bool = True) -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        logger_factory=lambda *_args: _StreamLogger(stream),
         cache_logger_on_first_use=True,
     )
     # Third-party stdlib loggers (uvicorn errors, alembic) go through the same scrubbing filter.
-    logging.basicConfig(level=numeric, stream=sys.stdout, format="%(message)s", force=True)
-    for handler in logging.getLogger().handlers:
-        handler.addFilter(_StdlibRedactor())
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    handler = _StreamHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    handler.addFilter(_StdlibRedactor())
+    logging.basicConfig(level=numeric, handlers=[handler], force=True)
+    for noisy in ("alembic", "httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 class _StdlibRedactor(logging.Filter):

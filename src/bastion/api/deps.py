@@ -28,7 +28,8 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
-def _credential(request: Request) -> str | None:
+def presented_credential(request: Request) -> str | None:
+    """The credential exactly as the caller sent it (the download scheme derives its key from it)."""
     key = request.headers.get("x-api-key")
     if key:
         return key.strip()
@@ -50,7 +51,7 @@ async def current_principal(request: Request) -> Principal:
     waits on them.
     """
     ctx: Context = request.app.state.ctx  # read directly: one dependency less to solve per request
-    credential = _credential(request)
+    credential = presented_credential(request)
     ip = client_ip(request)
     if credential is None:
         record = AuditRecord("auth.denied", "denied", source_ip=ip, details={"reason": "missing"})

@@ -17,13 +17,13 @@ audit_app = typer.Typer(help="Inspect the audit log.", no_args_is_help=True)
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
-def open_context(settings: Settings | None = None) -> Any:
+def open_context(settings: Settings | None = None, *, log_stream: str = "stderr") -> Any:
     from bastion import logs
     from bastion.api.app import CONTEXT_HOOKS
     from bastion.context import build_context
 
     settings = settings or load_settings()
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, stream=log_stream)
     ctx = build_context(resolve_secrets(settings))
     for hook in CONTEXT_HOOKS:
         hook(ctx)
@@ -57,7 +57,7 @@ def serve(
             debug=debug or None,
             embedded_worker=False if no_worker else None,
         )
-        ctx = open_context(settings)
+        ctx = open_context(settings, log_stream="stdout")
     except BastionError as exc:
         raise fail(exc.message, 2) from exc
     settings = ctx.settings

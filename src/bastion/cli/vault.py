@@ -19,7 +19,7 @@ def _open_vault():  # type: ignore[no-untyped-def]
     from bastion.vault.store import VaultStore
 
     settings = resolve_secrets(load_settings())
-    logs.configure(settings.log_level)
+    logs.configure(settings.log_level, stream="stderr")
     return VaultStore.open(settings.vault_dir, settings.secret_bytes("master_key"))
 
 

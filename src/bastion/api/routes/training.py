@@ -13,7 +13,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.api.deps import ContextDep, UserPrincipal, _credential, client_ip
+from bastion.api.deps import ContextDep, UserPrincipal, client_ip, presented_credential
 from bastion.context import Context
 from bastion.jobs import states, views
 from bastion.jobs.download import DownloadKeys, check_public_key, download
@@ -153,7 +153,7 @@ def model(
     ] = None,
 ) -> dict[str, Any]:
     """The trained model, encrypted so only the caller can open it (see docs/jobs.md)."""
-    api_key = _credential(request) if principal.via == "api_key" else None
+    api_key = presented_credential(request) if principal.via == "api_key" else None
     return download(jobs(ctx), principal, job_id, api_key=api_key, scheme=scheme, ip=client_ip(request))
 
 
