@@ -95,6 +95,18 @@ def test_quick_start_real_training_and_download(api: ApiFactory, alice: Caller, 
         open_download(payload, api_key=bob.key)
     assert client.get(f"{T}/model/{job_id}", headers=bob.headers).status_code == 404
 
+    # the finished job's model is a registry version whose lineage is the job
+    registered = client.get("/api/v1/models", headers=alice.headers).json()["models"]
+    assert [m["name"] for m in registered] == ["alzheimer_classifier"]
+    detail = client.get(f"/api/v1/models/{registered[0]['id']}", headers=alice.headers).json()
+    assert detail["history"][0]["lineage"]["job_id"] == job_id
+    assert detail["history"][0]["metrics"]["accuracy"] == results["accuracy"]
+    served = client.post(
+        f"/api/v1/models/{registered[0]['id']}/predict", json={"rows": rows}, headers=alice.headers
+    )
+    assert served.status_code == 200 and served.json()["predictions"] == list(predictor.predict(rows))
+    assert client.get("/api/v1/models", headers=bob.headers).json()["models"] == []
+
 
 @pytest.mark.parametrize(
     ("body", "code", "needle"),

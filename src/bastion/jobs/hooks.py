@@ -12,6 +12,7 @@ from typing import Any
 from bastion.context import Context
 from bastion.jobs import queue
 from bastion.jobs.config import JobConfig
+from bastion.jobs.registration import registrar
 from bastion.jobs.service import JobService
 from bastion.jobs.worker import Worker
 
@@ -25,6 +26,7 @@ def make_worker(ctx: Context, config: JobConfig, **options: Any) -> Worker:
         master_secret=settings.secret_bytes("master_key"),
         kaggle_path=settings.kaggle_alzheimer_path,
         vault=ctx.services.get("vault"),
+        on_complete=options.pop("on_complete", registrar(ctx)),
         **options,
     )
 

@@ -14,6 +14,7 @@ import os
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,7 @@ class Worker:
         kaggle_path: Path | str | None = None,
         vault: Any = None,
         worker_id: str | None = None,
+        on_complete: Callable[[str], None] | None = None,
     ) -> None:
         import socket
 
@@ -64,6 +66,7 @@ class Worker:
         self._master = master_secret
         self.kaggle_path = str(Path(kaggle_path).resolve()) if kaggle_path else None
         self.vault = vault
+        self.on_complete = on_complete
         self.id = worker_id or f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
@@ -258,6 +261,8 @@ class Worker:
             results = outcome.result.get("results") or {}
             history = outcome.result.get("history") or rec.history
             done = queue.complete(self.db, job_id, self.id, attempt, results, history, model)
+            if done and self.on_complete is not None:
+                self.on_complete(job_id)
         else:
             done = queue.fail(self.db, job_id, self.id, attempt, outcome.reason(runtime, rec.last_stderr))
         if model and not (done and outcome.result is not None and outcome.killed is None):

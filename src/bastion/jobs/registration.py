@@ -1,0 +1,49 @@
+"""A completed job's model becomes a version in the model registry, with the job as its lineage."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import structlog
+
+from bastion.context import Context
+from bastion.store.models import TrainingJob
+
+_log = structlog.get_logger("bastion.jobs")
+
+
+def registrar(ctx: Context) -> Callable[[str], None]:
+    """What the worker calls after a job completes. A failure here never fails the finished job."""
+
+    def register(job_id: str) -> None:
+        from bastion.catalog.models import ModelRegistry
+        from bastion.jobs.package import unpack
+
+        registry: ModelRegistry | None = ctx.services.get("models")
+        if registry is None:
+            return
+        try:
+            with ctx.db.session() as s:
+                job = s.get(TrainingJob, job_id)
+                if job is None or job.model_artifact_id is None:
+                    return
+                owner, artifact, version = job.owner_id, job.model_artifact_id, job.model_version
+                model_type, results = job.model_type, json.loads(job.results or "{}")
+                source, dataset_id = job.dataset_source, job.dataset_id
+            package = unpack(ctx.vault.get_bytes(artifact, version))
+            view = registry.register(
+                owner,
+                model_type,
+                package.model_bytes,
+                package.model_format,
+                config=package.model_config,
+                metrics={k: v for k, v in results.items() if isinstance(v, int | float)},
+                lineage={"job_id": job_id, "dataset_source": source, "dataset_id": dataset_id},
+                input_schema={"features": package.model_config.get("feature_names", [])},
+            )
+            _log.info("job_model_registered", job_id=job_id, model_id=view.model_id, version=view.version)
+        except Exception as exc:
+            _log.warning("job_model_not_registered", job_id=job_id, error=type(exc).__name__)
+
+    return register
