@@ -134,3 +134,50 @@ def test_bad_predict_rows_are_422(client: TestClient, ctx: Context, alice: Calle
     assert client.post(url, json={"rows": []}, headers=alice.headers).status_code == 422
     r = client.post(url, json={"rows": [{"nonsense": 1}]}, headers=alice.headers)
     assert r.status_code == 422, r.text
+
+
+def test_quantize_a_torch_version_reports_size_and_accuracy(
+    client: TestClient, ctx: Context, alice: Caller, bob: Caller, trained: Any
+) -> None:
+    from bastion.data.builtin import load_dataset
+    from bastion.ml.train import train
+
+    dataset = load_dataset("breast_cancer")
+    result = train("adaptive_neural_net", dataset, {"epochs": 5, "hidden_layers": [32]})
+    registry: ModelRegistry = ctx.services["models"]
+    view = registry.register(
+        alice.user_id,
+        "net",
+        result.model_bytes,
+        result.model_format,
+        config=result.model_config,
+        metrics=result.metrics,
+        lineage={"dataset_source": "breast_cancer", "seed": 0},
+    )
+    url = f"/api/v1/models/{view.model_id}/quantize"
+    assert client.post(url, json={}, headers=bob.headers).status_code == 404
+    r = client.post(url, json={}, headers=alice.headers)
+    assert r.status_code == 201, r.text
+    report = r.json()["report"]
+    assert report["size_after"] < report["size_before"]
+    assert abs(report["accuracy_after"] - report["accuracy_before"]) <= 0.05
+    assert r.json()["version"]["version"] == 2 and r.json()["version"]["lineage"]["quantized_from"] == 1
+    served = client.post(
+        f"/api/v1/models/{view.model_id}/predict",
+        json={"rows": rows((dataset, result)), "version": 2},
+        headers=alice.headers,
+    )
+    assert served.status_code == 200
+    again = client.post(url, json={"version": 2}, headers=alice.headers)
+    assert again.status_code == 409
+
+    sk = register(
+        ctx,
+        alice,
+        trained,
+        name="sk",
+    )
+    assert (
+        client.post(f"/api/v1/models/{sk.model_id}/quantize", json={}, headers=alice.headers).status_code
+        == 422
+    )

@@ -264,6 +264,43 @@ class ModelRegistry:
         return view, load_model(self.read_bytes(principal, view, access_code), view.model_format, view.config)
 
 
+def quantize_version(
+    registry: ModelRegistry,
+    principal: Principal,
+    model_ref: str,
+    version: int | None,
+    dataset: Any,
+    *,
+    seed: int = 0,
+    access_code: str | None = None,
+) -> dict[str, Any]:
+    """int8 weight-only quantization of a torch version into a new version, with the size and
+    accuracy change measured on the held-out rows of ``dataset`` (the split training used)."""
+    from bastion.ml.quantize import quantize_for_dataset
+
+    view = registry.version(principal, model_ref, version)
+    if view.model_format != "safetensors":
+        raise Invalid("only PyTorch (safetensors) models can be quantized", code="not_quantizable")
+    if view.config.get("quantization"):
+        raise Conflict("this version is already quantized", code="already_quantized")
+    result = quantize_for_dataset(
+        registry.read_bytes(principal, view, access_code), view.config, dataset, seed=seed
+    )
+    name = registry.get(principal, model_ref)["name"]
+    new = registry.register(
+        principal,
+        name,
+        result.model_bytes,
+        "safetensors",
+        config=result.model_config,
+        metrics={**view.metrics, "quantization": result.report},
+        lineage={**view.lineage, "quantized_from": view.version},
+        input_schema=view.input_schema,
+        access_code=access_code if view.access_protected else None,
+    )
+    return {"version": new.public(), "report": result.report}
+
+
 def _default_metric(metrics: dict[str, Any]) -> str | None:
     for name in ("accuracy", "f1", "roc_auc", "r2", "rmse", "mae"):
         if isinstance(metrics.get(name), int | float):

@@ -30,7 +30,7 @@ def registrar(ctx: Context) -> Callable[[str], None]:
                     return
                 owner, artifact, version = job.owner_id, job.model_artifact_id, job.model_version
                 model_type, results = job.model_type, json.loads(job.results or "{}")
-                source, dataset_id = job.dataset_source, job.dataset_id
+                source, dataset_id, target, seed = job.dataset_source, job.dataset_id, job.target, job.seed
             package = unpack(ctx.vault.get_bytes(artifact, version))
             view = registry.register(
                 owner,
@@ -39,7 +39,13 @@ def registrar(ctx: Context) -> Callable[[str], None]:
                 package.model_format,
                 config=package.model_config,
                 metrics={k: v for k, v in results.items() if isinstance(v, int | float)},
-                lineage={"job_id": job_id, "dataset_source": source, "dataset_id": dataset_id},
+                lineage={
+                    "job_id": job_id,
+                    "dataset_source": source,
+                    "dataset_id": dataset_id,
+                    "target": target,
+                    "seed": seed,
+                },
                 input_schema={"features": package.model_config.get("feature_names", [])},
             )
             _log.info("job_model_registered", job_id=job_id, model_id=view.model_id, version=view.version)

@@ -8,8 +8,9 @@ from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from bastion.api.deps import ContextDep, CurrentPrincipal
+from bastion.api.deps import ContextDep, CurrentPrincipal, UserPrincipal
 from bastion.catalog.models import ModelRegistry
+from bastion.errors import Invalid
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
@@ -44,6 +45,52 @@ def best_version(
     metric: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
     return registry(ctx).best(principal, model_id, metric)
+
+
+class QuantizeRequest(BaseModel):
+    version: int | None = Field(None, ge=1)
+
+
+@router.post("/{model_id}/quantize", status_code=201)
+async def quantize(
+    model_id: str,
+    body: QuantizeRequest,
+    principal: UserPrincipal,
+    ctx: ContextDep,
+    access_code: AccessCode = None,
+) -> dict[str, Any]:
+    """A new int8 version; the report gives size and accuracy before and after on held-out rows."""
+
+    def run() -> dict[str, Any]:
+        from bastion.catalog.models import quantize_version
+        from bastion.data.builtin import load_dataset
+
+        view = registry(ctx).version(principal, model_id, body.version)
+        lineage = view.lineage
+        source = lineage.get("dataset_source")
+        if not source:
+            raise Invalid("this version has no dataset in its lineage to measure accuracy on")
+        frame = None
+        if source == "user_provided":
+            frame = ctx.services["datasets"].load_frame(principal, str(lineage.get("dataset_id")))
+        dataset = load_dataset(
+            str(source),
+            target=lineage.get("target"),
+            frame=frame,
+            kaggle_path=ctx.settings.kaggle_alzheimer_path,
+            seed=int(lineage.get("seed") or 0),
+        )
+        return quantize_version(
+            registry(ctx),
+            principal,
+            model_id,
+            body.version,
+            dataset,
+            seed=int(lineage.get("seed") or 0),
+            access_code=access_code,
+        )
+
+    return await run_in_threadpool(run)
 
 
 @router.post("/{model_id}/predict")
