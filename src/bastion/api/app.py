@@ -11,9 +11,20 @@ from starlette.formparsers import MultiPartParser
 from bastion import __version__
 from bastion.api import problems
 from bastion.api.middleware import GatewayMiddleware, Metrics
-from bastion.api.routes import admin, admin_training, auth, datasets, health, models, training
+from bastion.api.routes import (
+    admin,
+    admin_training,
+    auth,
+    datasets,
+    federation_site,
+    federations,
+    health,
+    models,
+    training,
+)
 from bastion.config import Settings, resolve_secrets
 from bastion.context import Context, build_context
+from bastion.federation.server import install as install_federations
 from bastion.jobs.hooks import install as install_jobs
 
 ROUTERS: list[APIRouter] = [
@@ -24,11 +35,13 @@ ROUTERS: list[APIRouter] = [
     models.router,
     training.router,
     admin_training.router,
+    federations.router,
+    federation_site.router,
 ]
 # Routes that accept file uploads get the upload limit; everything else the (small) body limit.
 UPLOAD_PREFIXES: tuple[str, ...] = ("/api/v1/datasets", "/api/v1/federations", "/api/v1/models")
 # Hooks other subsystems register to extend the context (vault, jobs, federations) at start-up.
-CONTEXT_HOOKS: list[Callable[[Context], None]] = [install_jobs]
+CONTEXT_HOOKS: list[Callable[[Context], None]] = [install_jobs, install_federations]
 
 
 def create_app(settings: Settings | None = None, *, context: Context | None = None) -> FastAPI:

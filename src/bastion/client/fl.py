@@ -256,8 +256,9 @@ class SiteClient:
                 self._emit("waiting", number, f"waiting for round {number} to close", info=info)
                 info = self.info(wait_round=number)
                 continue
-            self.train_and_send()
-            info = self.info()
+            outcome = self.train_and_send()
+            # after sending, go straight to waiting for the round to close (one request, not two)
+            info = self.info(wait_round=number) if outcome == "sent" else self.info()
 
     def global_model(self) -> tuple[int, dict[str, np.ndarray], dict[str, Any]]:
         """The open round's model, verified against the pinned server key: (round, params, config)."""

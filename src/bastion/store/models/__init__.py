@@ -3,6 +3,12 @@
 from bastion.store.models.accounts import ApiKey, AuthSession, Lockout, User
 from bastion.store.models.audit import AuditEvent, AuditHead
 from bastion.store.models.catalog import DatasetRecord, ModelRecord, ModelVersionRecord
+from bastion.store.models.federation import (
+    Federation,
+    FederationParticipant,
+    FederationRound,
+    FederationUpdate,
+)
 from bastion.store.models.jobs import (
     DownloadKey,
     JobEvent,
@@ -19,6 +25,10 @@ __all__ = [
     "AuthSession",
     "DatasetRecord",
     "DownloadKey",
+    "Federation",
+    "FederationParticipant",
+    "FederationRound",
+    "FederationUpdate",
     "JobEvent",
     "JobLogLine",
     "JobWorker",

@@ -1,0 +1,125 @@
+"""Participant routes: a site with its ``bsp_`` credential registers, polls, downloads, submits.
+
+``Authorization: Bearer bsp_...`` authenticates the site for the one federation in the path. Updates
+are raw bytes (``application/octet-stream``) in Bastion's envelope format; the server never unpickles.
+``GET .../site/info?wait_round=N`` long-polls (up to ``timeout`` seconds) while round N is still the
+current round, so sites learn of a new round within milliseconds without hammering the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
+
+from bastion.api.deps import ContextDep, client_ip
+from bastion.api.routes.federations import read_capped
+from bastion.context import Context
+from bastion.errors import BastionError, Unauthorized
+from bastion.federation.server.admission import SiteIdentity
+from bastion.federation.server.coordinator import LIVE, Coordinator
+from bastion.federation.server.site import SiteService
+
+router = APIRouter(prefix="/api/v1/federations/{federation_id}/site", tags=["federation sites"])
+MAX_WAIT_S = 30.0
+POLL_S = 0.02
+
+
+class RegisterRequest(BaseModel):
+    signing_public_key: str = Field(min_length=43, max_length=64, description="raw Ed25519 key, base64url")
+
+
+def _sites(ctx: Context) -> SiteService:
+    svc: SiteService = ctx.services["fl_sites"]
+    return svc
+
+
+def _coordinator(ctx: Context) -> Coordinator:
+    svc: Coordinator = ctx.services["fl_coordinator"]
+    return svc
+
+
+def _token(request: Request) -> str | None:
+    auth = request.headers.get("authorization")
+    if not auth:
+        return None
+    scheme, _, value = auth.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthorized("Authorization header must be 'Bearer bsp_...'", code="bad_auth_scheme")
+    return value.strip()
+
+
+def _authenticate(
+    ctx: Context, federation_id: str, token: str | None, ip: str | None, action: str
+) -> SiteIdentity:
+    """Authenticate the site, then charge its rate limit (failures are charged to the source address)."""
+    try:
+        site = _sites(ctx).authenticate(federation_id, token, ip, action)
+    except Unauthorized:
+        ctx.limiter.hit(ctx.settings.login_rate_limit, "fl-site-auth", ip or "unknown")
+        raise
+    ctx.limiter.hit(ctx.settings.rate_limit, "fl-site", site.participant_id)
+    return site
+
+
+async def _site(ctx: Context, request: Request, federation_id: str, action: str) -> SiteIdentity:
+    return await run_in_threadpool(
+        _authenticate, ctx, federation_id, _token(request), client_ip(request), action
+    )
+
+
+@router.post("/register")
+async def register(
+    federation_id: str, body: RegisterRequest, ctx: ContextDep, request: Request
+) -> dict[str, Any]:
+    site = await _site(ctx, request, federation_id, "fl.participant.register")
+    return await run_in_threadpool(_sites(ctx).register, site, body.signing_public_key, client_ip(request))
+
+
+@router.get("/info")
+async def info(
+    federation_id: str,
+    ctx: ContextDep,
+    request: Request,
+    wait_round: Annotated[int | None, Query(ge=0)] = None,
+    timeout: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 20.0,
+) -> dict[str, Any]:
+    site = await _site(ctx, request, federation_id, "fl.site.auth")
+    sites, coordinator = _sites(ctx), _coordinator(ctx)
+    epoch = coordinator.epoch(federation_id)
+    state = await run_in_threadpool(sites.info, site)
+    if wait_round is None or state["round"] != wait_round or state["state"] not in LIVE:
+        return state
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        await asyncio.sleep(POLL_S)
+        if coordinator.epoch(federation_id) != epoch:
+            break
+    return await run_in_threadpool(sites.info, site)
+
+
+@router.get("/model")
+async def model(federation_id: str, ctx: ContextDep, request: Request) -> Response:
+    """The open round's global model, signed by the server (Bastion's BSTG format)."""
+    site = await _site(ctx, request, federation_id, "fl.site.auth")
+    number, blob = await run_in_threadpool(_sites(ctx).signed_model, site)
+    return Response(blob, media_type="application/octet-stream", headers={"X-Bastion-Round": str(number)})
+
+
+@router.post("/update", status_code=202)
+async def submit_update(federation_id: str, ctx: ContextDep, request: Request) -> dict[str, Any]:
+    """A sealed, signed update; each refusal is audited and answered with a 4xx and a reason code."""
+    site = await _site(ctx, request, federation_id, "fl.update")
+    sites, coordinator = _sites(ctx), _coordinator(ctx)
+    ip = client_ip(request)
+    limit = await run_in_threadpool(sites.update_limit, federation_id)
+    try:
+        body = await read_capped(request, limit, "update_too_large")
+    except BastionError as exc:
+        await run_in_threadpool(coordinator.audit_denial, federation_id, site, exc, None, ip)
+        raise
+    return await run_in_threadpool(coordinator.submit, site, body, ip)

@@ -1,0 +1,361 @@
+"""`bastion fl create|list|enroll|status|rounds|model-download|model-upload|client`.
+
+Coordinator commands use BASTION_URL / BASTION_API_KEY like every client command; `fl client` is
+what a site runs next to its data and authenticates with the participant token it was given
+(``--token`` or BASTION_FL_TOKEN, which keeps it out of the process list).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from bastion.cli.client_common import JsonOpt, KeyOpt, UrlOpt, connect
+from bastion.cli.output import console, emit, err_console, fail
+
+app = typer.Typer(help="Federated learning: run federations and take part in them.", no_args_is_help=True)
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "digits-mlp": {"type": "tabular_mlp", "in_features": 64, "num_classes": 10, "hidden": [64]},
+    "breast-cancer-mlp": {"type": "tabular_mlp", "in_features": 30, "num_classes": 2, "hidden": [32]},
+    "wine-mlp": {"type": "tabular_mlp", "in_features": 13, "num_classes": 3, "hidden": [16]},
+    "mri-cnn": {"type": "brain_tumour_cnn", "image_size": 64, "channels": [8, 16, 32], "hidden": 32},
+}
+ROUND_COLUMNS = ["round", "state", "attempt", "updates", "num_samples", "close_reason", "accuracy", "loss"]
+
+
+def _json_arg(text: str, what: str) -> Any:
+    try:
+        if text.startswith("@"):
+            return json.loads(Path(text[1:]).read_text())
+        return json.loads(text)
+    except (OSError, ValueError) as exc:
+        raise fail(f"{what} must be JSON or @file.json ({type(exc).__name__})", 2) from exc
+
+
+def _options(pairs: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key:
+            raise fail(f"--option takes key=value, got {pair!r}", 2)
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw
+    return out
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Federation name (unique among yours).")],
+    preset: Annotated[str, typer.Option(help=f"Model preset: {', '.join(PRESETS)}.")] = "digits-mlp",
+    model: Annotated[
+        str | None, typer.Option(help="Model spec as JSON or @file.json (overrides --preset).")
+    ] = None,
+    config: Annotated[
+        str | None, typer.Option(help="Whole request body as JSON or @file.json; flags win.")
+    ] = None,
+    rounds: Annotated[int | None, typer.Option(help="Rounds to aggregate (default 10).")] = None,
+    min_clients: Annotated[int | None, typer.Option(help="Fewest updates a round may close with.")] = None,
+    target_clients: Annotated[
+        int | None, typer.Option(help="Close a round early at this many updates.")
+    ] = None,
+    round_timeout: Annotated[float | None, typer.Option(help="Round deadline in seconds.")] = None,
+    max_attempts: Annotated[
+        int | None, typer.Option(help="Deadlines a short round gets before failing.")
+    ] = None,
+    strategy: Annotated[
+        str | None, typer.Option(help="fedavg, fedprox, fedadam, fedyogi, median, ...")
+    ] = None,
+    option: Annotated[list[str] | None, typer.Option("--option", help="Strategy option key=value.")] = None,
+    epochs: Annotated[int | None, typer.Option(help="Local epochs per round.")] = None,
+    lr: Annotated[float | None, typer.Option(help="Local learning rate.")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="Local batch size.")] = None,
+    momentum: Annotated[float | None, typer.Option(help="Local SGD momentum.")] = None,
+    val_fraction: Annotated[
+        float | None, typer.Option(help="Share of each site's data held out to validate.")
+    ] = None,
+    server_eval: Annotated[
+        str | None, typer.Option(help="Server-side test set, e.g. builtin:digits.")
+    ] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a federation; round 1 opens when min-clients sites have registered."""
+    body: dict[str, Any] = _json_arg(config, "--config") if config else {}
+    if preset not in PRESETS and model is None and "model" not in body:
+        raise fail(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}", 2)
+    body["name"] = name
+    body["model"] = _json_arg(model, "--model") if model else body.get("model", PRESETS.get(preset))
+    flags = {
+        "rounds": rounds,
+        "min_clients": min_clients,
+        "target_clients": target_clients,
+        "round_timeout_s": round_timeout,
+        "max_round_attempts": max_attempts,
+        "strategy": strategy,
+    }
+    body.update({k: v for k, v in flags.items() if v is not None})
+    if option:
+        body["strategy_options"] = {**body.get("strategy_options", {}), **_options(option)}
+    training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "momentum": momentum}
+    body["training"] = {**body.get("training", {}), **{k: v for k, v in training.items() if v is not None}}
+    evaluation = {"local_validation_fraction": val_fraction, "server_dataset": server_eval}
+    body["evaluation"] = {
+        **body.get("evaluation", {}),
+        **{k: v for k, v in evaluation.items() if v is not None},
+    }
+    from bastion.client.federations import Federations
+
+    with connect(url, api_key) as client:
+        fed = Federations(client).create(body)
+    emit(
+        fed
+        if as_json
+        else {
+            k: fed[k]
+            for k in (
+                "id",
+                "name",
+                "state",
+                "strategy",
+                "rounds",
+                "min_clients",
+                "target_clients",
+                "server_signing_key",
+            )
+        },
+        as_json=as_json,
+    )
+
+
+@app.command("list")
+def list_federations(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """Your federations."""
+    from bastion.client.federations import Federations
+
+    with connect(url, api_key) as client:
+        rows = Federations(client).list_all()
+    emit(
+        rows,
+        as_json=as_json,
+        columns=["id", "name", "state", "current_round", "completed_rounds", "rounds"],
+        title="Federations",
+    )
+
+
+@app.command("enroll")
+def enroll(
+    federation: Annotated[str, typer.Argument(help="Federation id.")],
+    name: Annotated[str, typer.Option(help="The site's name, e.g. hospital-a.")],
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enrol a site; prints its participant token ONCE (hand it to the site operator)."""
+    from bastion.client.federations import Federations
+
+    with connect(url, api_key) as client:
+        out = Federations(client).enroll(federation, name)
+        server = client.url
+    emit(
+        out if as_json else {k: out[k] for k in ("id", "name", "token", "server_signing_key")},
+        as_json=as_json,
+    )
+    if not as_json:
+        err_console.print(
+            "[yellow]The token is shown once. The site runs:[/yellow]\n"
+            f"  BASTION_FL_TOKEN=<token> bastion fl client --server {server} --federation {federation} "
+            f"--server-key {out['server_signing_key']} --data <PATH|builtin:NAME>",
+            soft_wrap=True,
+        )
+
+
+@app.command("status")
+def status(
+    federation: Annotated[str, typer.Argument(help="Federation id.")],
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Round, pending and required updates, sites online."""
+    from bastion.client.federations import Federations
+
+    with connect(url, api_key) as client:
+        emit(Federations(client).status(federation), as_json=as_json)
+
+
+@app.command("rounds")
+def rounds(
+    federation: Annotated[str, typer.Argument(help="Federation id.")],
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Per-round metrics."""
+    from bastion.client.federations import Federations
+
+    with connect(url, api_key) as client:
+        rows = Federations(client).rounds(federation)
+    if as_json:
+        emit(rows, as_json=True)
+        return
+    for row in rows:
+        metrics = row["metrics"]
+        row["accuracy"] = _fmt(metrics.get("server_accuracy", metrics.get("val_accuracy")))
+        row["loss"] = _fmt(metrics.get("server_loss", metrics.get("val_loss", metrics.get("train_loss"))))
+    emit(rows, as_json=False, columns=ROUND_COLUMNS, title=f"Rounds of {federation}")
+
+
+def _fmt(value: Any) -> str | None:
+    return f"{value:.4f}" if isinstance(value, int | float) else None
+
+
+@app.command("model-download")
+def model_download(
+    federation: Annotated[str, typer.Argument(help="Federation id.")],
+    out: Annotated[Path, typer.Argument(help="Where to write the .safetensors file.")],
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Save the current global model (safetensors), e.g. to fine-tune it."""
+    from bastion.client.federations import Federations
+
+    with connect(url, api_key) as client:
+        version, blob = Federations(client).download_model(federation)
+    out.write_bytes(blob)
+    emit({"global_version": version, "path": str(out), "bytes": len(blob)}, as_json=as_json)
+
+
+@app.command("model-upload")
+def model_upload(
+    federation: Annotated[str, typer.Argument(help="Federation id.")],
+    path: Annotated[
+        Path, typer.Argument(help="A .safetensors file with the federation's tensor names and shapes.")
+    ],
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Hand a fine-tuned model back: it becomes the next global version (the open round restarts)."""
+    from bastion.client.federations import Federations
+
+    with connect(url, api_key) as client:
+        emit(Federations(client).upload_model(federation, path.read_bytes()), as_json=as_json)
+
+
+@app.command("client")
+def client(
+    server: Annotated[str, typer.Option(help="Server URL, e.g. https://bastion.example.org.")],
+    federation: Annotated[str, typer.Option(help="Federation id.")],
+    token: Annotated[
+        str, typer.Option(envvar="BASTION_FL_TOKEN", help="Participant token (bsp_...).", show_default=False)
+    ],
+    data: Annotated[str, typer.Option(help="builtin:NAME, a .csv/.npz file or an image folder.")],
+    partition: Annotated[
+        str | None, typer.Option(help="Use part i of n of the data (1-based), e.g. 2/5.")
+    ] = None,
+    alpha: Annotated[float | None, typer.Option(help="Non-IID partition: Dirichlet alpha.")] = None,
+    state_dir: Annotated[Path | None, typer.Option(help="Site state: signing key, rounds sent.")] = None,
+    server_key: Annotated[str | None, typer.Option(help="Expected server signing key (from enrol).")] = None,
+    ca_cert: Annotated[Path | None, typer.Option(help="CA bundle to trust for the server's TLS.")] = None,
+    threads: Annotated[int | None, typer.Option(help="Torch threads for local training.")] = None,
+    poll_timeout: Annotated[float, typer.Option(help="Long-poll seconds while waiting.")] = 20.0,
+    give_up_after: Annotated[float, typer.Option(help="Seconds of network errors before giving up.")] = 600.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """Take part in a federation until it completes: train locally, send sealed updates."""
+    from bastion.client.errors import BastionClientError
+    from bastion.client.fl import Backoff, SiteClient, SiteError, SiteEvent, run_site
+    from bastion.client.fl_trainer import TorchTrainer
+    from bastion.errors import BastionError
+    from bastion.federation.sitedata import parse_partition
+
+    try:
+        part = parse_partition(partition) if partition else None
+    except BastionError as exc:
+        raise fail(exc.message, 2) from exc
+    progress = _Progress(as_json)
+
+    def on_event(event: SiteEvent) -> None:
+        progress.show(event)
+
+    try:
+        site = SiteClient(
+            server,
+            federation,
+            token,
+            TorchTrainer(data, partition=part, alpha=alpha, threads=threads),
+            state_dir=state_dir,
+            server_key=server_key,
+            verify=str(ca_cert) if ca_cert else True,
+            poll_timeout=poll_timeout,
+            backoff=Backoff(give_up_after=give_up_after),
+            on_event=on_event,
+        )
+        final = run_site(site)
+    except (SiteError, BastionError, BastionClientError) as exc:
+        progress.stop()
+        raise fail(f"{exc.message} ({exc.code})", 1) from exc
+    progress.stop()
+    if not as_json:
+        console.print(f"federation {federation} completed after {final['completed_rounds']} rounds")
+
+
+class _Progress:
+    """A Rich progress bar on a terminal; JSON lines with --json; plain lines otherwise."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.as_json = as_json
+        self.bar: Any = None
+        self.task: Any = None
+        self.last = ""
+        if not as_json and sys.stderr.isatty():
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err_console
+            )
+            self.bar.start()
+
+    def show(self, event: Any) -> None:
+        if self.as_json:
+            print(
+                json.dumps(
+                    {
+                        "event": event.kind,
+                        "round": event.round,
+                        "message": event.message,
+                        **{k: v for k, v in event.data.items() if k in ("metrics", "fit_seconds", "code")},
+                    }
+                ),
+                flush=True,
+            )
+            return
+        info = event.data.get("info") or {}
+        if self.bar is not None:
+            if self.task is None and info:
+                self.task = self.bar.add_task("rounds", total=info.get("rounds") or None)
+            if self.task is not None:
+                done = info.get("completed_rounds")
+                self.bar.update(
+                    self.task,
+                    description=event.message,
+                    **({"completed": done} if isinstance(done, int) else {}),
+                )
+            return
+        if event.message != self.last:
+            self.last = event.message
+            err_console.print(f"[{event.kind}] {event.message}")
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None

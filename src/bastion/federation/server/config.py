@@ -1,0 +1,116 @@
+"""What a coordinator asks for when creating a federation, validated once and stored as JSON.
+
+The same document is the source of truth after a restart: the strategy is rebuilt from ``strategy``
+and ``strategy_options``, and the parts sites need (model, training, evaluation) travel to them inside
+the server-signed global model.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from bastion.errors import Invalid
+from bastion.federation.strategies import available_strategies, create_strategy
+
+MAX_ROUND_TIMEOUT_S = 7 * 24 * 3600.0
+
+
+class TrainingConfig(BaseModel):
+    """Local training each site runs per round (the default site trainer honours all of it)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    epochs: int = Field(1, ge=1, le=1000)
+    lr: float = Field(0.05, gt=0, le=10, allow_inf_nan=False)
+    batch_size: int = Field(32, ge=1, le=65536)
+    momentum: float = Field(0.0, ge=0, lt=1)
+
+
+class EvaluationConfig(BaseModel):
+    """Site-side validation split, and an optional server-side test set the coordinator holds.
+
+    ``server_dataset`` names a built-in source (``builtin:digits``); the server evaluates each new global
+    model on its held-out ``holdout_fraction``, which the sites' ``builtin:`` loaders never train on.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    local_validation_fraction: float = Field(0.1, ge=0, lt=0.9)
+    server_dataset: str | None = Field(None, max_length=200)
+    holdout_fraction: float = Field(0.2, gt=0, lt=0.9)
+    split_seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    @field_validator("server_dataset")
+    @classmethod
+    def _builtin_only(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith("builtin:"):
+            raise ValueError("server_dataset must be a built-in source such as 'builtin:digits'")
+        return value
+
+
+class FederationCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+    model: dict[str, Any] = Field(
+        description="model spec, e.g. {'type': 'tabular_mlp', 'in_features': 64, ...}"
+    )
+    rounds: int = Field(10, ge=1, le=10_000)
+    min_clients: int = Field(2, ge=1, le=10_000, description="fewest updates a round may be aggregated from")
+    target_clients: int | None = Field(
+        None, ge=1, le=10_000, description="close the round as soon as this many arrive (default min_clients)"
+    )
+    round_timeout_s: float = Field(600.0, gt=0, le=MAX_ROUND_TIMEOUT_S, allow_inf_nan=False)
+    max_round_attempts: int = Field(3, ge=1, le=100, description="deadlines a short round may be given")
+    strategy: str = Field("fedavg", max_length=32)
+    strategy_options: dict[str, Any] = Field(default_factory=dict)
+    training: TrainingConfig = Field(default_factory=TrainingConfig)
+    evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
+    seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the initial weights")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> FederationCreate:
+        if self.target_clients is None:
+            self.target_clients = self.min_clients
+        if self.target_clients < self.min_clients:
+            raise ValueError("target_clients cannot be smaller than min_clients")
+        return self
+
+    @property
+    def quorum(self) -> int:
+        assert self.target_clients is not None
+        return self.target_clients
+
+
+def check_strategy(cfg: FederationCreate) -> None:
+    """Build the strategy once so a bad name or option fails at creation, not at the first round."""
+    if cfg.strategy not in available_strategies():
+        raise Invalid(
+            f"unknown aggregation strategy {cfg.strategy!r}; choose one of {', '.join(available_strategies())}",
+            code="unknown_strategy",
+        )
+    strategy = create_strategy(cfg.strategy, cfg.strategy_options)
+    byzantine = getattr(strategy.options, "num_byzantine", None)
+    if isinstance(byzantine, int) and cfg.min_clients < 2 * byzantine + 3:
+        raise Invalid(
+            f"{cfg.strategy} with num_byzantine={byzantine} needs min_clients >= {2 * byzantine + 3}",
+            code="invalid_strategy_options",
+        )
+
+
+def site_config(cfg: FederationCreate, client_config: dict[str, Any], sealing_key: str) -> dict[str, Any]:
+    """The JSON config signed into every global model: everything a site needs for one round."""
+    return {
+        "model": cfg.model,
+        "training": cfg.training.model_dump(),
+        "strategy": {"name": cfg.strategy, **client_config},
+        "evaluation": {
+            "local_validation_fraction": cfg.evaluation.local_validation_fraction,
+            "holdout_fraction": cfg.evaluation.holdout_fraction,
+            "split_seed": cfg.evaluation.split_seed,
+        },
+        "rounds": cfg.rounds,
+        "server_sealing_key": sealing_key,
+    }

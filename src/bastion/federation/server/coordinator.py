@@ -1,0 +1,437 @@
+"""The round lifecycle: admit updates as they arrive, close at quorum or deadline, retry or fail.
+
+Each accepted update is folded into the open round's strategy at once (streaming: server memory stays
+O(model)). A round closes when ``target_clients`` updates are in, or at its deadline if at least
+``min_clients`` are; short of that at the deadline it is given another deadline (keeping what it has)
+up to ``max_round_attempts`` times, after which the federation fails with the reason. Closing claims
+the round in the database first (``open`` -> ``closing``), so an update racing the close is refused
+as ``round_closed`` instead of being silently dropped.
+
+Deadlines are checked by a background ticker (``start``/``close``, run by the app's lifespan) and on
+every site request. All state needed to continue lives in the database and the vault; the in-memory
+running aggregate is rebuilt on demand after a restart (:mod:`.rounds`).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import structlog
+from sqlalchemy import and_, select
+from sqlalchemy.orm import Session
+
+from bastion.audit import AuditLog
+from bastion.catalog.models import ModelRegistry
+from bastion.errors import BastionError, Conflict, NotFound
+from bastion.federation.server import artifacts, transitions
+from bastion.federation.server.admission import MemoryGuard, SiteCache, SiteIdentity, admit, audit_denial
+from bastion.federation.server.config import FederationCreate
+from bastion.federation.server.hooks import RoundHooks
+from bastion.federation.server.keys import ServerKeys
+from bastion.federation.server.rounds import Running, ServerEvaluator, fold_missing, restore, site_metrics
+from bastion.federation.server.ticker import Ticker
+from bastion.federation.tensors import TensorSpec, encode
+from bastion.store import Database
+from bastion.store.base import utcnow
+from bastion.store.models import Federation, FederationRound
+from bastion.vault.store import VaultStore
+
+LIVE = ("waiting", "running")
+_log = structlog.get_logger("bastion.federation")
+
+
+class Coordinator:
+    def __init__(
+        self,
+        db: Database,
+        vault: VaultStore,
+        audit: AuditLog,
+        registry: ModelRegistry | None,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        tick_seconds: float = 1.0,
+        hooks: RoundHooks | None = None,
+    ) -> None:
+        self.db, self.vault, self.audit, self.registry = db, vault, audit, registry
+        self.clock = clock
+        self.tick_seconds = tick_seconds
+        self.hooks = hooks or RoundHooks()
+        self.evaluator = ServerEvaluator()
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.RLock] = {}
+        self._running: dict[str, Running] = {}
+        self._keys: dict[str, ServerKeys] = {}
+        self._meta: dict[str, tuple[FederationCreate, TensorSpec]] = {}
+        self._epochs: dict[str, int] = {}
+        self._ticker: Ticker | None = None
+        self.sites = SiteCache()
+        # SQLite has one writer at a time and its busy handler sleeps in 10-50 ms steps: queueing this
+        # process's admissions on a mutex instead hands the lock over at once (PostgreSQL needs none).
+        self.write_lock: threading.Lock | None = threading.Lock() if db.dialect == "sqlite" else None
+
+    # -- caches --------------------------------------------------------------------------------
+    def lock(self, federation_id: str) -> threading.RLock:
+        with self._guard:
+            return self._locks.setdefault(federation_id, threading.RLock())
+
+    def keys(self, federation_id: str) -> ServerKeys:
+        keys = self._keys.get(federation_id)
+        if keys is None:
+            keys = self._keys[federation_id] = ServerKeys.load(self.vault, federation_id)
+        return keys
+
+    def meta(self, federation_id: str) -> tuple[FederationCreate, TensorSpec]:
+        """The federation's (immutable) config and tensor spec."""
+        meta = self._meta.get(federation_id)
+        if meta is None:
+            with self.db.session() as s:
+                fed = s.get(Federation, federation_id)
+                if fed is None:
+                    raise NotFound("federation not found")
+                cfg = FederationCreate.model_validate_json(fed.config_json)
+                spec = TensorSpec.from_json(json.loads(fed.spec_json))
+            meta = self._meta[federation_id] = (cfg, spec)
+        return meta
+
+    def epoch(self, federation_id: str) -> int:
+        """Bumped on every round transition; long-polling sites wait for it to change."""
+        return self._epochs.get(federation_id, 0)
+
+    def changed(self, federation_id: str) -> None:
+        with self._guard:
+            self._epochs[federation_id] = self._epochs.get(federation_id, 0) + 1
+
+    def submitted(self, federation_id: str, round_id: str, participant_id: str) -> bool | None:
+        """Whether the site is in the open round, from memory; None when this process does not hold it."""
+        held = self._running.get(federation_id)
+        if held is None or held.round_id != round_id:
+            return None
+        return participant_id in held.sites
+
+    def forget(self, federation_id: str) -> None:
+        """Drop the running aggregate (the round ended or was replaced); lock held by the caller."""
+        self._running.pop(federation_id, None)
+
+    @staticmethod
+    def current(s: Session, federation_id: str) -> tuple[Federation, FederationRound | None]:
+        """The federation and its current round, in one query."""
+        row = s.execute(
+            select(Federation, FederationRound)
+            .outerjoin(
+                FederationRound,
+                and_(
+                    FederationRound.federation_id == Federation.id,
+                    FederationRound.number == Federation.current_round,
+                ),
+            )
+            .where(Federation.id == federation_id)
+        ).first()
+        if row is None:
+            raise NotFound("federation not found")
+        return row[0], row[1]
+
+    def fresh(self, federation_id: str) -> tuple[Federation, FederationRound | None]:
+        """The current state, after handling a deadline that has passed (the per-request check)."""
+        with self.db.session() as s:
+            fed, rnd = self.current(s, federation_id)
+        if (
+            rnd is not None
+            and rnd.state == "open"
+            and rnd.deadline is not None
+            and rnd.deadline <= self.clock()
+        ):
+            with self.lock(federation_id):
+                self._on_deadline(federation_id)
+            with self.db.session() as s:
+                fed, rnd = self.current(s, federation_id)
+        return fed, rnd
+
+    # -- updates ----------------------------------------------------------------------------------
+    def submit(self, site: SiteIdentity, message: bytes, source_ip: str | None) -> dict[str, Any]:
+        """Admit one update (every refusal audited and raised with its code), fold it, maybe close."""
+        try:
+            return self._submit(site, message, source_ip)
+        except BastionError as exc:
+            self.audit_denial(site.federation_id, site, exc, message, source_ip)
+            raise
+
+    def _submit(self, site: SiteIdentity, message: bytes, source_ip: str | None) -> dict[str, Any]:
+        fid = site.federation_id
+        fed, rnd = self.fresh(fid)
+        target = fed.target_clients
+        if fed.state not in LIVE or rnd is None:
+            raise Conflict(
+                f"the federation is {fed.state}; it takes no more updates", code="federation_finished"
+            )
+        if rnd.state != "open":
+            raise Conflict(
+                f"round {rnd.number} is closing; the next round opens shortly", code="round_closed"
+            )
+        _cfg, spec = self.meta(fid)
+        held = self._running.get(fid)
+        guard = (
+            MemoryGuard(held.number, held.sites, held.nonces) if held and held.round_id == rnd.id else None
+        )
+        admitted = admit(
+            self.db,
+            self.vault,
+            self.audit,
+            message=message,
+            keys=self.keys(fid),
+            spec=spec,
+            round_id=rnd.id,
+            round_number=rnd.number,
+            site=site,
+            source_ip=source_ip,
+            guard=guard,
+            write_lock=self.write_lock,
+        )
+        with self.lock(fid):
+            running = self._running_for(fid, fed, rnd)
+            if (
+                running is not None
+                and running.number == rnd.number
+                and admitted.update_id not in running.folded
+            ):
+                tensors = self.hooks.on_update(fid, rnd.number, admitted.tensors, admitted.header.num_samples)
+                running.strategy.accumulate(tensors, admitted.header.num_samples)
+                running.record(admitted.update_id, site.participant_id, admitted.header.nonce)
+            if admitted.accepted >= target:
+                try:
+                    self._close(fid, "quorum", rnd.number)
+                except Exception:  # the update is in; the ticker finishes the close (recover)
+                    self.forget(fid)
+                    _log.exception("fl_close_failed", federation=fid, round=rnd.number)
+        return {
+            "accepted": True,
+            "update_id": admitted.update_id,
+            "round": rnd.number,
+            "pending_updates": admitted.accepted,
+            "required_updates": target,
+        }
+
+    def audit_denial(
+        self,
+        federation_id: str,
+        site: SiteIdentity | None,
+        exc: BastionError,
+        message: bytes | None,
+        source_ip: str | None,
+    ) -> None:
+        audit_denial(self.audit, federation_id, site, exc, message, source_ip)
+
+    def _running_for(
+        self, federation_id: str, fed: Federation | None = None, rnd: FederationRound | None = None
+    ) -> Running | None:
+        """The open round's running aggregate, rebuilt from the vault if this process has none (lock held).
+
+        ``fed``/``rnd`` (read by the caller just before) save a query when the cached aggregate belongs
+        to that very round; anything else is decided on a fresh read, since the round may have moved on.
+        """
+        cached = self._running.get(federation_id)
+        if cached is not None and rnd is not None and fed is not None and cached.round_id == rnd.id:
+            return cached
+        with self.db.session() as s:
+            fed, rnd = self.current(s, federation_id)
+        if fed.state not in LIVE or rnd is None or rnd.state not in ("open", "closing"):
+            self._running.pop(federation_id, None)
+            return None
+        running = self._running.get(federation_id)
+        if running is None or running.round_id != rnd.id:
+            cfg, spec = self.meta(federation_id)
+            running = restore(
+                self.db, self.vault, federation_id=federation_id, cfg=cfg, spec=spec, round_row=rnd
+            )
+            self._fold_missing(federation_id, running)
+            self._running[federation_id] = running
+        return running
+
+    def _fold_missing(self, federation_id: str, running: Running) -> int:
+        _cfg, spec = self.meta(federation_id)
+        return fold_missing(
+            self.db,
+            self.vault,
+            running,
+            federation_id=federation_id,
+            keys=self.keys(federation_id),
+            spec=spec,
+            on_update=lambda t, n: self.hooks.on_update(federation_id, running.number, t, n),
+        )
+
+    # -- deadlines ----------------------------------------------------------------------------------
+    def check_deadline(self, federation_id: str) -> None:
+        """Cheap per-request check; takes the lock only when the open round's deadline has passed."""
+        self.fresh(federation_id)
+
+    def tick(self) -> int:
+        """Handle every open round whose deadline has passed; returns how many were looked at."""
+        with self.db.session() as s:
+            due = list(
+                s.scalars(
+                    select(FederationRound.federation_id).where(
+                        FederationRound.state == "open",
+                        FederationRound.deadline.is_not(None),
+                        FederationRound.deadline <= self.clock(),
+                    )
+                )
+            )
+        for fid in due:
+            try:
+                with self.lock(fid):
+                    self._on_deadline(fid)
+            except Exception:
+                self.forget(fid)
+                _log.exception("fl_deadline_failed", federation=fid)
+        self.recover()
+        return len(due)
+
+    def _on_deadline(self, federation_id: str) -> None:
+        """The open round's deadline has passed: close it, give it another deadline, or fail (lock held)."""
+        now = self.clock()
+        with self.db.session() as s:
+            fed, rnd = self.current(s, federation_id)
+        if rnd is None or rnd.state != "open" or rnd.deadline is None or rnd.deadline > now:
+            return
+        if rnd.accepted >= fed.min_clients:
+            self._close(federation_id, "deadline", rnd.number)
+            return
+        if rnd.attempt < fed.max_round_attempts:
+            transitions.retry(self.db, self.audit, fed, rnd, now=now)
+        else:
+            reason = (
+                f"round {rnd.number} received {rnd.accepted} of the {fed.min_clients} updates it needs "
+                f"after {rnd.attempt} deadline(s) of {fed.round_timeout_s:g} s"
+            )
+            transitions.fail(
+                self.db,
+                self.audit,
+                federation_id,
+                rnd.id,
+                now=now,
+                reason=reason,
+                close_reason="min_clients_not_met",
+                round_states=("open",),
+            )
+            self.forget(federation_id)
+        self.changed(federation_id)
+
+    # -- closing --------------------------------------------------------------------------------------
+    def _close(self, federation_id: str, reason: str, number: int, *, recovering: bool = False) -> bool:
+        """Aggregate and publish round ``number`` if it is still the open one, then open the next (lock held).
+
+        Naming the round keeps a late trigger (a quorum reached just as the ticker closed the round at
+        its deadline) from closing the *next* round.
+        """
+        with self.db.session() as s:
+            fed, rnd = self.current(s, federation_id)
+        if rnd is None or rnd.number != number:
+            return False
+        if not transitions.claim(self.db, rnd.id, ("open", "closing") if recovering else ("open",)):
+            return False
+        cfg, _spec = self.meta(federation_id)
+        running = self._running_for(federation_id)
+        assert running is not None and running.number == number
+        self._fold_missing(federation_id, running)
+        try:
+            params = self.hooks.on_aggregate(federation_id, number, running.strategy.finalize())
+        except BastionError as exc:
+            reason_text = f"aggregation of round {number} failed: {exc.message}"
+            transitions.fail(
+                self.db,
+                self.audit,
+                federation_id,
+                rnd.id,
+                now=self.clock(),
+                reason=reason_text,
+                close_reason="aggregation_failed",
+            )
+            self.forget(federation_id)
+            self.changed(federation_id)
+            return False
+        state_version = artifacts.save_state(self.vault, federation_id, running.strategy.state_dict(), number)
+        blob = encode(params)
+        result_version = artifacts.save_global(self.vault, federation_id, blob, number)
+        metrics, contributors = site_metrics(self.db, federation_id, number)
+        metrics.update(self.evaluator.evaluate(federation_id, cfg, params))
+        next_round = transitions.commit_close(
+            self.db,
+            self.audit,
+            fed,
+            rnd,
+            now=self.clock(),
+            reason=reason,
+            result_version=result_version,
+            state_version=state_version,
+            metrics=metrics,
+            contributors=contributors,
+        )
+        if next_round is None:
+            self.forget(federation_id)
+            self.evaluator.forget(federation_id)
+        else:
+            running.strategy.begin_round(params, number + 1)
+            self._running[federation_id] = Running(next_round.id, number + 1, running.strategy)
+        self.changed(federation_id)
+        lineage = {
+            "federation_id": federation_id,
+            "round": number,
+            "participants": contributors,
+            "strategy": cfg.strategy,
+            "global_version": result_version,
+            "close_reason": reason,
+        }
+        version = self.publish(fed.owner_id, fed.name, cfg, blob, metrics, lineage)
+        if version is not None:
+            transitions.set_model_version(self.db, rnd.id, version)
+        return True
+
+    def publish(
+        self,
+        owner_id: str,
+        name: str,
+        cfg: FederationCreate,
+        blob: bytes,
+        metrics: dict[str, float],
+        lineage: dict[str, Any],
+    ) -> int | None:
+        return transitions.publish(self.registry, owner_id, name, cfg, blob, metrics, lineage)
+
+    # -- background ticker ------------------------------------------------------------------------
+    def recover(self) -> None:
+        """Finish rounds a crash or an error left half-closed (their updates are all persisted).
+
+        A round being closed right now holds its federation's lock; once that close is done the round
+        is no longer the current one and ``_close`` does nothing.
+        """
+        with self.db.session() as s:
+            stuck = s.execute(
+                select(FederationRound.federation_id, FederationRound.number).where(
+                    FederationRound.state == "closing"
+                )
+            ).all()
+        for fid, number in stuck:
+            try:
+                with self.lock(fid):
+                    with self.db.session() as s:
+                        _fed, rnd = self.current(s, fid)
+                    if rnd is None or rnd.number != number or rnd.state != "closing":
+                        continue  # closed meanwhile by the thread that claimed it
+                    self.forget(fid)  # a failed close may have finalized it: rebuild from the vault
+                    self._close(fid, "recovered", number, recovering=True)
+            except Exception:
+                _log.exception("fl_recover_failed", federation=fid)
+
+    def start(self) -> None:
+        """Finish half-closed rounds, then check deadlines every ``tick_seconds`` in the background."""
+        if self._ticker is None:
+            self.recover()
+            self._ticker = Ticker(self.tick, self.tick_seconds, "bastion-fl-ticker")
+
+    def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.stop()
+            self._ticker = None

@@ -1,0 +1,392 @@
+"""What a coordinator does with federations: create, enrol sites, watch rounds, swap the global model.
+
+Every lookup is scoped to the owner: another user's federation is reported as not found. Creating a
+federation builds the initial model from its JSON spec (torch is imported here, lazily, and only for
+that), generates the federation's key pair into the vault and opens round 1. Round 1's deadline
+starts once ``min_clients`` sites have registered, so a federation is not failed for sites that have
+not been set up yet.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.exc import IntegrityError as DBIntegrityError
+from sqlalchemy.orm import Session
+
+from bastion.audit import AuditRecord
+from bastion.auth.principal import Principal
+from bastion.errors import BastionError, Conflict, NotFound
+from bastion.federation.server import artifacts, credentials
+from bastion.federation.server.config import FederationCreate, check_strategy
+from bastion.federation.server.coordinator import LIVE, Coordinator
+from bastion.federation.server.keys import ServerKeys, keys_artifact
+from bastion.federation.server.views import federation_view, participant_view, round_view
+from bastion.federation.tensors import TensorSpec, decode, encode, validate
+from bastion.store.base import new_id
+from bastion.store.models import Federation, FederationParticipant, FederationRound
+
+ONLINE_WINDOW = timedelta(seconds=60)
+
+
+def initial_parameters(cfg: FederationCreate) -> dict[str, Any]:
+    from bastion.ml import fl_models
+
+    return fl_models.get_parameters(fl_models.build_model(cfg.model, seed=cfg.seed))
+
+
+class FederationService:
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+        self.db, self.vault, self.audit = coordinator.db, coordinator.vault, coordinator.audit
+
+    # -- lookups ----------------------------------------------------------------------------------
+    @staticmethod
+    def _owned(s: Session, principal: Principal, federation_id: str) -> Federation:
+        fed = s.get(Federation, federation_id)
+        if fed is None or fed.owner_id != principal.user_id:
+            raise NotFound("federation not found")
+        return fed
+
+    def _record(
+        self, s: Session, principal: Principal, action: str, fid: str, ip: str | None, **details: Any
+    ) -> None:
+        self.audit.append(
+            AuditRecord(
+                action,
+                "success",
+                principal.user_id,
+                principal.username,
+                "federation",
+                fid,
+                ip,
+                details,
+            ),
+            s,
+        )
+
+    # -- create -----------------------------------------------------------------------------------
+    def create(self, principal: Principal, cfg: FederationCreate, source_ip: str | None) -> dict[str, Any]:
+        check_strategy(cfg)
+        if cfg.evaluation.server_dataset:
+            from bastion.federation.sitedata import check_source
+
+            check_source(cfg.evaluation.server_dataset)
+        params = initial_parameters(cfg)
+        spec = TensorSpec.from_tensors(params)
+        blob = encode(params)
+        fid = new_id()
+        keys = ServerKeys.generate()
+        keys.store(self.vault, fid)
+        try:
+            version = artifacts.save_global(self.vault, fid, blob, 0)
+            with self.db.session() as s:
+                s.add(
+                    Federation(
+                        id=fid,
+                        owner_id=principal.user_id,
+                        name=cfg.name,
+                        state="waiting",
+                        config_json=cfg.model_dump_json(),
+                        spec_json=json.dumps(spec.to_json()),
+                        strategy=cfg.strategy,
+                        rounds=cfg.rounds,
+                        min_clients=cfg.min_clients,
+                        target_clients=cfg.quorum,
+                        round_timeout_s=cfg.round_timeout_s,
+                        max_round_attempts=cfg.max_round_attempts,
+                        current_round=1,
+                        completed_rounds=0,
+                        global_version=version,
+                        sealing_public_key=keys.sealing_public,
+                        signing_public_key=keys.signing_public,
+                    )
+                )
+                s.flush()
+                s.add(
+                    FederationRound(
+                        federation_id=fid,
+                        number=1,
+                        state="open",
+                        attempt=1,
+                        base_version=version,
+                        accepted=0,
+                        num_samples=0,
+                        metrics_json="{}",
+                    )
+                )
+                self._record(
+                    s,
+                    principal,
+                    "fl.federation.create",
+                    fid,
+                    source_ip,
+                    name=cfg.name,
+                    strategy=cfg.strategy,
+                    rounds=cfg.rounds,
+                    parameters=spec.num_params,
+                )
+        except DBIntegrityError:
+            self._drop_artifacts(fid)
+            raise Conflict(
+                f"you already have a federation named {cfg.name!r}", code="federation_exists"
+            ) from None
+        except BaseException:
+            self._drop_artifacts(fid)
+            raise
+        self.coordinator.publish(
+            principal.user_id,
+            cfg.name,
+            cfg,
+            blob,
+            {},
+            {"federation_id": fid, "round": 0, "source": "initial", "global_version": version},
+        )
+        return self.get(principal, fid)
+
+    def _drop_artifacts(self, fid: str) -> None:
+        for artifact in (keys_artifact(fid), artifacts.global_artifact(fid)):
+            with contextlib.suppress(NotFound):
+                self.vault.delete(artifact)
+
+    # -- read -------------------------------------------------------------------------------------
+    def list_for(self, principal: Principal) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            feds = s.scalars(
+                select(Federation)
+                .where(Federation.owner_id == principal.user_id)
+                .order_by(Federation.created_at)
+            ).all()
+            return [federation_view(f) for f in feds]
+
+    def get(self, principal: Principal, federation_id: str) -> dict[str, Any]:
+        self._exists(principal, federation_id)
+        self.coordinator.check_deadline(federation_id)
+        with self.db.session() as s:
+            fed = self._owned(s, principal, federation_id)
+            out = federation_view(fed)
+            out["config"] = json.loads(fed.config_json)
+            out["history"] = [round_view(r) for r in self._rounds(s, fed.id)]
+            out["participants"] = [participant_view(p) for p in self._participants(s, fed.id)]
+            return out
+
+    def _exists(self, principal: Principal, federation_id: str) -> bool:
+        with self.db.session() as s:
+            self._owned(s, principal, federation_id)
+        return True
+
+    @staticmethod
+    def _rounds(s: Session, fid: str) -> list[FederationRound]:
+        return list(
+            s.scalars(
+                select(FederationRound)
+                .where(FederationRound.federation_id == fid)
+                .order_by(FederationRound.number)
+            )
+        )
+
+    @staticmethod
+    def _participants(s: Session, fid: str) -> list[FederationParticipant]:
+        return list(
+            s.scalars(
+                select(FederationParticipant)
+                .where(FederationParticipant.federation_id == fid)
+                .order_by(FederationParticipant.created_at)
+            )
+        )
+
+    def status(self, principal: Principal, federation_id: str) -> dict[str, Any]:
+        """seeds/001's ``/status`` shape (round, pending/required updates, clients online), and more."""
+        self._exists(principal, federation_id)
+        self.coordinator.check_deadline(federation_id)
+        now = self.coordinator.clock()
+        with self.db.session() as s:
+            fed = self._owned(s, principal, federation_id)
+            _fed, rnd = self.coordinator.current(s, fed.id)
+            online = s.scalar(
+                select(func.count(FederationParticipant.id)).where(
+                    FederationParticipant.federation_id == fed.id,
+                    FederationParticipant.revoked_at.is_(None),
+                    FederationParticipant.last_seen_at >= now - ONLINE_WINDOW,
+                )
+            )
+            enrolled = s.scalar(
+                select(func.count(FederationParticipant.id)).where(
+                    FederationParticipant.federation_id == fed.id
+                )
+            )
+            live = fed.state in LIVE and rnd is not None
+            return {
+                "federation_id": fed.id,
+                "state": fed.state,
+                "round": fed.current_round,
+                "round_state": rnd.state if rnd else None,
+                "pending_updates": rnd.accepted if live and rnd else 0,
+                "required_updates": fed.target_clients,
+                "min_updates": fed.min_clients,
+                "clients_online": int(online or 0),
+                "participants": int(enrolled or 0),
+                "attempt": rnd.attempt if rnd else None,
+                "deadline": rnd.deadline.isoformat() if rnd and rnd.deadline else None,
+                "completed_rounds": fed.completed_rounds,
+                "rounds": fed.rounds,
+                "failure_reason": fed.failure_reason,
+            }
+
+    def rounds(self, principal: Principal, federation_id: str) -> list[dict[str, Any]]:
+        self._exists(principal, federation_id)
+        self.coordinator.check_deadline(federation_id)
+        with self.db.session() as s:
+            fed = self._owned(s, principal, federation_id)
+            return [round_view(r) for r in self._rounds(s, fed.id)]
+
+    # -- participants -----------------------------------------------------------------------------
+    def enroll(
+        self, principal: Principal, federation_id: str, name: str, source_ip: str | None
+    ) -> dict[str, Any]:
+        token = credentials.generate()
+        try:
+            with self.db.session() as s:
+                fed = self._owned(s, principal, federation_id)
+                if fed.state not in LIVE:
+                    raise Conflict(f"the federation is {fed.state}", code="federation_finished")
+                row = FederationParticipant(
+                    federation_id=fed.id,
+                    name=name,
+                    credential_hash=credentials.digest(token),
+                    credential_prefix=credentials.display_prefix(token),
+                )
+                s.add(row)
+                s.flush()
+                self._record(
+                    s, principal, "fl.participant.enroll", fed.id, source_ip, participant=row.id, name=name
+                )
+                out = participant_view(row)
+                signing_key = fed.signing_public_key
+        except DBIntegrityError:
+            raise Conflict(f"a site named {name!r} is already enrolled", code="participant_exists") from None
+        return {**out, "federation_id": federation_id, "token": token, "server_signing_key": signing_key}
+
+    def participants(self, principal: Principal, federation_id: str) -> list[dict[str, Any]]:
+        with self.db.session() as s:
+            fed = self._owned(s, principal, federation_id)
+            return [participant_view(p) for p in self._participants(s, fed.id)]
+
+    def revoke(
+        self, principal: Principal, federation_id: str, participant_id: str, ip: str | None
+    ) -> dict[str, Any]:
+        with self.db.session() as s:
+            fed = self._owned(s, principal, federation_id)
+            row = s.get(FederationParticipant, participant_id)
+            if row is None or row.federation_id != fed.id:
+                raise NotFound("participant not found")
+            if row.revoked_at is None:
+                row.revoked_at = self.coordinator.clock()
+                self._record(s, principal, "fl.participant.revoke", fed.id, ip, participant=row.id)
+            out = participant_view(row)
+        self.coordinator.sites.clear()
+        return out
+
+    # -- the global model (fine-tune hand-off) ---------------------------------------------------
+    def download_model(self, principal: Principal, federation_id: str) -> tuple[int, bytes]:
+        with self.db.session() as s:
+            fed = self._owned(s, principal, federation_id)
+            version = fed.global_version
+        return version, artifacts.global_bytes(self.vault, federation_id, version)
+
+    def model_limit(self, principal: Principal, federation_id: str) -> int:
+        self._exists(principal, federation_id)
+        return self.coordinator.meta(federation_id)[1].max_encoded_bytes()
+
+    def deny_upload(
+        self, principal: Principal, federation_id: str, exc: BastionError, ip: str | None
+    ) -> None:
+        self.audit.append(
+            AuditRecord(
+                "fl.model.upload",
+                "denied",
+                principal.user_id,
+                principal.username,
+                "federation",
+                federation_id,
+                ip,
+                {"reason": exc.code, "status": exc.status_code},
+            )
+        )
+
+    def upload_model(
+        self, principal: Principal, federation_id: str, data: bytes, ip: str | None
+    ) -> dict[str, Any]:
+        """A coordinator's new global model (e.g. fine-tuned): safetensors, float32, the federation's shapes.
+
+        While the federation runs, the open round is superseded: its updates were trained from the old
+        model, so they are set aside and a new round opens from the uploaded one (sites see the new
+        round number and retrain). Audited as ``fl.model.upload``.
+        """
+        self._exists(principal, federation_id)
+        cfg, spec = self.coordinator.meta(federation_id)
+        try:
+            tensors = decode(data, max_bytes=spec.max_encoded_bytes())
+            validate(tensors, spec)
+        except BastionError as exc:
+            self.deny_upload(principal, federation_id, exc, ip)
+            raise
+        blob = encode(tensors)
+        coordinator = self.coordinator
+        with coordinator.lock(federation_id):
+            version = artifacts.save_global(self.vault, federation_id, blob, -1)
+            now = coordinator.clock()
+            with self.db.session() as s:
+                fed = self._owned(s, principal, federation_id)
+                _fed, rnd = coordinator.current(s, federation_id)
+                details: dict[str, Any] = {"global_version": version, "bytes": len(data)}
+                if fed.state in LIVE and rnd is not None:
+                    replaced = s.execute(
+                        update(FederationRound)
+                        .where(FederationRound.id == rnd.id, FederationRound.state == "open")
+                        .values(state="superseded", closed_at=now, close_reason="superseded")
+                    )
+                    if replaced.rowcount != 1:  # type: ignore[attr-defined]
+                        raise Conflict("the open round is closing; retry in a moment", code="round_closing")
+                    s.add(
+                        FederationRound(
+                            federation_id=fed.id,
+                            number=rnd.number + 1,
+                            state="open",
+                            attempt=1,
+                            opened_at=now,
+                            deadline=now + timedelta(seconds=fed.round_timeout_s)
+                            if fed.state == "running"
+                            else None,
+                            base_version=version,
+                            accepted=0,
+                            num_samples=0,
+                            metrics_json="{}",
+                        )
+                    )
+                    fed.current_round = rnd.number + 1
+                    details.update(superseded_round=rnd.number, discarded_updates=rnd.accepted)
+                fed.global_version = version
+                fed.updated_at = now
+                self._record(s, principal, "fl.model.upload", fed.id, ip, **details)
+                owner, name = fed.owner_id, fed.name
+            coordinator.forget(federation_id)
+        coordinator.changed(federation_id)
+        model_version = coordinator.publish(
+            owner,
+            name,
+            cfg,
+            blob,
+            {},
+            {
+                "federation_id": federation_id,
+                "source": "upload",
+                "uploaded_by": principal.username,
+                "global_version": version,
+            },
+        )
+        return {**details, "federation_id": federation_id, "model_version": model_version}

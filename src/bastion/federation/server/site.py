@@ -1,0 +1,227 @@
+"""The participant side of the API: credential check, key registration, round state, signed model.
+
+A site authenticates with its ``bsp_`` credential, which is valid for one federation only; a
+credential for another federation, a revoked one or a made-up one are all the same 401 (nothing tells
+a prober which federations exist). At first contact the site registers its Ed25519 public key; after
+that every update must carry that key's signature, and a different key is refused.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import replace
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+
+from bastion.audit import AuditRecord
+from bastion.crypto import signing
+from bastion.errors import BastionError, Conflict, Unauthorized
+from bastion.federation.envelope import max_update_bytes
+from bastion.federation.global_model import sign_global_model
+from bastion.federation.server import artifacts, credentials
+from bastion.federation.server.admission import SiteIdentity
+from bastion.federation.server.config import site_config
+from bastion.federation.server.coordinator import LIVE, Coordinator
+from bastion.federation.server.rounds import new_strategy
+from bastion.store.models import Federation, FederationParticipant, FederationRound, FederationUpdate
+
+LAST_SEEN_RESOLUTION = timedelta(seconds=5)
+
+
+class SiteService:
+    def __init__(self, coordinator: Coordinator) -> None:
+        self.coordinator = coordinator
+        self.db, self.audit = coordinator.db, coordinator.audit
+        self._models: dict[str, tuple[tuple[int, int], bytes]] = {}
+        self._models_lock = threading.Lock()
+
+    def authenticate(
+        self, federation_id: str, token: str | None, source_ip: str | None, action: str
+    ) -> SiteIdentity:
+        try:
+            return self._authenticate(federation_id, token)
+        except BastionError as exc:
+            self.audit.append(
+                AuditRecord(
+                    action,
+                    "denied",
+                    target_type="federation",
+                    target_id=federation_id[:64],
+                    source_ip=source_ip,
+                    details={"reason": exc.code, "status": exc.status_code},
+                )
+            )
+            raise
+
+    def _authenticate(self, federation_id: str, token: str | None) -> SiteIdentity:
+        if not token:
+            raise Unauthorized(
+                "a participant credential is required: Authorization: Bearer bsp_...",
+                code="missing_credentials",
+            )
+        refused = Unauthorized(
+            "unknown participant credential for this federation", code="unknown_participant"
+        )
+        if not credentials.well_formed(token):
+            raise refused
+        digest = credentials.digest(token)
+        cached = self.coordinator.sites.get(digest)
+        if cached is not None:
+            if cached.federation_id != federation_id:
+                raise refused
+            return cached
+        now = self.coordinator.clock()
+        with self.db.session() as s:
+            row = s.scalar(
+                select(FederationParticipant).where(FederationParticipant.credential_hash == digest)
+            )
+            if row is None or row.federation_id != federation_id:
+                raise refused
+            if row.revoked_at is not None:
+                raise Unauthorized("this participant credential has been revoked", code="participant_revoked")
+            if row.last_seen_at is None or now - row.last_seen_at > LAST_SEEN_RESOLUTION:
+                row.last_seen_at = now
+            key = signing.decode_public_key(row.signing_public_key) if row.signing_public_key else None
+            identity = SiteIdentity(row.id, row.name, row.federation_id, key)
+        self.coordinator.sites.put(digest, identity)
+        return identity
+
+    def update_limit(self, federation_id: str) -> int:
+        return max_update_bytes(self.coordinator.meta(federation_id)[1])
+
+    def register(self, site: SiteIdentity, public_key: str, source_ip: str | None) -> dict[str, Any]:
+        """Record the site's signing key at first contact; the same key again is a no-op."""
+        signing.decode_public_key(public_key)  # Invalid unless a canonical 32-byte key
+        fid = site.federation_id
+        coordinator = self.coordinator
+        with coordinator.lock(fid):
+            now = coordinator.clock()
+            with self.db.session() as s:
+                row = s.get(FederationParticipant, site.participant_id)
+                assert row is not None
+                if row.signing_public_key not in (None, public_key):
+                    self.audit.append(
+                        AuditRecord(
+                            "fl.participant.register",
+                            "denied",
+                            site.participant_id,
+                            site.actor,
+                            "federation",
+                            fid,
+                            source_ip,
+                            {"reason": "signing_key_mismatch"},
+                        )
+                    )
+                    raise Conflict(
+                        "this site already registered a different signing key; ask the coordinator to enrol it again",
+                        code="signing_key_mismatch",
+                    )
+                if row.signing_public_key is None:
+                    row.signing_public_key, row.registered_at = public_key, now
+                    s.flush()
+                    self.audit.append(
+                        AuditRecord(
+                            "fl.participant.register",
+                            "success",
+                            site.participant_id,
+                            site.actor,
+                            "federation",
+                            fid,
+                            source_ip,
+                            {"signing_public_key": public_key},
+                        ),
+                        s,
+                    )
+                    self._maybe_start(s, fid, now)
+        coordinator.sites.clear()
+        coordinator.changed(fid)
+        return self.info(replace(site, signing_public_key=signing.decode_public_key(public_key)))
+
+    def _maybe_start(self, s: Any, federation_id: str, now: Any) -> None:
+        """Start round 1's clock once ``min_clients`` sites are ready to train."""
+        fed = s.get(Federation, federation_id)
+        ready = s.scalar(
+            select(func.count(FederationParticipant.id)).where(
+                FederationParticipant.federation_id == federation_id,
+                FederationParticipant.signing_public_key.is_not(None),
+                FederationParticipant.revoked_at.is_(None),
+            )
+        )
+        if fed is None or fed.state != "waiting" or int(ready or 0) < fed.min_clients:
+            return
+        s.execute(
+            update(FederationRound)
+            .where(
+                FederationRound.federation_id == federation_id,
+                FederationRound.number == fed.current_round,
+                FederationRound.deadline.is_(None),
+            )
+            .values(deadline=now + timedelta(seconds=fed.round_timeout_s))
+        )
+        fed.state = "running"
+        fed.updated_at = now
+
+    def info(self, site: SiteIdentity) -> dict[str, Any]:
+        """Where the federation stands, from this site's point of view."""
+        fid = site.federation_id
+        fed, rnd = self.coordinator.fresh(fid)
+        submitted = self.coordinator.submitted(fid, rnd.id, site.participant_id) if rnd is not None else False
+        if submitted is None and rnd is not None:
+            with self.db.session() as s:
+                submitted = (
+                    s.scalar(
+                        select(FederationUpdate.id).where(
+                            FederationUpdate.federation_id == fid,
+                            FederationUpdate.round == rnd.number,
+                            FederationUpdate.participant_id == site.participant_id,
+                        )
+                    )
+                    is not None
+                )
+        return {
+            "federation_id": fid,
+            "participant_id": site.participant_id,
+            "name": site.name,
+            "state": fed.state,
+            "failure_reason": fed.failure_reason,
+            "round": fed.current_round,
+            "round_state": rnd.state if rnd else None,
+            "attempt": rnd.attempt if rnd else None,
+            "deadline": rnd.deadline.isoformat() if rnd and rnd.deadline else None,
+            "rounds": fed.rounds,
+            "completed_rounds": fed.completed_rounds,
+            "submitted": bool(submitted),
+            "registered": site.signing_public_key is not None,
+            "server_signing_key": fed.signing_public_key,
+            "server_sealing_key": fed.sealing_public_key,
+        }
+
+    def signed_model(self, site: SiteIdentity) -> tuple[int, bytes]:
+        """The open round's global model, signed by the server with the round and site config bound in."""
+        fid = site.federation_id
+        with self.db.session() as s:
+            fed, rnd = self.coordinator.current(s, fid)
+        if fed.state not in LIVE or rnd is None:
+            raise Conflict(
+                f"the federation is {fed.state}; there is no round to train", code="federation_finished"
+            )
+        key = (rnd.number, rnd.base_version)
+        with self._models_lock:
+            cached = self._models.get(fid)
+        if cached is not None and cached[0] == key:
+            return rnd.number, cached[1]
+        cfg, _spec = self.coordinator.meta(fid)
+        keys = self.coordinator.keys(fid)
+        model = sign_global_model(
+            keys.signing,
+            federation_id=fid,
+            round=rnd.number,
+            weights=artifacts.global_bytes(self.coordinator.vault, fid, rnd.base_version),
+            config=site_config(cfg, new_strategy(cfg).client_config(), keys.sealing_public),
+        )
+        blob = model.to_bytes()
+        with self._models_lock:
+            self._models[fid] = (key, blob)
+        return rnd.number, blob

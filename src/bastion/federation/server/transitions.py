@@ -1,0 +1,194 @@
+"""Round transitions in the database: each is one transaction, guarded, with its audit row.
+
+Every transition is a conditional UPDATE (``... WHERE state = 'open'``), so when two workers (or the
+ticker and a request) race for the same round, exactly one wins and the other sees nothing to do.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta
+from typing import Any
+
+import structlog
+from sqlalchemy import update
+
+from bastion.audit import AuditLog, AuditRecord
+from bastion.catalog.models import ModelRegistry
+from bastion.errors import BastionError
+from bastion.federation.server.config import FederationCreate
+from bastion.store import Database
+from bastion.store.models import Federation, FederationRound
+
+_log = structlog.get_logger("bastion.federation")
+
+
+def system_record(action: str, federation_id: str, **details: Any) -> AuditRecord:
+    return AuditRecord(
+        action, "success", actor="system", target_type="federation", target_id=federation_id, details=details
+    )
+
+
+def claim(db: Database, round_id: str, allowed: tuple[str, ...]) -> bool:
+    """``open`` -> ``closing``: from here on the round admits no update."""
+    with db.session() as s:
+        claimed = s.execute(
+            update(FederationRound)
+            .where(FederationRound.id == round_id, FederationRound.state.in_(allowed))
+            .values(state="closing")
+        )
+        return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def commit_close(
+    db: Database,
+    audit: AuditLog,
+    fed: Federation,
+    rnd: FederationRound,
+    *,
+    now: datetime,
+    reason: str,
+    result_version: int,
+    state_version: int,
+    metrics: dict[str, float],
+    contributors: list[str],
+) -> FederationRound | None:
+    """Close the round and open the next one (or complete the federation); returns the new round."""
+    done = fed.completed_rounds + 1 >= fed.rounds
+    next_round: FederationRound | None = None
+    with db.session() as s:
+        s.execute(
+            update(FederationRound)
+            .where(FederationRound.id == rnd.id)
+            .values(
+                state="closed",
+                closed_at=now,
+                close_reason=reason,
+                result_version=result_version,
+                strategy_state_version=state_version,
+                metrics_json=json.dumps(metrics),
+            )
+        )
+        values: dict[str, Any] = {
+            "completed_rounds": fed.completed_rounds + 1,
+            "global_version": result_version,
+            "updated_at": now,
+        }
+        if done:
+            values.update(state="completed", finished_at=now)
+        else:
+            values.update(state="running", current_round=rnd.number + 1)
+            next_round = FederationRound(
+                federation_id=fed.id,
+                number=rnd.number + 1,
+                state="open",
+                attempt=1,
+                opened_at=now,
+                deadline=now + timedelta(seconds=fed.round_timeout_s),
+                base_version=result_version,
+                accepted=0,
+                num_samples=0,
+                metrics_json="{}",
+            )
+            s.add(next_round)
+        s.execute(update(Federation).where(Federation.id == fed.id).values(**values))
+        audit.append(
+            system_record(
+                "fl.round.close",
+                fed.id,
+                round=rnd.number,
+                reason=reason,
+                updates=len(contributors),
+                global_version=result_version,
+                metrics={k: round(v, 6) for k, v in metrics.items()},
+            ),
+            s,
+        )
+        if done:
+            audit.append(system_record("fl.federation.complete", fed.id, rounds=fed.rounds), s)
+    return next_round
+
+
+def retry(db: Database, audit: AuditLog, fed: Federation, rnd: FederationRound, *, now: datetime) -> None:
+    """A round short of ``min_clients`` at its deadline gets another one, keeping the updates it has."""
+    with db.session() as s:
+        s.execute(
+            update(FederationRound)
+            .where(FederationRound.id == rnd.id, FederationRound.state == "open")
+            .values(attempt=rnd.attempt + 1, deadline=now + timedelta(seconds=fed.round_timeout_s))
+        )
+        audit.append(
+            system_record(
+                "fl.round.retry",
+                fed.id,
+                round=rnd.number,
+                attempt=rnd.attempt + 1,
+                accepted=rnd.accepted,
+                min_clients=fed.min_clients,
+            ),
+            s,
+        )
+
+
+def fail(
+    db: Database,
+    audit: AuditLog,
+    federation_id: str,
+    round_id: str,
+    *,
+    now: datetime,
+    reason: str,
+    close_reason: str,
+    round_states: tuple[str, ...] = ("open", "closing"),
+) -> None:
+    """The round fails and takes the federation with it, with a reason a coordinator can act on."""
+    with db.session() as s:
+        s.execute(
+            update(FederationRound)
+            .where(FederationRound.id == round_id, FederationRound.state.in_(round_states))
+            .values(state="failed", closed_at=now, close_reason=close_reason)
+        )
+        s.execute(
+            update(Federation)
+            .where(Federation.id == federation_id)
+            .values(state="failed", failure_reason=reason, finished_at=now, updated_at=now)
+        )
+        audit.append(system_record("fl.federation.fail", federation_id, reason=reason), s)
+
+
+def set_model_version(db: Database, round_id: str, version: int) -> None:
+    with db.session() as s:
+        s.execute(update(FederationRound).where(FederationRound.id == round_id).values(model_version=version))
+
+
+def publish(
+    registry: ModelRegistry | None,
+    owner_id: str,
+    name: str,
+    cfg: FederationCreate,
+    blob: bytes,
+    metrics: dict[str, float],
+    lineage: dict[str, Any],
+) -> int | None:
+    """Register a global model version in the model registry; a failure there never fails a round."""
+    if registry is None:
+        return None
+    try:
+        view = registry.register(
+            owner_id,
+            f"fl-{name}",
+            blob,
+            "safetensors",
+            config={
+                "format": "bastion-fl-params",
+                "federation_id": lineage["federation_id"],
+                "model": cfg.model,
+            },
+            metrics=metrics,
+            lineage=lineage,
+            primary_metric="server_accuracy" if cfg.evaluation.server_dataset else "val_accuracy",
+        )
+    except BastionError as exc:
+        _log.warning("fl_registry_failed", federation=lineage["federation_id"], error=exc.message)
+        return None
+    return view.version
