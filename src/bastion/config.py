@@ -63,6 +63,7 @@ class Settings(BaseSettings):
     job_poll_seconds: float | None = Field(None, gt=0, validation_alias=_env("BASTION_JOB_POLL_SECONDS"))
     job_memory_limit_mb: int | None = Field(None, ge=64, validation_alias=_env("BASTION_JOB_MEMORY_LIMIT_MB"))
     job_log_line_cap: int | None = Field(None, ge=10, validation_alias=_env("BASTION_JOB_LOG_LINE_CAP"))
+    fl_tick_seconds: float = Field(1.0, gt=0, validation_alias=_env("BASTION_FL_TICK_SECONDS"))
     redis_url: str | None = Field(None, validation_alias=_env("BASTION_REDIS_URL"))
     rate_limit: str = Field("600/minute", validation_alias=_env("BASTION_RATE_LIMIT"))
     login_rate_limit: str = Field("30/minute", validation_alias=_env("BASTION_LOGIN_RATE_LIMIT"))

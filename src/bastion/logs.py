@@ -11,14 +11,16 @@ from typing import Any
 import structlog
 
 _SECRET_KEYS = ("password", "secret", "token", "api_key", "apikey", "authorization", "access_code")
-_SECRET_VALUES = re.compile(r"bst_[0-9A-Za-z]{20,}|eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]+")
+_SECRET_VALUES = re.compile(
+    r"bs[tp]_[0-9A-Za-z]{20,}|eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]+"
+)
 _QUERY_SECRET = re.compile(r"((?:api_key|apikey|token|access_token|key)=)[^&\s]*", re.IGNORECASE)
 
 
 def redact_text(text: str) -> str:
     if "=" in text:
         text = _QUERY_SECRET.sub(r"\1[redacted]", text)
-    if "bst_" in text or "eyJ" in text:
+    if "bst_" in text or "bsp_" in text or "eyJ" in text:
         text = _SECRET_VALUES.sub("[redacted]", text)
     return text
 

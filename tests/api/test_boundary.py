@@ -106,3 +106,18 @@ def test_audit_page_and_filters(client: TestClient, admin: Caller) -> None:
     assert max(e["seq"] for e in second["events"]) < min(e["seq"] for e in first["events"])
     only = client.get("/api/v1/admin/audit", params={"action": "user.create"}, headers=admin.headers).json()
     assert {e["action"] for e in only["events"]} == {"user.create"}
+
+
+def test_log_redaction_covers_keys_site_tokens_and_jwts() -> None:
+    from bastion.logs import redact_text
+
+    line = (
+        "GET /x?api_key=bst_"
+        + "a" * 38
+        + " site bsp_"
+        + "b" * 30
+        + " jwt eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4eXoifQ.c2lnbmF0dXJl"
+    )
+    out = redact_text(line)
+    assert "bst_a" not in out and "bsp_b" not in out and "eyJzdWIi" not in out
+    assert out.count("[redacted]") == 3

@@ -20,7 +20,9 @@ def test_upload_list_delete_and_models(server_factory: Callable[..., ServerProce
     server = server_factory().start()
     env = {"BASTION_URL": server.url, "BASTION_API_KEY": server.keys["user"]}
     csv = tmp_path / "cohort.csv"
-    csv.write_text("patient_name,ssn,mmse,cdr\nAda Lovelace,123-45-6789,28,0\nAlan Turing,987-65-4321,22,0.5\n")
+    csv.write_text(
+        "patient_name,ssn,mmse,cdr\nAda Lovelace,123-45-6789,28,0\nAlan Turing,987-65-4321,22,0.5\n"
+    )
 
     up = runner.invoke(app, ["data", "upload", str(csv), "--name", "cohort", "--json"], env=env)
     assert up.exit_code == 0, up.output

@@ -56,11 +56,10 @@ def test_tls_end_to_end(server_factory: Callable[..., ServerProcess], tmp_path: 
     cert.private_key_pem.write_to_path(str(key_pem))
     ca.cert_pem.write_to_path(str(ca_pem))
     server = server_factory(args=["--ssl-cert", str(cert_pem), "--ssl-key", str(key_pem)])
-    server.scheme, server.verify = "https", str(ca_pem)
+    trust = ssl.create_default_context(cafile=str(ca_pem))
+    server.scheme, server.verify = "https", trust
     server.start()
-    r = httpx.get(
-        server.url + "/api/v1/auth/me", headers={"X-API-Key": server.keys["user"]}, verify=str(ca_pem)
-    )
+    r = httpx.get(server.url + "/api/v1/auth/me", headers={"X-API-Key": server.keys["user"]}, verify=trust)
     assert r.status_code == 200
     assert r.headers["strict-transport-security"].startswith("max-age=")
     with pytest.raises(httpx.ConnectError):
