@@ -29,7 +29,7 @@ def upload(
     """Upload a CSV, JSON, Excel or Parquet file."""
     if policy and policy.startswith("@"):
         policy = Path(policy[1:]).read_text()
-    with connect(url, api_key) as client:
+    with connect(url, api_key, as_json=as_json) as client:
         result = client.upload_dataset(file, name=name, policy=policy)
     if as_json:
         emit(result, as_json=True)
@@ -49,7 +49,7 @@ def upload(
 @data_app.command("list")
 def list_datasets(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
     """Your datasets."""
-    with connect(url, api_key) as client:
+    with connect(url, api_key, as_json=as_json) as client:
         rows = client.list_datasets()
     emit(
         [{k: r[k] for k in ("id", "name", "format", "rows", "columns", "created_at")} for r in rows],
@@ -64,14 +64,14 @@ def delete_dataset(
     dataset_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False
 ) -> None:
     """Delete a dataset and its encrypted payload."""
-    with connect(url, api_key) as client:
+    with connect(url, api_key, as_json=as_json) as client:
         emit(client.delete_dataset(dataset_id), as_json=as_json)
 
 
 @models_app.command("list")
 def list_models(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
     """Your registered models."""
-    with connect(url, api_key) as client:
+    with connect(url, api_key, as_json=as_json) as client:
         rows = client.list_models()
     emit(
         rows,
@@ -84,7 +84,7 @@ def list_models(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = F
 @models_app.command("show")
 def show_model(model_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
     """A model and its versions, with metrics and lineage."""
-    with connect(url, api_key) as client:
+    with connect(url, api_key, as_json=as_json) as client:
         model = client.get_model(model_id)
     if as_json:
         emit(model, as_json=True)
@@ -117,7 +117,7 @@ def best_model(
     as_json: JsonOpt = False,
 ) -> None:
     """The best version of a model by a metric (rmse/mae/loss are minimised, others maximised)."""
-    with connect(url, api_key) as client:
+    with connect(url, api_key, as_json=as_json) as client:
         best = client.best_model(model_id, metric)
     emit(
         best

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated
@@ -11,18 +12,31 @@ import typer
 from bastion.cli.output import fail
 
 if TYPE_CHECKING:
+    from bastion.client.errors import BastionClientError
     from bastion.client.sdk import BastionClient
 
-UrlOpt = Annotated[str | None, typer.Option("--url", envvar="BASTION_URL", help="Server URL.")]
+UrlOpt = Annotated[
+    str | None,
+    typer.Option("--url", envvar="BASTION_URL", help="Server URL (default http://127.0.0.1:5000)."),
+]
 KeyOpt = Annotated[
     str | None, typer.Option("--api-key", envvar="BASTION_API_KEY", help="API key.", show_default=False)
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
+def client_failure(exc: BastionClientError, as_json: bool) -> typer.Exit:
+    """One translation of SDK errors for every client command: a JSON error object under ``--json``,
+    else one line on stderr; exit 1 either way, never a traceback."""
+    if as_json:
+        typer.echo(json.dumps({"success": False, "error": {"code": exc.code, "message": exc.message}}))
+        return typer.Exit(1)
+    return fail(f"{exc.message} ({exc.code})")
+
+
 @contextmanager
-def connect(url: str | None, api_key: str | None) -> Iterator[BastionClient]:
-    """A client for the duration of one command; API errors become a clean exit, never a traceback."""
+def connect(url: str | None, api_key: str | None, *, as_json: bool = False) -> Iterator[BastionClient]:
+    """A client for the duration of one command; API errors go through :func:`client_failure`."""
     from bastion.client.errors import BastionClientError
     from bastion.client.sdk import BastionClient
 
@@ -30,6 +44,6 @@ def connect(url: str | None, api_key: str | None) -> Iterator[BastionClient]:
     try:
         yield client
     except BastionClientError as exc:
-        raise fail(f"{exc} ({getattr(exc, 'code', 'error')})") from exc
+        raise client_failure(exc, as_json) from None
     finally:
         client.close()

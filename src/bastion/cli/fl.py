@@ -113,7 +113,7 @@ def create(
     }
     from bastion.client.federations import Federations
 
-    with connect(url, api_key) as client:
+    with connect(url, api_key, as_json=as_json) as client:
         fed = Federations(client).create(body)
     emit(
         fed
@@ -140,7 +140,7 @@ def list_federations(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOp
     """Your federations."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key) as client:
+    with connect(url, api_key, as_json=as_json) as client:
         rows = Federations(client).list_all()
     emit(
         rows,
@@ -161,7 +161,7 @@ def enroll(
     """Enrol a site; prints its participant token ONCE (hand it to the site operator)."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key) as client:
+    with connect(url, api_key, as_json=as_json) as client:
         out = Federations(client).enroll(federation, name)
         server = client.url
     emit(
@@ -187,7 +187,7 @@ def status(
     """Round, pending and required updates, sites online."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key) as client:
+    with connect(url, api_key, as_json=as_json) as client:
         emit(Federations(client).status(federation), as_json=as_json)
 
 
@@ -201,7 +201,7 @@ def rounds(
     """Per-round metrics."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key) as client:
+    with connect(url, api_key, as_json=as_json) as client:
         rows = Federations(client).rounds(federation)
     if as_json:
         emit(rows, as_json=True)
@@ -228,7 +228,7 @@ def model_download(
     """Save the current global model (safetensors), e.g. to fine-tune it."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key) as client:
+    with connect(url, api_key, as_json=as_json) as client:
         version, blob = Federations(client).download_model(federation)
     out.write_bytes(blob)
     emit({"global_version": version, "path": str(out), "bytes": len(blob)}, as_json=as_json)
@@ -247,7 +247,7 @@ def model_upload(
     """Hand a fine-tuned model back: it becomes the next global version (the open round restarts)."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key) as client:
+    with connect(url, api_key, as_json=as_json) as client:
         emit(Federations(client).upload_model(federation, path.read_bytes()), as_json=as_json)
 
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
+from bastion.cli.client_common import JsonOpt, KeyOpt, UrlOpt, client_failure
 from bastion.cli.output import console, emit, err_console, fail
 from bastion.client import BastionClient, BastionClientError, Event
 
@@ -17,14 +18,6 @@ app = typer.Typer(
 )
 T = TypeVar("T")
 
-UrlOpt = Annotated[
-    str | None,
-    typer.Option("--url", envvar="BASTION_URL", help="Server URL (default http://127.0.0.1:5000)."),
-]
-KeyOpt = Annotated[
-    str | None, typer.Option("--api-key", envvar="BASTION_API_KEY", help="API key.", show_default=False)
-]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 ParamOpt = Annotated[
     list[str] | None, typer.Option("--param", "-p", help="Hyper-parameter as key=value (repeatable).")
 ]
@@ -40,10 +33,7 @@ def _call(as_json: bool, fn: Callable[[], T]) -> T:
     try:
         return fn()
     except BastionClientError as exc:
-        if as_json:
-            typer.echo(json.dumps({"success": False, "error": {"code": exc.code, "message": exc.message}}))
-            raise typer.Exit(1) from None
-        raise fail(exc.message) from None
+        raise client_failure(exc, as_json) from None
 
 
 def parse_params(pairs: list[str] | None) -> dict[str, Any]:

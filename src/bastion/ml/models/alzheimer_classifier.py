@@ -43,23 +43,11 @@ def make_estimator(params: Params, seed: int) -> Any:
     from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
 
+    from bastion.ml.models.sk_common import tree_ensemble
+
     if params.estimator == "logistic_regression":
         return LogisticRegression(C=params.C, max_iter=params.max_iter, random_state=seed)
-    if params.estimator == "random_forest":
-        return RandomForestClassifier(
-            n_estimators=params.n_estimators,
-            max_depth=params.max_depth,
-            min_samples_leaf=params.min_samples_leaf,
-            random_state=seed,
-            n_jobs=1,
-        )
-    return GradientBoostingClassifier(
-        n_estimators=params.n_estimators,
-        max_depth=params.max_depth or 3,
-        min_samples_leaf=params.min_samples_leaf,
-        learning_rate=params.learning_rate,
-        random_state=seed,
-    )
+    return tree_ensemble(params, seed, RandomForestClassifier, GradientBoostingClassifier)
 
 
 def fit(

@@ -118,3 +118,23 @@ class SklearnModel:
 def tree_cost(n_samples: int, n_features: int) -> float:
     """Work of one CART tree, in units of ``n * log2(n) * features``."""
     return n_samples * max(1.0, math.log2(max(n_samples, 2))) * n_features
+
+
+def tree_ensemble(params: Any, seed: int, forest: type, boosting: type) -> Any:
+    """The random-forest or gradient-boosting estimator both scikit-learn model types offer, built from
+    the shared tree parameters (classifier or regressor depending on the classes passed)."""
+    if params.estimator == "random_forest":
+        return forest(
+            n_estimators=params.n_estimators,
+            max_depth=params.max_depth,
+            min_samples_leaf=params.min_samples_leaf,
+            random_state=seed,
+            n_jobs=1,
+        )
+    return boosting(
+        n_estimators=params.n_estimators,
+        max_depth=params.max_depth or 3,
+        min_samples_leaf=params.min_samples_leaf,
+        learning_rate=params.learning_rate,
+        random_state=seed,
+    )

@@ -37,23 +37,11 @@ def make_estimator(params: Params, seed: int) -> Any:
     from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
     from sklearn.linear_model import Ridge
 
+    from bastion.ml.models.sk_common import tree_ensemble
+
     if params.estimator == "ridge":
         return Ridge(alpha=params.alpha)
-    if params.estimator == "random_forest":
-        return RandomForestRegressor(
-            n_estimators=params.n_estimators,
-            max_depth=params.max_depth,
-            min_samples_leaf=params.min_samples_leaf,
-            random_state=seed,
-            n_jobs=1,
-        )
-    return GradientBoostingRegressor(
-        n_estimators=params.n_estimators,
-        max_depth=params.max_depth or 3,
-        min_samples_leaf=params.min_samples_leaf,
-        learning_rate=params.learning_rate,
-        random_state=seed,
-    )
+    return tree_ensemble(params, seed, RandomForestRegressor, GradientBoostingRegressor)
 
 
 def fit(
