@@ -25,7 +25,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "wine-mlp": {"type": "tabular_mlp", "in_features": 13, "num_classes": 3, "hidden": [16]},
     "mri-cnn": {"type": "brain_tumour_cnn", "image_size": 64, "channels": [8, 16, 32], "hidden": 32},
 }
-ROUND_COLUMNS = ["round", "state", "attempt", "updates", "num_samples", "close_reason", "accuracy", "loss"]
+ROUND_COLUMNS = ["round", "state", "attempt", "updates", "close_reason", "accuracy", "loss", "epsilon"]
 
 
 def _json_arg(text: str, what: str) -> Any:
@@ -83,6 +83,18 @@ def create(
     server_eval: Annotated[
         str | None, typer.Option(help="Server-side test set, e.g. builtin:digits.")
     ] = None,
+    secure_aggregation: Annotated[
+        bool, typer.Option("--secure-aggregation", help="SecAgg+: the server only learns the sum.")
+    ] = False,
+    dp_noise: Annotated[
+        float | None, typer.Option(help="DP-FedAvg noise multiplier sigma (turns DP on).")
+    ] = None,
+    dp_clip: Annotated[float, typer.Option(help="DP-FedAvg L2 clip S of a site's delta.")] = 1.0,
+    dp_mode: Annotated[
+        str, typer.Option(help="DP noise: distributed (needs secure aggregation) or central.")
+    ] = "",
+    dp_budget: Annotated[float | None, typer.Option(help="Stop before epsilon would exceed this.")] = None,
+    dp_delta: Annotated[float, typer.Option(help="DP delta epsilon is reported at.")] = 1e-5,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
@@ -111,6 +123,16 @@ def create(
         **body.get("evaluation", {}),
         **{k: v for k, v in evaluation.items() if v is not None},
     }
+    privacy = dict(body.get("privacy") or {})
+    if secure_aggregation:
+        privacy.setdefault("secure_aggregation", {})
+    if dp_noise is not None:
+        mode = dp_mode or ("distributed" if "secure_aggregation" in privacy else "central")
+        privacy["dp"] = {"noise_multiplier": dp_noise, "clip_norm": dp_clip, "mode": mode, "delta": dp_delta}
+        if dp_budget is not None:
+            privacy["dp"]["budget_epsilon"] = dp_budget
+    if privacy:
+        body["privacy"] = privacy
     from bastion.client.federations import Federations
 
     with connect(url, api_key, as_json=as_json) as client:
@@ -209,6 +231,7 @@ def rounds(
     for row in rows:
         metrics = row["metrics"]
         row["accuracy"] = _fmt(metrics.get("server_accuracy", metrics.get("val_accuracy")))
+        row["epsilon"] = _fmt(metrics.get("dp_epsilon"))
         row["loss"] = _fmt(metrics.get("server_loss", metrics.get("val_loss", metrics.get("train_loss"))))
     emit(rows, as_json=False, columns=ROUND_COLUMNS, title=f"Rounds of {federation}")
 

@@ -21,16 +21,20 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 import numpy as np
 
 from bastion.client.errors import BastionClientError, RateLimitError, TransportError, from_response
+from bastion.client.fl_secure import SecureParticipant
 from bastion.crypto import sealed, signing
 from bastion.errors import BastionError
 from bastion.federation.envelope import seal_update
 from bastion.federation.global_model import GlobalModel, verify_global_model
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
 
 ALREADY_RECEIVED = ("replayed_update", "duplicate_update")
 LATE = ("round_closed", "round_not_open", "round_closing")
@@ -169,13 +173,16 @@ class SiteClient:
             self.http = http
             self.http.headers.update(auth)
         self._base = f"/api/v1/federations/{federation_id}/site"
+        self._secure: SecureParticipant | None = None
 
     def close(self) -> None:
         self.http.close()
 
     # -- plumbing ---------------------------------------------------------------------------------
-    def _emit(self, kind: str, round: int | None, message: str, **data: Any) -> None:
+    def emit(self, kind: str, round: int | None, message: str, **data: Any) -> None:
         self.on_event(SiteEvent(kind, round, message, data))
+
+    _emit = emit
 
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request, retried with backoff on network errors, 5xx and 429; 4xx raise at once."""
@@ -252,6 +259,9 @@ class SiteClient:
                     f"the federation failed: {info.get('failure_reason')}", code="federation_failed"
                 )
             number = int(info["round"])
+            if info.get("secure_aggregation"):
+                info = self._secure_step(info)
+                continue
             if info["round_state"] != "open" or info["submitted"] or self.state.sent(number):
                 self._emit("waiting", number, f"waiting for round {number} to close", info=info)
                 info = self.info(wait_round=number)
@@ -259,6 +269,57 @@ class SiteClient:
             outcome = self.train_and_send()
             # after sending, go straight to waiting for the round to close (one request, not two)
             info = self.info(wait_round=number) if outcome == "sent" else self.info()
+
+    # -- secure aggregation -------------------------------------------------------------------------
+    @property
+    def secure(self) -> SecureParticipant:
+        if self._secure is None:
+            self._secure = SecureParticipant(self)
+        return self._secure
+
+    def step(self, info: Mapping[str, Any]) -> str:
+        """One non-blocking move in the current round (train and send, or one secure-aggregation stage)."""
+        if info.get("secure_aggregation"):
+            return self.secure.step(info)
+        number = int(info["round"])
+        if info["round_state"] != "open" or info["submitted"] or self.state.sent(number):
+            return "wait_round"
+        if not info.get("selected", True):
+            return "wait_round"
+        return self.train_and_send()
+
+    def _secure_step(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Advance the secure round, then wait (long-poll) for whatever it waits on; returns fresh info."""
+        number = int(info["round"])
+        outcome = self.secure.step(info)
+        if outcome == "wait_stage":
+            view = self.secure.last_view
+            if view.get("round") == number:
+                self.secagg_state(wait_session=view.get("session"), wait_stage=view.get("stage"))
+            return self.info()
+        if outcome == "wait_round":
+            if info.get("round_state") == "open" and not info.get("selected", True):
+                self._emit("waiting", number, f"not drawn for round {number}", info=info)
+            return self.info(wait_round=number)
+        return self.info()
+
+    def secagg_state(self, wait_session: str | None = None, wait_stage: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] | None = None
+        if wait_stage is not None:
+            params = {"wait_stage": wait_stage, "timeout": self.poll_timeout}
+            if wait_session is not None:
+                params["wait_session"] = wait_session
+        result: dict[str, Any] = self._call("GET", "/secagg", params=params).json()
+        return result
+
+    def secagg_send(self, kind: str, message: BaseModel) -> dict[str, Any]:
+        result: dict[str, Any] = self._call(
+            "POST",
+            f"/secagg/{kind}",
+            content=message.model_dump_json(),
+            headers={"Content-Type": "application/json"},
+        ).json()
+        return result
 
     def global_model(self) -> tuple[int, dict[str, np.ndarray], dict[str, Any]]:
         """The open round's model, verified against the pinned server key: (round, params, config)."""

@@ -93,8 +93,8 @@ def simulate(
             ):
                 for site in clients:
                     info = site.info()
-                    if info["state"] == "running" and not info["submitted"]:
-                        site.train_and_send()
+                    if info["state"] == "running":
+                        site.step(info)
             rounds = coordinator.get(f"/api/v1/federations/{fid}/rounds", headers=headers).json()["rounds"]
             params = decode(coordinator.get(f"/api/v1/federations/{fid}/model", headers=headers).content)
             accuracy = _evaluate(spec["model"], dict(params), source, spec.get("evaluation", {}))

@@ -20,8 +20,10 @@ from bastion.api.deps import ContextDep, client_ip
 from bastion.api.routes.federations import read_capped
 from bastion.context import Context
 from bastion.errors import BastionError, Unauthorized
+from bastion.federation.secagg import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
 from bastion.federation.server.admission import SiteIdentity
 from bastion.federation.server.coordinator import LIVE, Coordinator
+from bastion.federation.server.sessions import SiteMessage
 from bastion.federation.server.site import SiteService
 
 router = APIRouter(prefix="/api/v1/federations/{federation_id}/site", tags=["federation sites"])
@@ -100,6 +102,72 @@ async def info(
         if coordinator.epoch(federation_id) != epoch:
             break
     return await run_in_threadpool(sites.info, site)
+
+
+@router.get("/secagg")
+async def secagg_state(
+    federation_id: str,
+    ctx: ContextDep,
+    request: Request,
+    wait_session: Annotated[str | None, Query(max_length=200)] = None,
+    wait_stage: Annotated[str | None, Query(max_length=20)] = None,
+    timeout: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 20.0,
+) -> dict[str, Any]:
+    """The round's secure-aggregation session for this site: stage, config, peers' keys, its message.
+
+    With ``wait_session``/``wait_stage`` it long-polls while the session is still at that stage.
+    """
+    site = await _site(ctx, request, federation_id, "fl.site.auth")
+    sites, coordinator = _sites(ctx), _coordinator(ctx)
+    epoch = coordinator.epoch(federation_id)
+    view = await run_in_threadpool(sites.secagg_view, site)
+    if wait_stage is None or (view["session"], view["stage"]) != (wait_session, wait_stage):
+        return view
+    until = time.monotonic() + timeout
+    while time.monotonic() < until:
+        await asyncio.sleep(POLL_S)
+        if coordinator.epoch(federation_id) != epoch:
+            break
+    return await run_in_threadpool(sites.secagg_view, site)
+
+
+async def _secagg_send(
+    ctx: Context, request: Request, federation_id: str, message: SiteMessage
+) -> dict[str, Any]:
+    site = await _site(ctx, request, federation_id, "fl.secagg")
+    return await run_in_threadpool(_sites(ctx).secagg_receive, site, message, client_ip(request))
+
+
+@router.post("/secagg/advertise")
+async def secagg_advertise(
+    federation_id: str, body: AdvertiseKeys, ctx: ContextDep, request: Request
+) -> dict[str, Any]:
+    """Stage 1: this site's two round keys, signed with its registered Ed25519 key."""
+    return await _secagg_send(ctx, request, federation_id, body)
+
+
+@router.post("/secagg/shares")
+async def secagg_shares(
+    federation_id: str, body: ShareKeys, ctx: ContextDep, request: Request
+) -> dict[str, Any]:
+    """Stage 2: encrypted shares of this site's secrets, one per neighbour (the server cannot read them)."""
+    return await _secagg_send(ctx, request, federation_id, body)
+
+
+@router.post("/secagg/masked")
+async def secagg_masked(
+    federation_id: str, body: MaskedInput, ctx: ContextDep, request: Request
+) -> dict[str, Any]:
+    """Stage 3: the masked, quantized update; it is added into the running sum and not kept."""
+    return await _secagg_send(ctx, request, federation_id, body)
+
+
+@router.post("/secagg/unmask")
+async def secagg_unmask(
+    federation_id: str, body: UnmaskResponse, ctx: ContextDep, request: Request
+) -> dict[str, Any]:
+    """Stage 4: shares that remove the masks left in the sum (survivors' seeds, dropped sites' keys)."""
+    return await _secagg_send(ctx, request, federation_id, body)
 
 
 @router.get("/model")

@@ -12,7 +12,9 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from bastion.errors import Invalid
-from bastion.federation.strategies import available_strategies, create_strategy
+from bastion.federation.dp import DPConfig
+from bastion.federation.server.privacy import PrivacySettings, check_budget, dp_config, value_range
+from bastion.federation.strategies import STRATEGIES, available_strategies, create_strategy
 
 MAX_ROUND_TIMEOUT_S = 7 * 24 * 3600.0
 
@@ -69,6 +71,9 @@ class FederationCreate(BaseModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the initial weights")
+    privacy: PrivacySettings | None = Field(
+        None, description="secure aggregation and/or DP-FedAvg (docs/privacy.md)"
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> FederationCreate:
@@ -83,6 +88,14 @@ class FederationCreate(BaseModel):
         assert self.target_clients is not None
         return self.target_clients
 
+    @property
+    def secure(self) -> bool:
+        return self.privacy is not None and self.privacy.secure_aggregation is not None
+
+    def dp(self) -> DPConfig | None:
+        """The federation's :class:`~bastion.federation.dp.DPConfig`, or None without DP."""
+        return dp_config(self.privacy, quorum=self.quorum, min_clients=self.min_clients)
+
 
 def check_strategy(cfg: FederationCreate) -> None:
     """Build the strategy once so a bad name or option fails at creation, not at the first round."""
@@ -92,6 +105,7 @@ def check_strategy(cfg: FederationCreate) -> None:
             code="unknown_strategy",
         )
     strategy = create_strategy(cfg.strategy, cfg.strategy_options)
+    check_privacy(cfg)
     byzantine = getattr(strategy.options, "num_byzantine", None)
     if isinstance(byzantine, int) and cfg.min_clients < 2 * byzantine + 3:
         raise Invalid(
@@ -100,9 +114,41 @@ def check_strategy(cfg: FederationCreate) -> None:
         )
 
 
+def check_privacy(cfg: FederationCreate) -> None:
+    """Secure aggregation and DP-FedAvg hide individual updates: only streaming strategies can work."""
+    if cfg.privacy is None or not cfg.privacy.enabled:
+        return
+    if STRATEGIES[cfg.strategy].needs_all_updates:
+        streaming = ", ".join(n for n in available_strategies() if not STRATEGIES[n].needs_all_updates)
+        raise Invalid(
+            f"{cfg.strategy} needs every individual update, which secure aggregation and DP-FedAvg do not "
+            f"give the server; choose one of {streaming}",
+            code="invalid_privacy_settings",
+        )
+    if cfg.secure and cfg.min_clients < 3:
+        raise Invalid(
+            "secure aggregation needs min_clients >= 3: with two sites each could subtract its own update "
+            "from the published average and read the other's",
+            code="invalid_privacy_settings",
+        )
+    check_budget(cfg.dp())
+
+
+def privacy_site_config(cfg: FederationCreate) -> dict[str, Any]:
+    """What a site must do to its delta before it leaves (clip, noise, mask)."""
+    dp = cfg.dp()
+    out: dict[str, Any] = {"secure_aggregation": cfg.secure}
+    if dp is not None:
+        out["dp"] = {"clip_norm": dp.clip_norm, "site_noise_std": dp.site_noise_std(), "mode": dp.mode}
+    if cfg.privacy is not None and cfg.secure:
+        out["value_range"] = value_range(cfg.privacy, dp)
+    return out
+
+
 def site_config(cfg: FederationCreate, client_config: dict[str, Any], sealing_key: str) -> dict[str, Any]:
     """The JSON config signed into every global model: everything a site needs for one round."""
     return {
+        "privacy": privacy_site_config(cfg),
         "model": cfg.model,
         "training": cfg.training.model_dump(),
         "strategy": {"name": cfg.strategy, **client_config},

@@ -26,13 +26,16 @@ from sqlalchemy.orm import Session
 
 from bastion.audit import AuditLog
 from bastion.catalog.models import ModelRegistry
-from bastion.errors import BastionError, Conflict, NotFound
-from bastion.federation.server import artifacts, transitions
+from bastion.errors import BastionError, Conflict, Forbidden, NotFound
+from bastion.federation.server import artifacts, deadlines, transitions
 from bastion.federation.server.admission import MemoryGuard, SiteCache, SiteIdentity, admit, audit_denial
 from bastion.federation.server.config import FederationCreate
 from bastion.federation.server.hooks import RoundHooks
 from bastion.federation.server.keys import ServerKeys
+from bastion.federation.server.privacy import round_privacy, selected
 from bastion.federation.server.rounds import Running, ServerEvaluator, fold_missing, restore, site_metrics
+from bastion.federation.server.secure import SecureRounds
+from bastion.federation.server.sessions import SecureResult
 from bastion.federation.server.ticker import Ticker
 from bastion.federation.tensors import TensorSpec, encode
 from bastion.store import Database
@@ -69,6 +72,7 @@ class Coordinator:
         self._epochs: dict[str, int] = {}
         self._ticker: Ticker | None = None
         self.sites = SiteCache()
+        self.secure = SecureRounds(self)
         # SQLite has one writer at a time and its busy handler sleeps in 10-50 ms steps: queueing this
         # process's admissions on a mutex instead hands the lock over at once (PostgreSQL needs none).
         self.write_lock: threading.Lock | None = threading.Lock() if db.dialect == "sqlite" else None
@@ -113,8 +117,9 @@ class Coordinator:
         return participant_id in held.sites
 
     def forget(self, federation_id: str) -> None:
-        """Drop the running aggregate (the round ended or was replaced); lock held by the caller."""
+        """Drop the running aggregate and session (the round ended or was replaced); lock held."""
         self._running.pop(federation_id, None)
+        self.secure.forget(federation_id)
 
     @staticmethod
     def current(s: Session, federation_id: str) -> tuple[Federation, FederationRound | None]:
@@ -171,7 +176,8 @@ class Coordinator:
             raise Conflict(
                 f"round {rnd.number} is closing; the next round opens shortly", code="round_closed"
             )
-        _cfg, spec = self.meta(fid)
+        cfg, spec = self.meta(fid)
+        self.check_selected(cfg, fid, rnd, site.participant_id)
         held = self._running.get(fid)
         guard = (
             MemoryGuard(held.number, held.sites, held.nonces) if held and held.round_id == rnd.id else None
@@ -202,7 +208,7 @@ class Coordinator:
                 running.record(admitted.update_id, site.participant_id, admitted.header.nonce)
             if admitted.accepted >= target:
                 try:
-                    self._close(fid, "quorum", rnd.number)
+                    self.close_round(fid, "quorum", rnd.number)
                 except Exception:  # the update is in; the ticker finishes the close (recover)
                     self.forget(fid)
                     _log.exception("fl_close_failed", federation=fid, round=rnd.number)
@@ -213,6 +219,28 @@ class Coordinator:
             "pending_updates": admitted.accepted,
             "required_updates": target,
         }
+
+    def check_selected(
+        self, cfg: FederationCreate, federation_id: str, rnd: FederationRound, participant_id: str
+    ) -> None:
+        """Sealed updates are for plain rounds, and under client sampling only from the sites drawn."""
+        if cfg.secure:
+            raise Conflict(
+                "this federation uses secure aggregation: send masked inputs through .../site/secagg",
+                code="secure_aggregation_required",
+            )
+        if not self.is_selected(cfg, federation_id, rnd, participant_id):
+            raise Forbidden(
+                f"this site was not drawn for round {rnd.number}; wait for the next one", code="not_selected"
+            )
+
+    def is_selected(
+        self, cfg: FederationCreate, federation_id: str, rnd: FederationRound, participant_id: str
+    ) -> bool:
+        dp = cfg.dp()
+        q = dp.sampling_rate if dp is not None else 1.0
+        secret = self.keys(federation_id).sampling_secret if q < 1 else b""
+        return selected(secret, federation_id, rnd.number, rnd.attempt, participant_id, q)
 
     def audit_denial(
         self,
@@ -269,58 +297,25 @@ class Coordinator:
 
     def tick(self) -> int:
         """Handle every open round whose deadline has passed; returns how many were looked at."""
-        with self.db.session() as s:
-            due = list(
-                s.scalars(
-                    select(FederationRound.federation_id).where(
-                        FederationRound.state == "open",
-                        FederationRound.deadline.is_not(None),
-                        FederationRound.deadline <= self.clock(),
-                    )
-                )
-            )
-        for fid in due:
-            try:
-                with self.lock(fid):
-                    self._on_deadline(fid)
-            except Exception:
-                self.forget(fid)
-                _log.exception("fl_deadline_failed", federation=fid)
-        self.recover()
-        return len(due)
+        return deadlines.tick(self)
 
     def _on_deadline(self, federation_id: str) -> None:
-        """The open round's deadline has passed: close it, give it another deadline, or fail (lock held)."""
-        now = self.clock()
-        with self.db.session() as s:
-            fed, rnd = self.current(s, federation_id)
-        if rnd is None or rnd.state != "open" or rnd.deadline is None or rnd.deadline > now:
-            return
-        if rnd.accepted >= fed.min_clients:
-            self._close(federation_id, "deadline", rnd.number)
-            return
-        if rnd.attempt < fed.max_round_attempts:
-            transitions.retry(self.db, self.audit, fed, rnd, now=now)
-        else:
-            reason = (
-                f"round {rnd.number} received {rnd.accepted} of the {fed.min_clients} updates it needs "
-                f"after {rnd.attempt} deadline(s) of {fed.round_timeout_s:g} s"
-            )
-            transitions.fail(
-                self.db,
-                self.audit,
-                federation_id,
-                rnd.id,
-                now=now,
-                reason=reason,
-                close_reason="min_clients_not_met",
-                round_states=("open",),
-            )
-            self.forget(federation_id)
-        self.changed(federation_id)
+        deadlines.on_deadline(self, federation_id)
 
     # -- closing --------------------------------------------------------------------------------------
-    def _close(self, federation_id: str, reason: str, number: int, *, recovering: bool = False) -> bool:
+    def close_secure(self, federation_id: str, number: int, outcome: SecureResult) -> bool:
+        """Close round ``number`` with a secure-aggregation session's unmasked sum (lock held)."""
+        return self.close_round(federation_id, "secure_aggregation", number, secure=outcome)
+
+    def close_round(
+        self,
+        federation_id: str,
+        reason: str,
+        number: int,
+        *,
+        recovering: bool = False,
+        secure: SecureResult | None = None,
+    ) -> bool:
         """Aggregate and publish round ``number`` if it is still the open one, then open the next (lock held).
 
         Naming the round keeps a late trigger (a quorum reached just as the ticker closed the round at
@@ -333,10 +328,16 @@ class Coordinator:
         if not transitions.claim(self.db, rnd.id, ("open", "closing") if recovering else ("open",)):
             return False
         cfg, _spec = self.meta(federation_id)
+        if cfg.secure and secure is None:  # a crash lost the unmasked sum: run the round again
+            transitions.reopen(self.db, self.audit, fed, rnd, now=self.clock())
+            self.changed(federation_id)
+            return False
         running = self._running_for(federation_id)
         assert running is not None and running.number == number
         self._fold_missing(federation_id, running)
         try:
+            if secure is not None:
+                running.strategy.add_sum(secure.total, secure.count)  # type: ignore[attr-defined]
             params = self.hooks.on_aggregate(federation_id, number, running.strategy.finalize())
         except BastionError as exc:
             reason_text = f"aggregation of round {number} failed: {exc.message}"
@@ -356,7 +357,11 @@ class Coordinator:
         blob = encode(params)
         result_version = artifacts.save_global(self.vault, federation_id, blob, number)
         metrics, contributors = site_metrics(self.db, federation_id, number)
+        if secure is not None:
+            metrics, contributors = {"num_updates": float(secure.count)}, secure.contributors
         metrics.update(self.evaluator.evaluate(federation_id, cfg, params))
+        privacy_metrics, stop_reason = round_privacy(cfg, fed.completed_rounds + 1)
+        metrics.update(privacy_metrics)
         next_round = transitions.commit_close(
             self.db,
             self.audit,
@@ -368,6 +373,8 @@ class Coordinator:
             state_version=state_version,
             metrics=metrics,
             contributors=contributors,
+            stop_reason=stop_reason,
+            accepted=secure.count if secure is not None else None,
         )
         if next_round is None:
             self.forget(federation_id)
@@ -402,28 +409,8 @@ class Coordinator:
 
     # -- background ticker ------------------------------------------------------------------------
     def recover(self) -> None:
-        """Finish rounds a crash or an error left half-closed (their updates are all persisted).
-
-        A round being closed right now holds its federation's lock; once that close is done the round
-        is no longer the current one and ``_close`` does nothing.
-        """
-        with self.db.session() as s:
-            stuck = s.execute(
-                select(FederationRound.federation_id, FederationRound.number).where(
-                    FederationRound.state == "closing"
-                )
-            ).all()
-        for fid, number in stuck:
-            try:
-                with self.lock(fid):
-                    with self.db.session() as s:
-                        _fed, rnd = self.current(s, fid)
-                    if rnd is None or rnd.number != number or rnd.state != "closing":
-                        continue  # closed meanwhile by the thread that claimed it
-                    self.forget(fid)  # a failed close may have finalized it: rebuild from the vault
-                    self._close(fid, "recovered", number, recovering=True)
-            except Exception:
-                _log.exception("fl_recover_failed", federation=fid)
+        """Finish rounds a crash or an error left half-closed (their updates are all persisted)."""
+        deadlines.recover(self)
 
     def start(self) -> None:
         """Finish half-closed rounds, then check deadlines every ``tick_seconds`` in the background."""

@@ -7,6 +7,7 @@ key reveals neither. Per-federation keys keep a compromise or a rotation contain
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 
@@ -34,6 +35,11 @@ class ServerKeys:
     @property
     def signing_public(self) -> str:
         return signing.encode_public_key(self.signing)
+
+    @property
+    def sampling_secret(self) -> bytes:
+        """A key for drawing which sites join a round (client sampling), derived from the signing key."""
+        return hashlib.sha256(b"bastion-fl-sampling-v1" + signing.private_key_to_bytes(self.signing)).digest()
 
     @classmethod
     def generate(cls) -> ServerKeys:

@@ -20,11 +20,13 @@ import numpy as np
 from sqlalchemy import select
 
 from bastion.crypto import signing
+from bastion.federation.dp.noise import central_noise_std
 from bastion.federation.server.admission import SiteIdentity, open_checked
 from bastion.federation.server.artifacts import load_global, load_state
 from bastion.federation.server.config import FederationCreate
 from bastion.federation.server.keys import ServerKeys
 from bastion.federation.strategies import Strategy, create_strategy
+from bastion.federation.strategies.private import PrivateAggregate
 from bastion.federation.tensors import TensorSpec
 from bastion.store import Database
 from bastion.store.models import FederationParticipant, FederationRound, FederationUpdate
@@ -49,7 +51,19 @@ class Running:
 
 
 def new_strategy(cfg: FederationCreate) -> Strategy:
-    return create_strategy(cfg.strategy, cfg.strategy_options)
+    """The federation's strategy; under secure aggregation or DP, wrapped to average (noised) deltas."""
+    inner = create_strategy(cfg.strategy, cfg.strategy_options)
+    if cfg.privacy is None or not cfg.privacy.enabled:
+        return inner
+    dp = cfg.dp()
+    options: dict[str, Any] = {}
+    if dp is not None:
+        options["denominator"] = dp.expected_clients
+        if not cfg.secure:
+            options["clip_norm"] = dp.clip_norm  # the server sees each update: it clips them itself
+        if dp.mode == "central":
+            options["noise_std"] = central_noise_std(dp.noise_multiplier, dp.clip_norm)
+    return PrivateAggregate(inner, options)
 
 
 def restore(

@@ -25,6 +25,7 @@ from bastion.federation.server import artifacts, credentials
 from bastion.federation.server.config import FederationCreate, check_strategy
 from bastion.federation.server.coordinator import LIVE, Coordinator
 from bastion.federation.server.keys import ServerKeys, keys_artifact
+from bastion.federation.server.privacy import privacy_report
 from bastion.federation.server.views import federation_view, participant_view, round_view
 from bastion.federation.tensors import TensorSpec, decode, encode, validate
 from bastion.store.base import new_id
@@ -172,7 +173,20 @@ class FederationService:
             out["config"] = json.loads(fed.config_json)
             out["history"] = [round_view(r) for r in self._rounds(s, fed.id)]
             out["participants"] = [participant_view(p) for p in self._participants(s, fed.id)]
+            out.update(self._privacy(fed))
             return out
+
+    def _privacy(self, fed: Federation) -> dict[str, Any]:
+        """Privacy spent so far and the secure-aggregation session, for federations that use them."""
+        cfg, _spec = self.coordinator.meta(fed.id)
+        out: dict[str, Any] = {}
+        report = privacy_report(cfg.dp(), fed.completed_rounds, fed.rounds)
+        if report is not None:
+            report["stopped_by_budget"] = fed.state == "completed" and fed.completed_rounds < fed.rounds
+            out["privacy"] = report
+        if cfg.secure:
+            out["secure_aggregation"] = self.coordinator.secure.status(fed.id, fed.current_round)
+        return out
 
     def _exists(self, principal: Principal, federation_id: str) -> bool:
         with self.db.session() as s:
@@ -235,6 +249,7 @@ class FederationService:
                 "completed_rounds": fed.completed_rounds,
                 "rounds": fed.rounds,
                 "failure_reason": fed.failure_reason,
+                **self._privacy(fed),
             }
 
     def rounds(self, principal: Principal, federation_id: str) -> list[dict[str, Any]]:

@@ -20,11 +20,13 @@ from bastion.crypto import signing
 from bastion.errors import BastionError, Conflict, Unauthorized
 from bastion.federation.envelope import max_update_bytes
 from bastion.federation.global_model import sign_global_model
+from bastion.federation.secagg import MaskedInput
 from bastion.federation.server import artifacts, credentials
 from bastion.federation.server.admission import SiteIdentity
 from bastion.federation.server.config import site_config
 from bastion.federation.server.coordinator import LIVE, Coordinator
 from bastion.federation.server.rounds import new_strategy
+from bastion.federation.server.sessions import SiteMessage
 from bastion.store.models import Federation, FederationParticipant, FederationRound, FederationUpdate
 
 LAST_SEEN_RESOLUTION = timedelta(seconds=5)
@@ -180,9 +182,12 @@ class SiteService:
                     )
                     is not None
                 )
+        cfg, _spec = self.coordinator.meta(fid)
         return {
             "federation_id": fid,
             "participant_id": site.participant_id,
+            "secure_aggregation": cfg.secure,
+            "selected": rnd is not None and self.coordinator.is_selected(cfg, fid, rnd, site.participant_id),
             "name": site.name,
             "state": fed.state,
             "failure_reason": fed.failure_reason,
@@ -197,6 +202,31 @@ class SiteService:
             "server_signing_key": fed.signing_public_key,
             "server_sealing_key": fed.sealing_public_key,
         }
+
+    def secagg_view(self, site: SiteIdentity) -> dict[str, Any]:
+        """The round's secure-aggregation session as this site sees it (stage, its message)."""
+        self._require_secure(site.federation_id)
+        self.coordinator.check_deadline(site.federation_id)
+        return self.coordinator.secure.view(site)
+
+    def secagg_receive(
+        self, site: SiteIdentity, message: SiteMessage, source_ip: str | None
+    ) -> dict[str, Any]:
+        self._require_secure(site.federation_id)
+        self.coordinator.check_deadline(site.federation_id)
+        try:
+            return self.coordinator.secure.receive(site, message, source_ip)
+        except BastionError as exc:
+            if isinstance(message, MaskedInput):
+                self.coordinator.audit_denial(site.federation_id, site, exc, None, source_ip)
+            raise
+
+    def _require_secure(self, federation_id: str) -> None:
+        if not self.coordinator.meta(federation_id)[0].secure:
+            raise Conflict(
+                "this federation does not use secure aggregation; send sealed updates to .../site/update",
+                code="secure_aggregation_off",
+            )
 
     def signed_model(self, site: SiteIdentity) -> tuple[int, bytes]:
         """The open round's global model, signed by the server with the round and site config bound in."""

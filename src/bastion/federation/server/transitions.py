@@ -52,23 +52,27 @@ def commit_close(
     state_version: int,
     metrics: dict[str, float],
     contributors: list[str],
+    stop_reason: str | None = None,
+    accepted: int | None = None,
 ) -> FederationRound | None:
-    """Close the round and open the next one (or complete the federation); returns the new round."""
-    done = fed.completed_rounds + 1 >= fed.rounds
+    """Close the round and open the next one (or complete the federation); returns the new round.
+
+    ``stop_reason`` completes the federation early (the privacy budget allows no further round).
+    """
+    done = fed.completed_rounds + 1 >= fed.rounds or stop_reason is not None
     next_round: FederationRound | None = None
+    round_values: dict[str, Any] = {
+        "state": "closed",
+        "closed_at": now,
+        "close_reason": reason,
+        "result_version": result_version,
+        "strategy_state_version": state_version,
+        "metrics_json": json.dumps(metrics),
+    }
+    if accepted is not None:
+        round_values["accepted"] = accepted
     with db.session() as s:
-        s.execute(
-            update(FederationRound)
-            .where(FederationRound.id == rnd.id)
-            .values(
-                state="closed",
-                closed_at=now,
-                close_reason=reason,
-                result_version=result_version,
-                strategy_state_version=state_version,
-                metrics_json=json.dumps(metrics),
-            )
-        )
+        s.execute(update(FederationRound).where(FederationRound.id == rnd.id).values(**round_values))
         values: dict[str, Any] = {
             "completed_rounds": fed.completed_rounds + 1,
             "global_version": result_version,
@@ -105,8 +109,24 @@ def commit_close(
             s,
         )
         if done:
-            audit.append(system_record("fl.federation.complete", fed.id, rounds=fed.rounds), s)
+            details: dict[str, Any] = {"rounds": fed.completed_rounds + 1, "planned_rounds": fed.rounds}
+            if stop_reason is not None:
+                details["reason"] = stop_reason
+            audit.append(system_record("fl.federation.complete", fed.id, **details), s)
     return next_round
+
+
+def reopen(db: Database, audit: AuditLog, fed: Federation, rnd: FederationRound, *, now: datetime) -> None:
+    """A secure round whose unmasked sum was lost (a crash while closing) runs again from the start."""
+    with db.session() as s:
+        s.execute(
+            update(FederationRound)
+            .where(FederationRound.id == rnd.id, FederationRound.state == "closing")
+            .values(
+                state="open", attempt=rnd.attempt + 1, deadline=now + timedelta(seconds=fed.round_timeout_s)
+            )
+        )
+        audit.append(system_record("fl.round.retry", fed.id, round=rnd.number, attempt=rnd.attempt + 1), s)
 
 
 def retry(db: Database, audit: AuditLog, fed: Federation, rnd: FederationRound, *, now: datetime) -> None:

@@ -1,0 +1,202 @@
+"""A site's part in secure-aggregation rounds: train, privatize, then run the SecAgg+ stages over HTTP.
+
+Per round the site trains once and keeps, in memory only, its delta from the global model, clipped to
+the federation's L2 bound and (distributed DP) with its share of the Gaussian noise already added.
+It then joins the round's session and answers each stage as the server reaches it. Before using
+anything the server relays it checks it: the session belongs to this federation and round, the
+threshold is a majority of the neighbourhood (the library refuses less), and every peer's identity
+key is the one pinned the first time this site saw that peer (trust on first use, like the server's
+own key), so a server that substitutes a key is caught here as well as by the signatures.
+
+A site's masked input goes into at most one session per round (recorded on disk before it is sent):
+if that session is aborted, the site sits the round out rather than let a server unmask a second,
+different subset and subtract the two sums.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from bastion.client.errors import BastionClientError
+from bastion.errors import BastionError
+from bastion.federation.dp.clip import clip_l2
+from bastion.federation.dp.noise import secure_gaussian
+from bastion.federation.secagg import (
+    ClientStage,
+    KeysBroadcast,
+    SecAggClient,
+    SecAggConfig,
+    SharesDelivery,
+    UnmaskRequest,
+)
+from bastion.federation.secagg.vector import flatten
+
+if TYPE_CHECKING:
+    from bastion.client.fl import SiteClient
+
+PROGRESS, WAIT_STAGE, WAIT_ROUND = "progress", "wait_stage", "wait_round"
+STALE = ("secagg_stale_session", "secagg_wrong_stage", "secagg_round_aborted", "round_closed")
+
+
+def privatize(
+    params: Mapping[str, np.ndarray], global_params: Mapping[str, np.ndarray], privacy: Mapping[str, Any]
+) -> np.ndarray:
+    """The flat delta a site contributes: clipped to S and noised when the federation uses DP."""
+    delta = flatten(params)[0] - flatten(global_params)[0]
+    dp = privacy.get("dp")
+    if dp:
+        delta = clip_l2(delta, float(dp["clip_norm"]))
+        std = float(dp.get("site_noise_std") or 0.0)
+        if std > 0:
+            delta = delta + secure_gaussian(delta.shape, std)
+    return delta
+
+
+class SecureParticipant:
+    """The site side of every secure round of one federation; :meth:`step` never blocks on the server."""
+
+    def __init__(self, site: SiteClient) -> None:
+        self.site = site
+        self._round: int | None = None
+        self._vector: np.ndarray | None = None
+        self._client: SecAggClient | None = None
+        self._session: str | None = None
+        self._refused: set[str] = set()
+        self.last_view: dict[str, Any] = {}
+
+    # -- state on disk --------------------------------------------------------------------------
+    def _masked_rounds(self) -> list[int]:
+        rounds: list[int] = self.site.state.data.setdefault("secagg_masked_rounds", [])
+        return rounds
+
+    def _pins(self) -> dict[str, str]:
+        pins: dict[str, str] = self.site.state.data.setdefault("peer_signing_keys", {})
+        return pins
+
+    # -- one step -------------------------------------------------------------------------------
+    def step(self, info: Mapping[str, Any]) -> str:
+        """Do what the current stage asks of this site, if anything; returns what to wait for next."""
+        number = int(info["round"])
+        if info.get("round_state") != "open" or not info.get("selected", True):
+            return WAIT_ROUND
+        if number in self._masked_rounds() and (self._client is None or self._round != number):
+            return WAIT_ROUND
+        if self._round != number:
+            self._prepare(number)
+        view = self.site.secagg_state()
+        self.last_view = view
+        return self.handle(view, number)
+
+    def handle(self, view: Mapping[str, Any], number: int) -> str:
+        if view["round"] != number or view["round_state"] != "open":
+            return WAIT_ROUND
+        session, stage = view.get("session"), view.get("stage")
+        if session is None or not view.get("member") or session in self._refused:
+            return WAIT_STAGE if session is None or stage == "aborted" else WAIT_ROUND
+        if session != self._session:
+            if number in self._masked_rounds():
+                return WAIT_ROUND  # our input is in another session's sum already
+            if stage == "aborted":
+                return WAIT_STAGE
+        try:
+            if session != self._session:
+                self._join(view, number)
+            assert self._client is not None
+            return self._act(self._client, view, number)
+        except BastionClientError as exc:
+            if exc.code in STALE:
+                self._drop(str(session), f"{exc.message} ({exc.code})")
+                return WAIT_STAGE
+            raise
+        except BastionError as exc:  # a check failed: refuse this session, keep the round's delta
+            self._drop(str(session), exc.message, refuse=True)
+            return WAIT_STAGE
+
+    def _act(self, client: SecAggClient, view: Mapping[str, Any], number: int) -> str:
+        stage, message = view["stage"], view.get("message")
+        send = self.site.secagg_send
+        if stage == "aborted":
+            self._drop(str(view["session"]), str(view.get("last_abort") or "the session was aborted"))
+            return WAIT_STAGE if number not in self._masked_rounds() else WAIT_ROUND
+        if stage == "advertise" and client.stage is ClientStage.ADVERTISE:
+            send("advertise", client.advertise_keys())
+            self.site.emit("secagg", number, "keys advertised", session=self._session)
+            return PROGRESS
+        if stage == "share" and message and client.stage is ClientStage.SHARE:
+            send("shares", client.share_keys(KeysBroadcast.model_validate(message)))
+            return PROGRESS
+        if stage == "mask" and message and client.stage is ClientStage.MASK:
+            assert self._vector is not None
+            masked = client.masked_input(SharesDelivery.model_validate(message), self._vector)
+            self._masked_rounds().append(number)
+            self.site.state.save()  # before sending: never let this input into a second session
+            send("masked", masked)
+            self._vector = None
+            self.site.emit("sent", number, f"round {number} masked input sent", session=self._session)
+            return PROGRESS
+        if stage == "unmask" and message and client.stage is ClientStage.UNMASK:
+            send("unmask", client.unmask(UnmaskRequest.model_validate(message)))
+            self.site.emit("secagg", number, "unmasking shares sent", session=self._session)
+            return WAIT_ROUND
+        if client.stage is ClientStage.DONE:
+            return WAIT_ROUND
+        return WAIT_STAGE
+
+    # -- helpers --------------------------------------------------------------------------------
+    def _prepare(self, number: int) -> None:
+        """Train on the round's global model and keep the privatized delta (memory only)."""
+        round_no, params, config = self.site.global_model()
+        self.site.emit("training", round_no, f"training round {round_no}")
+        result = self.site.trainer.fit(dict(params), config)
+        self._vector = privatize(result.params, params, dict(config.get("privacy") or {}))
+        self._value_range = float((config.get("privacy") or {}).get("value_range") or 0.0)
+        self._round, self._client, self._session = round_no, None, None
+
+    def _join(self, view: Mapping[str, Any], number: int) -> None:
+        session = str(view["session"])
+        try:
+            config = SecAggConfig.model_validate(view["config"])
+            prefix = f"{self.site.federation_id}:{number}:"
+            if config.round_id != session or not config.round_id.startswith(prefix):
+                raise BastionError("the session does not belong to this federation's round")
+            if self._vector is None or config.vector_length != self._vector.size:
+                raise BastionError("the session's vector length does not match the model")
+            if self._value_range and abs(config.clip - self._value_range) > 1e-9 * self._value_range:
+                raise BastionError("the session's value range differs from the signed federation config")
+            directory = self._check_directory(view)
+        except (ValueError, KeyError, TypeError) as exc:
+            self._refused.add(session)
+            raise BastionError(f"malformed session description: {exc}") from None
+        cid = int(view["client_id"])
+        self._client = SecAggClient(config, cid, self.site.key, directory)
+        self._session = session
+
+    def _check_directory(self, view: Mapping[str, Any]) -> dict[int, Any]:
+        """Peers' identity keys, each checked against the key pinned when the site first saw that peer."""
+        from bastion.crypto import signing
+
+        pins, own = self._pins(), self.site.state.data.get("participant_id")
+        mine = signing.encode_public_key(self.site.key)
+        directory: dict[int, Any] = {}
+        for cid, entry in dict(view["directory"]).items():
+            pid, key = str(entry["participant_id"]), str(entry["signing_public_key"])
+            if pid == own and key != mine:
+                raise BastionError("the server lists a different identity key for this very site")
+            if pins.setdefault(pid, key) != key:
+                raise BastionError(
+                    f"the identity key of peer {pid} differs from the one pinned at first contact: "
+                    "possible key substitution"
+                )
+            directory[int(cid)] = signing.decode_public_key(key)
+        self.site.state.save()
+        return directory
+
+    def _drop(self, session: str, reason: str, *, refuse: bool = False) -> None:
+        if refuse:
+            self._refused.add(session)
+        if self._session == session:
+            self._client, self._session = None, None
+        self.site.emit("secagg_aborted", self._round, f"secure aggregation session {session}: {reason}")

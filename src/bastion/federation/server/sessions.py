@@ -1,0 +1,99 @@
+"""One secure-aggregation session of a round, as the coordinator holds it, and who may join one.
+
+Members are the registered, non-revoked sites in enrolment order (their SecAgg client ids are those
+positions), minus the sites whose masked input an earlier session of the round already received,
+minus, under client sampling, the sites not drawn for this round and attempt.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel
+from sqlalchemy import select
+
+from bastion.crypto import signing
+from bastion.federation.secagg import (
+    AdvertiseKeys,
+    MaskedInput,
+    SecAggServer,
+    ServerStage,
+    ShareKeys,
+    UnmaskRequest,
+    UnmaskResponse,
+)
+from bastion.federation.secagg.config import SecAggConfig
+from bastion.federation.server.privacy import selected
+from bastion.store import Database
+from bastion.store.models import FederationParticipant, FederationRound
+
+SiteMessage = AdvertiseKeys | ShareKeys | MaskedInput | UnmaskResponse
+STAGE_OF: dict[type[BaseModel], ServerStage] = {
+    AdvertiseKeys: ServerStage.ADVERTISE,
+    ShareKeys: ServerStage.SHARE,
+    MaskedInput: ServerStage.MASK,
+    UnmaskResponse: ServerStage.UNMASK,
+}
+
+
+@dataclass
+class Session:
+    round_number: int
+    round_row_id: str
+    seq: int
+    config: SecAggConfig
+    server: SecAggServer
+    members: dict[int, str]  # client id -> participant id
+    directory: dict[int, str]  # client id -> registered Ed25519 key (base64url)
+    stage_deadline: datetime | None = None
+    outbox: dict[int, BaseModel] = field(default_factory=dict)
+    request: UnmaskRequest | None = None
+
+    @property
+    def stage(self) -> ServerStage:
+        return self.server.stage
+
+    def client_id(self, participant_id: str) -> int | None:
+        return next((c for c, p in self.members.items() if p == participant_id), None)
+
+
+@dataclass(frozen=True)
+class SecureResult:
+    """The unmasked sum of a session, with who is in it."""
+
+    total: Any
+    count: int
+    contributors: list[str]
+    session: str
+    max_error: float
+
+
+def eligible_members(
+    db: Database, federation_id: str, rnd: FederationRound, burned: set[str], secret: bytes, q: float
+) -> tuple[dict[int, str], dict[int, str]]:
+    """(client id -> participant id, client id -> registered Ed25519 key) of a new session's members."""
+    with db.session() as s:
+        rows = s.execute(
+            select(
+                FederationParticipant.id,
+                FederationParticipant.signing_public_key,
+                FederationParticipant.revoked_at,
+            )
+            .where(FederationParticipant.federation_id == federation_id)
+            .order_by(FederationParticipant.created_at, FederationParticipant.id)
+        ).all()
+    members: dict[int, str] = {}
+    directory: dict[int, str] = {}
+    for index, (pid, key, revoked) in enumerate(rows, start=1):
+        if key is None or revoked is not None or pid in burned:
+            continue
+        if not selected(secret, federation_id, rnd.number, rnd.attempt, pid, q):
+            continue
+        members[index], directory[index] = pid, key
+    return members, directory
+
+
+def identity_keys(directory: dict[int, str]) -> dict[int, Any]:
+    return {cid: signing.decode_public_key(key) for cid, key in directory.items()}
