@@ -138,36 +138,32 @@ async def _secagg_send(
     return await run_in_threadpool(_sites(ctx).secagg_receive, site, message, client_ip(request))
 
 
-@router.post("/secagg/advertise")
-async def secagg_advertise(
-    federation_id: str, body: AdvertiseKeys, ctx: ContextDep, request: Request
-) -> dict[str, Any]:
-    """Stage 1: this site's two round keys, signed with its registered Ed25519 key."""
-    return await _secagg_send(ctx, request, federation_id, body)
+def _secagg_route(kind: str, message: type[SiteMessage], summary: str) -> None:
+    """One POST route per stage; the body type is the stage's message, validated by pydantic."""
+
+    async def send(federation_id: str, body: Any, ctx: ContextDep, request: Request) -> dict[str, Any]:
+        return await _secagg_send(ctx, request, federation_id, body)
+
+    send.__annotations__["body"] = message
+    send.__doc__ = summary
+    router.add_api_route(f"/secagg/{kind}", send, methods=["POST"], name=f"secagg_{kind}")
 
 
-@router.post("/secagg/shares")
-async def secagg_shares(
-    federation_id: str, body: ShareKeys, ctx: ContextDep, request: Request
-) -> dict[str, Any]:
-    """Stage 2: encrypted shares of this site's secrets, one per neighbour (the server cannot read them)."""
-    return await _secagg_send(ctx, request, federation_id, body)
-
-
-@router.post("/secagg/masked")
-async def secagg_masked(
-    federation_id: str, body: MaskedInput, ctx: ContextDep, request: Request
-) -> dict[str, Any]:
-    """Stage 3: the masked, quantized update; it is added into the running sum and not kept."""
-    return await _secagg_send(ctx, request, federation_id, body)
-
-
-@router.post("/secagg/unmask")
-async def secagg_unmask(
-    federation_id: str, body: UnmaskResponse, ctx: ContextDep, request: Request
-) -> dict[str, Any]:
-    """Stage 4: shares that remove the masks left in the sum (survivors' seeds, dropped sites' keys)."""
-    return await _secagg_send(ctx, request, federation_id, body)
+for _kind, _message, _summary in (
+    (
+        "advertise",
+        AdvertiseKeys,
+        "Stage 1: this site's two round keys, signed with its registered Ed25519 key.",
+    ),
+    (
+        "shares",
+        ShareKeys,
+        "Stage 2: encrypted shares of this site's secrets, one per neighbour (unreadable here).",
+    ),
+    ("masked", MaskedInput, "Stage 3: the masked, quantized update; added into the running sum, not kept."),
+    ("unmask", UnmaskResponse, "Stage 4: shares that remove the masks left in the sum."),
+):
+    _secagg_route(_kind, _message, _summary)
 
 
 @router.get("/model")

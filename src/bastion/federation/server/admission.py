@@ -252,20 +252,13 @@ def admit(
             )
             s.flush()
             audit.append(
-                AuditRecord(
-                    "fl.update",
-                    "success",
-                    actor_id=site.participant_id,
-                    actor=site.actor,
-                    target_type="federation",
-                    target_id=site.federation_id,
-                    source_ip=source_ip,
-                    details={
-                        "round": round_number,
-                        "update_id": update_id,
-                        "num_samples": header.num_samples,
-                        "bytes": len(message),
-                    },
+                accepted_record(
+                    site,
+                    source_ip,
+                    round=round_number,
+                    update_id=update_id,
+                    num_samples=header.num_samples,
+                    bytes=len(message),
                 ),
                 s,
             )
@@ -276,6 +269,20 @@ def admit(
         _discard(vault, artifact)
         raise
     return Admitted(update_id, header, tensors, int(accepted))
+
+
+def accepted_record(site: SiteIdentity, source_ip: str | None, **details: Any) -> AuditRecord:
+    """The ``fl.update``/``success`` row of an accepted update (sealed, or a masked input)."""
+    return AuditRecord(
+        "fl.update",
+        "success",
+        actor_id=site.participant_id,
+        actor=site.actor,
+        target_type="federation",
+        target_id=site.federation_id,
+        source_ip=source_ip,
+        details=details,
+    )
 
 
 def _discard(vault: VaultStore, artifact: str) -> None:

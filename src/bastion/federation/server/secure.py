@@ -24,7 +24,6 @@ from typing import TYPE_CHECKING, Any
 import structlog
 from sqlalchemy import update
 
-from bastion.audit import AuditRecord
 from bastion.errors import BastionError, Conflict, Forbidden
 from bastion.federation.secagg import (
     AdvertiseKeys,
@@ -34,7 +33,7 @@ from bastion.federation.secagg import (
     ServerStage,
     ShareKeys,
 )
-from bastion.federation.server.admission import SiteIdentity
+from bastion.federation.server.admission import SiteIdentity, accepted_record
 from bastion.federation.server.privacy import secagg_config
 from bastion.federation.server.sessions import (
     STAGE_OF,
@@ -213,19 +212,12 @@ class SecureRounds:
                 server.receive_masked_input(message)
                 self._burned_for(fid, session.round_number).add(site.participant_id)
                 co.audit.append(
-                    AuditRecord(
-                        "fl.update",
-                        "success",
-                        actor_id=site.participant_id,
-                        actor=site.actor,
-                        target_type="federation",
-                        target_id=fid,
-                        source_ip=source_ip,
-                        details={
-                            "round": session.round_number,
-                            "secagg_session": session.config.round_id,
-                            "bytes": len(message.masked_vector),
-                        },
+                    accepted_record(
+                        site,
+                        source_ip,
+                        round=session.round_number,
+                        secagg_session=session.config.round_id,
+                        bytes=len(message.masked_vector),
                     )
                 )
             else:
