@@ -335,3 +335,36 @@ def test_bad_privacy_settings_are_refused_with_a_reason(
     payload = {"name": "bad", "model": TINY, "min_clients": 3, **body}
     r = client.post(BASE, json=payload, headers=alice.headers)
     assert r.status_code == 422 and needle in r.text, r.text
+
+
+def test_a_site_that_never_shows_up_is_left_out_at_the_round_deadline(fed: Federation) -> None:
+    fed.create(4, round_timeout_s=600)
+    fed.drive(
+        lambda: fed.status()["secure_aggregation"]["stage"] == "advertise" and _advertised(fed) == 3,
+        lambda n, s: n == "site-4",
+    )
+    fed.clock.advance(601)  # the round deadline: the session goes on with the three that advertised
+    fed.drive(fed.round_closed(1), lambda n, s: n == "site-4")
+    assert fed.rounds()[0]["updates"] == 3
+
+
+def _advertised(fed: Federation) -> int:
+    session = fed.status()["secure_aggregation"]
+    return int(session["members"]) - int(session["waiting_for"])
+
+
+def test_a_round_whose_sum_was_lost_in_a_crash_runs_again(fed: Federation, ctx: Context) -> None:
+    from sqlalchemy import update
+
+    from bastion.store.models import FederationRound
+
+    fed.create(3)
+    coordinator = ctx.services["fl_coordinator"]
+    with ctx.db.session() as s:  # as if the process died between claiming the round and publishing it
+        s.execute(update(FederationRound).values(state="closing"))
+    coordinator.secure.forget(fed.fid)
+    coordinator.recover()
+    rnd = fed.rounds()[0]
+    assert rnd["state"] == "open" and rnd["attempt"] == 2
+    fed.drive(fed.round_closed(1))
+    assert fed.rounds()[0]["updates"] == 3
