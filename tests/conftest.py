@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import os
 import re
+import select
 import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -191,6 +193,7 @@ class ServerProcess:
     output: list[str] = field(default_factory=list)
     scheme: str = "http"
     verify: Any = False
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
     def url(self) -> str:
@@ -211,22 +214,38 @@ class ServerProcess:
                 r = httpx.get(self.url + "/api/v1/health", verify=self.verify, timeout=2)
                 if r.status_code in (200, 503):
                     self._drain()
+                    self._follow()
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         raise RuntimeError("server did not become ready:\n" + "".join(self.output))
 
+    def _follow(self) -> None:
+        """Keep reading the server's output in the background: a full pipe would block its logging."""
+        assert self.proc is not None and self.proc.stdout is not None
+        proc, stream = self.proc, self.proc.stdout
+
+        def follow() -> None:
+            while proc.poll() is None:
+                ready, _, _ = select.select([stream], [], [], 0.2)
+                if ready:
+                    self._drain()
+            self._drain()
+
+        threading.Thread(target=follow, name=f"server-{self.port}-output", daemon=True).start()
+
     def _drain(self) -> None:
         assert self.proc is not None and self.proc.stdout is not None
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                return
-            self.output.append(line)
-            m = _KEY_LINE.search(line)
-            if m:
-                self.keys[m.group(1)] = m.group(2)
+        with self._lock:
+            while True:
+                line = self.proc.stdout.readline()
+                if not line:
+                    return
+                self.output.append(line)
+                m = _KEY_LINE.search(line)
+                if m:
+                    self.keys[m.group(1)] = m.group(2)
 
     def text(self) -> str:
         self._drain()

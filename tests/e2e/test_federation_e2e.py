@@ -3,11 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -15,100 +11,15 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-from typer.testing import CliRunner
 
-from bastion.cli.main import app
 from bastion.crypto import sealed, signing
 from bastion.federation.envelope import new_nonce, seal_update
 from bastion.federation.global_model import GlobalModel, verify_global_model
-from bastion.federation.sitedata import load_site_data, parse_partition
 from tests.conftest import ServerProcess
+from tests.e2e.support import Sites, cli, status, wait_for
 
 pytestmark = pytest.mark.e2e
 MODEL = json.dumps({"type": "tabular_mlp", "in_features": 64, "num_classes": 10, "hidden": [8]})
-
-
-def cli(server: ServerProcess, *args: str) -> Any:
-    env = {"BASTION_URL": server.url, "BASTION_API_KEY": server.keys["user"]}
-    result = CliRunner().invoke(app, ["fl", *args, "--json"], env=env)
-    assert result.exit_code == 0, result.output
-    return json.loads(result.stdout)
-
-
-def wait_for(what: str, check: Callable[[], Any], timeout: float = 180, poll: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(poll)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-class Sites:
-    """`bastion fl client` subprocesses, each with its own state directory and log file."""
-
-    def __init__(self, tmp: Path) -> None:
-        self.tmp = tmp
-        self.procs: dict[str, subprocess.Popen[bytes]] = {}
-
-    def data(self, part: str) -> Path:
-        """This site's share of digits as an .npz file (the sites then need no scikit-learn)."""
-        path = self.tmp / f"digits-{part.replace('/', '-of-')}.npz"
-        if not path.exists():
-            model = {"type": "tabular_mlp", "in_features": 64, "num_classes": 10}
-            share = load_site_data(
-                "builtin:digits", model, {"local_validation_fraction": 0.0}, partition=parse_partition(part)
-            )
-            np.savez(path, X=share.X_train, y=share.y_train)
-        return path
-
-    def start(self, server: ServerProcess, fid: str, name: str, token: str, part: str) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-        env.update(BASTION_FL_TOKEN=token, PYTHONUNBUFFERED="1")
-        cmd = [
-            sys.executable,
-            "-m",
-            "bastion.cli.main",
-            "fl",
-            "client",
-            "--server",
-            server.url,
-            "--federation",
-            fid,
-            "--data",
-            str(self.data(part)),
-            "--state-dir",
-            str(self.tmp / f"state-{name}"),
-            "--poll-timeout",
-            "2",
-            "--json",
-        ]
-        log = (self.tmp / f"{name}.log").open("wb")
-        self.procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
-
-    def sent(self, name: str) -> set[int]:
-        """Rounds the site reported as sent (its --json event lines)."""
-        rounds: set[int] = set()
-        for line in self.log(name).splitlines():
-            if line.startswith("{") and line.endswith("}") and '"sent"' in line:
-                rounds.add(json.loads(line)["round"])
-        return rounds
-
-    def log(self, name: str) -> str:
-        return (self.tmp / f"{name}.log").read_text(errors="replace")
-
-    def wait(self, name: str, timeout: float = 120) -> int:
-        try:
-            return self.procs[name].wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"site {name} did not finish:\n{self.log(name)}") from None
-
-    def kill_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 @pytest.fixture
@@ -116,11 +27,6 @@ def sites(tmp_path: Path) -> Iterator[Sites]:
     s = Sites(tmp_path)
     yield s
     s.kill_all()
-
-
-def status(server: ServerProcess, fid: str) -> dict[str, Any]:
-    r = httpx.get(f"{server.url}/api/v1/federations/{fid}/status", headers={"X-API-Key": server.keys["user"]})
-    return dict(r.json())
 
 
 class Intruder:

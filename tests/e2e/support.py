@@ -1,0 +1,136 @@
+"""What the end-to-end tests share: the CLI as a user runs it, waiting with a deadline, site processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+from typer.testing import CliRunner
+
+from bastion.cli.main import app
+from bastion.client.fl import SiteState
+from bastion.crypto import signing
+from bastion.federation.sitedata import load_site_data, parse_partition
+from tests.conftest import ServerProcess
+
+
+def cli(server: ServerProcess, *args: str) -> Any:
+    env = {"BASTION_URL": server.url, "BASTION_API_KEY": server.keys["user"]}
+    result = CliRunner().invoke(app, ["fl", *args, "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def wait_for(what: str, check: Callable[[], Any], timeout: float = 180, poll: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(poll)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+class Sites:
+    """`bastion fl client` subprocesses, each with its own state directory and --json log file."""
+
+    def __init__(
+        self, tmp: Path, source: str = "builtin:digits", model: dict[str, Any] | None = None
+    ) -> None:
+        self.tmp, self.source = tmp, source
+        self.model = model or {"type": "tabular_mlp", "in_features": 64, "num_classes": 10}
+        self.procs: dict[str, subprocess.Popen[bytes]] = {}
+
+    def data(self, part: str) -> Path:
+        """This site's share of the data as an .npz file (the sites then need no scikit-learn)."""
+        path = self.tmp / f"{self.source.split(':')[-1]}-{part.replace('/', '-of-')}.npz"
+        if not path.exists():
+            share = load_site_data(
+                self.source, self.model, {"local_validation_fraction": 0.0}, partition=parse_partition(part)
+            )
+            np.savez(path, X=share.X_train, y=share.y_train)
+        return path
+
+    def state_dir(self, name: str) -> Path:
+        return self.tmp / f"state-{name}"
+
+    def register(self, server: ServerProcess, fid: str, token: str, name: str) -> None:
+        """Register the site's own key (the one in its state directory) ahead of starting it.
+
+        The site's `join` repeats this idempotently; registering every site first makes each of them
+        a member of round 1's session, whichever process gets through its start-up first.
+        """
+        key = SiteState(self.state_dir(name)).signing_key()
+        r = httpx.post(
+            f"{server.url}/api/v1/federations/{fid}/site/register",
+            headers={"Authorization": f"Bearer {token}"},
+            json={"signing_public_key": signing.encode_public_key(key)},
+        )
+        assert r.status_code == 200, r.text
+
+    def start(self, server: ServerProcess, fid: str, name: str, token: str, part: str) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
+        env.update(BASTION_FL_TOKEN=token, PYTHONUNBUFFERED="1")
+        cmd = [
+            sys.executable,
+            "-m",
+            "bastion.cli.main",
+            "fl",
+            "client",
+            "--server",
+            server.url,
+            "--federation",
+            fid,
+            "--data",
+            str(self.data(part)),
+            "--state-dir",
+            str(self.state_dir(name)),
+            "--threads",
+            "1",
+            "--poll-timeout",
+            "2",
+            "--json",
+        ]
+        log = (self.tmp / f"{name}.log").open("wb")
+        self.procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        """The site's --json event lines (a line still being written is skipped)."""
+        out = []
+        for line in self.log(name).splitlines():
+            if line.startswith("{") and line.endswith("}"):
+                out.append(json.loads(line))
+        return out
+
+    def sent(self, name: str) -> list[int]:
+        """Rounds the site reported its masked input sent, in order."""
+        return [e["round"] for e in self.events(name) if e["event"] == "sent"]
+
+    def log(self, name: str) -> str:
+        return (self.tmp / f"{name}.log").read_text(errors="replace")
+
+    def wait(self, name: str, timeout: float = 120) -> int:
+        try:
+            return self.procs[name].wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"site {name} did not finish:\n{self.log(name)}") from None
+
+    def kill_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def status(server: ServerProcess, fid: str) -> dict[str, Any]:
+    r = httpx.get(f"{server.url}/api/v1/federations/{fid}/status", headers={"X-API-Key": server.keys["user"]})
+    assert r.status_code == 200, r.text
+    return dict(r.json())
