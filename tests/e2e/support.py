@@ -76,7 +76,7 @@ class Sites:
         )
         assert r.status_code == 200, r.text
 
-    def start(self, server: ServerProcess, fid: str, name: str, token: str, part: str) -> None:
+    def start(self, server: ServerProcess, fid: str, name: str, token: str, part: str, *extra: str) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
         env.update(BASTION_FL_TOKEN=token, PYTHONUNBUFFERED="1")
         cmd = [
@@ -98,6 +98,7 @@ class Sites:
             "--poll-timeout",
             "2",
             "--json",
+            *extra,
         ]
         log = (self.tmp / f"{name}.log").open("wb")
         self.procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=self.tmp)

@@ -107,9 +107,15 @@ def test_secure_aggregation_with_distributed_dp_trains_and_stores_no_update(
         *PRIVACY,
     )["id"]
     tokens = {n: cli(server, "enroll", fid, "--name", n)["token"] for n in SITES}
+    for name, token in tokens.items():
+        sites.register(server, fid, token, name)
+    # the members' keys, as the coordinator would hand them to every site out of band
+    peers = sites.tmp / "peers.json"
+    peers.write_text(json.dumps(cli(server, "peers", fid)))
+    assert len(json.loads(peers.read_text())) == len(SITES)
     started = time.monotonic()
     for i, (name, token) in enumerate(tokens.items(), start=1):
-        sites.start(server, fid, name, token, f"{i}/{len(SITES)}")
+        sites.start(server, fid, name, token, f"{i}/{len(SITES)}", "--peer-keys", str(peers))
     for name in SITES:
         assert sites.wait(name, timeout=240) == 0, sites.log(name)
     elapsed = time.monotonic() - started

@@ -274,6 +274,33 @@ def model_upload(
         emit(Federations(client).upload_model(federation, path.read_bytes()), as_json=as_json)
 
 
+@app.command("peers")
+def peers(
+    federation: Annotated[str, typer.Argument(help="Federation id.")],
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The registered sites' signing keys, {participant id: key}: give it to each site out of band."""
+    from bastion.client.federations import Federations
+
+    with connect(url, api_key, as_json=as_json) as client:
+        rows = Federations(client).participants(federation)
+    keys = {
+        r["id"]: r["signing_public_key"]
+        for r in rows
+        if r.get("signing_public_key") and not r.get("revoked_at")
+    }
+    emit(keys, as_json=as_json)
+
+
+def _peer_keys(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise fail(f"cannot read the peer key list {path}: {exc}", 2) from exc
+
+
 @app.command("client")
 def client(
     server: Annotated[str, typer.Option(help="Server URL, e.g. https://bastion.example.org.")],
@@ -288,6 +315,12 @@ def client(
     alpha: Annotated[float | None, typer.Option(help="Non-IID partition: Dirichlet alpha.")] = None,
     state_dir: Annotated[Path | None, typer.Option(help="Site state: signing key, rounds sent.")] = None,
     server_key: Annotated[str | None, typer.Option(help="Expected server signing key (from enrol).")] = None,
+    peer_keys: Annotated[
+        Path | None,
+        typer.Option(
+            help="Secure aggregation: JSON of the members' signing keys (from 'fl peers'), shared out of band."
+        ),
+    ] = None,
     ca_cert: Annotated[Path | None, typer.Option(help="CA bundle to trust for the server's TLS.")] = None,
     threads: Annotated[int | None, typer.Option(help="Torch threads for local training.")] = None,
     poll_timeout: Annotated[float, typer.Option(help="Long-poll seconds while waiting.")] = 20.0,
@@ -318,6 +351,7 @@ def client(
             TorchTrainer(data, partition=part, alpha=alpha, threads=threads),
             state_dir=state_dir,
             server_key=server_key,
+            peer_keys=_peer_keys(peer_keys) if peer_keys else None,
             verify=str(ca_cert) if ca_cert else True,
             poll_timeout=poll_timeout,
             backoff=Backoff(give_up_after=give_up_after),

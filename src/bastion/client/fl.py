@@ -131,6 +131,31 @@ class SiteState:
         os.replace(tmp, self._file)
 
 
+def load_peer_keys(source: Mapping[str, Any] | list[Any]) -> dict[str, str]:
+    """Participant id -> Ed25519 key, from ``{id: key}`` or the coordinator's participant list.
+
+    Given to a site (``--peer-keys``), the list replaces trust on first use in secure aggregation: every
+    session member must be in it with exactly that key. Share it out of band (not through the server).
+    """
+    pairs: dict[str, str] = {}
+    if isinstance(source, list):
+        for row in source:
+            if not isinstance(row, Mapping) or "id" not in row:
+                raise SiteError("each participant in the peer key list needs an id", code="bad_peer_keys")
+            if row.get("signing_public_key"):
+                pairs[str(row["id"])] = str(row["signing_public_key"])
+    else:
+        pairs = {str(k): str(v) for k, v in source.items()}
+    for pid, key in pairs.items():
+        try:
+            signing.decode_public_key(key)
+        except BastionError:
+            raise SiteError(
+                f"the peer key of {pid} is not an Ed25519 public key", code="bad_peer_keys"
+            ) from None
+    return pairs
+
+
 def default_state_dir(federation_id: str, token: str) -> Path:
     """One directory per (federation, credential): a hash of the token, never the token itself."""
     return Path(".bastion-site") / f"{federation_id[:36]}-{hashlib.sha256(token.encode()).hexdigest()[:12]}"
@@ -146,6 +171,7 @@ class SiteClient:
         *,
         state_dir: Path | None = None,
         server_key: str | None = None,
+        peer_keys: Mapping[str, str] | None = None,
         http: httpx.Client | None = None,
         verify: bool | str = True,
         poll_timeout: float = 20.0,
@@ -160,6 +186,7 @@ class SiteClient:
         if server_key is not None:
             signing.decode_public_key(server_key)
             self._pin(server_key)
+        self.peer_keys = load_peer_keys(peer_keys) if peer_keys is not None else None
         self.poll_timeout = poll_timeout
         self.backoff = backoff or Backoff()
         self.on_event = on_event or (lambda _e: None)

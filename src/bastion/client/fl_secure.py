@@ -175,16 +175,23 @@ class SecureParticipant:
         self._session = session
 
     def _check_directory(self, view: Mapping[str, Any]) -> dict[int, Any]:
-        """Peers' identity keys, each checked against the key pinned when the site first saw that peer."""
+        """Peers' identity keys, checked against ``--peer-keys`` if given and the keys pinned at first sight."""
         from bastion.crypto import signing
 
         pins, own = self._pins(), self.site.state.data.get("participant_id")
         mine = signing.encode_public_key(self.site.key)
+        given = self.site.peer_keys
         directory: dict[int, Any] = {}
         for cid, entry in dict(view["directory"]).items():
             pid, key = str(entry["participant_id"]), str(entry["signing_public_key"])
             if pid == own and key != mine:
                 raise BastionError("the server lists a different identity key for this very site")
+            if given is not None and pid != own and given.get(pid) != key:
+                raise BastionError(
+                    f"peer {pid} is not in the peer key list given to this site"
+                    if pid not in given
+                    else f"the identity key of peer {pid} differs from the peer key list: possible key substitution"
+                )
             if pins.setdefault(pid, key) != key:
                 raise BastionError(
                     f"the identity key of peer {pid} differs from the one pinned at first contact: "

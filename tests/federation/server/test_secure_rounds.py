@@ -368,3 +368,32 @@ def test_a_round_whose_sum_was_lost_in_a_crash_runs_again(fed: Federation, ctx: 
     assert rnd["state"] == "open" and rnd["attempt"] == 2
     fed.drive(fed.round_closed(1))
     assert fed.rounds()[0]["updates"] == 3
+
+
+def test_a_peer_key_list_given_out_of_band_replaces_trust_on_first_use(fed: Federation) -> None:
+    from bastion.client.fl import load_peer_keys
+
+    fed.create(3)
+    listing = fed.client.get(f"{BASE}/{fed.fid}/participants", headers=fed.owner.headers).json()[
+        "participants"
+    ]
+    good = load_peer_keys(listing)
+    assert len(good) == 3
+    forged = dict(good)
+    victim = next(pid for pid in forged if pid != fed.sites["site-2"].state.data["participant_id"])
+    forged[victim] = signing.encode_public_key(signing.generate_signing_key())
+    events: list[str] = []
+    fed.sites["site-2"].peer_keys = forged
+    fed.sites["site-2"].on_event = lambda e: events.append(e.message)
+    fed.sites["site-3"].peer_keys = good
+    site = fed.sites["site-2"]
+    assert site.step(site.info()) == "wait_stage"  # refuses the session: the server's key is not the list's
+    assert any("differs from the peer key list" in m for m in events)
+    site.peer_keys = {k: v for k, v in good.items() if k != victim}
+    site.secure._refused.clear()
+    assert site.step(site.info()) == "wait_stage"
+    assert any("is not in the peer key list" in m for m in events)
+    site.peer_keys = good
+    site.secure._refused.clear()
+    fed.drive(fed.round_closed(1))
+    assert fed.rounds()[0]["updates"] == 3
