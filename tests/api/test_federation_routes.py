@@ -285,3 +285,39 @@ def _global(client: TestClient, caller: Caller, fid: str) -> dict[str, np.ndarra
     from bastion.federation.tensors import decode
 
     return decode(client.get(f"{BASE}/{fid}/model", headers=caller.headers).content)
+
+
+def test_an_accepted_update_is_audited_once_and_a_refused_one_by_the_gateway_too(
+    client: TestClient, alice: Caller, ctx: Any, tmp_path: Path
+) -> None:
+    import json
+
+    from sqlalchemy import select
+
+    from bastion.store.models import AuditEvent
+
+    fid = create(client, alice, min_clients=2, rounds=1)["id"]
+    token = enroll(client, alice, fid, "a")["token"]
+    enroll(client, alice, fid, "b")
+    a = site(client, fid, token, ShiftTrainer(0.1, 10), tmp_path, "a")
+    a.join()
+    assert a.train_and_send() == "sent"
+    refused = client.post(
+        f"{BASE}/{fid}/site/update", content=b"not an update", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert refused.status_code >= 400
+    with ctx.db.session() as s:
+        rows = [
+            (e.action, e.outcome, json.loads(e.details))
+            for e in s.scalars(
+                select(AuditEvent).where(
+                    AuditEvent.target_id.in_([fid, f"{BASE}/{{federation_id}}/site/update"])
+                )
+            )
+        ]
+    assert [(act, out) for act, out, _ in rows if act == "fl.update"] == [
+        ("fl.update", "success"),
+        ("fl.update", "denied"),
+    ]
+    generic = [(out, d["status"]) for act, out, d in rows if act == "http.post"]
+    assert generic == [("failure", refused.status_code)] or generic == [("denied", refused.status_code)]

@@ -9,7 +9,7 @@ import json
 import os
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import structlog
@@ -166,9 +166,16 @@ class GatewayMiddleware:
         )
 
     async def _audit(self, scope: Scope, method: str, status: int, request_id: str) -> None:
-        """Every state-changing request leaves an audit row, whatever its outcome."""
-        route = getattr(scope.get("route"), "path", None)
+        """Every state-changing request leaves an audit row, whatever its outcome.
+
+        A route marked with :func:`audits_success` writes its own row when it succeeds (one domain row
+        per accepted model update, say); only its refusals get the generic row here.
+        """
+        endpoint = scope.get("route")
+        route = getattr(endpoint, "path", None)
         if self.audit is None or method not in _STATE_CHANGING or route is None:
+            return
+        if status < 400 and getattr(getattr(endpoint, "endpoint", None), SELF_AUDITED, False):
             return
         principal = scope.get("state", {}).get("principal")
         client = scope.get("client")
@@ -189,6 +196,16 @@ class GatewayMiddleware:
             await anyio.to_thread.run_sync(self.audit.append, record)
         except Exception:
             _log.exception("audit_write_failed", request_id=request_id)
+
+
+SELF_AUDITED = "__bastion_audits_success__"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def audits_success(endpoint: F) -> F:
+    """Mark a route whose handler appends its own audit row on success (the gateway skips its own)."""
+    setattr(endpoint, SELF_AUDITED, True)
+    return endpoint
 
 
 def _content_length(scope: Scope) -> int | None:

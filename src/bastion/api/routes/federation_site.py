@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import ContextDep, client_ip
+from bastion.api.middleware import audits_success
 from bastion.api.routes.federations import read_capped
 from bastion.context import Context
 from bastion.errors import BastionError, Unauthorized
@@ -144,6 +145,9 @@ def _secagg_route(kind: str, message: type[SiteMessage], summary: str) -> None:
     async def send(federation_id: str, body: Any, ctx: ContextDep, request: Request) -> dict[str, Any]:
         return await _secagg_send(ctx, request, federation_id, body)
 
+    if kind == "masked":  # an accepted masked input is audited as fl.update by the session
+        audits_success(send)
+
     send.__annotations__["body"] = message
     send.__doc__ = summary
     router.add_api_route(f"/secagg/{kind}", send, methods=["POST"], name=f"secagg_{kind}")
@@ -175,6 +179,7 @@ async def model(federation_id: str, ctx: ContextDep, request: Request) -> Respon
 
 
 @router.post("/update", status_code=202)
+@audits_success
 async def submit_update(federation_id: str, ctx: ContextDep, request: Request) -> dict[str, Any]:
     """A sealed, signed update; each refusal is audited and answered with a 4xx and a reason code."""
     site = await _site(ctx, request, federation_id, "fl.update")
