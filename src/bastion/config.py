@@ -65,6 +65,11 @@ class Settings(BaseSettings):
     job_log_line_cap: int | None = Field(None, ge=10, validation_alias=_env("BASTION_JOB_LOG_LINE_CAP"))
     fl_tick_seconds: float = Field(1.0, gt=0, validation_alias=_env("BASTION_FL_TICK_SECONDS"))
     redis_url: str | None = Field(None, validation_alias=_env("BASTION_REDIS_URL"))
+    trusted_proxies: str = Field(
+        "",
+        validation_alias=_env("BASTION_TRUSTED_PROXIES"),
+        description="comma-separated proxy addresses/CIDRs whose X-Forwarded-For is believed; empty: none",
+    )
     rate_limit: str = Field("600/minute", validation_alias=_env("BASTION_RATE_LIMIT"))
     login_rate_limit: str = Field("30/minute", validation_alias=_env("BASTION_LOGIN_RATE_LIMIT"))
     max_body_bytes: int = Field(1024 * 1024, ge=1024, validation_alias=_env("BASTION_MAX_BODY_BYTES"))

@@ -110,3 +110,21 @@ def test_loopback_dev_start_generates_private_secrets(server_factory: Callable[.
     assert "generated_dev_secret" in server.text()
     assert server.stop(signal.SIGINT) in (0, -signal.SIGINT)
     assert "Application shutdown complete" in server.text()
+
+
+@pytest.mark.parametrize(("trusted", "seen"), [("", "127.0.0.1"), ("127.0.0.1", "203.0.113.9")])
+def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
+    server_factory: Callable[..., ServerProcess], trusted: str, seen: str
+) -> None:
+    server = server_factory(BASTION_TRUSTED_PROXIES=trusted).start()
+    r = httpx.post(
+        f"{server.url}/api/v1/auth/login",
+        json={"username": "nobody", "password": "wrong-password"},
+        headers={"X-Forwarded-For": "203.0.113.9"},
+    )
+    assert r.status_code == 401
+    events = httpx.get(
+        f"{server.url}/api/v1/admin/audit", headers={"X-API-Key": server.keys["admin"]}, params={"limit": 50}
+    ).json()["events"]
+    sources = {e["source_ip"] for e in events if e["outcome"] == "denied"}
+    assert sources == {seen}, events

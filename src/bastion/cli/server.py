@@ -80,6 +80,10 @@ def serve(
         log_config=None,
         server_header=False,
         timeout_graceful_shutdown=10,
+        # The client address (lockout, rate limits, audit) comes from X-Forwarded-For only when the
+        # direct peer is a configured proxy; uvicorn's own default would believe any loopback peer.
+        proxy_headers=bool(settings.trusted_proxies.strip()),
+        forwarded_allow_ips=settings.trusted_proxies.strip() or None,
     )
 
 
