@@ -90,7 +90,6 @@ def test_client_sampling_asks_only_the_drawn_sites(world: World) -> None:
     fid = world.create(rounds=2, min_clients=2, target_clients=16, privacy=dp(sampling_rate=0.5))["id"]
     sites = [world.enroll(fid, f"s{i}") for i in range(16)]
     drawn = [world.sites_svc.info(s.identity)["selected"] for s in sites]
-    assert 0 < sum(drawn) < 16  # 0.5 each, drawn by the server: both kinds among 16 sites
     for site, chosen in zip(sites, drawn, strict=True):
         message = world.seal(site, fid, 1)
         if chosen:
@@ -99,3 +98,19 @@ def test_client_sampling_asks_only_the_drawn_sites(world: World) -> None:
             with pytest.raises(Forbidden) as exc:
                 world.submit(site, message)
             assert exc.value.code == "not_selected"
+
+
+def test_the_draw_is_unpredictable_without_the_secret_but_repeatable_with_it() -> None:
+    from bastion.federation.server.privacy import selected
+
+    ids = [f"site-{i}" for i in range(4000)]
+    first = [selected(b"k" * 32, "fed", 3, 1, pid, 0.25) for pid in ids]
+    assert first == [selected(b"k" * 32, "fed", 3, 1, pid, 0.25) for pid in ids]  # restarts agree
+    assert abs(sum(first) / len(ids) - 0.25) < 0.03
+    other_key = [selected(b"j" * 32, "fed", 3, 1, pid, 0.25) for pid in ids]
+    retry = [selected(b"k" * 32, "fed", 3, 2, pid, 0.25) for pid in ids]
+    # another secret, or another attempt of the round, draws an unrelated set
+    for draw in (other_key, retry):
+        overlap = sum(a and b for a, b in zip(first, draw, strict=True)) / len(ids)
+        assert abs(overlap - 0.25 * 0.25) < 0.02
+    assert all(selected(b"k" * 32, "fed", 3, 1, pid, 1.0) for pid in ids[:10])
