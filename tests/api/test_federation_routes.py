@@ -321,3 +321,16 @@ def test_an_accepted_update_is_audited_once_and_a_refused_one_by_the_gateway_too
     ]
     generic = [(out, d["status"]) for act, out, d in rows if act == "http.post"]
     assert generic == [("failure", refused.status_code)] or generic == [("denied", refused.status_code)]
+
+
+def test_a_site_not_drawn_for_a_round_waits_instead_of_sending(
+    client: TestClient, alice: Caller, tmp_path: Path
+) -> None:
+    privacy = {"dp": {"clip_norm": 1.0, "noise_multiplier": 1.0, "mode": "central", "sampling_rate": 0.5}}
+    fid = create(client, alice, min_clients=1, target_clients=8, rounds=1, privacy=privacy)["id"]
+    for i in range(8):
+        token = enroll(client, alice, fid, f"s{i}")["token"]
+        s = site(client, fid, token, ShiftTrainer(0.1, 10), tmp_path, f"s{i}")
+        s.join()
+        info = s.info()
+        assert s.step(info) == ("sent" if info["selected"] else "wait_round")

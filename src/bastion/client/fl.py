@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pydantic import BaseModel
 
 ALREADY_RECEIVED = ("replayed_update", "duplicate_update")
-LATE = ("round_closed", "round_not_open", "round_closing")
+LATE = ("round_closed", "round_not_open", "round_closing", "not_selected")
 
 
 @dataclass
@@ -209,8 +209,6 @@ class SiteClient:
     def emit(self, kind: str, round: int | None, message: str, **data: Any) -> None:
         self.on_event(SiteEvent(kind, round, message, data))
 
-    _emit = emit
-
     def _call(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request, retried with backoff on network errors, 5xx and 429; 4xx raise at once."""
         delay, failing_since = self.backoff.initial, None
@@ -233,7 +231,7 @@ class SiteClient:
             if time.monotonic() - failing_since > self.backoff.give_up_after:
                 raise error
             wait = getattr(error, "retry_after", None) or delay
-            self._emit("retry", None, f"{error.message}; retrying in {wait:.1f} s", code=error.code)
+            self.emit("retry", None, f"{error.message}; retrying in {wait:.1f} s", code=error.code)
             self.sleep(wait)
             delay = min(delay * self.backoff.factor, self.backoff.maximum)
 
@@ -257,7 +255,7 @@ class SiteClient:
         self._pin(info["server_signing_key"])
         self.state.data.update(participant_id=info["participant_id"], federation_id=self.federation_id)
         self.state.save()
-        self._emit("joined", info.get("round"), f"joined as {info.get('name')}", info=info)
+        self.emit("joined", info.get("round"), f"joined as {info.get('name')}", info=info)
         return info
 
     def info(self, wait_round: int | None = None) -> dict[str, Any]:
@@ -279,7 +277,7 @@ class SiteClient:
         info = self.join()
         while True:
             if info["state"] == "completed":
-                self._emit("completed", info["round"], "federation completed", info=info)
+                self.emit("completed", info["round"], "federation completed", info=info)
                 return info
             if info["state"] == "failed":
                 raise SiteError(
@@ -289,8 +287,8 @@ class SiteClient:
             if info.get("secure_aggregation"):
                 info = self._secure_step(info)
                 continue
-            if info["round_state"] != "open" or info["submitted"] or self.state.sent(number):
-                self._emit("waiting", number, f"waiting for round {number} to close", info=info)
+            if self.step_needed(info) is not None:
+                self.emit("waiting", number, f"waiting for round {number} to close", info=info)
                 info = self.info(wait_round=number)
                 continue
             outcome = self.train_and_send()
@@ -308,12 +306,14 @@ class SiteClient:
         """One non-blocking move in the current round (train and send, or one secure-aggregation stage)."""
         if info.get("secure_aggregation"):
             return self.secure.step(info)
-        number = int(info["round"])
-        if info["round_state"] != "open" or info["submitted"] or self.state.sent(number):
+        return self.step_needed(info) or self.train_and_send()
+
+    def step_needed(self, info: Mapping[str, Any]) -> str | None:
+        """``"wait_round"`` when this site has nothing to send in the current round, else None."""
+        done = info["submitted"] or self.state.sent(int(info["round"]))
+        if info["round_state"] != "open" or done or not info.get("selected", True):
             return "wait_round"
-        if not info.get("selected", True):
-            return "wait_round"
-        return self.train_and_send()
+        return None
 
     def _secure_step(self, info: dict[str, Any]) -> dict[str, Any]:
         """Advance the secure round, then wait (long-poll) for whatever it waits on; returns fresh info."""
@@ -326,7 +326,7 @@ class SiteClient:
             return self.info()
         if outcome == "wait_round":
             if info.get("round_state") == "open" and not info.get("selected", True):
-                self._emit("waiting", number, f"not drawn for round {number}", info=info)
+                self.emit("waiting", number, f"not drawn for round {number}", info=info)
             return self.info(wait_round=number)
         return self.info()
 
@@ -364,7 +364,7 @@ class SiteClient:
         number, params, config = self.global_model()
         if self.state.sent(number):
             return "already_sent"
-        self._emit("training", number, f"training round {number}")
+        self.emit("training", number, f"training round {number}")
         started = time.perf_counter()
         result = self.trainer.fit(params, config)
         metrics = {**result.metrics, **self.trainer.evaluate(result.params, config)}
@@ -388,13 +388,13 @@ class SiteClient:
                 self.state.mark_sent(number)
                 return "already_sent"
             if exc.code in LATE:
-                self._emit("late", number, f"round {number} closed before the update arrived ({exc.code})")
+                self.emit("late", number, f"round {number} closed before the update arrived ({exc.code})")
                 return "late"
             raise SiteError(
                 f"the server refused the update: {exc.message} ({exc.code})", code=exc.code
             ) from exc
         self.state.mark_sent(number)
-        self._emit(
+        self.emit(
             "sent", number, f"round {number} sent", metrics=metrics, fit_seconds=fit_seconds, reply=reply
         )
         return "sent"

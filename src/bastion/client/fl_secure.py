@@ -65,6 +65,7 @@ class SecureParticipant:
         self._client: SecAggClient | None = None
         self._session: str | None = None
         self._refused: set[str] = set()
+        self._value_range = 0.0
         self.last_view: dict[str, Any] = {}
 
     # -- state on disk --------------------------------------------------------------------------

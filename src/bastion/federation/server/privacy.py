@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bastion.errors import Invalid
 from bastion.federation.dp import BudgetGuard, DPConfig
 from bastion.federation.secagg import SecAggConfig
+
+if TYPE_CHECKING:
+    from bastion.federation.server.config import FederationCreate
 
 STAGE_TIMEOUT_DEFAULT_S = 60.0
 
@@ -123,7 +126,7 @@ def privacy_report(dp: DPConfig | None, rounds: int, max_rounds: int) -> dict[st
     return report
 
 
-def round_privacy(cfg: Any, released: int) -> tuple[dict[str, float], str | None]:
+def round_privacy(cfg: FederationCreate, released: int) -> tuple[dict[str, float], str | None]:
     """Metrics of a round that releases the ``released``-th noisy model, and whether to stop after it."""
     dp = cfg.dp()
     if dp is None:

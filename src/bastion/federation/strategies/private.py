@@ -22,7 +22,7 @@ from pydantic import Field
 from bastion.errors import Conflict, Invalid
 from bastion.federation.dp.clip import clip_l2
 from bastion.federation.dp.noise import secure_gaussian
-from bastion.federation.secagg.vector import flatten, unflatten
+from bastion.federation.secagg.vector import flatten, layout_of, unflatten
 from bastion.federation.strategies.base import (
     Params,
     Strategy,
@@ -79,12 +79,12 @@ class PrivateAggregate(Strategy):
     # -- Strategy hooks -------------------------------------------------------------------------
     def _start_round(self) -> None:
         self._contributions = 0
-        size = sum(int(np.size(a)) for a in self._global.values())
-        self._sum: np.ndarray | None = np.zeros(size, np.float64) if self._global else None
+        self._base: np.ndarray | None = flatten(self._global)[0] if self._global else None
+        self._sum: np.ndarray | None = np.zeros_like(self._base) if self._base is not None else None
 
     def _fold(self, update: Mapping[str, np.ndarray], num_samples: int) -> None:
-        assert self._sum is not None
-        delta = flatten(update)[0] - flatten(self._global)[0]
+        assert self._sum is not None and self._base is not None
+        delta = flatten(update)[0] - self._base
         if self.options.clip_norm is not None:
             delta = clip_l2(delta, self.options.clip_norm)
         self._sum += delta
@@ -96,8 +96,10 @@ class PrivateAggregate(Strategy):
         if self.options.noise_std > 0:
             total = total + secure_gaussian(total.shape, self.options.noise_std)
         mean = total / float(self.options.denominator or self._contributions)
-        base, layout = flatten(self._global)
-        params = {k: v.astype(np.float32) for k, v in unflatten(base + mean, layout).items()}
+        assert self._base is not None
+        params = {
+            k: v.astype(np.float32) for k, v in unflatten(self._base + mean, layout_of(self._global)).items()
+        }
         self.inner.accumulate(params, 1)
         return self.inner.finalize()
 
