@@ -16,6 +16,7 @@ Round 1 is excluded (first contact, warm-up). Prints ``name: value`` lines first
     .venv/bin/python bench/fl_round.py                       # 10 sites, 10 rounds, digits MLP (4.8k params)
     .venv/bin/python bench/fl_round.py --hidden 512,512      # a larger model (~300k params)
     .venv/bin/python bench/fl_round.py --sites 4 --rounds 4  # quick run
+    .venv/bin/python bench/fl_round.py --secure              # Bastion rounds as SecAgg+ sessions
 """
 
 from __future__ import annotations
@@ -262,6 +263,8 @@ def bench_bastion(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             "round_timeout_s": 3600,
             "evaluation": {"local_validation_fraction": 0},
         }
+        if args.secure:
+            spec["privacy"] = {"secure_aggregation": {"value_range": 1.0}}
         fid = httpx.post(url + "/api/v1/federations", json=spec, headers=user, timeout=120).json()["id"]
         outs = []
         cpu_before = cpu_seconds(server.pid)
@@ -366,6 +369,9 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--hidden", type=lambda s: [int(x) for x in s.split(",") if x], default=[64])
     parser.add_argument("--keep", action="store_true", help="keep the logs and data directory")
+    parser.add_argument(
+        "--secure", action="store_true", help="every Bastion round a SecAgg+ session (4 stages over HTTP)"
+    )
     parser.add_argument("--role", default="main", help=argparse.SUPPRESS)
     for name in ("server", "federation", "token", "state-dir", "out"):
         parser.add_argument(f"--{name}", help=argparse.SUPPRESS)
@@ -390,7 +396,8 @@ def main() -> None:
     print(f"fl_round_close_ms: {statistics.median(bastion['close_ms']):.1f}")
     print()
     print(
-        f"{args.sites} site processes, {args.rounds} rounds (round 1 excluded), model {params} float32 parameters "
+        f"{args.sites} site processes, {args.rounds} rounds (round 1 excluded), "
+        f"{'SecAgg+ sessions, ' if args.secure else ''}model {params} float32 parameters "
         f"({params * 4 / 1024:.0f} KiB), loopback, {os.cpu_count()} CPUs"
     )
     print("per-round overhead = round wall time (server clock) - slowest site's local fit; milliseconds")

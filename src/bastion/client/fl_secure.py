@@ -15,6 +15,7 @@ different subset and subtract the two sums.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -66,6 +67,7 @@ class SecureParticipant:
         self._session: str | None = None
         self._refused: set[str] = set()
         self._value_range = 0.0
+        self._fit_seconds = 0.0
         self.last_view: dict[str, Any] = {}
 
     # -- state on disk --------------------------------------------------------------------------
@@ -136,7 +138,13 @@ class SecureParticipant:
             self.site.state.save()  # before sending: never let this input into a second session
             send("masked", masked)
             self._vector = None
-            self.site.emit("sent", number, f"round {number} masked input sent", session=self._session)
+            self.site.emit(
+                "sent",
+                number,
+                f"round {number} masked input sent",
+                session=self._session,
+                fit_seconds=self._fit_seconds,
+            )
             return PROGRESS
         if stage == "unmask" and message and client.stage is ClientStage.UNMASK:
             send("unmask", client.unmask(UnmaskRequest.model_validate(message)))
@@ -151,7 +159,9 @@ class SecureParticipant:
         """Train on the round's global model and keep the privatized delta (memory only)."""
         round_no, params, config = self.site.global_model()
         self.site.emit("training", round_no, f"training round {round_no}")
+        started = time.perf_counter()
         result = self.site.trainer.fit(dict(params), config)
+        self._fit_seconds = time.perf_counter() - started
         self._vector = privatize(result.params, params, dict(config.get("privacy") or {}))
         self._value_range = float((config.get("privacy") or {}).get("value_range") or 0.0)
         self._round, self._client, self._session = round_no, None, None

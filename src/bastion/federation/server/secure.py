@@ -73,6 +73,10 @@ class SecureRounds:
 
     def ensure(self, federation_id: str) -> Session | None:
         """The current round's session, started if the round is open and enough sites are eligible."""
+        return self._ensure(federation_id)[0]
+
+    def _ensure(self, federation_id: str) -> tuple[Session | None, Federation, FederationRound | None]:
+        """:meth:`ensure`, with the federation and round it read (one query)."""
         co = self.coordinator
         with co.lock(federation_id):
             with co.db.session() as s:
@@ -81,12 +85,12 @@ class SecureRounds:
             if fed.state != "running" or rnd is None or rnd.state != "open":
                 if current is not None and (rnd is None or current.round_row_id != rnd.id):
                     self._sessions.pop(federation_id, None)
-                return self._sessions.get(federation_id)
+                return self._sessions.get(federation_id), fed, rnd
             if current is not None and current.round_row_id == rnd.id:
                 self._advance(federation_id, current)
                 if current.stage is not ServerStage.ABORTED:
-                    return current
-            return self._start(federation_id, fed, rnd, current)
+                    return current, fed, rnd
+            return self._start(federation_id, fed, rnd, current), fed, rnd
 
     def _start(
         self, federation_id: str, fed: Federation, rnd: FederationRound, previous: Session | None
@@ -138,9 +142,10 @@ class SecureRounds:
         """The session from this site's point of view, with the message addressed to it, if any."""
         fid = site.federation_id
         with self.coordinator.lock(fid):
-            session = self.ensure(fid)
-            with self.coordinator.db.session() as s:
-                fed, rnd = self.coordinator.current(s, fid)
+            session, fed, rnd = self._ensure(fid)
+            if session is not None and session.stage is ServerStage.DONE:
+                with self.coordinator.db.session() as s:  # the unmasking just closed the round
+                    fed, rnd = self.coordinator.current(s, fid)
             out: dict[str, Any] = {
                 "round": fed.current_round,
                 "state": fed.state,

@@ -204,16 +204,17 @@ class SiteService:
         }
 
     def secagg_view(self, site: SiteIdentity) -> dict[str, Any]:
-        """The round's secure-aggregation session as this site sees it (stage, its message)."""
+        """The round's secure-aggregation session as this site sees it (stage, its message).
+
+        Stage deadlines are checked here; the round deadline by the ticker and by ``/info``.
+        """
         self._require_secure(site.federation_id)
-        self.coordinator.check_deadline(site.federation_id)
         return self.coordinator.secure.view(site)
 
     def secagg_receive(
         self, site: SiteIdentity, message: SiteMessage, source_ip: str | None
     ) -> dict[str, Any]:
         self._require_secure(site.federation_id)
-        self.coordinator.check_deadline(site.federation_id)
         try:
             return self.coordinator.secure.receive(site, message, source_ip)
         except BastionError as exc:
