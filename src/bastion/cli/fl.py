@@ -25,6 +25,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "wine-mlp": {"type": "tabular_mlp", "in_features": 13, "num_classes": 3, "hidden": [16]},
     "mri-cnn": {"type": "brain_tumour_cnn", "image_size": 64, "channels": [8, 16, 32], "hidden": 32},
 }
+FederationArg = Annotated[str, typer.Argument(help="Federation id.")]
 ROUND_COLUMNS = ["round", "state", "attempt", "updates", "close_reason", "accuracy", "loss", "epsilon"]
 
 
@@ -174,7 +175,7 @@ def list_federations(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOp
 
 @app.command("enroll")
 def enroll(
-    federation: Annotated[str, typer.Argument(help="Federation id.")],
+    federation: FederationArg,
     name: Annotated[str, typer.Option(help="The site's name, e.g. hospital-a.")],
     url: UrlOpt = None,
     api_key: KeyOpt = None,
@@ -201,7 +202,7 @@ def enroll(
 
 @app.command("status")
 def status(
-    federation: Annotated[str, typer.Argument(help="Federation id.")],
+    federation: FederationArg,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
@@ -215,7 +216,7 @@ def status(
 
 @app.command("rounds")
 def rounds(
-    federation: Annotated[str, typer.Argument(help="Federation id.")],
+    federation: FederationArg,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
@@ -242,7 +243,7 @@ def _fmt(value: Any) -> str | None:
 
 @app.command("model-download")
 def model_download(
-    federation: Annotated[str, typer.Argument(help="Federation id.")],
+    federation: FederationArg,
     out: Annotated[Path, typer.Argument(help="Where to write the .safetensors file.")],
     url: UrlOpt = None,
     api_key: KeyOpt = None,
@@ -259,7 +260,7 @@ def model_download(
 
 @app.command("model-upload")
 def model_upload(
-    federation: Annotated[str, typer.Argument(help="Federation id.")],
+    federation: FederationArg,
     path: Annotated[
         Path, typer.Argument(help="A .safetensors file with the federation's tensor names and shapes.")
     ],
@@ -276,7 +277,7 @@ def model_upload(
 
 @app.command("peers")
 def peers(
-    federation: Annotated[str, typer.Argument(help="Federation id.")],
+    federation: FederationArg,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
