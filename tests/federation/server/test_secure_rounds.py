@@ -397,3 +397,20 @@ def test_a_peer_key_list_given_out_of_band_replaces_trust_on_first_use(fed: Fede
     site.secure._refused.clear()
     fed.drive(fed.round_closed(1))
     assert fed.rounds()[0]["updates"] == 3
+
+
+def test_a_session_takes_only_the_sites_drawn_for_the_round(
+    fed: Federation, ctx: Context, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fed.create(6, min_clients=3, target_clients=3)
+    coordinator = ctx.services["fl_coordinator"]
+    drawn = {fed.sites[n].state.data["participant_id"] for n in ("site-1", "site-3", "site-5")}
+    monkeypatch.setattr(coordinator, "is_selected", lambda cfg, fid, rnd, pid: pid in drawn)
+    for name, site in fed.sites.items():
+        info = site.info()
+        assert info["selected"] == (name in ("site-1", "site-3", "site-5"))
+        site.step(info)
+    members = {name for name, site in fed.sites.items() if site.secagg_state()["member"]}
+    assert members == {"site-1", "site-3", "site-5"}
+    fed.drive(fed.round_closed(1))
+    assert fed.rounds()[0]["updates"] == 3

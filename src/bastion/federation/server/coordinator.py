@@ -177,7 +177,7 @@ class Coordinator:
                 f"round {rnd.number} is closing; the next round opens shortly", code="round_closed"
             )
         cfg, spec = self.meta(fid)
-        self.check_selected(cfg, fid, rnd, site.participant_id)
+        self.check_sealed_update_allowed(cfg, fid, rnd, site.participant_id)
         held = self._running.get(fid)
         guard = (
             MemoryGuard(held.number, held.sites, held.nonces) if held and held.round_id == rnd.id else None
@@ -220,7 +220,7 @@ class Coordinator:
             "required_updates": target,
         }
 
-    def check_selected(
+    def check_sealed_update_allowed(
         self, cfg: FederationCreate, federation_id: str, rnd: FederationRound, participant_id: str
     ) -> None:
         """Sealed updates are for plain rounds, and under client sampling only from the sites drawn."""

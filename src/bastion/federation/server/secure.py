@@ -99,10 +99,10 @@ class SecureRounds:
         cfg, spec = co.meta(federation_id)
         assert cfg.privacy is not None
         dp = cfg.dp()
-        q = dp.sampling_rate if dp is not None else 1.0
         burned = self._burned_for(federation_id, rnd.number)
-        secret = co.keys(federation_id).sampling_secret
-        members, directory = eligible_members(co.db, federation_id, rnd, burned, secret, q)
+        members, directory = eligible_members(
+            co.db, federation_id, burned, lambda pid: co.is_selected(cfg, federation_id, rnd, pid)
+        )
         if len(members) < max(3, fed.min_clients):
             if previous is not None and previous.round_row_id != rnd.id:
                 self._sessions.pop(federation_id, None)

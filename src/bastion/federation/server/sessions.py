@@ -7,6 +7,7 @@ minus, under client sampling, the sites not drawn for this round and attempt.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -25,9 +26,8 @@ from bastion.federation.secagg import (
     UnmaskResponse,
 )
 from bastion.federation.secagg.config import SecAggConfig
-from bastion.federation.server.privacy import selected
 from bastion.store import Database
-from bastion.store.models import FederationParticipant, FederationRound
+from bastion.store.models import FederationParticipant
 
 SiteMessage = AdvertiseKeys | ShareKeys | MaskedInput | UnmaskResponse
 STAGE_OF: dict[type[BaseModel], ServerStage] = {
@@ -71,7 +71,7 @@ class SecureResult:
 
 
 def eligible_members(
-    db: Database, federation_id: str, rnd: FederationRound, burned: set[str], secret: bytes, q: float
+    db: Database, federation_id: str, burned: set[str], drawn: Callable[[str], bool]
 ) -> tuple[dict[int, str], dict[int, str]]:
     """(client id -> participant id, client id -> registered Ed25519 key) of a new session's members."""
     with db.session() as s:
@@ -89,7 +89,7 @@ def eligible_members(
     for index, (pid, key, revoked) in enumerate(rows, start=1):
         if key is None or revoked is not None or pid in burned:
             continue
-        if not selected(secret, federation_id, rnd.number, rnd.attempt, pid, q):
+        if not drawn(pid):  # client sampling: see Coordinator.is_selected
             continue
         members[index], directory[index] = pid, key
     return members, directory
