@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 TORCH_VERSION := 2.13.0
 
-.PHONY: install serve test lint typecheck unit bench clean
+.PHONY: install serve test lint typecheck unit bench clean bench-peers
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -37,3 +37,13 @@ bench: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+
+# Peers the benchmarks compare with (Flower 1.42 and its simulation), in a git-ignored venv that
+# reuses .venv's packages (torch, ray, numpy) instead of downloading a second copy.
+BENCH_VENV := .bench-venv
+bench-peers: $(STAMP)
+	test -x $(BENCH_VENV)/bin/python || $(PY) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])' > $(BENCH_VENV)/.purelib
+	$(BIN)/python -c 'import sysconfig; print("import site; site.addsitedir(%r)" % sysconfig.get_paths()["purelib"])' > "$$(cat $(BENCH_VENV)/.purelib)/zz_bastion_venv.pth"
+	$(BENCH_VENV)/bin/python -m pip install -q 'flwr[simulation]==1.42.0'
+	$(BENCH_VENV)/bin/python -c 'import flwr; print("flwr", flwr.__version__, "in $(BENCH_VENV)")'

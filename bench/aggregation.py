@@ -11,9 +11,14 @@ Usage::
     .venv/bin/python bench/aggregation.py            # issue sizes: 100 x 1M and 1000 x 100k
     .venv/bin/python bench/aggregation.py --quick    # 20 x 200k and 100 x 20k
 
-Flower runs under ``--flower-python`` (default /tmp/flwrvenv/bin/python, which must have ``flwr``);
-if flwr cannot be imported there, a faithful copy of ``aggregate_inplace`` (flwr 1.x,
-flwr/server/strategy/aggregate.py) is used and the output says so.
+Flower runs under ``--flower-python`` (default ``.bench-venv/bin/python``, which ``make bench-peers``
+builds); if flwr cannot be imported there, a faithful copy of ``aggregate_inplace`` (flwr 1.x,
+flwr/server/strategy/aggregate.py) is used and the output says so, and ``--require-peers`` makes that
+an error (exit 2).
+
+The memory-speed baseline (``aggregation_vs_memory_read``) is measured in the Bastion worker on the
+same decoded updates: one NumPy ``sum`` over each update, i.e. reading every byte of every update
+once, which is what a fold at memory speed costs.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from typing import Any
 import numpy as np
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-FLOWER_PYTHON = "/tmp/flwrvenv/bin/python"  # noqa: S108 - the separate venv the brief prescribes
+FLOWER_PYTHON = str(Path(__file__).resolve().parents[1] / ".bench-venv" / "bin" / "python")
 SIZES = [(100, 1_000_000), (1000, 100_000)]
 QUICK_SIZES = [(20, 200_000), (100, 20_000)]
 
@@ -76,23 +81,38 @@ def run_bastion(clients: int, num_params: int, accumulator: str, repeat: int) ->
     names = [f"layer{i}" for i in range(len(shapes))]
     strategy = strategies.create_strategy("fedavg", {"accumulator": accumulator})
     glob = {n: np.zeros(s, np.float32) for n, s in zip(names, shapes, strict=True)}
+    from bastion.federation.strategies.kernels import backend, fold_into
+
+    warm = np.zeros(8)
+    fold_into(warm, np.ones(8, np.float32), 1.0)  # compile (or load) the kernel outside the timing
     base = current_rss_mib()
-    times = []
+    times, reads = [], []
     for rnd in range(repeat):
         strategy.begin_round(glob, rnd)
-        elapsed = 0.0
+        elapsed = read = 0.0
         for c in range(clients):
             arrays, n = client_update(c, shapes)
             payload = encode(dict(zip(names, arrays, strict=True)))  # what arrives, once decrypted
             del arrays
             t0 = time.perf_counter()
+            for arr in decode(payload).values():  # the memory-speed baseline: read every byte once
+                arr.sum()
+            t1 = time.perf_counter()
             strategy.accumulate(decode(payload), n)
-            elapsed += time.perf_counter() - t0
+            elapsed += time.perf_counter() - t1
+            read += t1 - t0
             del payload
         t0 = time.perf_counter()
         result = strategy.finalize()
         times.append(elapsed + time.perf_counter() - t0)
-    return {"seconds": min(times), "peak_mib": rss_mib() - base, **summary([result[n] for n in names])}
+        reads.append(read)
+    return {
+        "seconds": min(times),
+        "read_seconds": min(reads),
+        "backend": backend(),
+        "peak_mib": rss_mib() - base,
+        **summary([result[n] for n in names]),
+    }
 
 
 # -- Flower side ----------------------------------------------------------------------------------
@@ -254,6 +274,11 @@ def _alternating(
     return best["flower"], best["bastion"]
 
 
+def _has_flwr(python: str) -> bool:
+    probe = subprocess.run([python, "-c", "import flwr"], capture_output=True, check=False)
+    return probe.returncode == 0
+
+
 def _sizes(args: argparse.Namespace) -> Iterator[tuple[int, int]]:
     if args.clients and args.params:
         yield args.clients, args.params
@@ -276,6 +301,9 @@ def main() -> None:
     parser.add_argument(
         "--trials", type=int, default=2, help="fresh worker processes per side, taken in turn"
     )
+    parser.add_argument(
+        "--require-peers", action="store_true", help="fail (exit 2) unless real flwr runs the baseline"
+    )
     parser.add_argument("--worker", choices=["bastion", "flower"], help=argparse.SUPPRESS)
     args = parser.parse_args()
 
@@ -287,6 +315,9 @@ def main() -> None:
         return
 
     rows = []
+    if args.require_peers and not _has_flwr(args.flower_python):
+        print(f"peer missing: flwr is not importable by {args.flower_python} (run `make bench-peers`)")
+        sys.exit(2)
     for clients, num_params in _sizes(args):
         flower, bastion = _alternating(args, clients, num_params)
         diff = max(abs(a - b) for a, b in zip(flower["head"], bastion["head"], strict=True))
@@ -295,12 +326,16 @@ def main() -> None:
     for clients, num_params, flower, bastion, _ in rows:
         label = f"{clients}x{num_params // 1000}k"
         print(f"aggregation_speedup_vs_flower[{label}]: {flower['seconds'] / bastion['seconds']:.2f}")
+        print(f"aggregation_vs_memory_read[{label}]: {bastion['seconds'] / bastion['read_seconds']:.2f}")
         print(
             f"aggregation_peak_memory_ratio_flower_over_bastion[{label}]: "
             f"{flower['peak_mib'] / max(bastion['peak_mib'], 1e-9):.1f}"
         )
     print()
-    print(f"baseline: {rows[0][2]['source']}; Bastion accumulator: {args.accumulator}")
+    print(
+        f"baseline: {rows[0][2]['source']}; Bastion accumulator: {args.accumulator}, "
+        f"fold: {rows[0][3]['backend']}"
+    )
     for clients, num_params, flower, bastion, diff in rows:
         print(f"{clients} clients x {num_params:,} float32 parameters:")
         print(
@@ -308,6 +343,10 @@ def main() -> None:
         )
         print(
             f"  bastion streaming fedavg : {bastion['seconds']:8.3f} s   peak +{bastion['peak_mib']:8.1f} MiB"
+        )
+        print(
+            f"  read every update once   : {bastion['read_seconds']:8.3f} s   "
+            f"({clients * num_params * 4 / bastion['read_seconds'] / 1e9:.1f} GB/s)"
         )
         print(f"  max |difference| of results (first 64 values): {diff:.2e}")
     clients, num_params = next(iter(_sizes(args)))

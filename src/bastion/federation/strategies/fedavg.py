@@ -1,11 +1,12 @@
 """FedAvg (McMahan et al. 2017): the sample-weighted mean of the sites' parameters, streamed.
 
-Each update is folded into one float64 running sum as it arrives, ``sum += n_i * x_i``, in cache-sized
-chunks with a fixed scratch buffer, so nothing per client is kept or copied: memory is the float64
-sum (8 bytes per parameter) plus 512 KiB of scratch, whatever the number of sites. float64 was chosen
-by measurement (bench/aggregation.py): it is as fast as Kahan-compensated float32 summation and more
-accurate (error at float32 rounding level). ``accumulator="float32"`` is about twice as fast, with
-roughly ten times the rounding error (the same arithmetic as Flower's in-place float32 average).
+Each update is folded into one float64 running sum as it arrives, ``sum += n_i * x_i``, by
+:func:`kernels.fold_into` (one compiled pass per update, at memory speed, when numba is installed;
+a chunked NumPy loop otherwise), so nothing per client is kept or copied: memory is the float64 sum
+(8 bytes per parameter), whatever the number of sites. float64 was chosen by measurement
+(bench/aggregation.py): it is as fast as Kahan-compensated float32 summation and more accurate (error
+at float32 rounding level). ``accumulator="float32"`` has roughly ten times the rounding error (the
+same arithmetic as Flower's in-place float32 average).
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ from typing import Any, Literal
 import numpy as np
 
 from bastion.federation.strategies.base import F32, Params, Strategy, StrategyOptions, prefixed, unprefixed
+from bastion.federation.strategies.kernels import CHUNK, fold_into
 
-CHUNK = 1 << 16
+__all__ = ["CHUNK", "FedAvg", "FedAvgOptions", "WeightedSum"]
 
 
 class FedAvgOptions(StrategyOptions):
@@ -33,18 +35,10 @@ class WeightedSum:
             name: np.zeros(shape, self.dtype) for name, shape in shapes.items()
         }
         self.weight = 0.0
-        self._scratch = np.empty(CHUNK, self.dtype)
 
     def add(self, update: Mapping[str, np.ndarray], weight: float) -> None:
-        scale = self.dtype.type(weight)
         for name, acc in self.sums.items():
-            flat_acc = acc.reshape(-1)
-            flat_x = np.asarray(update[name]).reshape(-1)
-            for i in range(0, flat_acc.size, CHUNK):
-                j = min(i + CHUNK, flat_acc.size)
-                tmp = self._scratch[: j - i]
-                np.multiply(flat_x[i:j], scale, out=tmp, dtype=self.dtype)
-                np.add(flat_acc[i:j], tmp, out=flat_acc[i:j])
+            fold_into(acc, update[name], weight)
         self.weight += weight
 
     def mean(self) -> Params:
