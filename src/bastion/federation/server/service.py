@@ -35,9 +35,9 @@ ONLINE_WINDOW = timedelta(seconds=60)
 
 
 def initial_parameters(cfg: FederationCreate) -> dict[str, Any]:
-    from bastion.ml import fl_models
+    from bastion.ml.fl_init import initial_parameters as draw
 
-    return fl_models.get_parameters(fl_models.build_model(cfg.model, seed=cfg.seed))
+    return draw(cfg.model, seed=cfg.seed)  # NumPy: creating a federation must not import torch
 
 
 class FederationService:
