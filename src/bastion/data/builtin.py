@@ -94,8 +94,39 @@ def kaggle_alzheimer(path: str | Path | None, seed: int = 0) -> Dataset:
     return _alzheimer_dataset(read_kaggle_alzheimer(path), meta)
 
 
+def _bundled_digits() -> Dataset | None:
+    """scikit-learn's digits read straight from the CSV its wheel ships, without importing sklearn.
+
+    ``import sklearn`` pulls in scipy, pandas and joblib (1-3 s); a federated site on ``builtin:digits``
+    needs none of them. Same file, parsing and names as ``sklearn.datasets.load_digits``; None when
+    the file is not where that loader keeps it (then the loader itself is used).
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("sklearn")
+    if spec is None or spec.origin is None:
+        return None
+    path = Path(spec.origin).parent / "datasets" / "data" / "digits.csv.gz"
+    if not path.is_file():
+        return None
+    raw = np.loadtxt(path, delimiter=",")
+    X, y = np.ascontiguousarray(raw[:, :-1], dtype=np.float64), raw[:, -1].astype(np.int64)
+    features = [f"pixel_{row}_{col}" for row in range(8) for col in range(8)]
+    meta: dict[str, Any] = {
+        "source": "digits",
+        "synthetic": False,
+        "synthetic_fallback": False,
+        "n_samples": int(X.shape[0]),
+        "n_features": int(X.shape[1]),
+        "target": "target",
+    }
+    return Dataset(X, y, features, [str(d) for d in range(10)], "classification", meta)
+
+
 def sklearn_dataset(name: str) -> Dataset:
     """One of scikit-learn's bundled datasets (shipped inside the wheel: nothing is downloaded)."""
+    if name == "digits" and (digits := _bundled_digits()) is not None:
+        return digits
     from sklearn import datasets
 
     bunch = getattr(datasets, SKLEARN_SOURCES[name])()
