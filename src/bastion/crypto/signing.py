@@ -7,6 +7,8 @@ Updates can be hundreds of megabytes. Ed25519 hashes its message twice with SHA-
 than AES-GCM itself, so large payloads are signed through :func:`payload_digest`: a SHA-256 tree
 digest over fixed 4 MiB chunks, computed on several threads (hashlib releases the GIL). The digest is
 a collision-resistant commitment to every byte, so signing it is as strong as signing the bytes.
+:func:`fast_digest` (BLAKE3, about 4x SHA-256's speed on one core with AVX-512, as fast as AES-GCM)
+is the digest of the formats that came later (update envelope v2).
 """
 
 from __future__ import annotations
@@ -152,3 +154,14 @@ def payload_digest(data: bytes | bytearray | memoryview) -> bytes:
     for leaf in leaves:
         root.update(leaf)
     return root.digest()
+
+
+def fast_digest(data: bytes | bytearray | memoryview, context: str) -> bytes:
+    """BLAKE3 in key-derivation mode: a 32-byte digest bound to ``context`` (a fixed, versioned label).
+
+    The context separates the uses of one hash function (what is signed for an update can never be
+    read as a digest of something else); the length is part of BLAKE3's tree, so no framing is needed.
+    """
+    import blake3
+
+    return blake3.blake3(memoryview(data).cast("B"), derive_key_context=context).digest()

@@ -1,20 +1,26 @@
 """The update envelope: how a site's model update travels to the server, and how the server admits it.
 
-Wire format (version 1, all lengths big-endian)::
+Wire format (version 3, all lengths big-endian)::
 
-    b"BSTU" | 0x01 | u32 header length | header JSON | u64 sealed length | sealed box | Ed25519 sig (64)
+    b"BSTU" | 0x03 | u32 header length | header JSON | u64 sealed length | sealed box | Ed25519 sig (64)
 
 * The header is canonical JSON ``{federation_id, round, participant_id, nonce, num_samples, metrics}``.
 * The sealed box (:mod:`bastion.crypto.sealed`) holds the safetensors payload, encrypted to the
   server's X25519 key with the header bytes as associated data: a box cannot be moved to another
   header (federation, round, participant or nonce) without failing authentication.
-* The signature, by the participant's Ed25519 key, covers the header bytes, the box's ephemeral key
-  and a SHA-256 tree digest of its ciphertext, so nobody but the participant could have produced
-  this exact message.
+* The signature, by the participant's Ed25519 key, covers (context ``bastion/update/v3``) the header
+  bytes, the box's ephemeral key and a BLAKE3 digest (context ``bastion/update/ciphertext/v3``) of its
+  ciphertext and tag, so nobody but the participant could have produced this exact message.
+* Version 1 (still accepted, no longer written) is the same framing with the version byte 0x01,
+  signature context ``bastion/update/v1`` and :func:`signing.payload_digest` (a SHA-256 tree) in
+  place of BLAKE3. 0x02 was never issued and is refused like any unknown version.
+  BLAKE3 runs at AES-GCM's speed; the SHA-256 tree cost four times the encryption
+  (bench/update_crypto.py).
 
-The server (:func:`open_update`) checks, in order: size, framing, header, federation, participant,
-signature, round, replay/duplicate, decryption, then tensor names, shapes, dtype and finiteness. Each
-failure raises a distinct error code; nothing is decrypted before the signature has been verified.
+The server (:func:`open_update`) checks, in order: size, framing (magic, then a known version),
+header, federation, participant, signature (over the digest of that version), round,
+replay/duplicate, decryption, then tensor names, shapes, dtype and finiteness. Each failure raises a
+distinct error code; nothing is decrypted before the signature has been verified.
 """
 
 from __future__ import annotations
@@ -37,12 +43,14 @@ from bastion.federation.replay import InMemoryReplayGuard, ReplayGuard
 from bastion.federation.tensors import Buffer, TensorSpec, decode, encode, validate
 
 MAGIC = b"BSTU"
-VERSION = 1
+VERSION = 3
+READABLE_VERSIONS = frozenset({1, 3})
 MAX_HEADER_BYTES = 16 * 1024
 _PREFIX = struct.Struct(">4sBI")
 _SEALED_LEN = struct.Struct(">Q")
 _AAD_CONTEXT = b"bastion/update/aad/v1\x00"
-_SIG_CONTEXT = "bastion/update/v1"
+_SIG_CONTEXT = {1: "bastion/update/v1", 3: "bastion/update/v3"}
+_DIGEST_CONTEXT_V3 = "bastion/update/ciphertext/v3"
 
 __all__ = [
     "InMemoryReplayGuard",
@@ -112,10 +120,13 @@ def _aad(header: bytes) -> bytes:
     return _AAD_CONTEXT + header
 
 
-def _signed_message(header: bytes, box_header: Buffer, ciphertext: Buffer) -> bytes:
-    return signing.signing_input(
-        _SIG_CONTEXT, [header, bytes(box_header), signing.payload_digest(ciphertext)]
+def _signed_message(version: int, header: bytes, box_header: Buffer, ciphertext: Buffer) -> bytes:
+    digest = (
+        signing.fast_digest(ciphertext, _DIGEST_CONTEXT_V3)
+        if version == 3
+        else signing.payload_digest(ciphertext)
     )
+    return signing.signing_input(_SIG_CONTEXT[version], [header, bytes(box_header), digest])
 
 
 def seal_payload_parts(
@@ -130,7 +141,7 @@ def seal_payload_parts(
     if len(hdr) > MAX_HEADER_BYTES:
         raise Invalid("update header is too large (too many or too long metrics)")
     box_header, ciphertext = sealed.seal_parts(server_public_key, payload, _aad(hdr))
-    signature = signing.sign(signing_key, _signed_message(hdr, box_header, ciphertext))
+    signature = signing.sign(signing_key, _signed_message(VERSION, hdr, box_header, ciphertext))
     prefix = (
         _PREFIX.pack(MAGIC, VERSION, len(hdr)) + hdr + _SEALED_LEN.pack(len(box_header) + len(ciphertext))
     )
@@ -178,6 +189,7 @@ def seal_update(
 
 @dataclass(frozen=True)
 class _Parts:
+    version: int
     header_bytes: bytes
     header: UpdateHeader
     box: memoryview
@@ -189,7 +201,7 @@ def _split(message: Buffer) -> _Parts:
     if len(view) < _PREFIX.size + _SEALED_LEN.size + signing.SIGNATURE_BYTES:
         raise BadRequest("update message is truncated", code="malformed_update")
     magic, version, header_len = _PREFIX.unpack_from(view, 0)
-    if magic != MAGIC or version != VERSION:
+    if magic != MAGIC or version not in READABLE_VERSIONS:
         raise BadRequest("not a Bastion update message (bad magic or version)", code="malformed_update")
     if header_len > MAX_HEADER_BYTES:
         raise BadRequest("update header is too large", code="malformed_update")
@@ -201,6 +213,7 @@ def _split(message: Buffer) -> _Parts:
         raise BadRequest("update message length does not match its framing", code="malformed_update")
     header_bytes = bytes(view[_PREFIX.size : _PREFIX.size + header_len])
     return _Parts(
+        version=version,
         header_bytes=header_bytes,
         header=UpdateHeader.parse(header_bytes),
         box=view[box_at : box_at + box_len],
@@ -257,7 +270,7 @@ def verify_and_open(
     box_header = parts.box[: sealed.HEADER_BYTES]
     signing.verify(
         public_key,
-        _signed_message(parts.header_bytes, box_header, parts.box[sealed.HEADER_BYTES :]),
+        _signed_message(parts.version, parts.header_bytes, box_header, parts.box[sealed.HEADER_BYTES :]),
         parts.signature,
     )
     if header.round != round:
