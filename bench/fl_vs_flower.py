@@ -138,6 +138,7 @@ def run_flower() -> None:
 # -- Bastion side -------------------------------------------------------------------------------------
 def run_bastion(tmp: Path) -> dict[str, Any]:
     import httpx
+
     from fl_round import _KEY_LINE, JWT, MASTER, free_port, wait_http
 
     port = free_port()
