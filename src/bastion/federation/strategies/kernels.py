@@ -5,7 +5,8 @@ makes two ufunc passes (one with a casting multiply) per chunk and took 84-100 m
 float32 against 22-35 ms to read those updates once. With numba (a dependency; optional at run
 time) the fold is one compiled loop that reads each update once, near memory speed; without it,
 the NumPy chunked loop gives identical sums, only slower. The compiled functions are built on
-first use (about 0.4 s, cached on disk when the package directory is writable), never at import.
+first use by a tensor larger than one chunk (about 0.4 s, cached on disk when the package
+directory is writable), never at import; smaller tensors always take the NumPy path.
 """
 
 from __future__ import annotations
@@ -65,6 +66,9 @@ def fold_into(acc: np.ndarray, x: np.ndarray, weight: float) -> None:
     """``acc += weight * x`` over flat C-contiguous arrays (``acc`` float64 or float32, ``x`` float32)."""
     if not acc.flags.c_contiguous:
         raise ValueError("the accumulator must be C-contiguous (a reshaped copy would lose the sum)")
+    if acc.size <= CHUNK:  # one chunk: NumPy is as fast, and small models never load the compiler
+        numpy_fold_into(acc, x, weight)
+        return
     key = acc.dtype.str
     fold = _compiled.get(key)
     if fold is None:
