@@ -4,7 +4,8 @@ Measured in the same run; every variant runs once per turn, ``--repeat`` turns, 
 
 * raw AES-256-GCM encrypt + decrypt of the payload bytes (the floor: no key exchange, no signature);
 * Bastion's crypto layer on the same bytes: ``seal_payload`` (ephemeral X25519 + HKDF + AES-256-GCM,
-  Ed25519 over the header and a SHA-256 tree digest) and ``verify_and_open``;
+  Ed25519 over the header and a BLAKE3 digest of the ciphertext, envelope v3) and ``verify_and_open``;
+  ``seal_payload_parts`` is the same without joining the message into one buffer (a streamed upload);
 * the seeds/001 scheme (pickle + AES-256-CBC/PKCS7 + RSA-2048-OAEP key wrap, pickled package), which
   has no signature and no integrity check, on the same bytes and end to end on the tensors;
 * Bastion end to end on the tensors: safetensors encode + seal + sign, then verify + open + decode +
@@ -183,6 +184,7 @@ def main() -> None:
     bastion = t_b_seal + t_b_open
     print(f"update_crypto_throughput_vs_raw_aesgcm: {raw / bastion:.2f}")
     print(f"update_crypto_seal_sign_vs_raw_encrypt: {t_raw_enc / t_b_seal:.2f}")
+    print(f"update_crypto_seal_sign_parts_vs_raw_encrypt: {t_raw_enc / t['b_seal_parts']:.2f}")
     print(f"update_crypto_verify_open_vs_raw_decrypt: {t_raw_dec / t_b_open:.2f}")
     print(
         f"update_crypto_throughput_vs_raw_aesgcm_streamed_parts: {raw / (t['b_seal_parts'] + t_b_open):.2f}"
