@@ -76,6 +76,17 @@ class Settings(BaseSettings):
     max_upload_bytes: int = Field(
         100 * 1024 * 1024, ge=1024, validation_alias=_env("BASTION_MAX_UPLOAD_BYTES")
     )
+    # Upload parsing (bastion.data.sandbox) and storage: see the README's security section.
+    max_decoded_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024 * 1024, validation_alias=_env("BASTION_MAX_DECODED_BYTES")
+    )
+    parse_memory_mb: int = Field(1024, ge=128, validation_alias=_env("BASTION_PARSE_MEMORY_MB"))
+    parse_cpu_seconds: int = Field(60, ge=1, validation_alias=_env("BASTION_PARSE_CPU_SECONDS"))
+    parse_timeout_seconds: float = Field(120, gt=0, validation_alias=_env("BASTION_PARSE_TIMEOUT_SECONDS"))
+    parse_parallel: int = Field(2, ge=1, validation_alias=_env("BASTION_PARSE_PARALLEL"))
+    user_storage_quota_bytes: int | None = Field(
+        10 * 1024**3, ge=0, validation_alias=_env("BASTION_USER_STORAGE_QUOTA_BYTES")
+    )
     kaggle_alzheimer_path: Path | None = Field(None, validation_alias=_env("BASTION_KAGGLE_ALZHEIMER_PATH"))
     log_level: str = Field("info", validation_alias=_env("BASTION_LOG_LEVEL"))
     embedded_worker: bool = Field(True, validation_alias=_env("BASTION_EMBEDDED_WORKER"))
