@@ -87,6 +87,12 @@ class Settings(BaseSettings):
     user_storage_quota_bytes: int | None = Field(
         10 * 1024**3, ge=0, validation_alias=_env("BASTION_USER_STORAGE_QUOTA_BYTES")
     )
+    fl_max_model_parameters: int = Field(
+        10_000_000, ge=1, validation_alias=_env("BASTION_FL_MAX_MODEL_PARAMETERS")
+    )
+    fl_max_federations_per_user: int = Field(
+        20, ge=1, validation_alias=_env("BASTION_FL_MAX_FEDERATIONS_PER_USER")
+    )
     kaggle_alzheimer_path: Path | None = Field(None, validation_alias=_env("BASTION_KAGGLE_ALZHEIMER_PATH"))
     log_level: str = Field("info", validation_alias=_env("BASTION_LOG_LEVEL"))
     embedded_worker: bool = Field(True, validation_alias=_env("BASTION_EMBEDDED_WORKER"))
