@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     )
     job_poll_seconds: float | None = Field(None, gt=0, validation_alias=_env("BASTION_JOB_POLL_SECONDS"))
     job_memory_limit_mb: int | None = Field(None, ge=64, validation_alias=_env("BASTION_JOB_MEMORY_LIMIT_MB"))
+    job_cpu_limit_seconds: int | None = Field(
+        None, ge=1, validation_alias=_env("BASTION_JOB_CPU_LIMIT_SECONDS")
+    )
+    job_open_files_limit: int | None = Field(
+        None, ge=16, validation_alias=_env("BASTION_JOB_OPEN_FILES_LIMIT")
+    )
+    job_output_limit_mb: int | None = Field(None, ge=1, validation_alias=_env("BASTION_JOB_OUTPUT_LIMIT_MB"))
     job_log_line_cap: int | None = Field(None, ge=10, validation_alias=_env("BASTION_JOB_LOG_LINE_CAP"))
     fl_tick_seconds: float = Field(1.0, gt=0, validation_alias=_env("BASTION_FL_TICK_SECONDS"))
     redis_url: str | None = Field(None, validation_alias=_env("BASTION_REDIS_URL"))
