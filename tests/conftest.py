@@ -215,11 +215,18 @@ class ServerProcess:
                 if r.status_code in (200, 503):
                     self._drain()
                     self._follow()
+                    self._read_keys_file()
                     return self
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
         raise RuntimeError("server did not become ready:\n" + "".join(self.output))
+
+    def _read_keys_file(self) -> None:
+        """Without a terminal the server writes its bootstrap keys to a 0600 file, not to its output."""
+        path = Path(self.env.get("BASTION_DATA_DIR", self.data_dir / ".bastion")) / "bootstrap-keys.txt"
+        if not self.keys and "bootstrap API keys were written to" in "".join(self.output):
+            self.keys.update(_KEY_LINE.findall(path.read_text()))
 
     def _follow(self) -> None:
         """Keep reading the server's output in the background: a full pipe would block its logging."""

@@ -62,6 +62,13 @@ class Settings(BaseSettings):
     )
     job_poll_seconds: float | None = Field(None, gt=0, validation_alias=_env("BASTION_JOB_POLL_SECONDS"))
     job_memory_limit_mb: int | None = Field(None, ge=64, validation_alias=_env("BASTION_JOB_MEMORY_LIMIT_MB"))
+    job_cpu_limit_seconds: int | None = Field(
+        None, ge=1, validation_alias=_env("BASTION_JOB_CPU_LIMIT_SECONDS")
+    )
+    job_open_files_limit: int | None = Field(
+        None, ge=16, validation_alias=_env("BASTION_JOB_OPEN_FILES_LIMIT")
+    )
+    job_output_limit_mb: int | None = Field(None, ge=1, validation_alias=_env("BASTION_JOB_OUTPUT_LIMIT_MB"))
     job_log_line_cap: int | None = Field(None, ge=10, validation_alias=_env("BASTION_JOB_LOG_LINE_CAP"))
     fl_tick_seconds: float = Field(1.0, gt=0, validation_alias=_env("BASTION_FL_TICK_SECONDS"))
     redis_url: str | None = Field(None, validation_alias=_env("BASTION_REDIS_URL"))
@@ -75,6 +82,23 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(1024 * 1024, ge=1024, validation_alias=_env("BASTION_MAX_BODY_BYTES"))
     max_upload_bytes: int = Field(
         100 * 1024 * 1024, ge=1024, validation_alias=_env("BASTION_MAX_UPLOAD_BYTES")
+    )
+    # Upload parsing (bastion.data.sandbox) and storage: see the README's security section.
+    max_decoded_bytes: int = Field(
+        256 * 1024 * 1024, ge=1024 * 1024, validation_alias=_env("BASTION_MAX_DECODED_BYTES")
+    )
+    parse_memory_mb: int = Field(1024, ge=128, validation_alias=_env("BASTION_PARSE_MEMORY_MB"))
+    parse_cpu_seconds: int = Field(60, ge=1, validation_alias=_env("BASTION_PARSE_CPU_SECONDS"))
+    parse_timeout_seconds: float = Field(120, gt=0, validation_alias=_env("BASTION_PARSE_TIMEOUT_SECONDS"))
+    parse_parallel: int = Field(2, ge=1, validation_alias=_env("BASTION_PARSE_PARALLEL"))
+    user_storage_quota_bytes: int | None = Field(
+        10 * 1024**3, ge=0, validation_alias=_env("BASTION_USER_STORAGE_QUOTA_BYTES")
+    )
+    fl_max_model_parameters: int = Field(
+        10_000_000, ge=1, validation_alias=_env("BASTION_FL_MAX_MODEL_PARAMETERS")
+    )
+    fl_max_federations_per_user: int = Field(
+        20, ge=1, validation_alias=_env("BASTION_FL_MAX_FEDERATIONS_PER_USER")
     )
     kaggle_alzheimer_path: Path | None = Field(None, validation_alias=_env("BASTION_KAGGLE_ALZHEIMER_PATH"))
     log_level: str = Field("info", validation_alias=_env("BASTION_LOG_LEVEL"))

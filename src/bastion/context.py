@@ -17,6 +17,7 @@ from bastion.catalog.access import AccessCodeGuard
 from bastion.catalog.datasets import DatasetCatalog, pseudonym_key
 from bastion.catalog.models import ModelRegistry
 from bastion.config import Settings, ensure_private_dir
+from bastion.data.sandbox import ParseLimits
 from bastion.store import Database
 from bastion.vault.store import VaultStore
 
@@ -77,8 +78,25 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
     guard = AccessCodeGuard(db, audit, lockout)
     ctx.services["models"] = ModelRegistry(db, vault, audit, guard)
     ctx.services["datasets"] = DatasetCatalog(
-        db, vault, audit, pseudonym_key(settings.secret_bytes("master_key")), settings.max_upload_bytes
+        db,
+        vault,
+        audit,
+        pseudonym_key(settings.secret_bytes("master_key")),
+        settings.max_upload_bytes,
+        limits=parse_limits(settings),
+        quota_bytes=settings.user_storage_quota_bytes,
     )
     ctx.health_checks["database"] = db.ping
     ctx.health_checks["security"] = limiter.healthy
     return ctx
+
+
+def parse_limits(settings: Settings) -> ParseLimits:
+    return ParseLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_decoded=settings.max_decoded_bytes,
+        memory_mb=settings.parse_memory_mb,
+        cpu_seconds=settings.parse_cpu_seconds,
+        timeout_seconds=settings.parse_timeout_seconds,
+        parallel=settings.parse_parallel,
+    )

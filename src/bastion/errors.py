@@ -40,6 +40,7 @@ class Unauthorized(BastionError):
 
     status_code = 401
     code = "unauthorized"
+    slow_down: float = 0.0  # seconds the API waits before answering (progressive delay per address)
 
 
 class Forbidden(BastionError):

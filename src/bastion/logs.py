@@ -14,7 +14,10 @@ _SECRET_KEYS = ("password", "secret", "token", "api_key", "apikey", "authorizati
 _SECRET_VALUES = re.compile(
     r"bs[tp]_[0-9A-Za-z]{20,}|eyJ[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]{8,}\.[0-9A-Za-z_-]+"
 )
-_QUERY_SECRET = re.compile(r"((?:api_key|apikey|token|access_token|key)=)[^&\s]*", re.IGNORECASE)
+# Any parameter whose *name* looks secret-bearing (access_code, password, client_secret, id_token,
+# api_key, X-Auth, credential, session, signature...): a pattern over names, not a list of them.
+SECRET_NAME = r"[^=&\s?]*(?:pass|secret|token|key|code|auth|cred|session|sig)[^=&\s]*"
+_QUERY_SECRET = re.compile(rf"((?:^|(?<=[?&;\s])){SECRET_NAME}=)[^&;\s]*", re.IGNORECASE)
 
 
 def redact_text(text: str) -> str:

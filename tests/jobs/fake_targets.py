@@ -22,7 +22,14 @@ def _dir() -> Path:
 
 def _mark(ctx: JobContext, what: str, **extra: Any) -> None:
     name = f"{ctx.spec['job_id']}.{ctx.spec['attempt']}.{what}"
-    (_dir() / name).write_text(json.dumps({"pid": os.getpid(), "t": time.time(), **extra}))
+    _write_atomic(_dir() / name, json.dumps({"pid": os.getpid(), "t": time.time(), **extra}))
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Temp file, then rename: a test polling for ``path`` never reads it empty or half-written."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def quick(ctx: JobContext) -> dict[str, Any]:
@@ -42,7 +49,7 @@ def record(ctx: JobContext) -> dict[str, Any]:
     time.sleep(0.02)
     end = time.time()
     path = _dir() / f"{ctx.spec['job_id']}.{ctx.spec['attempt']}.{os.getpid()}.interval"
-    path.write_text(json.dumps({"start": start, "end": end, "worker": ctx.spec.get("worker_id")}))
+    _write_atomic(path, json.dumps({"start": start, "end": end, "worker": ctx.spec.get("worker_id")}))
     return {"results": {"ok": True}}
 
 
@@ -117,3 +124,25 @@ def foreign_model(ctx: JobContext) -> dict[str, Any]:
     """Claim somebody else's artifact as this job's model: the worker must refuse it."""
     print("claiming a model", flush=True)
     return {"results": {}, "model": {"artifact_id": "dataset-1234", "version": 1, "format": "skops"}}
+
+
+def burn(ctx: JobContext) -> dict[str, Any]:
+    """Spin on the CPU (until the CPU-time limit stops it, or 60 s pass)."""
+    end = time.monotonic() + 60
+    n = 0
+    while time.monotonic() < end:
+        n += 1
+    return {"results": {"n": n}}
+
+
+def many_files(ctx: JobContext) -> dict[str, Any]:
+    """Open far more files than the job's open-files limit allows."""
+    handles = [open(os.devnull) for _ in range(200)]  # noqa: SIM115 - held open on purpose
+    return {"results": {"opened": len(handles)}}
+
+
+def big_write(ctx: JobContext) -> dict[str, Any]:
+    """Write a file past the job's output-size limit."""
+    with open(_dir() / "big.bin", "wb") as fh:
+        fh.write(b"x" * (3 * 1024 * 1024))
+    return {"results": {}}

@@ -49,7 +49,43 @@ def test_exception_becomes_an_error_message(tmp_path: Path) -> None:
         "message": "ValueError: boom: the data was bad",
     }
     assert outcome.reason(60) == "ValueError: boom: the data was bad"
-    assert any(k == "log" and p[0] == "stderr" and "Traceback" in p[1] for k, p in seen)
+    assert not any(k == "log" and "Traceback" in p[1] for k, p in seen), "the owner's log has no traceback"
+
+
+def test_a_failing_jobs_traceback_goes_to_the_server_log(tmp_path: Path) -> None:
+    from structlog.testing import capture_logs
+
+    with capture_logs() as logs:
+        _run(tmp_path, "fail")
+    traces = [e for e in logs if e["event"] == "job_traceback"]
+    assert len(traces) == 1 and traces[0]["job_id"] == "j1"
+    assert "Traceback" in traces[0]["trace"] and "fake_targets.py" in traces[0]["trace"]
+
+
+def test_default_limits_come_from_settings() -> None:
+    from bastion.config import Settings
+
+    config = JobConfig.from_settings(Settings(job_cpu_limit_seconds=7, job_open_files_limit=64))
+    assert (config.cpu_limit_seconds, config.open_files_limit) == (7, 64)
+    assert config.memory_limit_mb and config.output_limit_mb, "bounded by default"
+
+
+def test_cpu_time_limit(tmp_path: Path) -> None:
+    outcome, _ = _run(tmp_path, "burn", cpu_limit_seconds=1)
+    assert outcome.returncode == -signal.SIGXCPU
+    assert "SIGXCPU" in outcome.reason(60)
+
+
+def test_open_files_limit(tmp_path: Path) -> None:
+    outcome, _ = _run(tmp_path, "many_files", open_files_limit=32)
+    assert outcome.error is not None and "Too many open files" in outcome.error["message"]
+
+
+def test_output_size_limit(tmp_path: Path) -> None:
+    outcome, _ = _run(tmp_path, "big_write", output_limit_mb=1)
+    # Python ignores SIGXFSZ, so the write fails with EFBIG and the job reports it.
+    assert outcome.error is not None and "File too large" in outcome.error["message"]
+    assert (tmp_path / "big.bin").stat().st_size <= 1024 * 1024
 
 
 def test_signal_death_is_named(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -38,8 +39,8 @@ ROUTERS: list[APIRouter] = [
     federations.router,
     federation_site.router,
 ]
-# Routes that accept file uploads get the upload limit; everything else the (small) body limit.
-UPLOAD_PREFIXES: tuple[str, ...] = ("/api/v1/datasets", "/api/v1/federations", "/api/v1/models")
+# Routes that accept file uploads get the upload limit; everything else (JSON) the small body limit.
+UPLOAD_ROUTES = re.compile(r"/api/v1/(?:datasets|federations/[^/]+/(?:model|site/update|site/secagg/masked))")
 # Hooks other subsystems register to extend the context (vault, jobs, federations) at start-up.
 CONTEXT_HOOKS: list[Callable[[Context], None]] = [install_jobs, install_federations]
 
@@ -81,7 +82,7 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
         app.include_router(router)
 
     def body_limit(path: str) -> int:
-        if path.startswith(UPLOAD_PREFIXES):
+        if UPLOAD_ROUTES.fullmatch(path):
             return ctx.settings.max_upload_bytes
         return ctx.settings.max_body_bytes
 

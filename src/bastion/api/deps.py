@@ -59,7 +59,12 @@ async def current_principal(request: Request) -> Principal:
         raise Unauthorized(
             "authentication required: send X-API-Key or Authorization: Bearer", code="missing_credentials"
         )
-    principal = await ctx.auth.authenticate_async(credential, ip)
+    try:
+        principal = await ctx.auth.authenticate_async(credential, ip)
+    except Unauthorized as exc:
+        if exc.slow_down:  # an address that keeps guessing waits longer for each answer
+            await anyio.sleep(exc.slow_down)
+        raise
     request.state.principal = principal
     if ctx.limiter.storage_uri.startswith("memory"):
         ctx.limiter.hit(ctx.settings.rate_limit, "caller", principal.user_id)

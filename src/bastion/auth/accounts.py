@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 from bastion.audit import AuditLog, AuditRecord
@@ -16,7 +16,7 @@ from bastion.auth.roles import Role
 from bastion.errors import Conflict, Invalid, NotFound
 from bastion.store import Database
 from bastion.store.base import utcnow
-from bastion.store.models import ApiKey, User
+from bastion.store.models import ApiKey, AuthSession, User
 
 
 @dataclass(frozen=True)
@@ -85,6 +85,15 @@ class Accounts:
                 user.disabled, changes["disabled"] = disabled, disabled
             if password is not None:
                 user.password_hash, changes["password"] = hash_password(password), "changed"
+            if password is not None or disabled:
+                # Every login session ends (access and refresh tokens alike); re-enabling the user
+                # later does not bring them back: revoked_at stays set.
+                ended = s.execute(
+                    update(AuthSession)
+                    .where(AuthSession.user_id == user.id, AuthSession.revoked_at.is_(None))
+                    .values(revoked_at=utcnow())
+                )
+                changes["sessions_ended"] = int(getattr(ended, "rowcount", 0) or 0)
             self._audit(s, actor, "user.update", user.id, changes)
             return user
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import hashlib
+import hmac
 import math
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -17,7 +19,7 @@ from bastion.audit import AuditLog, AuditRecord
 from bastion.auth import apikeys
 from bastion.auth import lockout as lockout_clock
 from bastion.auth.cache import PrincipalCache
-from bastion.auth.lockout import LockoutPolicy, account_subject, source_subject
+from bastion.auth.lockout import LockoutPolicy, account_subject, pair_subject, source_subject
 from bastion.auth.passwords import verify_password
 from bastion.auth.principal import Principal
 from bastion.auth.tokens import TokenService
@@ -91,8 +93,11 @@ class AuthService:
             if credential.startswith(apikeys.PREFIX):
                 return self._by_api_key(credential, source_ip, refresh=refresh)
             with self.db.session() as s:
-                self.lockout.check(s, source_subject(source_ip))
-                return self._by_access_token(s, credential)
+                try:
+                    return self._by_access_token(s, credential)
+                except Unauthorized:
+                    self.lockout.check(s, source_subject(source_ip))  # a locked address: 423
+                    raise
         except Unauthorized as exc:
             self._fail(source_ip, None, "auth.denied", exc)
             raise
@@ -148,15 +153,19 @@ class AuthService:
         ticket = self.cache.ticket()  # before reading: what we read is at least this fresh
         with self.db.engine.begin() as conn:
             row = conn.execute(_KEY_WITH_LOCK, {"digest": digest, "subject": subject}).first()
+            # A valid key (190 random bits) is never refused for its address's sake: the address's
+            # lock only stops further guessing, so it is consulted on the failure paths alone.
             if row is None:
                 _raise_if_locked(conn.execute(_LOCK_ONLY, {"subject": subject}).scalar())
                 raise Unauthorized("invalid API key", code="invalid_api_key")
-            _raise_if_locked(row.locked_until)
             if row.revoked_at is not None:
+                _raise_if_locked(row.locked_until)
                 raise Unauthorized("API key revoked", code="api_key_revoked")
             if row.expires_at is not None and row.expires_at <= now:
+                _raise_if_locked(row.locked_until)
                 raise Unauthorized("API key expired", code="api_key_expired")
             if row.disabled:
+                _raise_if_locked(row.locked_until)
                 raise Unauthorized("account disabled", code="account_disabled")
             if row.last_used_at is None or now - row.last_used_at > LAST_USED_RESOLUTION:
                 conn.execute(_TOUCH_KEY, {"key_id": row.id, "now": now})
@@ -182,9 +191,16 @@ class AuthService:
 
     # -- password login and sessions ----------------------------------------------------------
     def login(self, username: str, password: str, source_ip: str | None) -> TokenPair:
-        subjects = (account_subject(username), source_subject(source_ip))
+        """Count the attempt first (committed), then check the password, then clear on success.
+
+        Counting first is what makes the lockout race-free: parallel guesses queue on the counter's
+        row lock, and once ``max_failures`` are in flight the rest are refused unchecked. The counters
+        are the account's and this address's for this account (never the address alone, so the
+        people behind a shared NAT or proxy are not locked out by one person's typos).
+        """
+        subjects = (account_subject(username), pair_subject(source_ip, username))
+        self._reserve(subjects, username, source_ip)
         with self.db.session() as s:
-            self.lockout.check(s, *subjects)
             user = s.scalar(select(User).where(User.username == username))
             ok = verify_password(user.password_hash if user else None, password)
             if user is not None and ok and not user.disabled:
@@ -195,9 +211,64 @@ class AuthService:
                     AuditRecord("auth.login", actor_id=user.id, actor=user.username, source_ip=source_ip), s
                 )
                 return pair
+            known = user is not None
         exc = Unauthorized("invalid username or password", code="invalid_credentials")
-        self._fail(source_ip, username, "auth.login", exc)
+        self._fail(source_ip, username if known else None, "auth.login", exc, attempted=username)
         raise exc
+
+    def _reserve(self, subjects: tuple[str, ...], username: str, source_ip: str | None) -> None:
+        """Count one login attempt on every subject, or refuse it (uncounted) if one is locked."""
+        refused: datetime | None = None
+        with self.db.session() as s:
+            for subject in subjects:
+                until, locked_now = self.lockout.reserve(s, subject)
+                if until is not None:
+                    refused = until
+                    break
+                if locked_now is not None:
+                    self.audit.append(
+                        AuditRecord(
+                            "auth.lockout",
+                            "denied",
+                            actor=self.audit_name(s, username),
+                            source_ip=source_ip,
+                            target_type="subject",
+                            target_id=subject.split(":", 1)[0],
+                            details={"until": locked_now.isoformat()},
+                        ),
+                        s,
+                    )
+            if refused is not None:
+                s.rollback()  # a refused attempt is not checked, so it is not counted either
+        if refused is not None:
+            _raise_if_locked(refused)
+
+    def unlock(self, *, username: str | None, address: str | None, actor: Principal | None = None) -> int:
+        """Lift the lockouts of an account and/or an address (admin route, ``bastion users unlock``)."""
+        with self.db.session() as s:
+            cleared = self.lockout.unlock(s, username=username, address=address)
+            self.audit.append(
+                AuditRecord(
+                    "auth.unlock",
+                    actor_id=actor.user_id if actor else None,
+                    actor=actor.username if actor else "cli",
+                    target_type="lockout",
+                    target_id=(username or address or "")[:64],
+                    details={"username": username, "address": address, "cleared": cleared},
+                ),
+                s,
+            )
+        self.cache.clear()
+        return cleared
+
+    def audit_name(self, s: Session, username: str) -> str:
+        """A username as the audit log may keep it: verbatim if the account exists, else a keyed hash.
+
+        A password typed into the username field must not stay in an append-only log forever.
+        """
+        if s.scalar(select(User.id).where(User.username == username)) is not None:
+            return username
+        return unknown_username(self.tokens, username)
 
     def refresh(self, refresh_token: str, source_ip: str | None) -> TokenPair:
         claims = self.tokens.verify(refresh_token, "refresh")
@@ -267,48 +338,84 @@ class AuthService:
             expires_in=int(self.tokens.access_ttl.total_seconds()),
         )
 
-    def _fail(self, source_ip: str | None, username: str | None, action: str, exc: Exception) -> None:
-        """Count a failure (own transaction: it must persist although the request fails) and audit it.
+    def _fail(
+        self,
+        source_ip: str | None,
+        username: str | None,
+        action: str,
+        exc: Exception,
+        *,
+        attempted: str | None = None,
+    ) -> None:
+        """Count a failure against the address (own transaction: it must persist) and audit it.
 
-        Then the cache forgets that the source was unlocked, so a lock this failure set (now
-        committed) stops the very next request from it, cached key or not.
+        The address's count sets ``exc.slow_down``, the progressive delay the API waits before
+        answering. Then the cache forgets that the source was unlocked, so a lock this failure set
+        (now committed) stops the very next failed guess from it.
         """
         try:
-            self._record_failure(source_ip, username, action, exc)
+            self._record_failure(source_ip, username, action, exc, attempted)
         finally:
             self.cache.forget_source(source_subject(source_ip))
 
     def _record_failure(
-        self, source_ip: str | None, username: str | None, action: str, exc: Exception
+        self,
+        source_ip: str | None,
+        username: str | None,
+        action: str,
+        exc: Exception,
+        attempted: str | None,
     ) -> None:
-        subjects = [source_subject(source_ip)] + ([account_subject(username)] if username else [])
+        subject = source_subject(source_ip)
         with self.db.session() as s:
-            for subject in subjects:
-                locked_until = self.lockout.record_failure(s, subject)
-                if locked_until is not None:
-                    self.audit.append(
-                        AuditRecord(
-                            "auth.lockout",
-                            "denied",
-                            actor=username,
-                            source_ip=source_ip,
-                            target_type="subject",
-                            target_id=subject.split(":", 1)[0],
-                            details={"until": locked_until.isoformat()},
-                        ),
-                        s,
-                    )
+            locked_until = self.lockout.record_failure(s, subject)
+            actor = (
+                username if username else (unknown_username(self.tokens, attempted) if attempted else None)
+            )
+            if locked_until is not None:
+                self.audit.append(
+                    AuditRecord(
+                        "auth.lockout",
+                        "denied",
+                        actor=actor,
+                        source_ip=source_ip,
+                        target_type="subject",
+                        target_id="ip",
+                        details={"until": locked_until.isoformat()},
+                    ),
+                    s,
+                )
+            if isinstance(exc, Unauthorized):
+                exc.slow_down = progressive_delay(
+                    self.lockout.failures(s, subject), self.lockout.max_failures
+                )
             code = getattr(exc, "code", "denied")
             self.audit.append(
                 AuditRecord(
                     action,
                     "denied" if not isinstance(exc, Locked) else "failure",
-                    actor=username,
+                    actor=actor,
                     source_ip=source_ip,
                     details={"reason": code},
                 ),
                 s,
             )
+
+
+MAX_DELAY_S = 4.0
+
+
+def progressive_delay(failures: int, threshold: int) -> float:
+    """Seconds to wait before answering a failed attempt: none below ``threshold``, then doubling."""
+    if failures < threshold:
+        return 0.0
+    return min(MAX_DELAY_S, 0.25 * 2 ** (failures - threshold))
+
+
+def unknown_username(tokens: TokenService, username: str) -> str:
+    """A keyed hash of a username that matches no account (see ``AuthService.audit_name``)."""
+    digest = hmac.new(tokens.audit_key, username.encode("utf-8", "replace"), hashlib.sha256).hexdigest()
+    return f"unknown:{digest[:16]}"
 
 
 def _raise_if_locked(locked_until: datetime | None) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,6 +32,8 @@ class TokenService:
         self, secret: bytes, *, issuer: str, audience: str, access_ttl: timedelta, refresh_ttl: timedelta
     ) -> None:
         self._secret = secret
+        # Keys the hash of unknown usernames in the audit log (bastion.auth.service.unknown_username).
+        self.audit_key = hmac.new(secret, b"bastion-audit-unknown-usernames-v1", hashlib.sha256).digest()
         self.issuer = issuer
         self.audience = audience
         self.access_ttl = access_ttl

@@ -12,11 +12,12 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from bastion.audit import AuditLog, AuditRecord
 from bastion.auth.principal import Principal
-from bastion.errors import Invalid, NotFound
+from bastion.data.sandbox import ParseLimits, Sandbox
+from bastion.errors import Invalid, NotFound, PayloadTooLarge
 from bastion.store import Database
 from bastion.store.models import DatasetRecord
 from bastion.vault.store import VaultStore
@@ -43,40 +44,58 @@ def _view(row: DatasetRecord) -> dict[str, Any]:
 
 class DatasetCatalog:
     def __init__(
-        self, db: Database, vault: VaultStore, audit: AuditLog, hmac_key: bytes, max_bytes: int
+        self,
+        db: Database,
+        vault: VaultStore,
+        audit: AuditLog,
+        hmac_key: bytes,
+        max_bytes: int,
+        *,
+        limits: ParseLimits | None = None,
+        quota_bytes: int | None = None,
     ) -> None:
         self.db = db
         self.vault = vault
         self.audit = audit
         self.hmac_key = hmac_key
         self.max_bytes = max_bytes
+        self.sandbox = Sandbox(limits or ParseLimits(max_bytes=max_bytes))
+        self.quota_bytes = quota_bytes
+
+    def _check_quota(self, principal: Principal, incoming: int) -> None:
+        """Per-user storage quota over the uploads kept (``BASTION_USER_STORAGE_QUOTA_BYTES``)."""
+        if self.quota_bytes is None:
+            return
+        with self.db.session() as s:
+            used = s.scalar(
+                select(func.coalesce(func.sum(DatasetRecord.size_bytes), 0)).where(
+                    DatasetRecord.owner_id == principal.user_id
+                )
+            )
+        if int(used or 0) + incoming > self.quota_bytes:
+            raise PayloadTooLarge(
+                f"storage quota exceeded: {int(used or 0)} of {self.quota_bytes} bytes used",
+                code="storage_quota_exceeded",
+                used_bytes=int(used or 0),
+                quota_bytes=self.quota_bytes,
+            )
 
     def upload(self, principal: Principal, data: bytes, *, name: str, policy: str | None) -> dict[str, Any]:
-        from bastion.data.deid import deidentify, hidden_value_columns, load_policy
-        from bastion.data.ingest import describe, read_upload
-
+        """Parse and de-identify in the sandbox process (bounded), then store; see bastion.data.sandbox."""
         if not name or len(name) > 200:
             raise Invalid("dataset name must be 1-200 characters")
-        parsed_policy = load_policy(policy)
-        fmt, frame = read_upload(data, max_bytes=self.max_bytes)
-        clean, actions = deidentify(frame, parsed_policy, hmac_key=self.hmac_key)
-        if clean.shape[1] == 0:
-            raise Invalid(
-                "nothing is left after de-identification: every column was an identifier",
-                code="empty_after_deid",
-            )
-        stats = describe(clean, hide_values=hidden_value_columns(actions))
-        buf = io.BytesIO()
-        clean.to_parquet(buf, index=False)
+        self._check_quota(principal, len(data))
+        prepared = self.sandbox.run(data, policy=policy, hmac_key=self.hmac_key)
+        fmt = prepared.fmt
         record = DatasetRecord(
             owner_id=principal.user_id,
             name=name,
             source_format=fmt,
             size_bytes=len(data),
-            rows=int(clean.shape[0]),
-            columns=int(clean.shape[1]),
-            schema_json=json.dumps([s.model_dump(mode="json") for s in stats]),
-            deid_json=json.dumps([a.model_dump(mode="json") for a in actions]),
+            rows=prepared.rows,
+            columns=prepared.columns,
+            schema_json=json.dumps(prepared.schema),
+            deid_json=json.dumps(prepared.actions),
             artifact_id="",
         )
         with self.db.session() as s:
@@ -84,7 +103,7 @@ class DatasetCatalog:
             s.flush()
             record.artifact_id = f"dataset-{record.id}"
             self.vault.put_bytes(
-                record.artifact_id, buf.getvalue(), meta={"kind": "dataset", "format": "parquet"}
+                record.artifact_id, prepared.parquet, meta={"kind": "dataset", "format": "parquet"}
             )
             self.audit.append(
                 AuditRecord(
@@ -97,7 +116,7 @@ class DatasetCatalog:
                         "rows": record.rows,
                         "columns": record.columns,
                         "format": fmt,
-                        "deid_actions": {a.column: a.action for a in actions if a.action != "keep"},
+                        "deid_actions": prepared.deid_actions,
                     },
                 ),
                 s,

@@ -28,10 +28,22 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output."
 def client_failure(exc: BastionClientError, as_json: bool) -> typer.Exit:
     """One translation of SDK errors for every client command: a JSON error object under ``--json``,
     else one line on stderr; exit 1 either way, never a traceback."""
+    retry = getattr(exc, "retry_after", None)
     if as_json:
-        typer.echo(json.dumps({"success": False, "error": {"code": exc.code, "message": exc.message}}))
+        error: dict[str, object] = {"code": exc.code, "message": exc.message}
+        if retry is not None:
+            error["retry_after"] = retry
+        typer.echo(json.dumps({"success": False, "error": error}))
         return typer.Exit(1)
+    if retry is not None:
+        return fail(f"{exc.message} ({exc.code}); retry in {_duration(retry)}")
     return fail(f"{exc.message} ({exc.code})")
+
+
+def _duration(seconds: float) -> str:
+    whole = max(1, round(seconds))
+    minutes, secs = divmod(whole, 60)
+    return f"{minutes} min {secs} s" if minutes else f"{secs} s"
 
 
 @contextmanager

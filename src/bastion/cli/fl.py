@@ -1,4 +1,4 @@
-"""`bastion fl create|list|enroll|status|rounds|model-download|model-upload|client`.
+"""`bastion fl create|list|enroll|status|delete|rounds|model-download|model-upload|client`.
 
 Coordinator commands use BASTION_URL / BASTION_API_KEY like every client command; `fl client` is
 what a site runs next to its data and authenticates with the participant token it was given
@@ -214,6 +214,20 @@ def status(
         emit(Federations(client).status(federation), as_json=as_json)
 
 
+@app.command("delete")
+def delete(
+    federation: FederationArg,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Archive a federation: sites are refused; its model, keys and received updates are deleted."""
+    from bastion.client.federations import Federations
+
+    with connect(url, api_key, as_json=as_json) as client:
+        emit(Federations(client).archive(federation), as_json=as_json)
+
+
 @app.command("rounds")
 def rounds(
     federation: FederationArg,
@@ -254,7 +268,9 @@ def model_download(
 
     with connect(url, api_key, as_json=as_json) as client:
         version, blob = Federations(client).download_model(federation)
-    out.write_bytes(blob)
+    from bastion.client.modelfile import write_private
+
+    write_private(out, blob)  # 0600, like every model file the client writes
     emit({"global_version": version, "path": str(out), "bytes": len(blob)}, as_json=as_json)
 
 

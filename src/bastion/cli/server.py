@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -28,6 +30,32 @@ def open_context(settings: Settings | None = None, *, log_stream: str = "stderr"
     for hook in CONTEXT_HOOKS:
         hook(ctx)
     return ctx
+
+
+BOOTSTRAP_KEYS_FILE = "bootstrap-keys.txt"
+
+
+def show_bootstrap_keys(admin_key: str, user_key: str, data_dir: Path) -> None:
+    """Straight to a terminal, never through the logs: shown exactly once.
+
+    Under systemd or Docker stderr *is* the log, so without a terminal the keys go to a 0600 file in
+    the data directory instead, and only its path is printed.
+    """
+    if sys.stderr.isatty():
+        err_console.rule("[bold yellow]First start: bootstrap API keys (shown once, store them now)")
+        err_console.print(f"admin API key: {admin_key}", soft_wrap=True)
+        err_console.print(f"user API key:  {user_key}", soft_wrap=True)
+        err_console.rule()
+        return
+    path = data_dir / BOOTSTRAP_KEYS_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(f"admin API key: {admin_key}\nuser API key:  {user_key}\n")
+    err_console.print(
+        f"First start: the bootstrap API keys were written to {path.resolve()} (0600); "
+        "read them, store them, then delete the file.",
+        soft_wrap=True,
+    )
 
 
 def serve(
@@ -63,11 +91,7 @@ def serve(
     settings = ctx.settings
     keys = bootstrap_if_empty(ctx.accounts)
     if keys is not None:
-        # Straight to the terminal, never through the logs: these are shown exactly once.
-        err_console.rule("[bold yellow]First start: bootstrap API keys (shown once, store them now)")
-        err_console.print(f"admin API key: {keys.admin_key}", soft_wrap=True)
-        err_console.print(f"user API key:  {keys.user_key}", soft_wrap=True)
-        err_console.rule()
+        show_bootstrap_keys(keys.admin_key, keys.user_key, settings.data_dir)
     scheme = "https" if settings.ssl_cert else "http"
     err_console.print(f"Bastion serving on {scheme}://{settings.host}:{settings.port}  (docs at /docs)")
     uvicorn.run(
@@ -145,8 +169,22 @@ def users_disable(username: str, as_json: JsonOpt = False) -> None:
 
 @users_app.command("enable")
 def users_enable(username: str, as_json: JsonOpt = False) -> None:
-    """Re-enable a disabled user."""
+    """Re-enable a disabled user (their earlier login sessions stay ended)."""
     _set_disabled(username, False, as_json)
+
+
+@users_app.command("unlock")
+def users_unlock(
+    username: Annotated[str | None, typer.Argument(help="Account to unlock.")] = None,
+    address: Annotated[str | None, typer.Option(help="Client address to unlock.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Lift a lockout: an account's (from every address), an address's, or both."""
+    if not username and not address:
+        raise fail("name an account, --address, or both", 2)
+    ctx = open_context()
+    cleared = ctx.auth.unlock(username=username, address=address)
+    emit({"username": username, "address": address, "cleared": cleared}, as_json=as_json)
 
 
 @keys_app.command("create")

@@ -64,14 +64,14 @@ class ValidationError(APIError):
     """422: the request was understood but not acceptable; ``details`` may list valid choices."""
 
 
-class LockedError(APIError):
-    pass
-
-
 class RateLimitError(APIError):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class LockedError(RateLimitError):
+    """423: too many failed attempts; ``retry_after`` seconds until the lock lifts."""
 
 
 class ServerError(APIError):
@@ -101,12 +101,12 @@ def from_response(status: int, body: Any, headers: Any = None) -> APIError:
     message = str(error.get("message") or f"HTTP {status}")
     details = {k: v for k, v in error.items() if k not in ("code", "message")}
     cls = _BY_STATUS.get(status, ServerError if status >= 500 else APIError)
-    if cls is RateLimitError:
+    if issubclass(cls, RateLimitError):
         retry = None
         if headers is not None and headers.get("retry-after"):
             try:
                 retry = float(headers["retry-after"])
             except ValueError:
                 retry = None
-        return RateLimitError(message, retry_after=retry, code=code, status=status, **details)
+        return cls(message, retry_after=retry, code=code, status=status, **details)
     return cls(message, code=code, status=status, **details)

@@ -54,6 +54,10 @@ class Federations:
     def get(self, federation_id: str) -> dict[str, Any]:
         return self._json("GET", f"/{federation_id}")
 
+    def archive(self, federation_id: str) -> dict[str, Any]:
+        """End the federation for good (``DELETE``): archived, its model, keys and updates deleted."""
+        return self._json("DELETE", f"/{federation_id}")
+
     def status(self, federation_id: str) -> dict[str, Any]:
         return self._json("GET", f"/{federation_id}/status")
 

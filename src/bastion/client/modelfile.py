@@ -55,8 +55,8 @@ class DownloadedModel:
             "sha256": self.sha256,
             "model_config": self.model_config,
         }
-        _write_private(model_path, self.model_bytes)
-        _write_private(config_path, json.dumps(sidecar_doc, indent=2, sort_keys=True).encode())
+        write_private(model_path, self.model_bytes)
+        write_private(config_path, json.dumps(sidecar_doc, indent=2, sort_keys=True).encode())
         return model_path, config_path
 
     def predictor(self) -> Any:
@@ -70,7 +70,7 @@ def sidecar(model_path: Path) -> Path:
     return model_path.with_name(model_path.name + ".json")
 
 
-def _write_private(path: Path, data: bytes) -> None:
+def write_private(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bastion.data.budget import MAX_DECODED, check_budget
 from bastion.data.identifiers import text_values
 from bastion.data.sniff import MAX_UNCOMPRESSED, SNIFF_CHARS, Format, sniff_format, sniff_payload
 from bastion.errors import Invalid, PayloadTooLarge
@@ -85,9 +86,15 @@ def _csv_frame(text: str, delimiter: str, max_rows: int, max_columns: int) -> pd
     if len(set(named)) != len(named):
         raise Invalid("the header names a column twice", code="duplicate_column")
     try:
-        return pd.read_csv(
-            io.StringIO(text), sep=delimiter, nrows=max_rows + 1, index_col=False, low_memory=False
-        )
+        with warnings.catch_warnings():
+            # index_col=False makes pandas keep a row wider than the header, dropping its extra
+            # fields with only a warning: such a row is refused instead.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(
+                io.StringIO(text), sep=delimiter, nrows=max_rows + 1, index_col=False, low_memory=False
+            )
+    except pd.errors.ParserWarning:
+        raise Invalid("malformed CSV: a row has more fields than the header", code="bad_csv") from None
     except pd.errors.EmptyDataError:
         raise Invalid("the file has no columns", code="no_columns") from None
     except (pd.errors.ParserError, ValueError) as exc:
@@ -288,11 +295,16 @@ def read_upload(
     max_rows: int = MAX_ROWS,
     max_columns: int = MAX_COLUMNS,
     max_uncompressed: int = MAX_UNCOMPRESSED,
+    max_decoded: int = MAX_DECODED,
 ) -> tuple[Format, pd.DataFrame]:
-    """Sniff and parse an upload in one pass; see :func:`parse_table`."""
+    """Sniff and parse an upload in one pass; see :func:`parse_table`.
+
+    The decoded-size budget (:mod:`bastion.data.budget`) is checked between the two, from metadata.
+    """
     if len(data) > max_bytes:
         raise PayloadTooLarge(f"the file is larger than {max_bytes} bytes", code="file_too_large")
     fmt, payload = sniff_payload(data, max_uncompressed=max_uncompressed)
+    check_budget(fmt, data, payload, max_decoded)
     if fmt == "csv":
         df = _csv_frame(payload[0], payload[1], max_rows, max_columns)
     elif fmt == "json":
@@ -318,6 +330,7 @@ def parse_table(
     max_rows: int = MAX_ROWS,
     max_columns: int = MAX_COLUMNS,
     max_uncompressed: int = MAX_UNCOMPRESSED,
+    max_decoded: int = MAX_DECODED,
 ) -> pd.DataFrame:
     """Parse an upload of any supported format (sniffed from the bytes) into a checked DataFrame.
 
@@ -331,6 +344,7 @@ def parse_table(
         max_rows=max_rows,
         max_columns=max_columns,
         max_uncompressed=max_uncompressed,
+        max_decoded=max_decoded,
     )[1]
 
 

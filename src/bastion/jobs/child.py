@@ -8,6 +8,7 @@ so no job outlives its worker. We answer on file descriptor FD with JSON lines o
     {"type": "log", "line": "..."}
     {"type": "result", "results": {...}, "history": [...], "model": {...}}
     {"type": "error", "message": "...", "code": "..."}
+    {"type": "trace", "text": "..."}   (a failure's traceback: the server logs it; the owner never sees it)
 
 Nothing is pickled either way. stdout and stderr are captured by the worker as the job's log.
 This module imports only the standard library until the target runs.
@@ -125,6 +126,26 @@ def _limit_memory(megabytes: int | None) -> None:
         resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
 
 
+def _limit_resources(limits: dict[str, Any]) -> None:
+    """CPU seconds (SIGXCPU past it), open files, and the largest file the job may write (SIGXFSZ)."""
+    import resource
+
+    for name, key, scale in (
+        ("RLIMIT_CPU", "cpu_seconds", 1),
+        ("RLIMIT_NOFILE", "open_files", 1),
+        ("RLIMIT_FSIZE", "output_mb", 1024 * 1024),
+    ):
+        value = limits.get(key)
+        if value:
+            limit = int(value) * scale
+            _, hard = resource.getrlimit(getattr(resource, name))
+            if hard != resource.RLIM_INFINITY:
+                limit = min(limit, hard)
+            # CPU: the soft limit sends SIGXCPU (named in the job's failure), the hard one SIGKILL.
+            grace = 5 if name == "RLIMIT_CPU" and hard == resource.RLIM_INFINITY else 0
+            resource.setrlimit(getattr(resource, name), (limit, limit + grace))
+
+
 def _short(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
     return text[:MAX_MESSAGE_CHARS]
@@ -140,6 +161,7 @@ def main(argv: list[str] | None = None) -> int:
     ctx = JobContext(raw, secrets, out)
     try:
         _limit_memory(raw.get("memory_limit_mb"))
+        _limit_resources(raw.get("limits") or {})
         target = resolve_target(str(raw["target"]))
         result = target(ctx)
         ctx.flush()
@@ -149,7 +171,8 @@ def main(argv: list[str] | None = None) -> int:
         ctx.send({"type": "error", "code": "out_of_memory", "message": "the job ran out of memory"})
         return EXIT_REPORTED
     except Exception as exc:
-        traceback.print_exc()
+        # The owner sees the message; the trace (server paths, code) goes to the server's log only.
+        ctx.send({"type": "trace", "text": traceback.format_exc()[-20000:]})
         code = getattr(exc, "code", None)
         message = getattr(exc, "message", None) or _short(exc)
         ctx.send(

@@ -25,7 +25,11 @@ class JobConfig:
     heartbeat_seconds: float = 2.0
     stale_after_seconds: float = 30.0
     poll_seconds: float = 0.5
-    memory_limit_mb: int | None = None
+    # Resource limits of each job process (setrlimit in the child); see docs/jobs.md.
+    memory_limit_mb: int | None = 16384  # address space: torch + sklearn map ~1 GiB before any data
+    cpu_limit_seconds: int | None = 4 * 6 * 3600  # CPU time across threads (4 cores x the runtime)
+    open_files_limit: int | None = 1024
+    output_limit_mb: int | None = 4096  # largest file a job may write (RLIMIT_FSIZE)
     log_line_cap: int = 5000
     target: str = DEFAULT_TARGET
     # Extra environment for job processes (tests point PYTHONPATH at their fake targets).
@@ -45,7 +49,10 @@ class JobConfig:
             "heartbeat_seconds": float(pick("job_heartbeat_seconds", cls.heartbeat_seconds)),
             "stale_after_seconds": float(pick("job_stale_after_seconds", cls.stale_after_seconds)),
             "poll_seconds": float(pick("job_poll_seconds", cls.poll_seconds)),
-            "memory_limit_mb": pick("job_memory_limit_mb", None),
+            "memory_limit_mb": pick("job_memory_limit_mb", cls.memory_limit_mb),
+            "cpu_limit_seconds": pick("job_cpu_limit_seconds", cls.cpu_limit_seconds),
+            "open_files_limit": pick("job_open_files_limit", cls.open_files_limit),
+            "output_limit_mb": pick("job_output_limit_mb", cls.output_limit_mb),
             "log_line_cap": int(pick("job_log_line_cap", cls.log_line_cap)),
             "target": str(pick("job_target", os.environ.get("BASTION_JOB_TARGET") or DEFAULT_TARGET)),
         }

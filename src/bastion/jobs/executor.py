@@ -23,7 +23,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import structlog
+
 from bastion.jobs.config import JobConfig
+
+_log = structlog.get_logger("bastion.jobs")
 
 # Environment variables a job process must not inherit: it gets what it needs on stdin.
 _SECRET_ENV = (
@@ -125,7 +129,16 @@ class JobProcess:
             os.close(write_fd)
         self._msg_fd = read_fd
         assert self.proc.stdin is not None
-        payload = dict(self.spec, target=self.config.target, memory_limit_mb=self.config.memory_limit_mb)
+        payload = dict(
+            self.spec,
+            target=self.config.target,
+            memory_limit_mb=self.config.memory_limit_mb,
+            limits={
+                "cpu_seconds": self.config.cpu_limit_seconds,
+                "open_files": self.config.open_files_limit,
+                "output_mb": self.config.output_limit_mb,
+            },
+        )
         payload["secrets"] = self.secrets
         try:
             self.proc.stdin.write(json.dumps(payload).encode() + b"\n")
@@ -208,8 +221,7 @@ class JobProcess:
         outcome.killed = self.killed
         return outcome
 
-    @staticmethod
-    def _line(stream: _Stream, raw: bytes, sink: Sink, outcome: Outcome) -> None:
+    def _line(self, stream: _Stream, raw: bytes, sink: Sink, outcome: Outcome) -> None:
         text = raw.decode("utf-8", "replace")
         if stream.name != "msg":
             sink("log", (stream.name, text))
@@ -231,5 +243,9 @@ class JobProcess:
             outcome.result = message
         elif kind == "error":
             outcome.error = message
+        elif kind == "trace":  # the failing job's traceback: for the operator's log, not the owner's
+            _log.error(
+                "job_traceback", job_id=self.spec.get("job_id"), trace=str(message.get("text", ""))[:20000]
+            )
         else:
             outcome.protocol_errors += 1

@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from bastion.api.deps import AdminPrincipal, ContextDep
 from bastion.api.routes.auth import KeyCreate, NewKeyResponse, key_info
+from bastion.errors import Invalid
 from bastion.store.models import AuditEvent
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
@@ -90,6 +91,27 @@ def update_user(user_id: str, body: UserUpdate, admin: AdminPrincipal, ctx: Cont
 def create_user_key(user_id: str, body: KeyCreate, admin: AdminPrincipal, ctx: ContextDep) -> NewKeyResponse:
     new = ctx.accounts.create_key(user_id, body.name, expires_in_days=body.expires_in_days, actor=admin)
     return NewKeyResponse(**key_info(new.key).model_dump(), key=new.plaintext)
+
+
+class UnlockRequest(BaseModel):
+    username: str | None = Field(None, max_length=200, description="account to unlock (every address)")
+    address: str | None = Field(None, max_length=64, description="client address to unlock")
+
+
+class UnlockResult(BaseModel):
+    cleared: int = Field(description="lockout counters removed")
+
+
+@router.post(
+    "/lockouts/unlock",
+    response_model=UnlockResult,
+    responses={422: {"description": "neither username nor address given"}},
+)
+def unlock(body: UnlockRequest, admin: AdminPrincipal, ctx: ContextDep) -> UnlockResult:
+    """Lift a lockout before it expires: an account's (from every address), an address's, or both."""
+    if not body.username and not body.address:
+        raise Invalid("give a username, an address, or both", code="nothing_to_unlock")
+    return UnlockResult(cleared=ctx.auth.unlock(username=body.username, address=body.address, actor=admin))
 
 
 @router.get("/audit", response_model=AuditPage)

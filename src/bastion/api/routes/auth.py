@@ -5,11 +5,14 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
+import anyio
 from fastapi import APIRouter, Body, Request
 from pydantic import BaseModel, Field
+from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import ContextDep, CurrentPrincipal, client_ip
 from bastion.auth.service import TokenPair
+from bastion.errors import Unauthorized
 
 router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
 
@@ -74,9 +77,16 @@ def key_info(key: object) -> KeyInfo:
 
 
 @router.post("/login", response_model=TokenResponse)
-def login(body: LoginRequest, request: Request, ctx: ContextDep) -> TokenResponse:
-    ctx.limiter.hit(ctx.settings.login_rate_limit, "login", client_ip(request) or "unknown")
-    return TokenResponse.of(ctx.auth.login(body.username, body.password, client_ip(request)))
+async def login(body: LoginRequest, request: Request, ctx: ContextDep) -> TokenResponse:
+    ip = client_ip(request)
+    await run_in_threadpool(ctx.limiter.hit, ctx.settings.login_rate_limit, "login", ip or "unknown")
+    try:
+        pair = await run_in_threadpool(ctx.auth.login, body.username, body.password, ip)
+    except Unauthorized as exc:
+        if exc.slow_down:  # progressive delay for an address that keeps failing (not a thread held)
+            await anyio.sleep(exc.slow_down)
+        raise
+    return TokenResponse.of(pair)
 
 
 @router.post("/refresh", response_model=TokenResponse)

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -27,7 +29,6 @@ from bastion.federation.server.coordinator import LIVE, Coordinator
 from bastion.federation.server.sessions import SiteMessage
 from bastion.federation.server.site import SiteService
 
-router = APIRouter(prefix="/api/v1/federations/{federation_id}/site", tags=["federation sites"])
 MAX_WAIT_S = 30.0
 POLL_S = 0.02
 
@@ -70,9 +71,49 @@ def _authenticate(
 
 
 async def _site(ctx: Context, request: Request, federation_id: str, action: str) -> SiteIdentity:
+    """The site :class:`SiteRoute` authenticated before the body was read."""
+    site = getattr(request.state, "site", None)
+    if isinstance(site, SiteIdentity):
+        return site
     return await run_in_threadpool(
         _authenticate, ctx, federation_id, _token(request), client_ip(request), action
     )
+
+
+# The audit action of each route's authentication (default fl.site.auth).
+_ACTIONS = {"register": "fl.participant.register", "submit_update": "fl.update"}
+
+
+class SiteRoute(APIRoute):
+    """Authenticates the site before FastAPI reads (and parses) the body.
+
+    FastAPI reads a route's body before it resolves dependencies, so an anonymous caller could make
+    the server buffer and parse a large JSON body only to be refused afterwards. Here the ``bsp_``
+    credential is checked first; the endpoint then finds the site in ``request.state.site``.
+    """
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        action = _ACTIONS.get(self.name, "fl.secagg" if self.name.startswith("secagg_") else "fl.site.auth")
+
+        async def authenticated(request: Request) -> Response:
+            ctx: Context = request.app.state.ctx
+            request.state.site = await run_in_threadpool(
+                _authenticate,
+                ctx,
+                request.path_params["federation_id"],
+                _token(request),
+                client_ip(request),
+                action,
+            )
+            return await handler(request)
+
+        return authenticated
+
+
+router = APIRouter(
+    prefix="/api/v1/federations/{federation_id}/site", tags=["federation sites"], route_class=SiteRoute
+)
 
 
 @router.post("/register")

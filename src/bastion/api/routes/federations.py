@@ -83,6 +83,24 @@ def federation_rounds(federation_id: str, principal: CurrentPrincipal, ctx: Cont
     return {"federation_id": federation_id, "rounds": service(ctx).rounds(principal, federation_id)}
 
 
+class FederationArchived(BaseModel):
+    id: str
+    name: str
+    state: str = Field(description="'archived': sites are refused and the vault artifacts are deleted")
+
+
+@router.delete(
+    "/{federation_id}",
+    response_model=FederationArchived,
+    responses={404: {"description": "no such federation (or someone else's)"}},
+)
+def archive_federation(
+    federation_id: str, principal: UserPrincipal, ctx: ContextDep, request: Request
+) -> dict[str, Any]:
+    """End a federation: it is archived (rows kept), its model, keys and updates are deleted."""
+    return service(ctx).archive(principal, federation_id, client_ip(request))
+
+
 @router.post("/{federation_id}/participants", status_code=201)
 def enroll_participant(
     federation_id: str, body: EnrollRequest, principal: UserPrincipal, ctx: ContextDep, request: Request

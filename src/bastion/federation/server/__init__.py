@@ -25,5 +25,9 @@ def install(ctx: Context) -> None:
         tick_seconds=float(getattr(ctx.settings, "fl_tick_seconds", 1.0)),
     )
     ctx.services["fl_coordinator"] = coordinator
-    ctx.services["federations"] = FederationService(coordinator)
+    ctx.services["federations"] = FederationService(
+        coordinator,
+        max_parameters=ctx.settings.fl_max_model_parameters,
+        max_per_user=ctx.settings.fl_max_federations_per_user,
+    )
     ctx.services["fl_sites"] = SiteService(coordinator)

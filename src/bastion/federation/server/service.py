@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from bastion.audit import AuditRecord
 from bastion.auth.principal import Principal
-from bastion.errors import BastionError, Conflict, NotFound
+from bastion.errors import BastionError, Conflict, Invalid, NotFound
 from bastion.federation.server import artifacts, credentials
 from bastion.federation.server.config import FederationCreate, check_strategy
 from bastion.federation.server.coordinator import LIVE, Coordinator
@@ -29,9 +29,10 @@ from bastion.federation.server.privacy import privacy_report
 from bastion.federation.server.views import federation_view, participant_view, round_view
 from bastion.federation.tensors import TensorSpec, decode, encode, validate
 from bastion.store.base import new_id
-from bastion.store.models import Federation, FederationParticipant, FederationRound
+from bastion.store.models import Federation, FederationParticipant, FederationRound, FederationUpdate
 
 ONLINE_WINDOW = timedelta(seconds=60)
+ARCHIVED = "archived"
 
 
 def initial_parameters(cfg: FederationCreate) -> dict[str, Any]:
@@ -40,10 +41,48 @@ def initial_parameters(cfg: FederationCreate) -> dict[str, Any]:
     return draw(cfg.model, seed=cfg.seed)  # NumPy: creating a federation must not import torch
 
 
+MAX_MODEL_PARAMETERS = 10_000_000
+MAX_FEDERATIONS_PER_USER = 20
+
+
 class FederationService:
-    def __init__(self, coordinator: Coordinator) -> None:
+    def __init__(
+        self,
+        coordinator: Coordinator,
+        *,
+        max_parameters: int = MAX_MODEL_PARAMETERS,
+        max_per_user: int = MAX_FEDERATIONS_PER_USER,
+    ) -> None:
         self.coordinator = coordinator
         self.db, self.vault, self.audit = coordinator.db, coordinator.vault, coordinator.audit
+        self.max_parameters = max_parameters
+        self.max_per_user = max_per_user
+
+    def _check_limits(self, principal: Principal, cfg: FederationCreate) -> None:
+        """The model's size from its spec (before any weight is allocated) and the owner's quota."""
+        from bastion.ml.fl_models import parameter_count, parse_model_config
+
+        count = parameter_count(parse_model_config(cfg.model))
+        if count > self.max_parameters:
+            raise Invalid(
+                f"the model has {count} parameters, over the limit of {self.max_parameters} "
+                "(BASTION_FL_MAX_MODEL_PARAMETERS)",
+                code="model_too_large",
+                parameters=count,
+                limit=self.max_parameters,
+            )
+        with self.db.session() as s:
+            kept = s.scalar(
+                select(func.count())
+                .select_from(Federation)
+                .where(Federation.owner_id == principal.user_id, Federation.state != ARCHIVED)
+            )
+        if int(kept or 0) >= self.max_per_user:
+            raise Conflict(
+                f"you have {kept} federations, the limit (BASTION_FL_MAX_FEDERATIONS_PER_USER); "
+                "delete one first",
+                code="federation_limit",
+            )
 
     # -- lookups ----------------------------------------------------------------------------------
     @staticmethod
@@ -73,6 +112,7 @@ class FederationService:
     # -- create -----------------------------------------------------------------------------------
     def create(self, principal: Principal, cfg: FederationCreate, source_ip: str | None) -> dict[str, Any]:
         check_strategy(cfg)
+        self._check_limits(principal, cfg)
         if cfg.evaluation.server_dataset:
             from bastion.federation.sitedata import check_source
 
@@ -150,9 +190,42 @@ class FederationService:
         return self.get(principal, fid)
 
     def _drop_artifacts(self, fid: str) -> None:
-        for artifact in (keys_artifact(fid), artifacts.global_artifact(fid)):
+        for artifact in (keys_artifact(fid), artifacts.global_artifact(fid), artifacts.state_artifact(fid)):
             with contextlib.suppress(NotFound):
                 self.vault.delete(artifact)
+
+    # -- archive ----------------------------------------------------------------------------------
+    def archive(self, principal: Principal, federation_id: str, source_ip: str | None) -> dict[str, Any]:
+        """End a federation for good: state ``archived``, sites refused, its vault artifacts deleted.
+
+        The rows stay (rounds, metrics and the audit trail remain readable); the model, the keys and
+        every received update are removed, and it no longer counts against the owner's quota.
+        """
+        with self.db.session() as s:
+            fed = self._owned(s, principal, federation_id)
+            if fed.state == ARCHIVED:
+                return federation_view(fed)
+            now = self.coordinator.clock()
+            fed.state, fed.finished_at, fed.updated_at = ARCHIVED, now, now
+            s.execute(
+                update(FederationRound)
+                .where(FederationRound.federation_id == fed.id, FederationRound.state == "open")
+                .values(state="failed", closed_at=now, close_reason="archived")
+            )
+            update_ids = s.scalars(
+                select(FederationUpdate.id).where(FederationUpdate.federation_id == fed.id)
+            ).all()
+            self._record(s, principal, "fl.federation.archive", fed.id, source_ip)
+        for update_id in update_ids:
+            with contextlib.suppress(NotFound):
+                self.vault.delete(artifacts.update_artifact(update_id))
+        with self.coordinator.lock(federation_id):
+            self.coordinator.forget(federation_id)
+        self.coordinator.changed(federation_id)
+        self._drop_artifacts(federation_id)
+        self.coordinator.sites.clear()
+        with self.db.session() as s:
+            return federation_view(self._owned(s, principal, federation_id))
 
     # -- read -------------------------------------------------------------------------------------
     def list_for(self, principal: Principal) -> list[dict[str, Any]]:
