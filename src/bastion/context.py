@@ -77,7 +77,12 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
     guard = AccessCodeGuard(db, audit, lockout)
     ctx.services["models"] = ModelRegistry(db, vault, audit, guard)
     ctx.services["datasets"] = DatasetCatalog(
-        db, vault, audit, pseudonym_key(settings.secret_bytes("master_key")), settings.max_upload_bytes
+        db,
+        vault,
+        audit,
+        pseudonym_key(settings.secret_bytes("master_key")),
+        settings.max_upload_bytes,
+        guard=guard,
     )
     ctx.health_checks["database"] = db.ping
     ctx.health_checks["security"] = limiter.healthy

@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from bastion.audit import AuditLog, AuditRecord
 from bastion.auth.principal import Principal
+from bastion.catalog.access import AccessCodeGuard
 from bastion.errors import Invalid, NotFound
 from bastion.store import Database
 from bastion.store.models import DatasetRecord
@@ -36,6 +37,7 @@ def _view(row: DatasetRecord) -> dict[str, Any]:
         "rows": row.rows,
         "columns": row.columns,
         "created_at": row.created_at.isoformat(),
+        "access_protected": bool(row.access_protected),
         "schema": json.loads(row.schema_json),
         "deidentification": json.loads(row.deid_json),
     }
@@ -43,8 +45,15 @@ def _view(row: DatasetRecord) -> dict[str, Any]:
 
 class DatasetCatalog:
     def __init__(
-        self, db: Database, vault: VaultStore, audit: AuditLog, hmac_key: bytes, max_bytes: int
+        self,
+        db: Database,
+        vault: VaultStore,
+        audit: AuditLog,
+        hmac_key: bytes,
+        max_bytes: int,
+        guard: AccessCodeGuard,
     ) -> None:
+        self.guard = guard
         self.db = db
         self.vault = vault
         self.audit = audit
@@ -104,10 +113,11 @@ class DatasetCatalog:
             )
             return _view(record)
 
-    def _owned(self, principal: Principal, dataset_id: str) -> DatasetRecord:
+    def _owned(self, principal: Principal | str, dataset_id: str) -> DatasetRecord:
+        owner_id = principal if isinstance(principal, str) else principal.user_id
         with self.db.session() as s:
             row = s.get(DatasetRecord, dataset_id)
-        if row is None or row.owner_id != principal.user_id:
+        if row is None or row.owner_id != owner_id:
             raise NotFound("dataset not found")
         return row
 
@@ -141,13 +151,49 @@ class DatasetCatalog:
             )
         self.vault.delete(row.artifact_id)
 
-    def load_frame(self, principal: Principal | str, dataset_id: str) -> Any:
-        """The de-identified frame, for a training job of the owner (``principal`` may be a user id)."""
+    def load_frame(self, principal: Principal | str, dataset_id: str, access_code: str | None = None) -> Any:
+        """The de-identified frame, for its owner (``principal`` may be a user id, for jobs); a
+        protected dataset needs its code, and only a caller (a Principal) can give one."""
         import pandas as pd
 
-        owner_id = principal if isinstance(principal, str) else principal.user_id
+        row = self._owned(principal, dataset_id)
+        if not row.access_protected or isinstance(principal, str):
+            return pd.read_parquet(io.BytesIO(self.vault.get_bytes(row.artifact_id)))
+        raw = self.guard.run(
+            principal,
+            row.artifact_id,
+            lambda: self.vault.get_bytes(row.artifact_id, access_code=access_code),
+            has_code=access_code is not None,
+        )
+        return pd.read_parquet(io.BytesIO(raw))
+
+    def preview(
+        self, principal: Principal, dataset_id: str, limit: int, access_code: str | None = None
+    ) -> dict[str, Any]:
+        """The first ``limit`` stored (de-identified) rows with the per-column report: what a person
+        reviews before the data is used. Values are exactly what training would read."""
+        frame = self.load_frame(principal, dataset_id, access_code)
+        head = frame.head(limit)
+        rows = json.loads(head.to_json(orient="records", date_format="iso", default_handler=str))
+        view = self.get(principal, dataset_id)
+        return {
+            "id": dataset_id,
+            "rows_total": view["rows"],
+            "columns": [str(c) for c in frame.columns],
+            "rows": rows,
+            "deidentification": view["deidentification"],
+        }
+
+    def set_access_code(
+        self, principal: Principal, dataset_id: str, *, current: str | None, new: str | None
+    ) -> dict[str, Any]:
+        """Set, change or remove the dataset's access code (owner only; audited; lockout on wrong codes)."""
+        row = self._owned(principal, dataset_id)
+        self.guard.change(
+            principal, self.vault, "dataset", row.id, [row.artifact_id], current=current, new=new
+        )
         with self.db.session() as s:
-            row = s.get(DatasetRecord, dataset_id)
-        if row is None or row.owner_id != owner_id:
-            raise NotFound("dataset not found")
-        return pd.read_parquet(io.BytesIO(self.vault.get_bytes(row.artifact_id)))
+            obj = s.get(DatasetRecord, row.id)
+            if obj is not None:
+                obj.access_protected = new is not None
+        return {"dataset_id": row.id, "access_protected": new is not None}

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from bastion.errors import Invalid, NotFound
+from bastion.errors import Conflict, Invalid, NotFound
 
 if TYPE_CHECKING:
     from bastion.auth.principal import Principal
@@ -98,6 +98,12 @@ def _uploaded(
         )
     dtype = next((str(c.get("dtype")) for c in view.get("schema", []) if c.get("name") == target), "")
     task = "classification" if dtype in _CATEGORICAL_DTYPES else None
+    if view.get("access_protected"):
+        raise Conflict(
+            "this dataset is protected by an access code, which a queued job cannot hold: remove the "
+            "code (DELETE /api/v1/datasets/{id}/access-code) to train on it",
+            code="dataset_access_protected",
+        )
     artifact_id = _artifact_of(ctx, principal, dataset_id)
     return DatasetRef(
         USER_PROVIDED,

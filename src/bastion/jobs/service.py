@@ -27,6 +27,15 @@ if TYPE_CHECKING:
     from bastion.context import Context
 
 MAX_LIST = 100
+# Registry model names: printable, no path or control characters (they appear in URLs and the CLI).
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._:+-]{0,199}$"
+
+
+def default_model_name(model_type: str, dataset_source: str, dataset_id: str | None) -> str:
+    """Versions of one named model share inputs: the model type joined with the dataset it read."""
+    return (
+        f"{model_type}-{dataset_id if dataset_source == 'user_provided' and dataset_id else dataset_source}"
+    )
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class SubmitRequest:
     resource_profile: str | None = None
     max_runtime_seconds: float | None = None
     seed: int = 0
+    model_name: str | None = None
 
 
 class _LimitReached(Exception):
@@ -105,6 +115,8 @@ class JobService:
                     params=json.dumps(params),
                     resource_profile=price.profile,
                     seed=req.seed,
+                    model_name=req.model_name
+                    or default_model_name(req.model_type, ref.source, ref.dataset_id),
                     max_runtime_seconds=float(runtime),
                     estimated_seconds=est,
                     state=states.PENDING.value,
