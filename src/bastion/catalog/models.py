@@ -363,7 +363,12 @@ def quantize_version(
 
     view = registry.version(principal, model_ref, version)
     if view.model_format != "safetensors":
-        raise Invalid("only PyTorch (safetensors) models can be quantized", code="not_quantizable")
+        raise Invalid(
+            f"this version is a {view.model_format} (scikit-learn) model: int8 quantization applies to "
+            "PyTorch weight matrices; tree ensembles and linear pipelines have no dense weights to "
+            "shrink (their size is dominated by split thresholds and preprocessing), so none is made",
+            code="not_quantizable",
+        )
     if view.config.get("quantization"):
         raise Conflict("this version is already quantized", code="already_quantized")
     result = quantize_for_dataset(
