@@ -64,8 +64,12 @@ class TorchTrainer(SiteTrainer):
         from bastion.ml import fl_models
 
         data = self.data(config)
+        self._train_samples = int(data.num_train)
         scratch = fl_models.build_model(config["model"])
         fl_models.fit(scratch, data.X_train[:2], data.y_train[:2], epochs=1, lr=1e-3, batch_size=2)
+
+    def train_samples(self) -> int | None:
+        return getattr(self, "_train_samples", None)
 
     def fit(self, params: dict[str, np.ndarray], config: Mapping[str, Any]) -> FitResult:
         from bastion.ml import fl_models

@@ -71,6 +71,15 @@ class FederationCreate(BaseModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the initial weights")
+    max_site_share: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "most of a round's weight one site may hold (1 = no share cap); each site's sample count "
+            "is also bounded by what it registered (federation/server/weights.py)"
+        ),
+    )
     privacy: PrivacySettings | None = Field(
         None, description="secure aggregation and/or DP-FedAvg (docs/privacy.md)"
     )

@@ -1,4 +1,4 @@
-"""named models for jobs, access codes on datasets
+"""named models for jobs, access codes on datasets, registered sample counts of federation sites
 
 Revision ID: 0005_h14
 Revises: 0004_federation
@@ -15,6 +15,8 @@ depends_on = ("0002_jobs", "0003_catalog")
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("fl_participants") as batch:
+        batch.add_column(sa.Column("registered_samples", sa.Integer(), nullable=True))
     with op.batch_alter_table("training_jobs") as batch:
         batch.add_column(sa.Column("model_name", sa.String(200), nullable=True))
     with op.batch_alter_table("datasets") as batch:
@@ -24,6 +26,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("fl_participants") as batch:
+        batch.drop_column("registered_samples")
     with op.batch_alter_table("datasets") as batch:
         batch.drop_column("access_protected")
     with op.batch_alter_table("training_jobs") as batch:
