@@ -359,7 +359,7 @@ def quantize_version(
 ) -> dict[str, Any]:
     """int8 weight-only quantization of a torch version into a new version, with the size and
     accuracy change measured on the held-out rows of ``dataset`` (the split training used)."""
-    from bastion.ml.quantize import quantize_for_dataset
+    from bastion.ml.quantize import quantize_for_dataset, quantize_model
 
     view = registry.version(principal, model_ref, version)
     if view.model_format != "safetensors":
@@ -371,9 +371,11 @@ def quantize_version(
         )
     if view.config.get("quantization"):
         raise Conflict("this version is already quantized", code="already_quantized")
-    result = quantize_for_dataset(
-        registry.read_bytes(principal, view, access_code), view.config, dataset, seed=seed
-    )
+    model_bytes = registry.read_bytes(principal, view, access_code)
+    if dataset is None:
+        result = quantize_model(model_bytes, view.config, None, None)
+    else:
+        result = quantize_for_dataset(model_bytes, view.config, dataset, seed=seed)
     name = registry.get(principal, model_ref)["name"]
     new = registry.register(
         principal,

@@ -33,7 +33,7 @@ class TorchTrainer(SiteTrainer):
         self._model: Any = None
 
     def data(self, config: Mapping[str, Any]) -> SiteData:
-        key = repr((config["model"], config.get("evaluation")))
+        key = repr((config["model"], config.get("evaluation"), config.get("features")))
         if self._data is None or self._data_key != key:
             self._data = load_site_data(
                 self.source,
@@ -41,6 +41,7 @@ class TorchTrainer(SiteTrainer):
                 dict(config.get("evaluation") or {}),
                 partition=self.partition,
                 alpha=self.alpha,
+                features=config.get("features"),
             )
             self._data_key, self._model = key, None
         return self._data

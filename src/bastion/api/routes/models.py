@@ -70,7 +70,11 @@ async def quantize(
         lineage = view.lineage
         source = lineage.get("dataset_source")
         if not source:
-            raise Invalid("this version has no dataset in its lineage to measure accuracy on")
+            if view.config.get("origin") != "federation":
+                raise Invalid("this version has no dataset in its lineage to measure accuracy on")
+            return quantize_version(
+                registry(ctx), principal, model_id, body.version, None, access_code=access_code
+            )
         frame = None
         if source == "user_provided":
             frame = ctx.services["datasets"].load_frame(principal, str(lineage.get("dataset_id")))

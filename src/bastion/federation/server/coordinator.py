@@ -38,6 +38,7 @@ from bastion.federation.server.secure import SecureRounds
 from bastion.federation.server.sessions import SecureResult
 from bastion.federation.server.ticker import Ticker
 from bastion.federation.server.weights import WeightCap, load_cap
+from bastion.federation.sitedata import TABULAR_BUILTINS
 from bastion.federation.tensors import TensorSpec, encode
 from bastion.store import Database
 from bastion.store.base import utcnow
@@ -404,6 +405,10 @@ class Coordinator:
             "global_version": result_version,
             "close_reason": reason,
         }
+        server_data = cfg.evaluation.server_dataset
+        if server_data and server_data.removeprefix("builtin:") in TABULAR_BUILTINS:
+            # quantize measures accuracy on this source's held-out rows, as for a job's model
+            lineage["dataset_source"] = server_data.removeprefix("builtin:")
         version = self.publish(fed.owner_id, fed.name, cfg, blob, metrics, lineage)
         if version is not None:
             transitions.set_model_version(self.db, rnd.id, version)
