@@ -296,11 +296,13 @@ class VaultStore:
         """Remove an artifact and all its versions; NotFound if it does not exist."""
         directory = self._dir(artifact_id)
         graveyard = self._artifacts / f".deleted-{secrets.token_hex(8)}"
-        try:
-            os.rename(directory, graveyard)
-        except FileNotFoundError:
-            raise NotFound(f"artifact {artifact_id!r} not found") from None
-        _fs.fsync_dir(self._artifacts)
+        # Shared lock: a backup (which holds it exclusively) never sees half of an artifact vanish.
+        with self.keyring.locked(exclusive=False):
+            try:
+                os.rename(directory, graveyard)
+            except FileNotFoundError:
+                raise NotFound(f"artifact {artifact_id!r} not found") from None
+            _fs.fsync_dir(self._artifacts)
         shutil.rmtree(graveyard)
 
     # -- reading -----------------------------------------------------------------------------------
