@@ -6,6 +6,7 @@ byte, and the statistics are computed on the de-identified frame.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from typing import Any
@@ -28,7 +29,16 @@ def pseudonym_key(master_secret: bytes) -> bytes:
     return HKDF(hashes.SHA256(), 32, salt=b"bastion-dataset-pseudonyms", info=b"v1").derive(master_secret)
 
 
-def _view(row: DatasetRecord) -> dict[str, Any]:
+# Column facts that hold no value of the data: the only statistics the plain database keeps.
+PLAIN_STAT_KEYS = ("name", "dtype", "non_null", "nulls", "distinct", "distinct_capped")
+
+
+def meta_artifact(dataset_artifact: str) -> str:
+    """The vault artifact holding the statistics that carry values (min/max/mean, top values)."""
+    return f"{dataset_artifact}-meta"
+
+
+def _view(row: DatasetRecord, schema: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -38,7 +48,7 @@ def _view(row: DatasetRecord) -> dict[str, Any]:
         "columns": row.columns,
         "created_at": row.created_at.isoformat(),
         "access_protected": bool(row.access_protected),
-        "schema": json.loads(row.schema_json),
+        "schema": schema if schema is not None else json.loads(row.schema_json),
         "deidentification": json.loads(row.deid_json),
     }
 
@@ -74,7 +84,10 @@ class DatasetCatalog:
                 "nothing is left after de-identification: every column was an identifier",
                 code="empty_after_deid",
             )
-        stats = describe(clean, hide_values=hidden_value_columns(actions))
+        stats = [
+            s.model_dump(mode="json") for s in describe(clean, hide_values=hidden_value_columns(actions))
+        ]
+        plain = [{k: s[k] for k in PLAIN_STAT_KEYS if k in s} for s in stats]
         buf = io.BytesIO()
         clean.to_parquet(buf, index=False)
         record = DatasetRecord(
@@ -84,7 +97,7 @@ class DatasetCatalog:
             size_bytes=len(data),
             rows=int(clean.shape[0]),
             columns=int(clean.shape[1]),
-            schema_json=json.dumps([s.model_dump(mode="json") for s in stats]),
+            schema_json=json.dumps(plain),
             deid_json=json.dumps([a.model_dump(mode="json") for a in actions]),
             artifact_id="",
         )
@@ -94,6 +107,11 @@ class DatasetCatalog:
             record.artifact_id = f"dataset-{record.id}"
             self.vault.put_bytes(
                 record.artifact_id, buf.getvalue(), meta={"kind": "dataset", "format": "parquet"}
+            )
+            self.vault.put_bytes(
+                meta_artifact(record.artifact_id),
+                json.dumps({"schema": stats}).encode(),
+                meta={"kind": "dataset-meta", "format": "json"},
             )
             self.audit.append(
                 AuditRecord(
@@ -111,7 +129,7 @@ class DatasetCatalog:
                 ),
                 s,
             )
-            return _view(record)
+            return _view(record, stats)
 
     def _owned(self, principal: Principal | str, dataset_id: str) -> DatasetRecord:
         owner_id = principal if isinstance(principal, str) else principal.user_id
@@ -131,7 +149,13 @@ class DatasetCatalog:
         return [_view(r) for r in rows]
 
     def get(self, principal: Principal, dataset_id: str) -> dict[str, Any]:
-        return _view(self._owned(principal, dataset_id))
+        """The record with its full statistics, read from the vault (the database keeps none)."""
+        row = self._owned(principal, dataset_id)
+        try:
+            stored = json.loads(self.vault.get_bytes(meta_artifact(row.artifact_id)))
+        except NotFound:  # uploaded before statistics moved to the vault
+            return _view(row)
+        return _view(row, stored["schema"])
 
     def delete(self, principal: Principal, dataset_id: str) -> None:
         row = self._owned(principal, dataset_id)
@@ -150,6 +174,8 @@ class DatasetCatalog:
                 s,
             )
         self.vault.delete(row.artifact_id)
+        with contextlib.suppress(NotFound):
+            self.vault.delete(meta_artifact(row.artifact_id))
 
     def load_frame(self, principal: Principal | str, dataset_id: str, access_code: str | None = None) -> Any:
         """The de-identified frame, for its owner (``principal`` may be a user id, for jobs); a

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bastion.data.freetext import scrub_column, text_profile
+from bastion.data.freetext import known_values, scrub_column, text_profile
 from bastion.data.identifiers import (
     TEXT_REDACTIONS,
     IdentifierKind,
@@ -370,9 +370,19 @@ def deidentify(
     out = df.copy()
     out.columns = names
     actions: list[ColumnAction] = []
+    detected = {column: _detect(column, out[column]) for column in names}
+    identifier_values = {
+        column: (str(kind), out[column])
+        for column, (kind, _by, _d) in detected.items()
+        if kind is not None
+        and kind not in GENERALIZABLE
+        and (policy.columns.get(column) is None or policy.columns[column].action != "keep")
+    }
+    known = known_values(identifier_values)
     for column in names:
         s = out[column]
-        kind, by, details = _detect(column, s)
+        kind, by, details = detected[column]
+        details = dict(details)
         rule = policy.columns.get(column)
         action: Action | None
         if rule is not None:
@@ -389,7 +399,7 @@ def deidentify(
         if action is None:
             profile = text_profile(s)
             if profile is not None and policy.redact_free_text:
-                out[column], counts = scrub_column(s)
+                out[column], counts = scrub_column(s, known)
                 reason = f"free text ({profile['why']}): every cell scrubbed; never a model feature"
                 details = {"column_class": "free_text", **profile, "scrubbed": counts, "reason": reason}
                 actions.append(

@@ -9,6 +9,8 @@ decisions look at a bounded sample, so they cost O(sample) per column whatever t
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bastion.data.identifiers import SAMPLE_SIZE, text_values
@@ -77,8 +79,52 @@ def text_profile(s: pd.Series) -> dict[str, Any] | None:
     }
 
 
-def scrub_column(s: pd.Series) -> tuple[pd.Series, dict[str, int]]:
-    """Every string cell through ``scrub_text`` (placeholders such as ``[NAME]``); counts per kind."""
+MAX_KNOWN_VALUES = 20_000
+MIN_KNOWN_CHARS = 3
+
+
+@dataclass(frozen=True)
+class KnownValues:
+    """The table's own identifier values, each with its kind, as one alternation."""
+
+    pattern: re.Pattern[str]
+    kinds: dict[str, str]
+
+    def replace(self, text: str) -> tuple[str, dict[str, int]]:
+        counts: dict[str, int] = {}
+
+        def placeholder(m: re.Match[str]) -> str:
+            kind = self.kinds.get(m.group(0), "identifier").upper()
+            counts[kind] = counts.get(kind, 0) + 1
+            return f"[{kind}]"
+
+        return self.pattern.sub(placeholder, text), counts
+
+
+def known_values(columns: dict[str, tuple[str, pd.Series]]) -> KnownValues | None:
+    """One pattern for the table's own identifier values (``column -> (kind, values)``): a name found
+    in a ``patient`` column is removed from the notes too, even when no dictionary knows it. Names
+    also contribute each capitalised word of three letters or more (a surname alone in a note)."""
+    found: dict[str, str] = {}
+    for kind, s in columns.values():
+        for value in text_values(s).drop_duplicates().tolist()[:MAX_KNOWN_VALUES]:
+            value = value.strip()
+            if len(value) >= MIN_KNOWN_CHARS:
+                found.setdefault(value, kind)
+            if kind == "name":
+                for word in re.findall(r"[A-Z][a-zA-Z'-]{2,}", value):
+                    found.setdefault(word, kind)
+    if not found:
+        return None
+    ordered = sorted(found, key=len, reverse=True)[:MAX_KNOWN_VALUES]
+    pattern = re.compile(r"(?<!\w)(?:" + "|".join(re.escape(v) for v in ordered) + r")(?!\w)")
+    return KnownValues(pattern, found)
+
+
+def scrub_column(s: pd.Series, known: KnownValues | None = None) -> tuple[pd.Series, dict[str, int]]:
+    """Every string cell through ``scrub_text`` (placeholders such as ``[NAME]``), after the table's
+    own identifier values (``known``) are replaced by their kind (``[NAME]``, ``[SSN]`` ...); counts
+    per kind, both passes together."""
     from bastion.data.textscrub import TextPolicy, scrub_text
 
     policy = TextPolicy()
@@ -89,8 +135,12 @@ def scrub_column(s: pd.Series) -> tuple[pd.Series, dict[str, int]]:
         if not isinstance(value, str):
             continue
         if value not in memo:
-            result = scrub_text(value, policy)
-            memo[value] = (result.text, {k: n for k, n in result.counts_by_kind.items() if n})
+            cleaned, counts = known.replace(value) if known is not None else (value, {})
+            result = scrub_text(cleaned, policy)
+            for k, n in result.counts_by_kind.items():
+                if n:
+                    counts[k] = counts.get(k, 0) + n
+            memo[value] = (result.text, counts)
         text, counts = memo[value]
         for kind, n in counts.items():
             totals[kind] = totals.get(kind, 0) + n

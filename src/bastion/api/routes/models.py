@@ -75,16 +75,26 @@ async def quantize(
             return quantize_version(
                 registry(ctx), principal, model_id, body.version, None, access_code=access_code
             )
-        frame = None
+
+        def build(frame: Any) -> Any:
+            return load_dataset(
+                str(source),
+                target=lineage.get("target"),
+                frame=frame,
+                kaggle_path=ctx.settings.kaggle_alzheimer_path,
+                seed=int(lineage.get("seed") or 0),
+            )
+
         if source == "user_provided":
-            frame = ctx.services["datasets"].load_frame(principal, str(lineage.get("dataset_id")))
-        dataset = load_dataset(
-            str(source),
-            target=lineage.get("target"),
-            frame=frame,
-            kaggle_path=ctx.settings.kaggle_alzheimer_path,
-            seed=int(lineage.get("seed") or 0),
-        )
+            from bastion.data.deid import training_exclusions
+            from bastion.jobs.datasets import without_excluded
+
+            catalog = ctx.services["datasets"]
+            dataset_id = str(lineage.get("dataset_id"))
+            exclude = training_exclusions(catalog.get(principal, dataset_id)["deidentification"])
+            dataset = without_excluded(catalog.load_frame(principal, dataset_id), exclude, build)
+        else:
+            dataset = build(None)
         return quantize_version(
             registry(ctx),
             principal,
