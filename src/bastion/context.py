@@ -14,7 +14,7 @@ from bastion.auth.ratelimit import RateLimiter
 from bastion.auth.service import AuthService
 from bastion.auth.tokens import TokenService
 from bastion.catalog.access import AccessCodeGuard
-from bastion.catalog.datasets import DatasetCatalog, pseudonym_key
+from bastion.catalog.datasets import DatasetCatalog, stored_pseudonym_key
 from bastion.catalog.models import ModelRegistry
 from bastion.config import Settings, ensure_private_dir
 from bastion.store import Database
@@ -80,7 +80,7 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
         db,
         vault,
         audit,
-        pseudonym_key(settings.secret_bytes("master_key")),
+        stored_pseudonym_key(vault, settings.secret_bytes("master_key")),
         settings.max_upload_bytes,
         guard=guard,
     )

@@ -23,10 +23,23 @@ from bastion.store import Database
 from bastion.store.models import DatasetRecord
 from bastion.vault.store import VaultStore
 
+PSEUDONYM_KEY_ARTIFACT = "pseudonym-key"
+
 
 def pseudonym_key(master_secret: bytes) -> bytes:
     """A key for keyed-HMAC pseudonyms, separate from every encryption key."""
     return HKDF(hashes.SHA256(), 32, salt=b"bastion-dataset-pseudonyms", info=b"v1").derive(master_secret)
+
+
+def stored_pseudonym_key(vault: VaultStore, master_secret: bytes) -> bytes:
+    """The pseudonym key kept in the vault, so a master-key change (``vault rekey``) keeps every
+    pseudonym stable; on first use it is derived as before and stored."""
+    try:
+        return vault.get_bytes(PSEUDONYM_KEY_ARTIFACT)
+    except NotFound:
+        key = pseudonym_key(master_secret)
+        vault.put_bytes(PSEUDONYM_KEY_ARTIFACT, key, meta={"kind": "pseudonym-key"})
+        return key
 
 
 # Column facts that hold no value of the data: the only statistics the plain database keeps.

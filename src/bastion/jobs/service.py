@@ -18,7 +18,7 @@ from bastion.errors import Conflict, NotFound, RateLimited
 from bastion.jobs import queue, states
 from bastion.jobs.config import JobConfig
 from bastion.jobs.datasets import resolve_dataset
-from bastion.jobs.pricing import PriceTable, estimate
+from bastion.jobs.pricing import RESOURCE_PROFILE_NOTE, PriceTable, estimate
 from bastion.store.base import utcnow
 from bastion.store.models import JobEvent, JobLogLine, TrainingJob, User
 
@@ -203,6 +203,14 @@ class JobService:
     ) -> list[TrainingJob]:
         return self._list(limit, state, owner_id)
 
+    def usernames(self, user_ids: set[str]) -> dict[str, str]:
+        """Owner names for an admin's job list (ids alone say nothing to a person)."""
+        if not user_ids:
+            return {}
+        with self.db.session() as s:
+            rows = s.execute(select(User.id, User.username).where(User.id.in_(list(user_ids)))).all()
+        return {str(i): str(n) for i, n in rows}
+
     def _list(self, limit: int, state: str | None, owner_id: str | None) -> list[TrainingJob]:
         stmt = (
             select(TrainingJob)
@@ -336,7 +344,7 @@ class JobService:
         ref = resolve_dataset(self.ctx, principal, dataset_source, dataset_id, None, require_target=False)
         price = self.prices.get(resource_profile)
         out = estimate(price, model_type, max(1, ref.n_samples), max(1, ref.n_features), parsed)
-        return {"dataset_source": dataset_source, **out, "params": parsed}
+        return {"dataset_source": dataset_source, **out, "params": parsed, "note": RESOURCE_PROFILE_NOTE}
 
     def admin_status(self) -> dict[str, Any]:
         counts = queue.counts_by_state(self.db)

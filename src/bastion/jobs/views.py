@@ -71,5 +71,10 @@ def status(job: TrainingJob) -> dict[str, Any]:
     }
 
 
-def admin_summary(job: TrainingJob) -> dict[str, Any]:
-    return summary(job) | {"owner_id": job.owner_id, "worker_id": job.worker_id, "attempt": job.attempt}
+def admin_summary(job: TrainingJob, owner: str | None = None) -> dict[str, Any]:
+    return summary(job) | {
+        "owner_id": job.owner_id,
+        "owner": owner,
+        "worker_id": job.worker_id,
+        "attempt": job.attempt,
+    }

@@ -42,6 +42,13 @@ async def upload(
         upload_file = form.get("file")
         if not isinstance(upload_file, UploadFile):
             raise Invalid("multipart upload needs a 'file' field", code="missing_file")
+        if (upload_file.filename or "").lower().endswith(".txt"):
+            await form.close()
+            raise UnsupportedMedia(
+                "a .txt file is text, not a table: upload CSV, JSON, Excel or Parquet here "
+                "(free text for fine-tuning goes to the fine-tuning routes)",
+                code="text_not_a_table",
+            )
         data = await upload_file.read()
         name = name or _text(form.get("name")) or upload_file.filename or "dataset"
         policy = policy or _text(form.get("policy"))

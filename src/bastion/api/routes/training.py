@@ -17,6 +17,7 @@ from bastion.api.deps import ContextDep, UserPrincipal, client_ip, presented_cre
 from bastion.context import Context
 from bastion.jobs import states, views
 from bastion.jobs.download import DownloadKeys, check_public_key, download
+from bastion.jobs.pricing import RESOURCE_PROFILE_NOTE
 from bastion.jobs.service import MODEL_NAME_PATTERN, JobService, SubmitRequest
 
 router = APIRouter(prefix="/api/v1/training", tags=["training"])
@@ -264,7 +265,10 @@ def cost_estimate(
 
 @router.get("/resource-profiles")
 def resource_profiles(_: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return {"resource_profiles": [p.public() for p in jobs(ctx).prices.all().values()]}
+    return {
+        "resource_profiles": [p.public() for p in jobs(ctx).prices.all().values()],
+        "note": RESOURCE_PROFILE_NOTE,
+    }
 
 
 @router.get("/download-key")
