@@ -151,14 +151,15 @@ def ensure_private_dir(path: Path) -> Path:
     return path
 
 
-def _read_or_create_secret(path: Path) -> str:
+def _read_or_create_secret(path: Path) -> tuple[str, bool]:
+    """The dev secret in ``path`` and whether it was generated just now."""
     if path.exists():
-        return path.read_text().strip()
+        return path.read_text().strip(), False
     value = secrets.token_urlsafe(48)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as fh:
         fh.write(value)
-    return value
+    return value, True
 
 
 def resolve_secrets(settings: Settings) -> Settings:
@@ -184,9 +185,10 @@ def resolve_secrets(settings: Settings) -> Settings:
             _log.warning("weak_secret", setting=env, hint=f"use at least {MIN_SECRET_CHARS} characters")
             continue
         secrets_dir = ensure_private_dir(ensure_private_dir(settings.data_dir) / "secrets")
-        updates[name] = SecretStr(_read_or_create_secret(secrets_dir / f"{name}.txt"))
+        value_text, created = _read_or_create_secret(secrets_dir / f"{name}.txt")
+        updates[name] = SecretStr(value_text)
         _log.warning(
-            "generated_dev_secret",
+            "generated_dev_secret" if created else "using_dev_secret",
             setting=env,
             path=str(secrets_dir / f"{name}.txt"),
             hint="development only: set it explicitly in production",

@@ -14,7 +14,7 @@ from bastion.auth.ratelimit import RateLimiter
 from bastion.auth.service import AuthService
 from bastion.auth.tokens import TokenService
 from bastion.catalog.access import AccessCodeGuard
-from bastion.catalog.datasets import DatasetCatalog, pseudonym_key
+from bastion.catalog.datasets import DatasetCatalog, stored_pseudonym_key
 from bastion.catalog.models import ModelRegistry
 from bastion.config import Settings, ensure_private_dir
 from bastion.data.sandbox import ParseLimits
@@ -81,8 +81,9 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
         db,
         vault,
         audit,
-        pseudonym_key(settings.secret_bytes("master_key")),
+        stored_pseudonym_key(vault, settings.secret_bytes("master_key")),
         settings.max_upload_bytes,
+        guard=guard,
         limits=parse_limits(settings),
         quota_bytes=settings.user_storage_quota_bytes,
     )

@@ -208,7 +208,11 @@ def test_keep_of_an_identifier_is_explicit_and_reported() -> None:
     out, report = run(df, Policy(columns={"ssn": "keep"}))
     assert out.loc[0, "ssn"] == "123-45-6789"
     assert report["ssn"].action == "keep"
-    assert report["ssn"].details == {"source": "column override", "safe_harbor": False}
+    assert report["ssn"].details == {
+        "source": "column override",
+        "safe_harbor": False,
+        "reason": "the policy says keep for this column",
+    }
     _, report = run(df, Policy(defaults={"ssn": "keep"}))
     assert report["ssn"].details["source"] == "policy default"
     assert report["ssn"].details["safe_harbor"] is False
@@ -343,7 +347,7 @@ def test_default_reference_year_is_this_year() -> None:
 # ---------------------------------------------------------------- free text
 
 
-def test_identifiers_inside_free_text_are_redacted() -> None:
+def test_free_text_columns_go_through_the_shared_scrubber() -> None:
     notes = [
         "Pt SSN 123-45-6789, call (555) 123-4567 or mail john.doe@example.org",
         "see https://portal.example.org/p/77 from 10.1.2.3, MRN: 00123456",
@@ -360,10 +364,17 @@ def test_identifiers_inside_free_text_are_redacted() -> None:
         "00123456",
     ):
         assert leaked not in text
-    assert "[REDACTED-SSN]" in text and "[REDACTED-EMAIL]" in text and "[REDACTED-PHONE]" in text
+    assert "[SSN]" in text and "[EMAIL]" in text and "[PHONE]" in text
     assert out["notes"].iloc[2] == "stable, no change"
-    assert report["notes"].action == "redact"
-    assert report["notes"].details["redacted_cells"]["ssn"] == 1
+    assert report["notes"].action == "scrub" and report["notes"].details["column_class"] == "free_text"
+    assert report["notes"].details["scrubbed"]["SSN"] == 1
+    assert "free text" in report["notes"].details["reason"]
+
+
+def test_short_text_cells_keep_the_pattern_redaction() -> None:
+    out, report = run(pd.DataFrame({"contact": ["123-45-6789", "none", "none"]}))
+    assert report["contact"].action in ("drop", "redact")
+    assert "123-45-6789" not in " ".join(map(str, out.get("contact", [])))
 
 
 def test_redaction_patterns_stay_linear_on_adversarial_cells() -> None:
@@ -439,5 +450,8 @@ def test_deidentified_output_contains_no_known_identifier() -> None:
     kept = set(out.columns)
     assert {"Diagnosis", "Notes", "MRN", "DOB", "Zip", "Age"} <= kept
     assert not {"Patient Name", "SSN", "Email", "Phone", "Home Address", "contact_person"} & kept
-    # Given names inside free text are beyond Safe Harbor automation (documented): they do survive.
-    assert "Johnathan" in " ".join(out["Notes"])
+    # Free text: the table's own identifier values (the names of the name column, whole and word by
+    # word) are replaced first, then the shared scrubber runs, so even given names no dictionary
+    # knows ("Maribel", "Teodoro") go.
+    notes = " ".join(out["Notes"])
+    assert not {"Johnathan", "Maribel", "Teodoro"} & set(notes.split()) and "[NAME]" in notes

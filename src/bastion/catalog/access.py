@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+import functools
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, TypeVar
 
 from bastion.audit import AuditLog, AuditRecord
 from bastion.auth.lockout import LockoutPolicy
 from bastion.auth.principal import Principal
 from bastion.errors import Forbidden
 from bastion.store import Database
+
+if TYPE_CHECKING:
+    from bastion.vault.store import VaultStore
 
 T = TypeVar("T")
 
@@ -47,3 +51,48 @@ class AccessCodeGuard:
             with self.db.session() as s:
                 self.lockout.clear(s, subject)
         return result
+
+    def change(
+        self,
+        principal: Principal,
+        vault: VaultStore,
+        target_type: str,
+        target_id: str,
+        artifacts: Sequence[str],
+        *,
+        current: str | None,
+        new: str | None,
+    ) -> None:
+        """Set, change or remove the code on every stored version of each artifact of one object.
+
+        Every version is first opened with ``current`` (a wrong code counts towards the lockout and is
+        audited like any other), then recoded; one audit record names what happened, never a code.
+        """
+        from bastion.crypto.kdf import normalize_code
+
+        if new is not None:
+            normalize_code(new)  # Invalid (invalid_access_code) before any slot is touched
+        versions = [(a, v) for a in artifacts for v in vault.versions(a)]
+        for artifact, version in versions:
+            self.run(
+                principal,
+                artifact,
+                functools.partial(vault.set_access_code, artifact, version, current=current, new=new),
+                has_code=current is not None,
+            )
+        with self.db.session() as s:
+            self.audit.append(
+                AuditRecord(
+                    f"{target_type}.access_code",
+                    "success",
+                    principal.user_id,
+                    principal.username,
+                    target_type,
+                    target_id,
+                    details={
+                        "change": "removed" if new is None else ("changed" if current else "set"),
+                        "versions": len(versions),
+                    },
+                ),
+                s,
+            )

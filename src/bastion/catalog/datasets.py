@@ -6,6 +6,7 @@ byte, and the statistics are computed on the de-identified frame.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 from typing import Any
@@ -16,11 +17,14 @@ from sqlalchemy import func, select
 
 from bastion.audit import AuditLog, AuditRecord
 from bastion.auth.principal import Principal
+from bastion.catalog.access import AccessCodeGuard
 from bastion.data.sandbox import ParseLimits, Sandbox
 from bastion.errors import Invalid, NotFound, PayloadTooLarge
 from bastion.store import Database
 from bastion.store.models import DatasetRecord
 from bastion.vault.store import VaultStore
+
+PSEUDONYM_KEY_ARTIFACT = "pseudonym-key"
 
 
 def pseudonym_key(master_secret: bytes) -> bytes:
@@ -28,7 +32,27 @@ def pseudonym_key(master_secret: bytes) -> bytes:
     return HKDF(hashes.SHA256(), 32, salt=b"bastion-dataset-pseudonyms", info=b"v1").derive(master_secret)
 
 
-def _view(row: DatasetRecord) -> dict[str, Any]:
+def stored_pseudonym_key(vault: VaultStore, master_secret: bytes) -> bytes:
+    """The pseudonym key kept in the vault, so a master-key change (``vault rekey``) keeps every
+    pseudonym stable; on first use it is derived as before and stored."""
+    try:
+        return vault.get_bytes(PSEUDONYM_KEY_ARTIFACT)
+    except NotFound:
+        key = pseudonym_key(master_secret)
+        vault.put_bytes(PSEUDONYM_KEY_ARTIFACT, key, meta={"kind": "pseudonym-key"})
+        return key
+
+
+# Column facts that hold no value of the data: the only statistics the plain database keeps.
+PLAIN_STAT_KEYS = ("name", "dtype", "non_null", "nulls", "distinct", "distinct_capped")
+
+
+def meta_artifact(dataset_artifact: str) -> str:
+    """The vault artifact holding the statistics that carry values (min/max/mean, top values)."""
+    return f"{dataset_artifact}-meta"
+
+
+def _view(row: DatasetRecord, schema: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "id": row.id,
         "name": row.name,
@@ -37,7 +61,8 @@ def _view(row: DatasetRecord) -> dict[str, Any]:
         "rows": row.rows,
         "columns": row.columns,
         "created_at": row.created_at.isoformat(),
-        "schema": json.loads(row.schema_json),
+        "access_protected": bool(row.access_protected),
+        "schema": schema if schema is not None else json.loads(row.schema_json),
         "deidentification": json.loads(row.deid_json),
     }
 
@@ -50,10 +75,12 @@ class DatasetCatalog:
         audit: AuditLog,
         hmac_key: bytes,
         max_bytes: int,
+        guard: AccessCodeGuard,
         *,
         limits: ParseLimits | None = None,
         quota_bytes: int | None = None,
     ) -> None:
+        self.guard = guard
         self.db = db
         self.vault = vault
         self.audit = audit
@@ -87,6 +114,8 @@ class DatasetCatalog:
         self._check_quota(principal, len(data))
         prepared = self.sandbox.run(data, policy=policy, hmac_key=self.hmac_key)
         fmt = prepared.fmt
+        stats = prepared.schema
+        plain = [{k: s[k] for k in PLAIN_STAT_KEYS if k in s} for s in stats]
         record = DatasetRecord(
             owner_id=principal.user_id,
             name=name,
@@ -94,7 +123,7 @@ class DatasetCatalog:
             size_bytes=len(data),
             rows=prepared.rows,
             columns=prepared.columns,
-            schema_json=json.dumps(prepared.schema),
+            schema_json=json.dumps(plain),
             deid_json=json.dumps(prepared.actions),
             artifact_id="",
         )
@@ -104,6 +133,11 @@ class DatasetCatalog:
             record.artifact_id = f"dataset-{record.id}"
             self.vault.put_bytes(
                 record.artifact_id, prepared.parquet, meta={"kind": "dataset", "format": "parquet"}
+            )
+            self.vault.put_bytes(
+                meta_artifact(record.artifact_id),
+                json.dumps({"schema": stats}).encode(),
+                meta={"kind": "dataset-meta", "format": "json"},
             )
             self.audit.append(
                 AuditRecord(
@@ -121,12 +155,13 @@ class DatasetCatalog:
                 ),
                 s,
             )
-            return _view(record)
+            return _view(record, stats)
 
-    def _owned(self, principal: Principal, dataset_id: str) -> DatasetRecord:
+    def _owned(self, principal: Principal | str, dataset_id: str) -> DatasetRecord:
+        owner_id = principal if isinstance(principal, str) else principal.user_id
         with self.db.session() as s:
             row = s.get(DatasetRecord, dataset_id)
-        if row is None or row.owner_id != principal.user_id:
+        if row is None or row.owner_id != owner_id:
             raise NotFound("dataset not found")
         return row
 
@@ -140,7 +175,13 @@ class DatasetCatalog:
         return [_view(r) for r in rows]
 
     def get(self, principal: Principal, dataset_id: str) -> dict[str, Any]:
-        return _view(self._owned(principal, dataset_id))
+        """The record with its full statistics, read from the vault (the database keeps none)."""
+        row = self._owned(principal, dataset_id)
+        try:
+            stored = json.loads(self.vault.get_bytes(meta_artifact(row.artifact_id)))
+        except NotFound:  # uploaded before statistics moved to the vault
+            return _view(row)
+        return _view(row, stored["schema"])
 
     def delete(self, principal: Principal, dataset_id: str) -> None:
         row = self._owned(principal, dataset_id)
@@ -159,14 +200,52 @@ class DatasetCatalog:
                 s,
             )
         self.vault.delete(row.artifact_id)
+        with contextlib.suppress(NotFound):
+            self.vault.delete(meta_artifact(row.artifact_id))
 
-    def load_frame(self, principal: Principal | str, dataset_id: str) -> Any:
-        """The de-identified frame, for a training job of the owner (``principal`` may be a user id)."""
+    def load_frame(self, principal: Principal | str, dataset_id: str, access_code: str | None = None) -> Any:
+        """The de-identified frame, for its owner (``principal`` may be a user id, for jobs); a
+        protected dataset needs its code, and only a caller (a Principal) can give one."""
         import pandas as pd
 
-        owner_id = principal if isinstance(principal, str) else principal.user_id
+        row = self._owned(principal, dataset_id)
+        if not row.access_protected or isinstance(principal, str):
+            return pd.read_parquet(io.BytesIO(self.vault.get_bytes(row.artifact_id)))
+        raw = self.guard.run(
+            principal,
+            row.artifact_id,
+            lambda: self.vault.get_bytes(row.artifact_id, access_code=access_code),
+            has_code=access_code is not None,
+        )
+        return pd.read_parquet(io.BytesIO(raw))
+
+    def preview(
+        self, principal: Principal, dataset_id: str, limit: int, access_code: str | None = None
+    ) -> dict[str, Any]:
+        """The first ``limit`` stored (de-identified) rows with the per-column report: what a person
+        reviews before the data is used. Values are exactly what training would read."""
+        frame = self.load_frame(principal, dataset_id, access_code)
+        head = frame.head(limit)
+        rows = json.loads(head.to_json(orient="records", date_format="iso", default_handler=str))
+        view = self.get(principal, dataset_id)
+        return {
+            "id": dataset_id,
+            "rows_total": view["rows"],
+            "columns": [str(c) for c in frame.columns],
+            "rows": rows,
+            "deidentification": view["deidentification"],
+        }
+
+    def set_access_code(
+        self, principal: Principal, dataset_id: str, *, current: str | None, new: str | None
+    ) -> dict[str, Any]:
+        """Set, change or remove the dataset's access code (owner only; audited; lockout on wrong codes)."""
+        row = self._owned(principal, dataset_id)
+        self.guard.change(
+            principal, self.vault, "dataset", row.id, [row.artifact_id], current=current, new=new
+        )
         with self.db.session() as s:
-            row = s.get(DatasetRecord, dataset_id)
-        if row is None or row.owner_id != owner_id:
-            raise NotFound("dataset not found")
-        return pd.read_parquet(io.BytesIO(self.vault.get_bytes(row.artifact_id)))
+            obj = s.get(DatasetRecord, row.id)
+            if obj is not None:
+                obj.access_protected = new is not None
+        return {"dataset_id": row.id, "access_protected": new is not None}

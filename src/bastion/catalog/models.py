@@ -255,6 +255,89 @@ class ModelRegistry:
             has_code=access_code is not None,
         )
 
+    def set_access_code(
+        self,
+        principal: Principal,
+        model_ref: str,
+        version: int | None,
+        *,
+        current: str | None,
+        new: str | None,
+    ) -> dict[str, Any]:
+        """Set, change or remove the access code of one version, or of every version (``None``).
+
+        Owner only (another user's model is NotFound); a wrong ``current`` is a 403 that counts
+        towards the lockout. Versions registered later (a new job, a quantization) carry their own.
+        """
+        with self.db.session() as s:
+            model = self._model(s, principal, model_ref)
+            rows = [r for r in self._versions(s, model.id) if version is None or r.version == version]
+            if not rows:
+                raise NotFound(f"model version {version} not found" if version else "model has no versions")
+            targets = [(r.id, r.artifact_id, r.version) for r in rows]
+            model_id = model.id
+        self.guard.change(
+            principal,
+            self.vault,
+            "model",
+            model_id,
+            [artifact for _, artifact, _ in targets],
+            current=current,
+            new=new,
+        )
+        with self.db.session() as s:
+            for row_id, _, _ in targets:
+                row = s.get(ModelVersionRecord, row_id)
+                if row is not None:
+                    row.access_protected = new is not None
+        return {
+            "model_id": model_id,
+            "versions": [v for _, _, v in targets],
+            "access_protected": new is not None,
+        }
+
+    def download(
+        self,
+        principal: Principal,
+        model_ref: str,
+        version: int | None,
+        *,
+        access_code: str | None,
+        api_key: str | None,
+        scheme: Any = None,
+    ) -> dict[str, Any]:
+        """One version as a model package encrypted for the caller alone (as a job's download is),
+        bound to the version's id; any version, quantized ones included."""
+        from bastion.jobs.download import seal_for_caller
+        from bastion.jobs.package import ModelPackage, pack
+
+        view = self.version(principal, model_ref, version)
+        model_bytes = self.read_bytes(principal, view, access_code)
+        model_type = str(view.lineage.get("model_type") or view.config.get("model_type") or "model")
+        package = pack(ModelPackage(view.id, model_type, view.model_format, view.config, model_bytes))
+        sealed_part = seal_for_caller(self, principal, view.id, package, api_key=api_key, scheme=scheme)
+        self.audit.append(
+            AuditRecord(
+                "model.download",
+                actor_id=principal.user_id,
+                actor=principal.username,
+                target_type="model",
+                target_id=view.model_id,
+                details={"version": view.version, "scheme": sealed_part["scheme"]},
+            )
+        )
+        return {
+            "success": True,
+            "encrypted_model": sealed_part.pop("encrypted_model"),
+            "job_id": view.id,
+            **sealed_part,
+            "model_id": view.model_id,
+            "version": view.version,
+            "model_type": model_type,
+            "model_format": view.model_format,
+            "package_bytes": len(package),
+        }
+
     def predictor(
         self, principal: Principal, model_ref: str, version: int | None, access_code: str | None
     ) -> Any:
@@ -276,16 +359,23 @@ def quantize_version(
 ) -> dict[str, Any]:
     """int8 weight-only quantization of a torch version into a new version, with the size and
     accuracy change measured on the held-out rows of ``dataset`` (the split training used)."""
-    from bastion.ml.quantize import quantize_for_dataset
+    from bastion.ml.quantize import quantize_for_dataset, quantize_model
 
     view = registry.version(principal, model_ref, version)
     if view.model_format != "safetensors":
-        raise Invalid("only PyTorch (safetensors) models can be quantized", code="not_quantizable")
+        raise Invalid(
+            f"this version is a {view.model_format} (scikit-learn) model: int8 quantization applies to "
+            "PyTorch weight matrices; tree ensembles and linear pipelines have no dense weights to "
+            "shrink (their size is dominated by split thresholds and preprocessing), so none is made",
+            code="not_quantizable",
+        )
     if view.config.get("quantization"):
         raise Conflict("this version is already quantized", code="already_quantized")
-    result = quantize_for_dataset(
-        registry.read_bytes(principal, view, access_code), view.config, dataset, seed=seed
-    )
+    model_bytes = registry.read_bytes(principal, view, access_code)
+    if dataset is None:
+        result = quantize_model(model_bytes, view.config, None, None)
+    else:
+        result = quantize_for_dataset(model_bytes, view.config, dataset, seed=seed)
     name = registry.get(principal, model_ref)["name"]
     new = registry.register(
         principal,

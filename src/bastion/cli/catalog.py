@@ -134,3 +134,161 @@ def best_model(
 def _headline(metrics: dict[str, object]) -> str:
     keys = ("accuracy", "f1", "roc_auc", "r2", "rmse", "mae")
     return ", ".join(f"{k}={metrics[k]:.3f}" for k in keys if isinstance(metrics.get(k), int | float))
+
+
+NewCodeOpt = Annotated[
+    str | None,
+    typer.Option("--code", envvar="BASTION_NEW_ACCESS_CODE", help="The new code (prompted if not given)."),
+]
+CurrentCodeOpt = Annotated[
+    str | None,
+    typer.Option("--current", envvar="BASTION_ACCESS_CODE", help="The current code, to change or remove it."),
+]
+RemoveOpt = Annotated[bool, typer.Option("--remove", help="Remove the code instead of setting one.")]
+AccessCodeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--access-code", envvar="BASTION_ACCESS_CODE", help="The object's access code, if it has one."
+    ),
+]
+
+
+def _new_code(code: str | None, remove: bool) -> str | None:
+    if remove:
+        return None
+    if code:
+        return code
+    entered: str = typer.prompt("New access code", hide_input=True, confirmation_prompt=True)
+    return entered
+
+
+@models_app.command("access-code")
+def model_access_code(
+    model_id: str,
+    code: NewCodeOpt = None,
+    current: CurrentCodeOpt = None,
+    remove: RemoveOpt = False,
+    version: Annotated[int | None, typer.Option(help="One version (default: every version).")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set, change (--current OLD) or remove (--remove --current OLD) a model's access code."""
+    new = _new_code(code, remove)
+    with connect(url, api_key, as_json=as_json) as client:
+        if new is None:
+            result = client.remove_model_access_code(model_id, current=current or "", version=version)
+        else:
+            result = client.set_model_access_code(model_id, new, current=current, version=version)
+    emit(result, as_json=as_json)
+
+
+@models_app.command("quantize")
+def quantize_model(
+    model_id: str,
+    version: Annotated[int | None, typer.Option(help="Version to quantize (default: the latest).")] = None,
+    access_code: AccessCodeOpt = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store an int8 version of a PyTorch model; shows size and held-out accuracy before and after."""
+    with connect(url, api_key, as_json=as_json) as client:
+        result = client.quantize_model(model_id, version=version, access_code=access_code)
+    if as_json:
+        emit(result, as_json=True)
+        return
+    console.print(f"new version [bold]{result['version']['version']}[/bold]")
+    emit(result["report"], as_json=False)
+
+
+@models_app.command("download")
+def download_model(
+    model_id: str,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Model file to write.")] = None,
+    version: Annotated[int | None, typer.Option(help="Version (default: the latest).")] = None,
+    access_code: AccessCodeOpt = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download a registered version (quantized ones too), decrypt it here, write FILE and FILE.json."""
+    with connect(url, api_key, as_json=as_json) as client:
+        model = client.download_model_version(model_id, version=version, access_code=access_code)
+    model_path, config_path = model.save(output or Path(model.default_filename()))
+    emit(
+        {
+            "success": True,
+            "model_id": model_id,
+            "model_format": model.model_format,
+            "model_file": str(model_path),
+            "config_file": str(config_path),
+            "sha256": model.sha256,
+        },
+        as_json=as_json,
+    )
+
+
+@data_app.command("access-code")
+def dataset_access_code(
+    dataset_id: str,
+    code: NewCodeOpt = None,
+    current: CurrentCodeOpt = None,
+    remove: RemoveOpt = False,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Set, change (--current OLD) or remove (--remove --current OLD) a dataset's access code."""
+    new = _new_code(code, remove)
+    with connect(url, api_key, as_json=as_json) as client:
+        if new is None:
+            result = client.remove_dataset_access_code(dataset_id, current=current or "")
+        else:
+            result = client.set_dataset_access_code(dataset_id, new, current=current)
+    emit(result, as_json=as_json)
+
+
+@data_app.command("show")
+def show_dataset(
+    dataset_id: str,
+    preview: Annotated[
+        bool, typer.Option("--preview", help="Also show the first stored (de-identified) rows.")
+    ] = False,
+    limit: Annotated[int, typer.Option(help="Rows to preview.")] = 20,
+    access_code: AccessCodeOpt = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A dataset's schema and the decision taken for every column (and, with --preview, its rows)."""
+    with connect(url, api_key, as_json=as_json) as client:
+        info = client.get_dataset(dataset_id)
+        shown = client.preview_dataset(dataset_id, limit=limit, access_code=access_code) if preview else None
+    if as_json:
+        emit({**info, "preview": shown} if shown is not None else info, as_json=True)
+        return
+    console.print(
+        f"dataset [bold]{info['name']}[/bold] ({info['id']}): {info['rows']} rows x {info['columns']}"
+    )
+    emit(
+        [
+            {
+                "column": a["column"],
+                "detected": a.get("detected_kind"),
+                "action": a["action"],
+                "reason": a.get("reason", ""),
+            }
+            for a in info["deidentification"]
+        ],
+        as_json=False,
+        columns=["column", "detected", "action", "reason"],
+        title="De-identification",
+    )
+    if shown is not None:
+        emit(
+            [{k: "" if v is None else str(v)[:40] for k, v in row.items()} for row in shown["rows"]],
+            as_json=False,
+            columns=shown["columns"],
+            title=f"First {len(shown['rows'])} stored rows (review them before use)",
+        )

@@ -96,6 +96,13 @@ def create(
     ] = "",
     dp_budget: Annotated[float | None, typer.Option(help="Stop before epsilon would exceed this.")] = None,
     dp_delta: Annotated[float, typer.Option(help="DP delta epsilon is reported at.")] = 1e-5,
+    features: Annotated[
+        str | None,
+        typer.Option(help="Declared CSV columns, label, classes and site statistics: JSON or @file.json."),
+    ] = None,
+    max_site_share: Annotated[
+        float | None, typer.Option(help="Most of a round's weight one site may hold (default 0.5).")
+    ] = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
@@ -113,8 +120,11 @@ def create(
         "round_timeout_s": round_timeout,
         "max_round_attempts": max_attempts,
         "strategy": strategy,
+        "max_site_share": max_site_share,
     }
     body.update({k: v for k, v in flags.items() if v is not None})
+    if features:
+        body["features"] = _json_arg(features, "--features")
     if option:
         body["strategy_options"] = {**body.get("strategy_options", {}), **_options(option)}
     training = {"epochs": epochs, "lr": lr, "batch_size": batch_size, "momentum": momentum}
@@ -433,3 +443,24 @@ class _Progress:
         if self.bar is not None:
             self.bar.stop()
             self.bar = None
+
+
+@app.command("feature-stats")
+def feature_stats(
+    data: Annotated[Path, typer.Option("--data", help="This site's CSV file.", exists=True, dir_okay=False)],
+    columns: Annotated[str, typer.Option(help="Numeric columns, comma-separated.")],
+    as_json: JsonOpt = False,
+) -> None:
+    """At a site, before a federation exists: per numeric column the row count, sum and sum of
+    squares (aggregates only, never a row). The coordinator puts every site's output in the
+    declaration's ``site_statistics``; the server pools them into the standardisation all sites use."""
+    from bastion.errors import BastionError
+    from bastion.federation.features import site_statistics
+    from bastion.federation.sitedata import MAX_CSV_BYTES
+
+    names = [c.strip() for c in columns.split(",") if c.strip()]
+    try:
+        stats = site_statistics(data, names, MAX_CSV_BYTES)
+    except BastionError as exc:
+        raise fail(exc.message) from None
+    emit(stats, as_json=as_json)

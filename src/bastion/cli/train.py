@@ -125,6 +125,10 @@ def submit(
         float | None, typer.Option("--max-runtime", help="Seconds before the job is stopped.")
     ] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    model_name: Annotated[
+        str | None,
+        typer.Option("--model-name", help="Registry model to add the result to (default: TYPE-DATASET)."),
+    ] = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow progress until the job ends.")] = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
@@ -144,6 +148,7 @@ def submit(
             resource_profile=profile,
             max_runtime_seconds=max_runtime,
             seed=seed,
+            model_name=model_name,
         ),
     )
     if not watch:
@@ -306,7 +311,10 @@ def predict(
         emit(out, as_json=True)
         return
     for i, label in enumerate(labels):
-        extra = f"  {out['probabilities'][i]}" if "probabilities" in out else ""
+        extra = ""
+        if "probabilities" in out:
+            pairs = zip(out["classes"], out["probabilities"][i], strict=True)
+            extra = "  " + "  ".join(f"{c}={p:.4f}" for c, p in pairs)
         typer.echo(f"{label}{extra}")
 
 

@@ -70,3 +70,92 @@ class CatalogMixin:
             "POST", f"/api/v1/models/{model_id}/predict", json=body, headers=headers
         )
         return result
+
+    # -- access codes, review, quantization, download ----------------------------------------------
+
+    def set_model_access_code(
+        self, model_id: str, code: str, *, current: str | None = None, version: int | None = None
+    ) -> dict[str, Any]:
+        """Set (or, with ``current``, change) the code on every version or on ``version``."""
+        result: dict[str, Any] = self._request(
+            "PUT",
+            f"/api/v1/models/{model_id}/access-code",
+            json={"access_code": code, "version": version},
+            headers=_code_header(current),
+        )
+        return result
+
+    def remove_model_access_code(
+        self, model_id: str, *, current: str, version: int | None = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "DELETE",
+            f"/api/v1/models/{model_id}/access-code",
+            params={"version": version} if version else None,
+            headers=_code_header(current),
+        )
+        return result
+
+    def set_dataset_access_code(
+        self, dataset_id: str, code: str, *, current: str | None = None
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "PUT",
+            f"/api/v1/datasets/{dataset_id}/access-code",
+            json={"access_code": code},
+            headers=_code_header(current),
+        )
+        return result
+
+    def remove_dataset_access_code(self, dataset_id: str, *, current: str) -> dict[str, Any]:
+        result: dict[str, Any] = self._request(
+            "DELETE", f"/api/v1/datasets/{dataset_id}/access-code", headers=_code_header(current)
+        )
+        return result
+
+    def preview_dataset(
+        self, dataset_id: str, *, limit: int = 20, access_code: str | None = None
+    ) -> dict[str, Any]:
+        """The first stored (de-identified) rows and the per-column report, for review."""
+        result: dict[str, Any] = self._request(
+            "GET",
+            f"/api/v1/datasets/{dataset_id}/preview",
+            params={"limit": limit},
+            headers=_code_header(access_code),
+        )
+        return result
+
+    def quantize_model(
+        self, model_id: str, *, version: int | None = None, access_code: str | None = None
+    ) -> dict[str, Any]:
+        """A new int8 version of a PyTorch version, with size and held-out accuracy before and after."""
+        result: dict[str, Any] = self._request(
+            "POST",
+            f"/api/v1/models/{model_id}/quantize",
+            json={"version": version},
+            headers=_code_header(access_code),
+        )
+        return result
+
+    def download_model_version(
+        self,
+        model_id: str,
+        *,
+        version: int | None = None,
+        access_code: str | None = None,
+        private_key: Any = None,
+    ) -> Any:
+        """Fetch a registered version (quantized ones too) and decrypt it here, like a job download."""
+        from bastion.client.modelfile import open_download
+
+        params: dict[str, Any] = {"scheme": "x25519" if private_key is not None else "api-key"}
+        if version:
+            params["version"] = version
+        body = self._request(
+            "GET", f"/api/v1/models/{model_id}/download", params=params, headers=_code_header(access_code)
+        )
+        return open_download(body, api_key=getattr(self, "api_key", None), private_key=private_key)
+
+
+def _code_header(code: str | None) -> dict[str, str] | None:
+    return {"X-Access-Code": code} if code else None

@@ -59,6 +59,10 @@ class SiteTrainer(ABC):
         """Called once before the site registers: load data, import frameworks, build the model."""
         return None
 
+    def train_samples(self) -> int | None:
+        """Training rows at this site, registered once as the most its updates may weigh."""
+        return None
+
     @abstractmethod
     def fit(self, params: dict[str, np.ndarray], config: Mapping[str, Any]) -> FitResult: ...
 
@@ -249,9 +253,11 @@ class SiteClient:
     # -- protocol ---------------------------------------------------------------------------------
     def join(self) -> dict[str, Any]:
         """Register this site's public key (idempotent) and pin the server's signing key."""
-        info: dict[str, Any] = self._call(
-            "POST", "/register", json={"signing_public_key": signing.encode_public_key(self.key)}
-        ).json()
+        body: dict[str, Any] = {"signing_public_key": signing.encode_public_key(self.key)}
+        samples = self.trainer.train_samples()
+        if samples is not None:
+            body["num_samples"] = int(samples)
+        info: dict[str, Any] = self._call("POST", "/register", json=body).json()
         self._pin(info["server_signing_key"])
         self.state.data.update(participant_id=info["participant_id"], federation_id=self.federation_id)
         self.state.save()

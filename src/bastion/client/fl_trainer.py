@@ -33,7 +33,7 @@ class TorchTrainer(SiteTrainer):
         self._model: Any = None
 
     def data(self, config: Mapping[str, Any]) -> SiteData:
-        key = repr((config["model"], config.get("evaluation")))
+        key = repr((config["model"], config.get("evaluation"), config.get("features")))
         if self._data is None or self._data_key != key:
             self._data = load_site_data(
                 self.source,
@@ -41,6 +41,7 @@ class TorchTrainer(SiteTrainer):
                 dict(config.get("evaluation") or {}),
                 partition=self.partition,
                 alpha=self.alpha,
+                features=config.get("features"),
             )
             self._data_key, self._model = key, None
         return self._data
@@ -64,8 +65,12 @@ class TorchTrainer(SiteTrainer):
         from bastion.ml import fl_models
 
         data = self.data(config)
+        self._train_samples = int(data.num_train)
         scratch = fl_models.build_model(config["model"])
         fl_models.fit(scratch, data.X_train[:2], data.y_train[:2], epochs=1, lr=1e-3, batch_size=2)
+
+    def train_samples(self) -> int | None:
+        return getattr(self, "_train_samples", None)
 
     def fit(self, params: dict[str, np.ndarray], config: Mapping[str, Any]) -> FitResult:
         from bastion.ml import fl_models

@@ -140,6 +140,7 @@ class BastionClient(CatalogMixin):
         resource_profile: str | None = None,
         max_runtime_seconds: float | None = None,
         seed: int = 0,
+        model_name: str | None = None,
     ) -> str:
         """Queue a job; returns its id. Raises ValidationError listing valid choices on bad input."""
         body: dict[str, Any] = {"model_type": model_type, "dataset_source": dataset_source, "seed": seed}
@@ -149,6 +150,7 @@ class BastionClient(CatalogMixin):
             ("target", target),
             ("resource_profile", resource_profile),
             ("max_runtime_seconds", max_runtime_seconds),
+            ("model_name", model_name),
         ):
             if value is not None:
                 body[key] = value

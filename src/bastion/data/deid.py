@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bastion.data.freetext import known_values, scrub_column, text_profile
 from bastion.data.identifiers import (
     TEXT_REDACTIONS,
     IdentifierKind,
@@ -34,7 +35,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 Action = Literal["drop", "pseudonymize", "generalize", "keep"]
-ReportedAction = Literal["drop", "pseudonymize", "generalize", "keep", "redact", "none"]
+ReportedAction = Literal["drop", "pseudonymize", "generalize", "keep", "redact", "scrub", "none"]
 DetectedBy = Literal["name", "values", "policy"]
 
 SAFE_HARBOR_DEFAULTS: dict[IdentifierKind, Action] = {
@@ -142,12 +143,31 @@ def load_policy(raw: str | bytes | Mapping[str, Any] | None) -> Policy:
 
 
 def hidden_value_columns(actions: Iterable[ColumnAction]) -> set[str]:
-    """Output columns whose values must not appear in statistics (pseudonyms and kept identifiers)."""
+    """Output columns whose values must not appear in statistics: identifier-like (pseudonyms, kept or
+    generalised identifiers), free text, and columns in which identifiers were found and redacted."""
     return {
         a.column
         for a in actions
-        if a.action == "pseudonymize" or (a.action == "keep" and a.detected_kind is not None)
+        if a.action in ("pseudonymize", "generalize", "scrub", "redact")
+        or (a.action == "keep" and a.detected_kind is not None)
     }
+
+
+def training_exclusions(actions: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Stored columns a model must never be trained on, each with the reason given in the results:
+    identifiers (pseudonyms, identifiers kept by policy), free text, and text that held identifiers."""
+    out: dict[str, str] = {}
+    for a in actions:
+        action, kind, column = a.get("action"), a.get("detected_kind"), str(a.get("column"))
+        if action == "pseudonymize":
+            out[column] = f"identifier ({kind}), pseudonymised: a model must not learn identifiers"
+        elif action == "keep" and kind is not None:
+            out[column] = f"identifier ({kind}) kept by policy: never a feature"
+        elif action == "scrub":
+            out[column] = "free text: its values would be copied into the model"
+        elif action == "redact":
+            out[column] = "text in which identifiers were found: never a feature"
+    return out
 
 
 def _canonical(value: Any) -> bytes:
@@ -307,12 +327,29 @@ def _redact(s: pd.Series) -> tuple[pd.Series, dict[str, int]]:
 
 
 def _detect(column: str, s: pd.Series) -> tuple[IdentifierKind | None, DetectedBy | None, dict[str, Any]]:
+    from bastion.data.freetext import NAME_COLUMN_SHARE, name_share
+
     kind = kind_from_name(column)
     if kind is not None:
-        return kind, "name", {}
+        return kind, "name", {"reason": f"the column's name marks it as {kind}"}
     found = kind_from_values(column, s)
     if found is not None:
-        return found[0], "values", {"matched_share": round(found[1], 2)}
+        share = round(found[1], 2)
+        return (
+            found[0],
+            "values",
+            {"matched_share": share, "reason": f"{share:.0%} of sampled values are {found[0]}"},
+        )
+    share = name_share(s)
+    if share >= NAME_COLUMN_SHARE:
+        return (
+            "name",
+            "values",
+            {
+                "matched_share": round(share, 2),
+                "reason": f"{share:.0%} of sampled values are person names (name dictionaries and context)",
+            },
+        )
     return None, None, {}
 
 
@@ -333,9 +370,19 @@ def deidentify(
     out = df.copy()
     out.columns = names
     actions: list[ColumnAction] = []
+    detected = {column: _detect(column, out[column]) for column in names}
+    identifier_values = {
+        column: (str(kind), out[column])
+        for column, (kind, _by, _d) in detected.items()
+        if kind is not None
+        and kind not in GENERALIZABLE
+        and (policy.columns.get(column) is None or policy.columns[column].action != "keep")
+    }
+    known = known_values(identifier_values)
     for column in names:
         s = out[column]
-        kind, by, details = _detect(column, s)
+        kind, by, details = detected[column]
+        details = dict(details)
         rule = policy.columns.get(column)
         action: Action | None
         if rule is not None:
@@ -350,20 +397,47 @@ def deidentify(
             action = None
 
         if action is None:
+            profile = text_profile(s)
+            if profile is not None and policy.redact_free_text:
+                out[column], counts = scrub_column(s, known)
+                reason = f"free text ({profile['why']}): every cell scrubbed; never a model feature"
+                details = {"column_class": "free_text", **profile, "scrubbed": counts, "reason": reason}
+                actions.append(
+                    ColumnAction(
+                        column=column,
+                        detected_kind=None,
+                        detected_by="values",
+                        action="scrub",
+                        details=details,
+                    )
+                )
+                continue
             if policy.redact_free_text:
                 out[column], counts = _redact(s)
                 if counts:
+                    reason = "identifiers found inside text cells were replaced"
                     actions.append(
                         ColumnAction(
                             column=column,
                             detected_kind=None,
                             detected_by="values",
                             action="redact",
-                            details={"redacted_cells": counts},
+                            details={"redacted_cells": counts, "reason": reason},
                         )
                     )
                     continue
-            actions.append(ColumnAction(column=column, detected_kind=None, detected_by=None, action="none"))
+            reason = "no identifier by name or values, not free text"
+            if profile is not None:
+                reason = "free text left as it is: the policy turned redact_free_text off"
+            actions.append(
+                ColumnAction(
+                    column=column,
+                    detected_kind=None,
+                    detected_by=None,
+                    action="none",
+                    details={"reason": reason},
+                )
+            )
             continue
         if action == "drop":
             out = out.drop(columns=[column])
@@ -390,6 +464,9 @@ def deidentify(
             details["safe_harbor"] = False
         else:
             details["free_text_redaction"] = "skipped"
+        if rule is not None:
+            details["reason"] = f"the policy says {action} for this column"
+        details.setdefault("reason", f"{action}: Safe Harbor default for {kind}")
         actions.append(
             ColumnAction(column=column, detected_kind=kind, detected_by=by, action=action, details=details)
         )

@@ -57,6 +57,15 @@ def _as_numeric(col: pd.Series) -> pd.Series | None:
     return None
 
 
+def _holds_names(levels: list[str]) -> bool:
+    """Defence in depth behind de-identification: category levels that are mostly person names."""
+    import pandas as pd
+
+    from bastion.data.freetext import NAME_COLUMN_SHARE, name_share
+
+    return name_share(pd.Series(levels, dtype=object)) >= NAME_COLUMN_SHARE
+
+
 def infer_task(y: pd.Series) -> Task:
     numeric = _as_numeric(y)
     if numeric is None:
@@ -143,6 +152,9 @@ def frame_to_dataset(
             levels = _levels(labels)
             if len(levels) > MAX_CATEGORY_LEVELS:
                 dropped_columns[name] = f"more than {MAX_CATEGORY_LEVELS} distinct text values"
+                continue
+            if _holds_names(levels):  # its levels would be written into the model's config
+                dropped_columns[name] = "holds person names: never a feature"
                 continue
             codes = {lv: float(i) for i, lv in enumerate(levels)}
             values = np.full(len(col), np.nan)

@@ -13,7 +13,7 @@ import secrets
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -82,7 +82,7 @@ def simulate(
                     token,
                     trainer,
                     state_dir=root / f"site-{i}",
-                    http=TestClient(app),
+                    http=cast(Any, TestClient(app)),  # starlette's TestClient is an httpx2.Client
                     poll_timeout=0.1,
                 )
                 site.join()

@@ -81,6 +81,13 @@ def _builtin(
         train, test = _split_index(len(y), holdout_fraction, split_seed)
         idx = train if part == "train" else test
         return X[idx], y[idx]
+    X, y, _names, _classes, mean, std, (train, test) = _standardized(name, holdout_fraction, split_seed)
+    X = (X - mean) / std
+    idx = train if part == "train" else test
+    return X[idx].astype(np.float32), np.asarray(y[idx], dtype=np.int64)
+
+
+def _standardized(name: str, holdout_fraction: float, split_seed: int) -> Any:
     from bastion.data.builtin import sklearn_dataset
 
     ds = sklearn_dataset(name)
@@ -89,9 +96,30 @@ def _builtin(
     mean = X[train].mean(axis=0)
     std = X[train].std(axis=0)
     std[std == 0] = 1.0
-    X = (X - mean) / std
-    idx = train if part == "train" else test
-    return X[idx].astype(np.float32), np.asarray(ds.y[idx], dtype=np.int64)
+    return X, ds.y, ds.feature_names, ds.target_names, mean, std, (train, test)
+
+
+def builtin_preprocessing(source: str, evaluation: dict[str, Any]) -> dict[str, Any] | None:
+    """For a tabular built-in: feature names, classes and the standardisation every site applied,
+    in the registry's config shape (so a global model predicts on raw rows); None for images."""
+    name = source.split(":", 1)[1] if source.startswith("builtin:") else ""
+    if name not in TABULAR_BUILTINS:
+        return None
+    _X, _y, names, classes, mean, std, _ = _standardized(
+        name, float(evaluation.get("holdout_fraction", 0.2)), int(evaluation.get("split_seed", 0))
+    )
+    return {
+        "feature_names": list(names),
+        "categories": {},
+        "task": "classification",
+        "classes": [str(c) for c in classes],
+        "preprocessing": {
+            "fill": mean.tolist(),
+            "onehot": {},
+            "mean": mean.tolist(),
+            "scale": std.tolist(),
+        },
+    }
 
 
 def holdout(source: str, model: dict[str, Any], evaluation: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +169,9 @@ def _read_npz(path: Path) -> tuple[np.ndarray, np.ndarray]:
     return X.astype(np.float32), y.astype(np.int64)
 
 
-def _load_file(source: str, model: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def _load_file(
+    source: str, model: dict[str, Any], features: dict[str, Any] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
     path = Path(source).expanduser()
     if path.is_dir():
         from bastion.data.mri import load_image_folder
@@ -151,6 +181,10 @@ def _load_file(source: str, model: dict[str, Any]) -> tuple[np.ndarray, np.ndarr
     if not path.is_file():
         raise Invalid(f"data source {source!r} is neither a built-in name, a file nor a folder")
     suffix = path.suffix.lower()
+    if suffix == ".csv" and features:
+        from bastion.federation.features import FeatureDeclaration, read_declared_csv
+
+        return read_declared_csv(path, FeatureDeclaration.model_validate(features), MAX_CSV_BYTES)
     if suffix == ".csv":
         return _read_csv(path)
     if suffix == ".npz":
@@ -177,6 +211,7 @@ def load_site_data(
     *,
     partition: tuple[int, int] | None = None,
     alpha: float | None = None,
+    features: dict[str, Any] | None = None,
 ) -> SiteData:
     """This site's training and validation arrays for the federation's model and evaluation config."""
     from bastion.data.partition import dirichlet, iid
@@ -192,7 +227,7 @@ def load_site_data(
             "train",
         )
     else:
-        X, y = _load_file(source, model)
+        X, y = _load_file(source, model, features)
     if partition is not None:
         index, count = partition
         parts = dirichlet(y, count, alpha, seed=split_seed) if alpha else iid(len(y), count, seed=split_seed)

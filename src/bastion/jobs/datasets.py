@@ -8,10 +8,10 @@ resulting :class:`DatasetRef`; the job process turns it into a Dataset with :fun
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bastion.errors import Invalid, NotFound
+from bastion.errors import Conflict, Invalid, NotFound
 
 if TYPE_CHECKING:
     from bastion.auth.principal import Principal
@@ -41,6 +41,8 @@ class DatasetRef:
     n_features: int = 0
     task: str | None = None
     artifact_id: str | None = None
+    # Stored columns never used as features (identifiers, free text), with the reason for the results.
+    exclude: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -96,17 +98,33 @@ def _uploaded(
             code="invalid_target",
             valid_targets=columns[:200],
         )
+    from bastion.data.deid import training_exclusions
+
+    exclude = training_exclusions(view.get("deidentification", []))
+    if target and target in exclude:
+        raise Invalid(
+            f"column {target!r} cannot be a target: {exclude[target]}",
+            code="invalid_target",
+            valid_targets=[c for c in columns if c not in exclude][:200],
+        )
     dtype = next((str(c.get("dtype")) for c in view.get("schema", []) if c.get("name") == target), "")
     task = "classification" if dtype in _CATEGORICAL_DTYPES else None
+    if view.get("access_protected"):
+        raise Conflict(
+            "this dataset is protected by an access code, which a queued job cannot hold: remove the "
+            "code (DELETE /api/v1/datasets/{id}/access-code) to train on it",
+            code="dataset_access_protected",
+        )
     artifact_id = _artifact_of(ctx, principal, dataset_id)
     return DatasetRef(
         USER_PROVIDED,
         dataset_id,
         target,
         int(view.get("rows") or 0),
-        max(0, int(view.get("columns") or 1) - 1),
+        max(0, int(view.get("columns") or 1) - 1 - len(exclude)),
         task,
         artifact_id,
+        exclude,
     )
 
 
@@ -158,4 +176,18 @@ def load_for_job(ref: DatasetRef, *, seed: int, kaggle_path: str | None, vault: 
     if vault is None or not ref.artifact_id:
         raise Invalid("the uploaded dataset is not reachable from this worker")
     frame = pd.read_parquet(io.BytesIO(vault.get_bytes(ref.artifact_id)))
-    return load_dataset(USER_PROVIDED, frame=frame, target=ref.target, seed=seed)
+    return without_excluded(
+        frame, ref.exclude, lambda f: load_dataset(USER_PROVIDED, frame=f, target=ref.target, seed=seed)
+    )
+
+
+def without_excluded(frame: Any, exclude: dict[str, str], build: Any) -> Dataset:
+    """Build the dataset from ``frame`` minus the excluded columns, and say in its meta (hence in the
+    job's results) which were dropped and why."""
+    present = {c: r for c, r in exclude.items() if c in frame.columns}
+    dataset: Dataset = build(frame.drop(columns=list(present)))
+    if present:
+        dropped = dict(dataset.meta.get("dropped_columns") or {})
+        dropped.update(present)
+        dataset.meta["dropped_columns"] = dropped
+    return dataset

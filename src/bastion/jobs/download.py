@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import base64
 import secrets
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -35,8 +35,10 @@ from bastion.store.base import utcnow
 from bastion.store.models import DownloadKey
 
 if TYPE_CHECKING:
+    from bastion.audit import AuditLog
     from bastion.auth.principal import Principal
     from bastion.jobs.service import JobService
+    from bastion.store import Database
 
 SCHEME_API_KEY = "api-key-hkdf-aes256gcm-v1"
 SCHEME_X25519 = "x25519-sealed-box-v1"
@@ -83,8 +85,13 @@ def check_public_key(text: str) -> str:
     return text
 
 
+class _Store(Protocol):
+    db: Database
+    audit: AuditLog
+
+
 class DownloadKeys:
-    def __init__(self, service: JobService) -> None:
+    def __init__(self, service: _Store) -> None:
         self.db = service.db
         self.audit = service.audit
 
@@ -150,12 +157,38 @@ def download(
         _audit(service, principal, job_id[:64], ip, "denied", {"reason": "not_found"})
         raise
     if job.state != "completed" or not job.model_artifact_id:
-        raise Conflict(
-            f"the job is {job.state}; its model can be downloaded once it has completed",
-            code="model_not_ready",
-            state=job.state,
+        message = (
+            f"the job is {job.state}; its model can be downloaded once it has completed"
+            if job.state in ("pending", "running")
+            else f"the job {'was ' + job.state if job.state == 'cancelled' else 'failed'}: it has no model"
         )
-    registered = DownloadKeys(service).get(principal.user_id)
+        raise Conflict(message, code="model_not_ready", state=job.state)
+    package = service.ctx.vault.get_bytes(job.model_artifact_id, job.model_version)
+    sealed_part = seal_for_caller(service, principal, job.id, package, api_key=api_key, scheme=scheme)
+    _audit(service, principal, job.id, ip, "success", {"scheme": sealed_part["scheme"]})
+    return {
+        "success": True,
+        "encrypted_model": sealed_part.pop("encrypted_model"),
+        "job_id": job.id,
+        **sealed_part,
+        "model_type": job.model_type,
+        "model_format": job.model_format,
+        "package_bytes": len(package),
+    }
+
+
+def seal_for_caller(
+    store: _Store,
+    principal: Principal,
+    binding_id: str,
+    package: bytes,
+    *,
+    api_key: str | None,
+    scheme: SchemeChoice | None,
+) -> dict[str, Any]:
+    """Encrypt ``package`` for the caller alone (registered X25519 key, else the API key presented);
+    ``binding_id`` (a job or model-version id) is bound into the key derivation and the AAD."""
+    registered = DownloadKeys(store).get(principal.user_id)
     use_x25519 = scheme == "x25519" or (scheme is None and registered is not None)
     if use_x25519 and registered is None:
         raise Conflict(
@@ -169,23 +202,11 @@ def download(
             "(`bastion train download` does this for you) or call with your API key",
             code="download_key_required",
         )
-    package = service.ctx.vault.get_bytes(job.model_artifact_id, job.model_version)
     if use_x25519:
         assert registered is not None
-        sealed_part = seal_for_public_key(registered.public_key, job.id, package)
-    else:
-        assert api_key is not None
-        sealed_part = seal_for_api_key(api_key, job.id, package)
-    _audit(service, principal, job.id, ip, "success", {"scheme": sealed_part["scheme"]})
-    return {
-        "success": True,
-        "encrypted_model": sealed_part.pop("encrypted_model"),
-        "job_id": job.id,
-        **sealed_part,
-        "model_type": job.model_type,
-        "model_format": job.model_format,
-        "package_bytes": len(package),
-    }
+        return seal_for_public_key(registered.public_key, binding_id, package)
+    assert api_key is not None
+    return seal_for_api_key(api_key, binding_id, package)
 
 
 def _audit(

@@ -38,6 +38,12 @@ class Price:
         return asdict(self)
 
 
+RESOURCE_PROFILE_NOTE = (
+    "a resource profile sets the price of cost estimates and the compute factor of the time "
+    "estimate only; jobs do not yet get different resources: every job runs in a worker process "
+    "under the same limits (BASTION_JOB_MEMORY_LIMIT_MB, BASTION_JOB_MAX_RUNTIME_SECONDS)"
+)
+
 DEFAULT_PRICES: dict[str, Price] = {
     "cpu-small": Price("cpu-small", 0.096, "USD", 1.0, "2 vCPU, 8 GiB (like ml.m5.large)"),
     "cpu-large": Price("cpu-large", 0.384, "USD", 3.0, "8 vCPU, 32 GiB (like ml.m5.2xlarge)"),

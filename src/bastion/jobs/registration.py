@@ -8,6 +8,7 @@ from collections.abc import Callable
 import structlog
 
 from bastion.context import Context
+from bastion.jobs.service import default_model_name
 from bastion.store.models import TrainingJob
 
 _log = structlog.get_logger("bastion.jobs")
@@ -31,16 +32,18 @@ def registrar(ctx: Context) -> Callable[[str], None]:
                 owner, artifact, version = job.owner_id, job.model_artifact_id, job.model_version
                 model_type, results = job.model_type, json.loads(job.results or "{}")
                 source, dataset_id, target, seed = job.dataset_source, job.dataset_id, job.target, job.seed
+                name = job.model_name or default_model_name(model_type, source, dataset_id)
             package = unpack(ctx.vault.get_bytes(artifact, version))
             view = registry.register(
                 owner,
-                model_type,
+                name,
                 package.model_bytes,
                 package.model_format,
                 config=package.model_config,
                 metrics={k: v for k, v in results.items() if isinstance(v, int | float)},
                 lineage={
                     "job_id": job_id,
+                    "model_type": model_type,
                     "dataset_source": source,
                     "dataset_id": dataset_id,
                     "target": target,

@@ -18,7 +18,7 @@ from bastion.errors import Conflict, NotFound, RateLimited
 from bastion.jobs import queue, states
 from bastion.jobs.config import JobConfig
 from bastion.jobs.datasets import resolve_dataset
-from bastion.jobs.pricing import PriceTable, estimate
+from bastion.jobs.pricing import RESOURCE_PROFILE_NOTE, PriceTable, estimate
 from bastion.store.base import utcnow
 from bastion.store.models import JobEvent, JobLogLine, TrainingJob, User
 
@@ -27,6 +27,15 @@ if TYPE_CHECKING:
     from bastion.context import Context
 
 MAX_LIST = 100
+# Registry model names: printable, no path or control characters (they appear in URLs and the CLI).
+MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._:+-]{0,199}$"
+
+
+def default_model_name(model_type: str, dataset_source: str, dataset_id: str | None) -> str:
+    """Versions of one named model share inputs: the model type joined with the dataset it read."""
+    return (
+        f"{model_type}-{dataset_id if dataset_source == 'user_provided' and dataset_id else dataset_source}"
+    )
 
 
 @dataclass(frozen=True)
@@ -39,6 +48,7 @@ class SubmitRequest:
     resource_profile: str | None = None
     max_runtime_seconds: float | None = None
     seed: int = 0
+    model_name: str | None = None
 
 
 class _LimitReached(Exception):
@@ -105,6 +115,8 @@ class JobService:
                     params=json.dumps(params),
                     resource_profile=price.profile,
                     seed=req.seed,
+                    model_name=req.model_name
+                    or default_model_name(req.model_type, ref.source, ref.dataset_id),
                     max_runtime_seconds=float(runtime),
                     estimated_seconds=est,
                     state=states.PENDING.value,
@@ -190,6 +202,14 @@ class JobService:
         self, limit: int = 50, state: str | None = None, owner_id: str | None = None
     ) -> list[TrainingJob]:
         return self._list(limit, state, owner_id)
+
+    def usernames(self, user_ids: set[str]) -> dict[str, str]:
+        """Owner names for an admin's job list (ids alone say nothing to a person)."""
+        if not user_ids:
+            return {}
+        with self.db.session() as s:
+            rows = s.execute(select(User.id, User.username).where(User.id.in_(list(user_ids)))).all()
+        return {str(i): str(n) for i, n in rows}
 
     def _list(self, limit: int, state: str | None, owner_id: str | None) -> list[TrainingJob]:
         stmt = (
@@ -324,7 +344,7 @@ class JobService:
         ref = resolve_dataset(self.ctx, principal, dataset_source, dataset_id, None, require_target=False)
         price = self.prices.get(resource_profile)
         out = estimate(price, model_type, max(1, ref.n_samples), max(1, ref.n_features), parsed)
-        return {"dataset_source": dataset_source, **out, "params": parsed}
+        return {"dataset_source": dataset_source, **out, "params": parsed, "note": RESOURCE_PROFILE_NOTE}
 
     def admin_status(self) -> dict[str, Any]:
         counts = queue.counts_by_state(self.db)

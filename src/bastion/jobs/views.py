@@ -35,6 +35,7 @@ def summary(job: TrainingJob) -> dict[str, Any]:
         "results": _json(job.results, None),
         "model_type": job.model_type,
         "dataset_source": job.dataset_source,
+        "model_name": job.model_name,
         "started_at": iso(job.started_at),
         "completed_at": iso(job.completed_at),
         "error_message": job.error_message,
@@ -56,6 +57,7 @@ def status(job: TrainingJob) -> dict[str, Any]:
         "dataset_source": job.dataset_source,
         "dataset_id": job.dataset_id,
         "target": job.target,
+        "model_name": job.model_name,
         "params": _json(job.params, {}),
         "resource_profile": job.resource_profile,
         "stage": job.stage,
@@ -69,5 +71,10 @@ def status(job: TrainingJob) -> dict[str, Any]:
     }
 
 
-def admin_summary(job: TrainingJob) -> dict[str, Any]:
-    return summary(job) | {"owner_id": job.owner_id, "worker_id": job.worker_id, "attempt": job.attempt}
+def admin_summary(job: TrainingJob, owner: str | None = None) -> dict[str, Any]:
+    return summary(job) | {
+        "owner_id": job.owner_id,
+        "owner": owner,
+        "worker_id": job.worker_id,
+        "attempt": job.attempt,
+    }

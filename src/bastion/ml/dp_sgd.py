@@ -46,6 +46,7 @@ from bastion.errors import Invalid
 
 ACCOUNTANT = "rdp"
 MIN_NOISE_MULTIPLIER, MAX_NOISE_MULTIPLIER = 0.1, 100.0
+DEFAULT_NOISE_MULTIPLIER = 1.1
 NOT_COVERED = (
     "preprocessing statistics in the model config (imputation medians, scaler means and deviations, "
     "regression target mean and scale)",
@@ -60,11 +61,14 @@ class DPParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = Field(False, description="Train with DP-SGD (per-sample clipping, Gaussian noise)")
-    noise_multiplier: float = Field(
-        1.1,
+    noise_multiplier: float | None = Field(
+        None,
         ge=MIN_NOISE_MULTIPLIER,
         le=MAX_NOISE_MULTIPLIER,
-        description="sigma: noise std over the clipping norm; more noise, smaller epsilon",
+        description=(
+            "sigma: noise std over the clipping norm; more noise, smaller epsilon. "
+            f"Default {DEFAULT_NOISE_MULTIPLIER} unless target_epsilon is given (null means unset)"
+        ),
     )
     max_grad_norm: float = Field(
         1.0, gt=0.0, le=100.0, description="C: each row's gradient is clipped to this L2 norm"
@@ -88,13 +92,23 @@ class DPParams(BaseModel):
         False, description="Noise and sampling from the OS CSPRNG (slower) instead of a seeded torch PRNG"
     )
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_sigma(cls, data: Any) -> Any:
+        """sigma defaults only when no target epsilon picks it: a stored (dumped) dp block with
+        ``target_epsilon`` and ``noise_multiplier: null`` validates again to the same thing."""
+        if not isinstance(data, dict):
+            return data
+        if data and "enabled" not in data:
+            raise ValueError("dp settings were given without 'enabled': set enabled to true to train with DP")
+        if data.get("target_epsilon") is None and data.get("noise_multiplier") is None:
+            data = {**data, "noise_multiplier": DEFAULT_NOISE_MULTIPLIER}
+        return data
+
     @model_validator(mode="after")
     def _consistent(self) -> DPParams:
-        given = self.model_fields_set
-        if self.target_epsilon is not None and "noise_multiplier" in given:
+        if self.target_epsilon is not None and self.noise_multiplier is not None:
             raise ValueError("give noise_multiplier or target_epsilon, not both")
-        if "enabled" not in given and given:
-            raise ValueError("dp settings were given without 'enabled': set enabled to true to train with DP")
         return self
 
 
@@ -236,7 +250,7 @@ def train_private(
     if dp.target_epsilon is not None:
         sigma = noise_for_epsilon(dp.target_epsilon, q, total_steps, delta)
     else:
-        sigma = dp.noise_multiplier
+        sigma = dp.noise_multiplier if dp.noise_multiplier is not None else DEFAULT_NOISE_MULTIPLIER
     errors = ModuleValidator.validate(module, strict=False)
     if errors:
         raise Invalid(f"this network cannot be trained with DP-SGD: {errors[0]}")

@@ -75,11 +75,16 @@ def dequantize_state(state: Mapping[str, Any], quantization: Any) -> dict[str, A
 
 
 def quantize_model(
-    model_bytes: bytes, model_config: Mapping[str, Any], X_eval: np.ndarray, y_eval: np.ndarray
+    model_bytes: bytes,
+    model_config: Mapping[str, Any],
+    X_eval: np.ndarray | None,
+    y_eval: np.ndarray | None,
 ) -> QuantizeResult:
     """Quantize a trained ``adaptive_neural_net`` and measure what it costs on held-out rows.
 
-    ``X_eval`` is the encoded matrix (as in :class:`Dataset`), ``y_eval`` class codes or values.
+    ``X_eval`` is the encoded matrix (as in :class:`Dataset`), ``y_eval`` class codes or values;
+    without them (a federated model whose data never reached the server) only size and weight error
+    are reported, and the report says accuracy was not measured.
     """
     from bastion.ml.metrics import score
     from bastion.ml.serialize import dump_torch_state, load_model, load_torch_state
@@ -96,9 +101,7 @@ def quantize_model(
     new_config["quantization"] = {"scheme": SCHEME, "dtype": "int8", "granularity": "per_output_channel"}
     after = load_model(new_bytes, "safetensors", new_config)
 
-    X = before.spec.matrix(np.asarray(X_eval, dtype=np.float64))
     task = before.task
-    pred_before, pred_after = before.model.predict(X), after.model.predict(X)
     weight_errors = [
         float((state[k].float() - after.model.module.state_dict()[k]).abs().max())  # type: ignore[attr-defined]
         for k in state
@@ -110,12 +113,24 @@ def quantize_model(
         "size_before": len(model_bytes),
         "size_after": len(new_bytes),
         "compression_ratio": round(len(model_bytes) / len(new_bytes), 3),
-        "metric": metric,
-        f"{metric}_before": round(score(task, y_eval, pred_before), 6),
-        f"{metric}_after": round(score(task, y_eval, pred_after), 6),
-        "evaluated_rows": len(y_eval),
         "max_abs_weight_error": round(max(weight_errors), 8) if weight_errors else 0.0,
     }
+    if X_eval is None or y_eval is None:
+        report["metric"] = None
+        report["not_measured"] = (
+            "no held-out rows on the server for this model (its data stayed at the sites)"
+        )
+        return QuantizeResult(new_bytes, new_config, report)
+    X = before.spec.matrix(np.asarray(X_eval, dtype=np.float64))
+    pred_before, pred_after = before.model.predict(X), after.model.predict(X)
+    report.update(
+        {
+            "metric": metric,
+            f"{metric}_before": round(score(task, y_eval, pred_before), 6),
+            f"{metric}_after": round(score(task, y_eval, pred_after), 6),
+            "evaluated_rows": len(y_eval),
+        }
+    )
     if task == "classification":
         report["prediction_agreement"] = round(float(np.mean(pred_before == pred_after)), 6)
     return QuantizeResult(new_bytes, new_config, report)

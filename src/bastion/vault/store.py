@@ -296,11 +296,13 @@ class VaultStore:
         """Remove an artifact and all its versions; NotFound if it does not exist."""
         directory = self._dir(artifact_id)
         graveyard = self._artifacts / f".deleted-{secrets.token_hex(8)}"
-        try:
-            os.rename(directory, graveyard)
-        except FileNotFoundError:
-            raise NotFound(f"artifact {artifact_id!r} not found") from None
-        _fs.fsync_dir(self._artifacts)
+        # Shared lock: a backup (which holds it exclusively) never sees half of an artifact vanish.
+        with self.keyring.locked(exclusive=False):
+            try:
+                os.rename(directory, graveyard)
+            except FileNotFoundError:
+                raise NotFound(f"artifact {artifact_id!r} not found") from None
+            _fs.fsync_dir(self._artifacts)
         shutil.rmtree(graveyard)
 
     # -- reading -----------------------------------------------------------------------------------
@@ -414,3 +416,46 @@ class VaultStore:
             raise _named(exc, artifact_id, version) from None
         _fs.atomic_write(path, fresh.encode())
         return True
+
+    # -- access codes ------------------------------------------------------------------------------
+
+    def set_access_code(
+        self,
+        artifact_id: str,
+        version: int,
+        *,
+        current: str | bytes | None,
+        new: str | bytes | None,
+    ) -> bool:
+        """Set, change (``current`` → ``new``) or remove (``new=None``) a version's access code.
+
+        Only the key slot is rewritten (atomically, under the shared lock, so never during a
+        rotation); the payload is untouched. Forbidden if the version has a code and ``current`` is
+        not it. Returns whether the version now requires a code.
+        """
+        if new is not None:
+            kdf.normalize_code(new)
+        path = self._key_path(self._dir(artifact_id), _check_version(version))
+        with self.keyring.locked(exclusive=False):
+            self.keyring.refresh()
+            try:
+                slot = env.KeySlot.decode(path.read_bytes())
+            except FileNotFoundError:
+                raise NotFound(f"artifact {artifact_id!r} version {version} not found") from None
+            try:
+                if slot.artifact != artifact_id or slot.version != version:
+                    raise IntegrityError("key slot belongs to another artifact or version")
+                key = env.open_key(self.keyring, slot, current if slot.access is not None else None)
+            except IntegrityError as exc:
+                raise _named(exc, artifact_id, version) from None
+            fresh = env.seal_key(
+                self.keyring,
+                key,
+                artifact=artifact_id,
+                version=version,
+                binding=slot.binding,
+                access_code=new,
+                kdf_params=self.kdf_params,
+            )
+            _fs.atomic_write(path, fresh.encode())
+        return new is not None

@@ -42,7 +42,9 @@ def all_jobs(
     ] = None,
     owner_id: Annotated[str | None, Query(max_length=36)] = None,
 ) -> dict[str, Any]:
-    return {"jobs": [views.admin_summary(j) for j in jobs(ctx).admin_list(limit, status, owner_id)]}
+    rows = jobs(ctx).admin_list(limit, status, owner_id)
+    names = jobs(ctx).usernames({j.owner_id for j in rows})
+    return {"jobs": [views.admin_summary(j, names.get(j.owner_id)) for j in rows]}
 
 
 @router.post("/cancel/{job_id}")

@@ -5,9 +5,11 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from bastion.api.deps import ContextDep, UserPrincipal
+from bastion.api.responses import errors
 from bastion.catalog.datasets import DatasetCatalog
 from bastion.errors import Invalid, UnsupportedMedia
 
@@ -40,6 +42,13 @@ async def upload(
         upload_file = form.get("file")
         if not isinstance(upload_file, UploadFile):
             raise Invalid("multipart upload needs a 'file' field", code="missing_file")
+        if (upload_file.filename or "").lower().endswith(".txt"):
+            await form.close()
+            raise UnsupportedMedia(
+                "a .txt file is text, not a table: upload CSV, JSON, Excel or Parquet here "
+                "(free text for fine-tuning goes to the fine-tuning routes)",
+                code="text_not_a_table",
+            )
         data = await upload_file.read()
         name = name or _text(form.get("name")) or upload_file.filename or "dataset"
         policy = policy or _text(form.get("policy"))
@@ -75,3 +84,74 @@ def get_dataset(dataset_id: str, principal: UserPrincipal, ctx: ContextDep) -> d
 def delete_dataset(dataset_id: str, principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
     catalog(ctx).delete(principal, dataset_id)
     return {"success": True, "message": "dataset deleted"}
+
+
+AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
+
+
+class DatasetAccessCodeBody(BaseModel):
+    access_code: str = Field(min_length=1, max_length=1024, description="The new code")
+
+
+class DatasetAccessCodeResult(BaseModel):
+    dataset_id: str
+    access_protected: bool
+
+
+class DatasetPreview(BaseModel):
+    id: str
+    rows_total: int
+    columns: list[str]
+    rows: list[dict[str, Any]] = Field(description="The first stored rows, as training reads them")
+    deidentification: list[dict[str, Any]] = Field(description="What was done to each column, and why")
+
+
+@router.get("/{dataset_id}/preview", response_model=DatasetPreview, responses=errors(403, 404, 423))
+async def preview(
+    dataset_id: str,
+    principal: UserPrincipal,
+    ctx: ContextDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 20,
+    access_code: AccessCode = None,
+) -> dict[str, Any]:
+    """Review what was stored: the first ``limit`` de-identified rows and the per-column report."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(catalog(ctx).preview, principal, dataset_id, limit, access_code)
+
+
+@router.put(
+    "/{dataset_id}/access-code",
+    response_model=DatasetAccessCodeResult,
+    responses=errors(403, 404, 422, 423),
+)
+async def set_access_code(
+    dataset_id: str,
+    body: DatasetAccessCodeBody,
+    principal: UserPrincipal,
+    ctx: ContextDep,
+    access_code: AccessCode = None,
+) -> dict[str, Any]:
+    """Set a code (or change it: the current one in ``X-Access-Code``). Owner only; audited; wrong
+    codes count towards the lockout. A protected dataset cannot be trained on by a queued job."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(
+        catalog(ctx).set_access_code, principal, dataset_id, current=access_code, new=body.access_code
+    )
+
+
+@router.delete(
+    "/{dataset_id}/access-code",
+    response_model=DatasetAccessCodeResult,
+    responses=errors(403, 404, 422, 423),
+)
+async def remove_access_code(
+    dataset_id: str, principal: UserPrincipal, ctx: ContextDep, access_code: AccessCode = None
+) -> dict[str, Any]:
+    """Remove the code (the current one in ``X-Access-Code``)."""
+    from starlette.concurrency import run_in_threadpool
+
+    return await run_in_threadpool(
+        catalog(ctx).set_access_code, principal, dataset_id, current=access_code, new=None
+    )

@@ -35,6 +35,9 @@ POLL_S = 0.02
 
 class RegisterRequest(BaseModel):
     signing_public_key: str = Field(min_length=43, max_length=64, description="raw Ed25519 key, base64url")
+    num_samples: int | None = Field(
+        None, ge=1, le=10**9, description="training rows at this site: the most its updates may weigh"
+    )
 
 
 def _sites(ctx: Context) -> SiteService:
@@ -121,7 +124,9 @@ async def register(
     federation_id: str, body: RegisterRequest, ctx: ContextDep, request: Request
 ) -> dict[str, Any]:
     site = await _site(ctx, request, federation_id, "fl.participant.register")
-    return await run_in_threadpool(_sites(ctx).register, site, body.signing_public_key, client_ip(request))
+    return await run_in_threadpool(
+        _sites(ctx).register, site, body.signing_public_key, client_ip(request), body.num_samples
+    )
 
 
 @router.get("/info")

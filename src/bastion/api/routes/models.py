@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Header, Query, Request
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from bastion.api.deps import ContextDep, CurrentPrincipal, UserPrincipal
+from bastion.api.deps import ContextDep, CurrentPrincipal, UserPrincipal, presented_credential
+from bastion.api.responses import errors
 from bastion.catalog.models import ModelRegistry
 from bastion.errors import Invalid
 
@@ -69,17 +70,31 @@ async def quantize(
         lineage = view.lineage
         source = lineage.get("dataset_source")
         if not source:
-            raise Invalid("this version has no dataset in its lineage to measure accuracy on")
-        frame = None
+            if view.config.get("origin") != "federation":
+                raise Invalid("this version has no dataset in its lineage to measure accuracy on")
+            return quantize_version(
+                registry(ctx), principal, model_id, body.version, None, access_code=access_code
+            )
+
+        def build(frame: Any) -> Any:
+            return load_dataset(
+                str(source),
+                target=lineage.get("target"),
+                frame=frame,
+                kaggle_path=ctx.settings.kaggle_alzheimer_path,
+                seed=int(lineage.get("seed") or 0),
+            )
+
         if source == "user_provided":
-            frame = ctx.services["datasets"].load_frame(principal, str(lineage.get("dataset_id")))
-        dataset = load_dataset(
-            str(source),
-            target=lineage.get("target"),
-            frame=frame,
-            kaggle_path=ctx.settings.kaggle_alzheimer_path,
-            seed=int(lineage.get("seed") or 0),
-        )
+            from bastion.data.deid import training_exclusions
+            from bastion.jobs.datasets import without_excluded
+
+            catalog = ctx.services["datasets"]
+            dataset_id = str(lineage.get("dataset_id"))
+            exclude = training_exclusions(catalog.get(principal, dataset_id)["deidentification"])
+            dataset = without_excluded(catalog.load_frame(principal, dataset_id), exclude, build)
+        else:
+            dataset = build(None)
         return quantize_version(
             registry(ctx),
             principal,
@@ -114,3 +129,101 @@ async def predict(
         return out
 
     return await run_in_threadpool(run)
+
+
+class AccessCodeBody(BaseModel):
+    access_code: str = Field(min_length=1, max_length=1024, description="The new code")
+    version: int | None = Field(None, ge=1, description="One version (default: every version)")
+
+
+class ModelAccessCodeResult(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    model_id: str
+    versions: list[int]
+    access_protected: bool
+
+
+@router.put(
+    "/{model_id}/access-code",
+    response_model=ModelAccessCodeResult,
+    responses=errors(403, 404, 422, 423),
+)
+async def set_access_code(
+    model_id: str,
+    body: AccessCodeBody,
+    principal: UserPrincipal,
+    ctx: ContextDep,
+    access_code: AccessCode = None,
+) -> dict[str, Any]:
+    """Set a code (or change it: send the current one as ``X-Access-Code``). Owner only; audited;
+    wrong current codes count towards the lockout."""
+    return await run_in_threadpool(
+        registry(ctx).set_access_code,
+        principal,
+        model_id,
+        body.version,
+        current=access_code,
+        new=body.access_code,
+    )
+
+
+@router.delete(
+    "/{model_id}/access-code",
+    response_model=ModelAccessCodeResult,
+    responses=errors(403, 404, 422, 423),
+)
+async def remove_access_code(
+    model_id: str,
+    principal: UserPrincipal,
+    ctx: ContextDep,
+    access_code: AccessCode = None,
+    version: Annotated[int | None, Query(ge=1)] = None,
+) -> dict[str, Any]:
+    """Remove the code (the current one goes in ``X-Access-Code``)."""
+    return await run_in_threadpool(
+        registry(ctx).set_access_code, principal, model_id, version, current=access_code, new=None
+    )
+
+
+class ModelDownload(BaseModel):
+    model_config = ConfigDict(protected_namespaces=())
+
+    success: bool
+    encrypted_model: str
+    job_id: str = Field(description="The id bound into the encryption: here the model version's id")
+    scheme: str
+    salt: str | None = None
+    nonce: str | None = None
+    public_key: str | None = None
+    model_id: str
+    version: int
+    model_type: str
+    model_format: str
+    package_bytes: int
+
+
+@router.get("/{model_id}/download", response_model=ModelDownload, responses=errors(403, 404, 409, 423))
+async def download_version(
+    model_id: str,
+    principal: UserPrincipal,
+    request: Request,
+    ctx: ContextDep,
+    version: Annotated[int | None, Query(ge=1, description="Default: the latest")] = None,
+    scheme: Annotated[
+        Literal["api-key", "x25519"] | None, Query(description="Default: x25519 if registered")
+    ] = None,
+    access_code: AccessCode = None,
+) -> dict[str, Any]:
+    """A version (quantized ones too) encrypted for the caller alone, exactly like a job's download;
+    ``bastion models download`` decrypts it and writes the model next to its JSON config."""
+    api_key = presented_credential(request) if principal.via == "api_key" else None
+    return await run_in_threadpool(
+        registry(ctx).download,
+        principal,
+        model_id,
+        version,
+        access_code=access_code,
+        api_key=api_key,
+        scheme=scheme,
+    )

@@ -17,7 +17,8 @@ from bastion.api.deps import ContextDep, UserPrincipal, client_ip, presented_cre
 from bastion.context import Context
 from bastion.jobs import states, views
 from bastion.jobs.download import DownloadKeys, check_public_key, download
-from bastion.jobs.service import JobService, SubmitRequest
+from bastion.jobs.pricing import RESOURCE_PROFILE_NOTE
+from bastion.jobs.service import MODEL_NAME_PATTERN, JobService, SubmitRequest
 
 router = APIRouter(prefix="/api/v1/training", tags=["training"])
 SSE_POLL_SECONDS = 0.25
@@ -41,6 +42,13 @@ class SubmitBody(BaseModel):
     resource_profile: str | None = Field(None, max_length=32, description="Priced profile; see cost-estimate")
     max_runtime_seconds: float | None = Field(None, gt=0, le=30 * 24 * 3600)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    model_name: str | None = Field(
+        None,
+        min_length=1,
+        max_length=200,
+        pattern=MODEL_NAME_PATTERN,
+        description="Registry model the result joins as a new version (default: model_type-dataset)",
+    )
 
 
 class SubmitResponse(BaseModel):
@@ -113,6 +121,7 @@ def submit(body: SubmitBody, principal: UserPrincipal, request: Request, ctx: Co
         resource_profile=body.resource_profile,
         max_runtime_seconds=body.max_runtime_seconds,
         seed=body.seed,
+        model_name=body.model_name,
     )
     job = jobs(ctx).submit(principal, req, ip=client_ip(request))
     return SubmitResponse(
@@ -256,7 +265,10 @@ def cost_estimate(
 
 @router.get("/resource-profiles")
 def resource_profiles(_: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return {"resource_profiles": [p.public() for p in jobs(ctx).prices.all().values()]}
+    return {
+        "resource_profiles": [p.public() for p in jobs(ctx).prices.all().values()],
+        "note": RESOURCE_PROFILE_NOTE,
+    }
 
 
 @router.get("/download-key")

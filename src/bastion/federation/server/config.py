@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from bastion.errors import Invalid
 from bastion.federation.dp import DPConfig
+from bastion.federation.features import FeatureDeclaration
 from bastion.federation.server.privacy import PrivacySettings, check_budget, dp_config, value_range
 from bastion.federation.strategies import STRATEGIES, available_strategies, create_strategy
 
@@ -71,6 +72,23 @@ class FederationCreate(BaseModel):
     training: TrainingConfig = Field(default_factory=TrainingConfig)
     evaluation: EvaluationConfig = Field(default_factory=EvaluationConfig)
     seed: int = Field(0, ge=0, le=2**31 - 1, description="seed of the initial weights")
+    features: FeatureDeclaration | None = Field(
+        None,
+        description=(
+            "site CSV columns: numeric (standardised with statistics pooled from the sites' "
+            "aggregates), categorical (one-hot over declared levels) or drop; label and classes "
+            "(docs/federated.md)"
+        ),
+    )
+    max_site_share: float = Field(
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description=(
+            "most of a round's weight one site may hold (1 = no share cap); each site's sample count "
+            "is also bounded by what it registered (federation/server/weights.py)"
+        ),
+    )
     privacy: PrivacySettings | None = Field(
         None, description="secure aggregation and/or DP-FedAvg (docs/privacy.md)"
     )
@@ -81,6 +99,16 @@ class FederationCreate(BaseModel):
             self.target_clients = self.min_clients
         if self.target_clients < self.min_clients:
             raise ValueError("target_clients cannot be smaller than min_clients")
+        if self.features is not None:
+            if self.model.get("type") != "tabular_mlp":
+                raise ValueError("declared features need a tabular_mlp model")
+            if self.model.get("in_features") != self.features.encoded_width:
+                raise ValueError(
+                    f"model.in_features must be {self.features.encoded_width}: the width of the declared "
+                    "features once categorical columns are one-hot encoded"
+                )
+            if self.model.get("num_classes") != len(self.features.classes):
+                raise ValueError("model.num_classes must equal the number of declared classes")
         return self
 
     @property
@@ -159,4 +187,5 @@ def site_config(cfg: FederationCreate, client_config: dict[str, Any], sealing_ke
         },
         "rounds": cfg.rounds,
         "server_sealing_key": sealing_key,
+        **({"features": cfg.features.model_dump()} if cfg.features is not None else {}),
     }

@@ -37,6 +37,8 @@ from bastion.federation.server.rounds import Running, ServerEvaluator, fold_miss
 from bastion.federation.server.secure import SecureRounds
 from bastion.federation.server.sessions import SecureResult
 from bastion.federation.server.ticker import Ticker
+from bastion.federation.server.weights import WeightCap, load_cap
+from bastion.federation.sitedata import TABULAR_BUILTINS
 from bastion.federation.tensors import TensorSpec, encode
 from bastion.store import Database
 from bastion.store.base import utcnow
@@ -203,8 +205,9 @@ class Coordinator:
                 and running.number == rnd.number
                 and admitted.update_id not in running.folded
             ):
-                tensors = self.hooks.on_update(fid, rnd.number, admitted.tensors, admitted.header.num_samples)
-                running.strategy.accumulate(tensors, admitted.header.num_samples)
+                weight = self._cap(fid, running).effective(site.participant_id, admitted.header.num_samples)
+                tensors = self.hooks.on_update(fid, rnd.number, admitted.tensors, weight)
+                running.strategy.accumulate(tensors, weight)
                 running.record(admitted.update_id, site.participant_id, admitted.header.nonce)
             if admitted.accepted >= target:
                 try:
@@ -278,8 +281,16 @@ class Coordinator:
             self._running[federation_id] = running
         return running
 
+    def _cap(self, federation_id: str, running: Running) -> WeightCap:
+        """The round's bound on site weights (weights.py), read once per round."""
+        if running.cap is None:
+            cfg, _spec = self.meta(federation_id)
+            running.cap = load_cap(self.db, federation_id, cfg.max_site_share)
+        return running.cap
+
     def _fold_missing(self, federation_id: str, running: Running) -> int:
         _cfg, spec = self.meta(federation_id)
+        cap = self._cap(federation_id, running)
         return fold_missing(
             self.db,
             self.vault,
@@ -288,6 +299,7 @@ class Coordinator:
             keys=self.keys(federation_id),
             spec=spec,
             on_update=lambda t, n: self.hooks.on_update(federation_id, running.number, t, n),
+            weight=cap.effective,
         )
 
     # -- deadlines ----------------------------------------------------------------------------------
@@ -356,7 +368,9 @@ class Coordinator:
         state_version = artifacts.save_state(self.vault, federation_id, running.strategy.state_dict(), number)
         blob = encode(params)
         result_version = artifacts.save_global(self.vault, federation_id, blob, number)
-        metrics, contributors = site_metrics(self.db, federation_id, number)
+        metrics, contributors = site_metrics(
+            self.db, federation_id, number, self._cap(federation_id, running)
+        )
         if secure is not None:
             metrics, contributors = {"num_updates": float(secure.count)}, secure.contributors
         metrics.update(self.evaluator.evaluate(federation_id, cfg, params))
@@ -391,6 +405,10 @@ class Coordinator:
             "global_version": result_version,
             "close_reason": reason,
         }
+        server_data = cfg.evaluation.server_dataset
+        if server_data and server_data.removeprefix("builtin:") in TABULAR_BUILTINS:
+            # quantize measures accuracy on this source's held-out rows, as for a job's model
+            lineage["dataset_source"] = server_data.removeprefix("builtin:")
         version = self.publish(fed.owner_id, fed.name, cfg, blob, metrics, lineage)
         if version is not None:
             transitions.set_model_version(self.db, rnd.id, version)

@@ -25,6 +25,7 @@ from bastion.federation.server.admission import SiteIdentity, open_checked
 from bastion.federation.server.artifacts import load_global, load_state
 from bastion.federation.server.config import FederationCreate
 from bastion.federation.server.keys import ServerKeys
+from bastion.federation.server.weights import WeightCap
 from bastion.federation.strategies import Strategy, create_strategy
 from bastion.federation.strategies.private import PrivateAggregate
 from bastion.federation.tensors import TensorSpec
@@ -43,6 +44,7 @@ class Running:
     folded: set[str] = field(default_factory=set)
     sites: set[str] = field(default_factory=set)
     nonces: set[str] = field(default_factory=set)
+    cap: WeightCap | None = None  # read once per round, when its first update is folded
 
     def record(self, update_id: str, participant_id: str, nonce: str) -> None:
         self.folded.add(update_id)
@@ -103,8 +105,10 @@ def fold_missing(
     keys: ServerKeys,
     spec: TensorSpec,
     on_update: Callable[[Mapping[str, np.ndarray], int], Mapping[str, np.ndarray]] | None = None,
+    weight: Callable[[str, int], int] | None = None,
 ) -> int:
-    """Re-verify and fold every accepted update of the round not yet in ``running``; returns how many."""
+    """Re-verify and fold every accepted update of the round not yet in ``running``; returns how many.
+    ``weight(participant, claimed samples)`` gives the weight it counts with (default: the claim)."""
     with db.session() as s:
         rows = s.execute(
             select(FederationUpdate, FederationParticipant)
@@ -133,8 +137,9 @@ def fold_missing(
             site=site,
             guard=None,
         )
-        folded_tensors = on_update(tensors, header.num_samples) if on_update else tensors
-        running.strategy.accumulate(folded_tensors, header.num_samples)
+        samples = weight(update.participant_id, header.num_samples) if weight else header.num_samples
+        folded_tensors = on_update(tensors, samples) if on_update else tensors
+        running.strategy.accumulate(folded_tensors, samples)
         running.record(update.id, update.participant_id, update.nonce)
         folded += 1
     return folded
@@ -168,20 +173,34 @@ def weighted_metrics(updates: Iterable[tuple[int, dict[str, float]]]) -> dict[st
     return out
 
 
-def site_metrics(db: Database, federation_id: str, number: int) -> tuple[dict[str, float], list[str]]:
-    """The round's weighted site metrics and the participants that contributed."""
+def site_metrics(
+    db: Database, federation_id: str, number: int, cap: WeightCap | None = None
+) -> tuple[dict[str, float], list[str]]:
+    """The round's weighted site metrics and the participants that contributed.
+
+    Sites are weighted by their effective (capped) weight, and each site's claim, effective weight
+    and share of the round appear as ``site.<name>.claimed_samples|weight|share``.
+    """
     with db.session() as s:
         rows = s.execute(
             select(
-                FederationUpdate.num_samples, FederationUpdate.metrics_json, FederationUpdate.participant_id
+                FederationUpdate.num_samples,
+                FederationUpdate.metrics_json,
+                FederationUpdate.participant_id,
+                FederationParticipant.name,
             )
+            .join(FederationParticipant, FederationParticipant.id == FederationUpdate.participant_id)
             .where(FederationUpdate.federation_id == federation_id, FederationUpdate.round == number)
             .order_by(FederationUpdate.accepted_at)
         ).all()
-    return (
-        weighted_metrics((int(n), json.loads(m)) for n, m, _ in rows),
-        [str(p) for _, _, p in rows],
-    )
+    effective = [cap.effective(str(p), int(n)) if cap else int(n) for n, _, p, _ in rows]
+    metrics = weighted_metrics((w, json.loads(m)) for w, (_, m, _, _) in zip(effective, rows, strict=True))
+    total = float(sum(effective)) or 1.0
+    for w, (n, _, _, name) in zip(effective, rows, strict=True):
+        metrics[f"site.{name}.claimed_samples"] = float(n)
+        metrics[f"site.{name}.weight"] = float(w)
+        metrics[f"site.{name}.share"] = w / total
+    return metrics, [str(p) for _, _, p, _ in rows]
 
 
 class ServerEvaluator:

@@ -93,8 +93,11 @@ class SiteService:
     def update_limit(self, federation_id: str) -> int:
         return max_update_bytes(self.coordinator.meta(federation_id)[1])
 
-    def register(self, site: SiteIdentity, public_key: str, source_ip: str | None) -> dict[str, Any]:
-        """Record the site's signing key at first contact; the same key again is a no-op."""
+    def register(
+        self, site: SiteIdentity, public_key: str, source_ip: str | None, num_samples: int | None = None
+    ) -> dict[str, Any]:
+        """Record the site's signing key (and declared sample count) at first contact; the same key
+        again is a no-op: a count, once registered, cannot be raised."""
         signing.decode_public_key(public_key)  # Invalid unless a canonical 32-byte key
         fid = site.federation_id
         coordinator = self.coordinator
@@ -122,6 +125,7 @@ class SiteService:
                     )
                 if row.signing_public_key is None:
                     row.signing_public_key, row.registered_at = public_key, now
+                    row.registered_samples = num_samples
                     s.flush()
                     self.audit.append(
                         AuditRecord(
@@ -132,7 +136,7 @@ class SiteService:
                             "federation",
                             fid,
                             source_ip,
-                            {"signing_public_key": public_key},
+                            {"signing_public_key": public_key, "num_samples": num_samples},
                         ),
                         s,
                     )

@@ -6,6 +6,7 @@ ticker and a request) race for the same round, exactly one wins and the other se
 
 from __future__ import annotations
 
+import functools
 import json
 from datetime import datetime, timedelta
 from typing import Any
@@ -181,6 +182,45 @@ def set_model_version(db: Database, round_id: str, version: int) -> None:
         s.execute(update(FederationRound).where(FederationRound.id == round_id).values(model_version=version))
 
 
+def registry_inputs(cfg: FederationCreate) -> dict[str, Any]:
+    """What the registry needs to predict with a global model on raw rows, like a job's model:
+    feature names, classes, preprocessing (declared features, or a built-in's standardisation) and
+    the network in the job models' shape (the federated MLP has the same layers). Empty when the
+    inputs are unknown (image models, or CSV sites without declared features)."""
+    model = cfg.model
+    if model.get("type") != "tabular_mlp":
+        return {}
+    inputs: dict[str, Any] | None
+    if cfg.features is not None:
+        inputs = cfg.features.model_config_part()
+    elif cfg.evaluation.server_dataset:
+        inputs = _builtin_inputs(
+            cfg.evaluation.server_dataset, cfg.evaluation.holdout_fraction, cfg.evaluation.split_seed
+        )
+        if inputs is None or len(inputs["feature_names"]) != model.get("in_features"):
+            return {}
+    else:
+        return {}
+    return {
+        **inputs,
+        "model_type": "federated_tabular_mlp",
+        "architecture": {
+            "n_inputs": int(model["in_features"]),
+            "hidden": list(model.get("hidden") or [64]),
+            "n_outputs": int(model["num_classes"]),
+            "activation": "relu",
+            "dropout": float(model.get("dropout") or 0.0),
+        },
+    }
+
+
+@functools.lru_cache(maxsize=16)
+def _builtin_inputs(source: str, holdout_fraction: float, split_seed: int) -> dict[str, Any] | None:
+    from bastion.federation.sitedata import builtin_preprocessing
+
+    return builtin_preprocessing(source, {"holdout_fraction": holdout_fraction, "split_seed": split_seed})
+
+
 def publish(
     registry: ModelRegistry | None,
     owner_id: str,
@@ -193,6 +233,7 @@ def publish(
     """Register a global model version in the model registry; a failure there never fails a round."""
     if registry is None:
         return None
+    inputs = registry_inputs(cfg)
     try:
         view = registry.register(
             owner_id,
@@ -200,12 +241,15 @@ def publish(
             blob,
             "safetensors",
             config={
-                "format": "bastion-fl-params",
+                "format": "safetensors",
+                "origin": "federation",
                 "federation_id": lineage["federation_id"],
                 "model": cfg.model,
+                **inputs,
             },
             metrics=metrics,
             lineage=lineage,
+            input_schema={"features": inputs.get("feature_names", [])},
             primary_metric="server_accuracy" if cfg.evaluation.server_dataset else "val_accuracy",
         )
     except BastionError as exc:

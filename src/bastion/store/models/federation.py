@@ -61,6 +61,8 @@ class FederationParticipant(Base):
     signing_public_key: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     registered_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Training samples the site declared when it registered: the bound on its weight (weights.py).
+    registered_samples: Mapped[int | None] = mapped_column(Integer)
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
 
