@@ -18,7 +18,9 @@ from bastion.api.routes import (
     datasets,
     federation_site,
     federations,
+    fine_tuning,
     health,
+    llm,
     models,
     training,
 )
@@ -26,6 +28,7 @@ from bastion.config import Settings, resolve_secrets
 from bastion.context import Context, build_context
 from bastion.federation.server import install as install_federations
 from bastion.jobs.hooks import install as install_jobs
+from bastion.llm.hooks import install as install_llm
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -37,11 +40,15 @@ ROUTERS: list[APIRouter] = [
     admin_training.router,
     federations.router,
     federation_site.router,
+    fine_tuning.router,
+    llm.router,
 ]
 # Routes that accept file uploads get the upload limit; everything else the (small) body limit.
 UPLOAD_PREFIXES: tuple[str, ...] = ("/api/v1/datasets", "/api/v1/federations", "/api/v1/models")
+UPLOAD_PREFIXES += ("/api/v1/fine_tuning/files",)
 # Hooks other subsystems register to extend the context (vault, jobs, federations) at start-up.
 CONTEXT_HOOKS: list[Callable[[Context], None]] = [install_jobs, install_federations]
+CONTEXT_HOOKS.append(install_llm)
 
 
 def create_app(settings: Settings | None = None, *, context: Context | None = None) -> FastAPI:

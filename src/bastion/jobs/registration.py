@@ -32,6 +32,11 @@ def registrar(ctx: Context) -> Callable[[str], None]:
                 model_type, results = job.model_type, json.loads(job.results or "{}")
                 source, dataset_id, target, seed = job.dataset_source, job.dataset_id, job.target, job.seed
             package = unpack(ctx.vault.get_bytes(artifact, version))
+            if model_type == "llm_lora":
+                from bastion.llm.lineage import register_adapter
+
+                register_adapter(ctx, registry, job_id, package)
+                return
             view = registry.register(
                 owner,
                 model_type,
