@@ -4,17 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
-from fastapi.testclient import TestClient
 
 from bastion.context import Context
 from tests.conftest import Caller
 from tests.jobs.support import ApiFactory, api_factory, wait_for
-from tests.llm.support import build_model, chat_records, jsonl, pickle_only, remote_code
+from tests.llm.support import (
+    FT,
+    build_model,
+    chat_records,
+    jsonl,
+    pickle_only,
+    register,
+    remote_code,
+    upload,
+    wait_job,
+)
 
-FT = "/api/v1/fine_tuning"
 RUNNER = "bastion.jobs.runner:run_training"
 HP = {"n_epochs": 3, "batch_size": 8, "learning_rate": 0.01, "lora": {"r": 8, "alpha": 16}}
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
@@ -28,29 +35,6 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture
 def api(ctx: Context, tmp_path: Path) -> Iterator[ApiFactory]:
     yield from api_factory(ctx, tmp_path)
-
-
-def register(client: TestClient, admin: Caller, path: Path, name: str = "tiny") -> dict[str, Any]:
-    r = client.post("/api/v1/llm/base_models", json={"path": str(path), "name": name}, headers=admin.headers)
-    assert r.status_code == 201, r.text
-    return dict(r.json())
-
-
-def upload(client: TestClient, who: Caller, data: bytes, model: str = "tiny") -> Any:
-    return client.post(
-        f"{FT}/files", params={"model": model, "name": "notes.jsonl"}, content=data,
-        headers={**who.headers, "Content-Type": "application/octet-stream"},
-    )  # fmt: skip
-
-
-def wait_job(
-    client: TestClient, who: Caller, job_id: str, *statuses: str, timeout: float = 180
-) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        body = client.get(f"{FT}/jobs/{job_id}", headers=who.headers).json()
-        return body if body["status"] in statuses else None
-
-    return wait_for(check, timeout, 0.2, f"job {job_id} in {statuses}")
 
 
 def test_register_refuses_pickles_remote_code_and_non_admins(

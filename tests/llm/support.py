@@ -7,6 +7,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from fastapi.testclient import TestClient
+
+from tests.conftest import Caller
+from tests.jobs.support import wait_for
+
+FT = "/api/v1/fine_tuning"
+
 FACTS = [
     ("fever", "acetaminophen"),
     ("cough", "rest and fluids"),
@@ -60,3 +67,26 @@ def remote_code(model: Path, root: Path) -> Path:
     config["auto_map"] = {"AutoModelForCausalLM": "modeling_evil.EvilModel"}
     (out / "config.json").write_text(json.dumps(config))
     return out
+
+
+def register(client: TestClient, admin: Caller, path: Path, name: str = "tiny") -> dict[str, Any]:
+    r = client.post("/api/v1/llm/base_models", json={"path": str(path), "name": name}, headers=admin.headers)
+    assert r.status_code == 201, r.text
+    return dict(r.json())
+
+
+def upload(client: TestClient, who: Caller, data: bytes, model: str = "tiny") -> Any:
+    return client.post(
+        f"{FT}/files", params={"model": model, "name": "notes.jsonl"}, content=data,
+        headers={**who.headers, "Content-Type": "application/octet-stream"},
+    )  # fmt: skip
+
+
+def wait_job(
+    client: TestClient, who: Caller, job_id: str, *statuses: str, timeout: float = 180
+) -> dict[str, Any]:
+    def check() -> dict[str, Any] | None:
+        body = client.get(f"{FT}/jobs/{job_id}", headers=who.headers).json()
+        return body if body["status"] in statuses else None
+
+    return wait_for(check, timeout, 0.2, f"job {job_id} in {statuses}")
