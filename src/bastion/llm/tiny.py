@@ -89,5 +89,8 @@ def build_tiny_causal_lm(
     )
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_config(config)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # stdout stays clean for --json
     model.save_pretrained(str(out), safe_serialization=True)
     return out

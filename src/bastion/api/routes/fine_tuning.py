@@ -273,6 +273,7 @@ def events(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     stream: Annotated[bool, Query(description="Live Server-Sent Events until the job ends")] = False,
     accept: Annotated[str, Header()] = "",
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> Any:
     """A page of events, oldest first; with ``stream=true`` (or Accept: text/event-stream) an SSE
     stream that replays from ``cursor`` and ends when the job does."""
@@ -284,6 +285,8 @@ def events(
             from bastion.llm.service import decode_cursor
 
             start = int(decode_cursor(cursor)[0])
+        elif last_event_id is not None and last_event_id.isdigit():
+            start = int(last_event_id)
         return StreamingResponse(
             _stream(ctx, svc, job.id, start, request),
             media_type="text/event-stream",
