@@ -13,7 +13,7 @@ from bastion.cli.main import app
 from tests.conftest import ServerProcess
 from tests.llm.support import chat_records, jsonl
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 runner = CliRunner()
 
 

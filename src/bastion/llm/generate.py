@@ -98,7 +98,7 @@ class Generator:
         if adapter is not None:
             from peft import LoraConfig, get_peft_model
 
-            from bastion.llm.train import load_adapter_bytes
+            from bastion.llm.lora import load_adapter_bytes
 
             fields = LoraConfig.__dataclass_fields__
             peft_cfg = {k: v for k, v in (config.get("peft") or {}).items() if k in fields}
@@ -244,8 +244,8 @@ class Generator:
         version: int | None = None,
         access_code: str | None = None,
     ) -> dict[str, Any]:
+        from bastion.llm.lora import encode_all, eval_loss
         from bastion.llm.textdata import read_stored
-        from bastion.llm.train import encode_all, eval_loss
 
         base, adapter, config = self.resolve(principal, model_id, version, access_code)
         parsed = read_stored(self.ctx.services["ft_files"].read(principal, file_id))

@@ -18,11 +18,21 @@ import math
 import os
 import random
 import re
-import tempfile
 import time
 from typing import Any
 
 from bastion.jobs.child import JobContext
+from bastion.llm.lora import (
+    adapter_bytes,
+    collate,
+    encode_all,
+    eval_loss,
+    load_adapter_bytes,
+    lora_config,
+    pack,
+    split,
+    train_with_trainer,
+)
 
 LORA_MODEL_TYPE = "llm_lora"
 _CKPT = re.compile(r"ftckpt-(?P<job>[0-9a-f-]{36})-e(?P<epoch>\d+)")
@@ -30,107 +40,6 @@ _CKPT = re.compile(r"ftckpt-(?P<job>[0-9a-f-]{36})-e(?P<epoch>\d+)")
 
 def checkpoint_id(job_id: str, epoch: int) -> str:
     return f"ftckpt-{job_id}-e{epoch}"
-
-
-def adapter_bytes(model: Any) -> bytes:
-    from peft import get_peft_model_state_dict
-    from safetensors.torch import save
-
-    state = {k: v.detach().cpu().contiguous() for k, v in get_peft_model_state_dict(model).items()}
-    return save(state, metadata={"format": "peft-lora"})
-
-
-def load_adapter_bytes(model: Any, data: bytes) -> None:
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load
-
-    set_peft_model_state_dict(model, load(data))
-
-
-def lora_config(params: dict[str, Any]) -> Any:
-    from peft import LoraConfig, TaskType
-
-    lora = params["lora"]
-    return LoraConfig(
-        task_type=TaskType.CAUSAL_LM,
-        r=int(lora["r"]),
-        lora_alpha=float(lora["alpha"]),  # type: ignore[arg-type]
-        lora_dropout=float(lora["dropout"]),
-        target_modules=list(params["target_modules"]),
-        fan_in_fan_out=params.get("base_model_type") == "gpt2",
-    )
-
-
-def encode_all(
-    tokenizer: Any, shape: str, records: list[dict[str, Any]], max_len: int
-) -> list[dict[str, Any]]:
-    from bastion.llm.textdata import encode
-
-    out = []
-    for rec in records:
-        ids, labels = encode(tokenizer, shape, rec)
-        out.append({"input_ids": ids[:max_len], "labels": labels[:max_len]})
-    return out
-
-
-def pack(examples: list[dict[str, Any]], block: int) -> list[dict[str, Any]]:
-    """Concatenate examples (labels kept, so prompts stay masked) and cut into ``block``-token rows."""
-    ids = [t for e in examples for t in e["input_ids"]]
-    labels = [t for e in examples for t in e["labels"]]
-    n = max(1, len(ids) // block)
-    return [
-        {"input_ids": ids[i * block : (i + 1) * block], "labels": labels[i * block : (i + 1) * block]}
-        for i in range(n)
-    ]
-
-
-def split(records: list[dict[str, Any]], fraction: float, seed: int) -> tuple[list[Any], list[Any]]:
-    if fraction <= 0 or len(records) < 2:
-        return records, []
-    order = list(range(len(records)))
-    random.Random(seed).shuffle(order)
-    n_val = max(1, round(len(records) * fraction))
-    held = set(order[:n_val])
-    return [r for i, r in enumerate(records) if i not in held], [records[i] for i in sorted(held)]
-
-
-def collate(batch: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
-    import torch
-
-    width = max(len(e["input_ids"]) for e in batch)
-    ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
-    labels = torch.full((len(batch), width), -100, dtype=torch.long)
-    mask = torch.zeros((len(batch), width), dtype=torch.long)
-    for i, e in enumerate(batch):
-        n = len(e["input_ids"])
-        ids[i, :n] = torch.tensor(e["input_ids"])
-        labels[i, :n] = torch.tensor(e["labels"])
-        mask[i, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
-
-
-def eval_loss(model: Any, examples: list[dict[str, Any]], pad_id: int, batch_size: int) -> float:
-    """Mean token loss over ``examples`` (the trained tokens only)."""
-    import torch
-
-    if not examples:
-        return float("nan")
-    model.eval()
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for i in range(0, len(examples), batch_size):
-            batch = collate(examples[i : i + batch_size], pad_id)
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            shift_logits, shift_labels = logits[:, :-1], batch["labels"][:, 1:]
-            loss = torch.nn.functional.cross_entropy(
-                shift_logits.reshape(-1, shift_logits.size(-1)).float(),
-                shift_labels.reshape(-1),
-                ignore_index=-100,
-                reduction="sum",
-            )
-            total += float(loss)
-            count += int((shift_labels != -100).sum())
-    return total / max(count, 1)
 
 
 def _latest_checkpoint(vault: Any, job_id: str) -> tuple[int, str] | None:
@@ -288,7 +197,7 @@ def _train_trainer(
     tokens_per_epoch: int,
     checkpoint: Any,
 ) -> None:
-    from transformers import Trainer, TrainerCallback, TrainingArguments
+    from transformers import TrainerCallback
 
     bs = int(params["batch_size"])
 
@@ -334,35 +243,19 @@ def _train_trainer(
                 train_loss = next((h["loss"] for h in reversed(state.log_history) if "loss" in h), None)
                 checkpoint(epoch, {"train_loss": train_loss}, state.global_step)
 
-    with tempfile.TemporaryDirectory(prefix="bastion-ft-") as out:
-        args = TrainingArguments(
-            output_dir=out,
-            num_train_epochs=epochs_total - done_epochs,
-            per_device_train_batch_size=bs,
-            per_device_eval_batch_size=bs,
-            learning_rate=float(params["learning_rate"]),
-            eval_strategy="epoch" if val else "no",
-            save_strategy="no",
-            logging_steps=1,
-            report_to=[],
-            seed=seed,
-            data_seed=seed,
-            use_cpu=not params.get("bf16") and not params.get("qlora"),
-            bf16=bool(params.get("bf16")),
-            gradient_checkpointing=bool(params.get("gradient_checkpointing")),
-            disable_tqdm=True,
-            remove_unused_columns=False,
-            dataloader_num_workers=0,
-        )
-        trainer = Trainer(
-            model=model,
-            args=args,
-            train_dataset=train,
-            eval_dataset=val or None,
-            data_collator=lambda b: collate(b, pad_id),
-            callbacks=[Progress()],
-        )
-        trainer.train()
+    train_with_trainer(
+        model,
+        train,
+        val,
+        epochs=epochs_total - done_epochs,
+        batch_size=bs,
+        learning_rate=float(params["learning_rate"]),
+        seed=seed,
+        pad_id=pad_id,
+        callbacks=[Progress()],
+        bf16=bool(params.get("bf16")),
+        gradient_checkpointing=bool(params.get("gradient_checkpointing")),
+    )
 
 
 def _train_dp(

@@ -34,7 +34,11 @@ from bastion.store.models import Federation, FederationParticipant, FederationRo
 ONLINE_WINDOW = timedelta(seconds=60)
 
 
-def initial_parameters(cfg: FederationCreate) -> dict[str, Any]:
+def initial_parameters(cfg: FederationCreate, bases: Any = None) -> dict[str, Any]:
+    from bastion.llm.federated import initial_adapter, is_lora
+
+    if is_lora(cfg.model):  # a LoRA adapter on a registered base model (fills cfg.model for sites)
+        return initial_adapter(cfg.model, bases, cfg.seed)
     from bastion.ml import fl_models
 
     return fl_models.get_parameters(fl_models.build_model(cfg.model, seed=cfg.seed))
@@ -77,7 +81,9 @@ class FederationService:
             from bastion.federation.sitedata import check_source
 
             check_source(cfg.evaluation.server_dataset)
-        params = initial_parameters(cfg)
+        from bastion.llm.base_models import BaseModels
+
+        params = initial_parameters(cfg, BaseModels(self.db, self.audit))
         spec = TensorSpec.from_tensors(params)
         blob = encode(params)
         fid = new_id()

@@ -193,6 +193,8 @@ def publish(
     """Register a global model version in the model registry; a failure there never fails a round."""
     if registry is None:
         return None
+    from bastion.llm.federated import registry_config
+
     try:
         view = registry.register(
             owner_id,
@@ -203,6 +205,7 @@ def publish(
                 "format": "bastion-fl-params",
                 "federation_id": lineage["federation_id"],
                 "model": cfg.model,
+                **registry_config(cfg.model),
             },
             metrics=metrics,
             lineage=lineage,
