@@ -38,6 +38,13 @@ LORA_MODEL_TYPE = "llm_lora"
 _CKPT = re.compile(r"ftckpt-(?P<job>[0-9a-f-]{36})-e(?P<epoch>\d+)")
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (Linux reports KiB)."""
+    import resource
+
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
 def checkpoint_id(job_id: str, epoch: int) -> str:
     return f"ftckpt-{job_id}-e{epoch}"
 
@@ -169,6 +176,7 @@ def run_finetune(ctx: JobContext) -> dict[str, Any]:
         "epochs": epochs_total,
         "resumed_from_epoch": done_epochs if resumed else None,
         "adapter_bytes": len(weights),
+        "peak_rss_mb": peak_rss_mb(),
     }
     if dp_report is not None:
         results["dp"] = {
