@@ -163,6 +163,10 @@ def test_fine_tune_end_to_end(
     listed = client.get(f"{FT}/jobs", headers=alice.headers).json()
     assert [j["id"] for j in listed["data"]] == [job["id"]]
     assert client.get(f"{FT}/jobs", headers=bob.headers).json()["data"] == []
+    for path in ("events", "checkpoints"):
+        assert client.get(f"{FT}/jobs/{job['id']}/{path}", headers=bob.headers).status_code == 404
+    assert client.get(f"{FT}/files/{f['id']}", headers=bob.headers).status_code == 404
+    assert client.get(f"/api/v1/training/model/{job['id']}", headers=bob.headers).status_code == 404
 
     model = client.get(f"/api/v1/models/{done['fine_tuned_model']}", headers=alice.headers).json()
     lineage = model["history"][0]["lineage"]
@@ -197,6 +201,11 @@ def test_fine_tune_end_to_end(
         client.post(f"/api/v1/models/{model_id}/generate", json=prompt, headers=bob.headers).status_code
         == 404
     )
+    for who_model in (model_id, "tiny"):
+        foreign = client.post(
+            f"/api/v1/models/{who_model}/perplexity", json={"file": f["id"]}, headers=bob.headers
+        )
+        assert foreign.status_code == 404, "bob cannot read alice's file through perplexity"
     ppl = client.post(
         f"/api/v1/models/{model_id}/perplexity", json={"file": f["id"]}, headers=alice.headers
     ).json()
