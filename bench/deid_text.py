@@ -33,14 +33,18 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--notes", type=int, default=500)
     parser.add_argument("--seed", type=int, default=2026)
+    parser.add_argument(
+        "--style", choices=["plain", "varied"], default="plain", help="varied: other phrasings"
+    )
     args = parser.parse_args()
-    notes = generate_notes(args.notes, seed=args.seed)
+    parser_style = args.style
+    notes = generate_notes(args.notes, seed=args.seed, style=parser_style)
     scores = score(notes)
     t0 = time.perf_counter()
     for note in notes:
         scrub_text(note.text)
     elapsed = time.perf_counter() - t0
-    print(f"notes: {len(notes)}  chars: {sum(len(n.text) for n in notes)}")
+    print(f"notes: {len(notes)} ({parser_style})  chars: {sum(len(n.text) for n in notes)}")
     for kind in PHI_KINDS:
         s = scores[kind]
         print(f"{kind:8s} planted={s.planted:5d} recall={s.recall:.4f} precision={s.precision:.4f}")

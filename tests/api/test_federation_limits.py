@@ -12,7 +12,8 @@ from fastapi.testclient import TestClient
 
 from bastion.api.app import CONTEXT_HOOKS, create_app
 from bastion.context import build_context
-from bastion.ml.fl_models import build_model, parameter_count, parse_model_config
+from bastion.ml.fl_config import parameter_count
+from bastion.ml.fl_models import build_model, parse_model_config
 from tests.conftest import Caller, make_settings
 
 BASE = "/api/v1/federations"

@@ -22,6 +22,8 @@ CASES = [
     ("Follow-up since 4/2 without events.", "DATE", "4/2"),
     ("Echo done 2020-11-05.", "DATE", "2020-11-05"),
     ("A 93-year-old man with dyspnea.", "AGE", "93"),
+    ("She is a 92 y.o.", "AGE", "92"),
+    ("She resides at 12 Oak St in Boise now.", "ADDRESS", "Boise"),
     ("Call (217) 555-0143 for results.", "PHONE", "(217) 555-0143"),
     ("Fax: 217-555-0199 attn records.", "FAX", "217-555-0199"),
     ("Mail j.doe@mail.example.com today.", "EMAIL", "j.doe@mail.example.com"),
@@ -113,8 +115,9 @@ def test_unlisted_names_really_are_unlisted() -> None:
     assert not any(lists.is_name(n.split("-")[0]) for n in UNLISTED_LAST)
 
 
-def test_recall_on_200_synthetic_notes() -> None:
-    notes = generate_notes(200, seed=7)
+@pytest.mark.parametrize("style", ["plain", "varied"])
+def test_recall_on_200_synthetic_notes(style: str) -> None:
+    notes = generate_notes(200, seed=7, style=style)
     assert len(notes) == 200
     scores = score(notes)
     for kind in PHI_KINDS:

@@ -19,7 +19,9 @@ from bastion.api.routes import (
     datasets,
     federation_site,
     federations,
+    fine_tuning,
     health,
+    llm,
     models,
     training,
 )
@@ -27,6 +29,7 @@ from bastion.config import Settings, resolve_secrets
 from bastion.context import Context, build_context
 from bastion.federation.server import install as install_federations
 from bastion.jobs.hooks import install as install_jobs
+from bastion.llm.hooks import install as install_llm
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -38,11 +41,16 @@ ROUTERS: list[APIRouter] = [
     admin_training.router,
     federations.router,
     federation_site.router,
+    fine_tuning.router,
+    llm.router,
 ]
 # Routes that accept file uploads get the upload limit; everything else (JSON) the small body limit.
-UPLOAD_ROUTES = re.compile(r"/api/v1/(?:datasets|federations/[^/]+/(?:model|site/update|site/secagg/masked))")
+UPLOAD_ROUTES = re.compile(
+    r"/api/v1/(?:datasets|fine_tuning/files|federations/[^/]+/(?:model|site/update|site/secagg/masked))"
+)
 # Hooks other subsystems register to extend the context (vault, jobs, federations) at start-up.
 CONTEXT_HOOKS: list[Callable[[Context], None]] = [install_jobs, install_federations]
+CONTEXT_HOOKS.append(install_llm)
 
 
 def create_app(settings: Settings | None = None, *, context: Context | None = None) -> FastAPI:

@@ -328,6 +328,17 @@ def _peer_keys(path: Path) -> Any:
         raise fail(f"cannot read the peer key list {path}: {exc}", 2) from exc
 
 
+def _trainer(data: str, part: Any, alpha: float | None, threads: int | None, base_model: Path | None) -> Any:
+    """The site trainer: the federation's torch model on tabular/image data, or LoRA on JSONL text."""
+    if base_model is not None:
+        from bastion.client.fl_lora import LoraSiteTrainer
+
+        return LoraSiteTrainer(data, base_model, threads=threads)
+    from bastion.client.fl_trainer import TorchTrainer
+
+    return TorchTrainer(data, partition=part, alpha=alpha, threads=threads)
+
+
 @app.command("client")
 def client(
     server: Annotated[str, typer.Option(help="Server URL, e.g. https://bastion.example.org.")],
@@ -350,6 +361,10 @@ def client(
     ] = None,
     ca_cert: Annotated[Path | None, typer.Option(help="CA bundle to trust for the server's TLS.")] = None,
     threads: Annotated[int | None, typer.Option(help="Torch threads for local training.")] = None,
+    base_model: Annotated[
+        Path | None,
+        typer.Option(help="Federated LoRA: this site's copy of the base model (--data is JSONL)."),
+    ] = None,
     poll_timeout: Annotated[float, typer.Option(help="Long-poll seconds while waiting.")] = 20.0,
     give_up_after: Annotated[float, typer.Option(help="Seconds of network errors before giving up.")] = 600.0,
     as_json: JsonOpt = False,
@@ -357,7 +372,6 @@ def client(
     """Take part in a federation until it completes: train locally, send sealed updates."""
     from bastion.client.errors import BastionClientError
     from bastion.client.fl import Backoff, SiteClient, SiteError, SiteEvent, run_site
-    from bastion.client.fl_trainer import TorchTrainer
     from bastion.errors import BastionError
     from bastion.federation.sitedata import parse_partition
 
@@ -375,7 +389,7 @@ def client(
             server,
             federation,
             token,
-            TorchTrainer(data, partition=part, alpha=alpha, threads=threads),
+            _trainer(data, part, alpha, threads, base_model),
             state_dir=state_dir,
             server_key=server_key,
             peer_keys=_peer_keys(peer_keys) if peer_keys else None,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bastion.cli import backup, catalog, fl, server, train, vault, worker
+from bastion.cli import backup, catalog, fl, ft, server, train, vault, worker
 
 app = typer.Typer(
     name="bastion",
@@ -24,6 +24,9 @@ app.add_typer(catalog.models_app, name="models")
 app.add_typer(fl.app, name="fl")
 app.command("backup")(backup.backup)
 app.command("restore")(backup.restore)
+app.add_typer(ft.ft_app, name="ft")
+app.add_typer(ft.llm_app, name="llm")
+catalog.models_app.command("generate")(ft.generate)
 
 if __name__ == "__main__":
     app()

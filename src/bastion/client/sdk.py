@@ -19,6 +19,7 @@ import httpx
 
 from bastion.client.catalog import CatalogMixin
 from bastion.client.errors import APIError, BastionClientError, TransportError, from_response
+from bastion.client.fine_tuning import FineTuningMixin
 from bastion.client.modelfile import DownloadedModel, open_download
 
 DEFAULT_URL = "http://127.0.0.1:5000"
@@ -61,7 +62,7 @@ def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
             event_id = int(value)
 
 
-class BastionClient(CatalogMixin):
+class BastionClient(CatalogMixin, FineTuningMixin):
     """Jobs here; datasets and models from CatalogMixin; federations via bastion.client.federations."""
 
     def __init__(

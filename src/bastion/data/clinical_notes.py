@@ -128,7 +128,34 @@ class _Values:
         return ".".join(str(r.randrange(1, 255)) for _ in range(4))
 
 
-def _note(v: _Values) -> SyntheticNote:
+def _varied(v: _Values, first: str, last: str) -> list[list[str | tuple[PhiKind, str]]]:
+    """The same PHI kinds in other phrasings, written apart from the rules (a check on overfitting)."""
+    r = v.rng
+    month = _MONTHS.split()[r.randrange(12)]
+    street = f"{r.randrange(1, 999)} {r.choice(_STREETS)} {r.choice(_SUFFIX)}"
+    return [
+        ["Her PCP, Dr ", ("NAME", v.last_name()), ", recommended follow-up."],
+        ["Spoke to her son ", ("NAME", v.first_name()), " by phone."],
+        ["Case reviewed with attending ", ("NAME", f"{v.first_name()} {v.last_name()}"), "."],
+        ["DOB ", ("DATE", f"{r.randrange(1, 13)}/{r.randrange(1, 29)}/{r.randrange(1920, 1935)}"), "."],
+        ["Last colonoscopy ", ("DATE", f"{month} {r.randrange(1, 29)}th"), "."],
+        ["She is a ", ("AGE", str(r.randrange(90, 104))), " y.o. female."],
+        ["Reachable on ", ("PHONE", v.phone()), " after 5 pm."],
+        ["Fax # ", ("FAX", v.phone()), " for the cardiology office."],
+        ["Results were emailed to ", ("EMAIL", f"{last.lower()}{v.digits(3)}@mail.example.net"), "."],
+        ["She resides at ", ("ADDRESS", street), " in ", ("ADDRESS", r.choice(_CITIES)[0]), "."],
+        ["Mailing ZIP code ", ("ZIP", v.digits(5)), "."],
+        ["Social security number ", ("SSN", f"{r.randrange(100, 600)}-{r.randrange(10, 99)}-{v.digits(4)}"), "."],
+        ["Medical record number: ", ("MRN", v.digits(8)), "."],
+        ["Medicaid ID ", ("ACCOUNT", f"{r.choice('KLMN')}{v.digits(9)}"), " is active."],
+        ["See www.", ("URL", f"www.clinic{v.digits(2)}.com/forms/{v.digits(4)}"[4:]), " for forms."],
+        ["Remote login from ", ("IP", v.ip()), " noted."],
+        ["Insulin pump serial ", ("DEVICE", f"{v.digits(4)}-{r.choice('ABC')}{v.digits(5)}"), " checked."],
+        ["Prescriber DEA number ", ("LICENSE", f"{r.choice('ABFM')}{r.choice('ABCDEFG')}{v.digits(7)}"), "."],
+    ]  # fmt: skip
+
+
+def _note(v: _Values, style: str = "plain") -> SyntheticNote:
     r = v.rng
     b = _Builder()
     first, last = v.first_name(), v.last_name()
@@ -162,6 +189,8 @@ def _note(v: _Values) -> SyntheticNote:
         [r.choice(["Discussed with", "Signed by", "Accompanied by"]), " ", ("NAME", f"{v.first_name()} {v.last_name()}"), "."],
         [("NAME", f"{v.first_name()} {v.last_name()}"), " (nephew) will drive her home on ", ("DATE", v.date()), "."],
     ]  # fmt: skip
+    if style == "varied":
+        sentences = _varied(v, first, last)
     fillers: list[str | tuple[PhiKind, str]] = list(r.sample(_FILLER, 4))
     body = sentences + [[f] for f in fillers]
     r.shuffle(body)
@@ -170,10 +199,11 @@ def _note(v: _Values) -> SyntheticNote:
     return SyntheticNote("".join(b.parts).rstrip(), b.phi)
 
 
-def generate_notes(n: int = 200, seed: int = 0) -> list[SyntheticNote]:
-    """``n`` notes, the same for the same seed; every note carries every PHI kind."""
+def generate_notes(n: int = 200, seed: int = 0, style: str = "plain") -> list[SyntheticNote]:
+    """``n`` notes, the same for the same seed; every note carries every PHI kind. ``varied`` uses a
+    second set of phrasings that the rules were not written against."""
     values = _Values(random.Random(seed))
-    return [_note(values) for _ in range(n)]
+    return [_note(values, style) for _ in range(n)]
 
 
 @dataclass

@@ -354,7 +354,9 @@ _SHORT_DATE = re.compile(
     r"through|thru|of|before|after)\s*:?\s*)(\d{1,2}/\d{1,2})(?![\d/])"
 )
 _AGE = [
-    re.compile(r"(?<!\d)(9\d|1[0-4]\d)(?=\s*-?\s*(?:years?|yrs?|y/o|y\.o\.|yo|year-old|yr-old)\b)", re.I),
+    re.compile(
+        r"(?<!\d)(9\d|1[0-4]\d)(?=\s*-?\s*(?:years?|yrs?|y/o|y\.o\.?|yo|year-old|yr-old)(?![A-Za-z]))", re.I
+    ),
     re.compile(r"(?i:\bage[d]?\s*:?\s*(?:of\s+)?)(9\d|1[0-4]\d)(?!\d)"),
     re.compile(r"(?<!\d)(9\d|1[0-4]\d)\s?(?:M|F|yo[mf]?)\b"),
     re.compile(r"(?i:\b(?:nonagenarian|centenarian)\b)"),
@@ -374,6 +376,10 @@ _ADDRESS = [
     re.compile(
         rf"(?i:\b(?:lives|living|resides|residing|moved|relocated|home|address|located|from)\s+"
         rf"(?:in|at|to|is)?\s*:?\s*)(?![A-Z]{{2,}}\b)((?:\d+\s+)?{_CAP}(?:\s+{_CAP}){{0,3}})"
+    ),
+    # "... 12 Oak St in Boise": the town after a street address.
+    re.compile(
+        rf"\b\d{{1,6}}\s+(?:(?:{_CAP}|\d+{_ORD})\s+){{1,3}}{_STREET}\b\.?,?\s+in\s+({_CAP}(?:\s{_CAP})?)"
     ),
 ]
 

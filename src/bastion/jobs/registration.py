@@ -34,6 +34,11 @@ def registrar(ctx: Context) -> Callable[[str], None]:
                 source, dataset_id, target, seed = job.dataset_source, job.dataset_id, job.target, job.seed
                 name = job.model_name or default_model_name(model_type, source, dataset_id)
             package = unpack(ctx.vault.get_bytes(artifact, version))
+            if model_type == "llm_lora":
+                from bastion.llm.lineage import register_adapter
+
+                register_adapter(ctx, registry, job_id, package)
+                return
             view = registry.register(
                 owner,
                 name,

@@ -17,6 +17,10 @@ def artifact_id_for(job_id: str, attempt: int) -> str:
 
 
 def run_training(ctx: JobContext) -> dict[str, Any]:
+    if ctx.spec.get("model_type") == "llm_lora":  # fine-tuning: the same queue, another trainer
+        from bastion.llm.train import run_finetune
+
+        return run_finetune(ctx)
     from bastion.jobs.datasets import DatasetRef, load_for_job
     from bastion.jobs.package import ModelPackage, pack
     from bastion.ml.train import train

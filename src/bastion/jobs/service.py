@@ -86,9 +86,43 @@ class JobService:
         est: float | None = None
         if ref.n_samples and ref.n_features:
             est = estimate(price, req.model_type, ref.n_samples, ref.n_features, params)["estimated_seconds"]
-        runtime = min(
-            req.max_runtime_seconds or self.config.max_runtime_seconds, self.config.max_runtime_seconds
+        return self.enqueue(
+            principal,
+            model_type=req.model_type,
+            dataset_source=ref.source,
+            dataset_id=ref.dataset_id,
+            target=ref.target,
+            dataset_ref=ref.to_json(),
+            params=params,
+            profile=price.profile,
+            max_runtime_seconds=req.max_runtime_seconds,
+            seed=req.seed,
+            estimated_seconds=est,
+            model_name=req.model_name,
+            ip=ip,
         )
+
+    def enqueue(
+        self,
+        principal: Principal,
+        *,
+        model_type: str,
+        dataset_source: str,
+        dataset_id: str | None,
+        target: str | None,
+        dataset_ref: dict[str, Any],
+        params: dict[str, Any],
+        profile: str,
+        max_runtime_seconds: float | None,
+        seed: int,
+        estimated_seconds: float | None,
+        model_name: str | None = None,
+        ip: str | None = None,
+        action: str = "training.submit",
+    ) -> TrainingJob:
+        """Queue a validated job (any kind: the trainers and fine-tuning share this), or refuse it when
+        the owner already has the maximum of active jobs."""
+        runtime = min(max_runtime_seconds or self.config.max_runtime_seconds, self.config.max_runtime_seconds)
         cap = self.config.max_active_per_user
         try:
             with self.db.session() as s:
@@ -107,18 +141,17 @@ class JobService:
                 now = utcnow()
                 job = TrainingJob(
                     owner_id=principal.user_id,
-                    model_type=req.model_type,
-                    dataset_source=ref.source,
-                    dataset_id=ref.dataset_id,
-                    target=ref.target,
-                    dataset_ref=json.dumps(ref.to_json()),
+                    model_type=model_type,
+                    dataset_source=dataset_source,
+                    dataset_id=dataset_id,
+                    target=target,
+                    dataset_ref=json.dumps(dataset_ref),
                     params=json.dumps(params),
-                    resource_profile=price.profile,
-                    seed=req.seed,
-                    model_name=req.model_name
-                    or default_model_name(req.model_type, ref.source, ref.dataset_id),
+                    resource_profile=profile,
+                    seed=seed,
+                    model_name=model_name or default_model_name(model_type, dataset_source, dataset_id),
                     max_runtime_seconds=float(runtime),
-                    estimated_seconds=est,
+                    estimated_seconds=estimated_seconds,
                     state=states.PENDING.value,
                     progress=0.0,
                     history="[]",
@@ -130,28 +163,24 @@ class JobService:
                 s.add(job)
                 s.flush()
                 queue.add_event(s, job.id, "state", {"state": "pending", "progress": 0.0, "attempt": 0})
-                queue.add_log(s, job.id, f"submitted: {req.model_type} on {ref.source} ({price.profile})")
+                queue.add_log(s, job.id, f"submitted: {model_type} on {dataset_source} ({profile})")
                 self.audit.append(
                     AuditRecord(
-                        "training.submit",
+                        action,
                         "success",
                         principal.user_id,
                         principal.username,
                         "training_job",
                         job.id,
                         ip,
-                        {
-                            "model_type": req.model_type,
-                            "dataset_source": ref.source,
-                            "profile": price.profile,
-                        },
+                        {"model_type": model_type, "dataset_source": dataset_source, "profile": profile},
                     ),
                     s,
                 )
         except _LimitReached as limit:
             self.audit.append(
                 AuditRecord(
-                    "training.submit",
+                    action,
                     "denied",
                     principal.user_id,
                     principal.username,

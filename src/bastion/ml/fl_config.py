@@ -4,6 +4,7 @@ them on request paths where importing torch (about a second) would be the whole 
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
 
@@ -49,3 +50,21 @@ def parse_model_config(config: Mapping[str, Any]) -> TabularMLPConfig | BrainTum
         err = exc.errors()[0]
         where = ".".join(str(p) for p in err["loc"]) or "config"
         raise Invalid(f"invalid model config ({where}): {err['msg']}", code="invalid_model_config") from exc
+
+
+def parameter_count(config: TabularMLPConfig | BrainTumourCNNConfig) -> int:
+    """Trainable parameters of the model ``config`` describes, by arithmetic (nothing is allocated)."""
+    if isinstance(config, TabularMLPConfig):
+        widths = [config.in_features, *config.hidden, config.num_classes]
+        return sum(a * b + b for a, b in itertools.pairwise(widths))
+    total, width = 0, config.in_channels
+    for ch in config.channels:
+        total += width * ch * 9 + ch + 2 * ch  # conv weights and bias, group-norm scale and shift
+        width = ch
+    return (
+        total
+        + width * 16 * config.hidden
+        + config.hidden
+        + config.hidden * config.num_classes
+        + config.num_classes
+    )

@@ -9,7 +9,6 @@ must import it lazily (only to build an initial model), never at start-up.
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 from collections.abc import Iterator, Mapping
 from typing import Any, Literal
@@ -43,24 +42,6 @@ __all__ = [
     "predict",
     "set_parameters",
 ]
-
-
-def parameter_count(config: TabularMLPConfig | BrainTumourCNNConfig) -> int:
-    """Trainable parameters of the model ``config`` describes, by arithmetic (nothing is allocated)."""
-    if isinstance(config, TabularMLPConfig):
-        widths = [config.in_features, *config.hidden, config.num_classes]
-        return sum(a * b + b for a, b in itertools.pairwise(widths))
-    total, width = 0, config.in_channels
-    for ch in config.channels:
-        total += width * ch * 9 + ch + 2 * ch  # conv weights and bias, group-norm scale and shift
-        width = ch
-    return (
-        total
-        + width * 16 * config.hidden
-        + config.hidden
-        + config.hidden * config.num_classes
-        + config.num_classes
-    )
 
 
 class TabularMLP(nn.Module):

@@ -35,8 +35,12 @@ ONLINE_WINDOW = timedelta(seconds=60)
 ARCHIVED = "archived"
 
 
-def initial_parameters(cfg: FederationCreate) -> dict[str, Any]:
+def initial_parameters(cfg: FederationCreate, bases: Any = None) -> dict[str, Any]:
+    from bastion.llm.federated import initial_adapter, is_lora
     from bastion.ml.fl_init import initial_parameters as draw
+
+    if is_lora(cfg.model):  # a LoRA adapter on a registered base model (fills cfg.model for sites)
+        return initial_adapter(cfg.model, bases, cfg.seed)
 
     return draw(cfg.model, seed=cfg.seed)  # NumPy: creating a federation must not import torch
 
@@ -60,9 +64,11 @@ class FederationService:
 
     def _check_limits(self, principal: Principal, cfg: FederationCreate) -> None:
         """The model's size from its spec (before any weight is allocated) and the owner's quota."""
-        from bastion.ml.fl_models import parameter_count, parse_model_config
+        from bastion.llm.federated import is_lora
+        from bastion.ml.fl_config import parameter_count, parse_model_config
 
-        count = parameter_count(parse_model_config(cfg.model))
+        # A LoRA adapter's size follows from a base model an admin registered, not from the spec.
+        count = 0 if is_lora(cfg.model) else parameter_count(parse_model_config(cfg.model))
         if count > self.max_parameters:
             raise Invalid(
                 f"the model has {count} parameters, over the limit of {self.max_parameters} "
@@ -117,7 +123,9 @@ class FederationService:
             from bastion.federation.sitedata import check_source
 
             check_source(cfg.evaluation.server_dataset)
-        params = initial_parameters(cfg)
+        from bastion.llm.base_models import BaseModels
+
+        params = initial_parameters(cfg, BaseModels(self.db, self.audit))
         spec = TensorSpec.from_tensors(params)
         blob = encode(params)
         fid = new_id()

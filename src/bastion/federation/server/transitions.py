@@ -233,6 +233,8 @@ def publish(
     """Register a global model version in the model registry; a failure there never fails a round."""
     if registry is None:
         return None
+    from bastion.llm.federated import registry_config
+
     inputs = registry_inputs(cfg)
     try:
         view = registry.register(
@@ -246,6 +248,7 @@ def publish(
                 "federation_id": lineage["federation_id"],
                 "model": cfg.model,
                 **inputs,
+                **registry_config(cfg.model),
             },
             metrics=metrics,
             lineage=lineage,

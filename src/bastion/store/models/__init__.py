@@ -17,6 +17,7 @@ from bastion.store.models.jobs import (
     TrainingJob,
     TrainingPrice,
 )
+from bastion.store.models.llm import LlmBaseModel
 
 __all__ = [
     "ApiKey",
@@ -32,6 +33,7 @@ __all__ = [
     "JobEvent",
     "JobLogLine",
     "JobWorker",
+    "LlmBaseModel",
     "Lockout",
     "ModelRecord",
     "ModelVersionRecord",

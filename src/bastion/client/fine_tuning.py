@@ -1,0 +1,200 @@
+"""Fine-tuning and language-model testing, as SDK methods (mixed into BastionClient).
+
+client.register_base_model("/models/tiny", "tiny")           # admin
+f = client.upload_ft_file("notes.jsonl", model="tiny")       # scrubbed before storage
+job = client.ft_create("tiny", f["id"], hyperparameters={"n_epochs": 3})
+for event in client.ft_follow(job["id"]): print(event["message"])
+client.generate(job_model, messages=[{"role": "user", "content": "..."}], compare=True)
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+FT = "/api/v1/fine_tuning"
+TERMINAL = ("succeeded", "failed", "cancelled")
+
+
+class FineTuningMixin:
+    """Needs ``_request``, ``_auth``, ``http``, ``timeout`` and ``_json`` from BastionClient."""
+
+    http: Any
+    timeout: float
+    _auth: dict[str, str]
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:  # pragma: no cover - provided
+        raise NotImplementedError
+
+    # -- base models ------------------------------------------------------------------------------
+
+    def register_base_model(self, path: str | Path, name: str) -> dict[str, Any]:
+        """Register a model directory *on the server's machine* (admin)."""
+        out: dict[str, Any] = self._request(
+            "POST", "/api/v1/llm/base_models", json={"path": str(path), "name": name}
+        )
+        return out
+
+    def list_base_models(self) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._request("GET", "/api/v1/llm/base_models")["data"]
+        return rows
+
+    # -- files and jobs ---------------------------------------------------------------------------
+
+    def upload_ft_file(
+        self, path: str | Path, *, model: str, name: str | None = None, scrub: str = "placeholder"
+    ) -> dict[str, Any]:
+        file = Path(path)
+        out: dict[str, Any] = self._request(
+            "POST",
+            f"{FT}/files",
+            params={"model": model, "name": name or file.name, "scrub": scrub},
+            content=file.read_bytes(),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+        return out
+
+    def _job_body(self, model: str, training_file: str, **options: Any) -> dict[str, Any]:
+        body = {"model": model, "training_file": training_file}
+        body.update({k: v for k, v in options.items() if v is not None})
+        return body
+
+    def ft_estimate(self, model: str, training_file: str, **options: Any) -> dict[str, Any]:
+        out: dict[str, Any] = self._request(
+            "POST", f"{FT}/jobs/estimate", json=self._job_body(model, training_file, **options)
+        )
+        return out
+
+    def ft_create(self, model: str, training_file: str, **options: Any) -> dict[str, Any]:
+        """Options: validation_file, hyperparameters, suffix, seed, resource_profile, max_runtime_seconds."""
+        out: dict[str, Any] = self._request(
+            "POST", f"{FT}/jobs", json=self._job_body(model, training_file, **options)
+        )
+        return out
+
+    def ft_list(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        out: dict[str, Any] = self._request("GET", f"{FT}/jobs", params=params)
+        return out
+
+    def ft_get(self, job_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._request("GET", f"{FT}/jobs/{job_id}")
+        return out
+
+    def ft_cancel(self, job_id: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._request("POST", f"{FT}/jobs/{job_id}/cancel")
+        return out
+
+    def ft_events(self, job_id: str, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        out: dict[str, Any] = self._request("GET", f"{FT}/jobs/{job_id}/events", params=params)
+        return out
+
+    def ft_checkpoints(self, job_id: str) -> list[dict[str, Any]]:
+        rows: list[dict[str, Any]] = self._request("GET", f"{FT}/jobs/{job_id}/checkpoints")["data"]
+        return rows
+
+    def ft_follow(self, job_id: str) -> Iterator[dict[str, Any]]:
+        """Every event of the job as it happens (SSE), then the final job object (``object`` =
+        ``fine_tuning.job``)."""
+        import httpx
+
+        from bastion.client.errors import TransportError
+        from bastion.client.sdk import parse_sse
+
+        last: str | None = None
+        for attempt in range(6):
+            headers = {
+                "Accept": "text/event-stream",
+                **self._auth,
+                **({"Last-Event-ID": last} if last else {}),
+            }
+            try:
+                with self.http.stream(
+                    "GET",
+                    f"{FT}/jobs/{job_id}/events",
+                    params={"stream": "true"},
+                    headers=headers,
+                    timeout=httpx.Timeout(self.timeout, read=60.0),
+                ) as response:
+                    if response.status_code >= 400:
+                        response.read()
+                        self._json(response)  # type: ignore[attr-defined]
+                    for event in parse_sse(response.iter_lines()):
+                        if event.kind == "end":
+                            yield event.data
+                            return
+                        if event.id is not None:
+                            last = str(event.id)
+                        yield event.data
+            except httpx.HTTPError as exc:
+                if attempt == 5:
+                    raise TransportError(
+                        f"event stream broke: {type(exc).__name__}", code="transport"
+                    ) from None
+                time.sleep(0.5 * (attempt + 1))
+
+    def ft_wait(self, job_id: str, timeout: float | None = None) -> dict[str, Any]:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.ft_get(job_id)
+            if job["status"] in TERMINAL:
+                return job
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
+            time.sleep(0.5)
+
+    # -- testing a model --------------------------------------------------------------------------
+
+    def generate(
+        self,
+        model_id: str,
+        *,
+        prompt: str | None = None,
+        messages: list[dict[str, str]] | None = None,
+        access_code: str | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Options: max_new_tokens, temperature, top_p, seed, version, compare."""
+        body = {"prompt": prompt, "messages": messages, **options}
+        headers = {"X-Access-Code": access_code} if access_code else None
+        out: dict[str, Any] = self._request(
+            "POST",
+            f"/api/v1/models/{model_id}/generate",
+            json={k: v for k, v in body.items() if v is not None},
+            headers=headers,
+        )
+        return out
+
+    def generate_stream(
+        self,
+        model_id: str,
+        *,
+        prompt: str | None = None,
+        messages: list[dict[str, str]] | None = None,
+        **options: Any,
+    ) -> Iterator[str]:
+        """Text pieces as the server produces them."""
+        from bastion.client.sdk import parse_sse
+
+        body = {"prompt": prompt, "messages": messages, **options, "stream": True}
+        with self.http.stream(
+            "POST",
+            f"/api/v1/models/{model_id}/generate",
+            json={k: v for k, v in body.items() if v is not None},
+            headers=self._auth,
+        ) as response:
+            if response.status_code >= 400:
+                response.read()
+                self._json(response)  # type: ignore[attr-defined]
+            for event in parse_sse(response.iter_lines()):
+                if event.kind == "token":
+                    yield str(event.data.get("text", ""))
+
+    def perplexity(self, model_id: str, file_id: str, *, version: int | None = None) -> dict[str, Any]:
+        out: dict[str, Any] = self._request(
+            "POST", f"/api/v1/models/{model_id}/perplexity", json={"file": file_id, "version": version}
+        )
+        return out
