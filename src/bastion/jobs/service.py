@@ -19,6 +19,7 @@ from bastion.jobs import queue, states
 from bastion.jobs.config import JobConfig
 from bastion.jobs.datasets import resolve_dataset
 from bastion.jobs.pricing import PriceTable, estimate
+from bastion.jobs.resources import resolve as resolve_resources
 from bastion.store.base import utcnow
 from bastion.store.models import JobEvent, JobLogLine, TrainingJob, User
 
@@ -39,6 +40,10 @@ class SubmitRequest:
     resource_profile: str | None = None
     max_runtime_seconds: float | None = None
     seed: int = 0
+    # {cpus, gpus, memory}: what the executor reserves; unset ones come from the resource profile.
+    resources: dict[str, Any] | None = None
+    # A hyper-parameter search (bastion.jobs.search) instead of one training run.
+    search: dict[str, Any] | None = None
 
 
 class _LimitReached(Exception):
@@ -73,6 +78,12 @@ class JobService:
         if ref.task:
             registry.check_task(req.model_type, ref.task, ref.source)
         price = self.prices.get(req.resource_profile)
+        resources = resolve_resources(req.resources, price.profile)
+        search = None
+        if req.search is not None:
+            from bastion.jobs.search import validate_search
+
+            search = validate_search(req.model_type, req.search, ref.task)
         est: float | None = None
         if ref.n_samples and ref.n_features:
             est = estimate(price, req.model_type, ref.n_samples, ref.n_features, params)["estimated_seconds"]
@@ -107,6 +118,8 @@ class JobService:
                     seed=req.seed,
                     max_runtime_seconds=float(runtime),
                     estimated_seconds=est,
+                    resources=json.dumps(resources),
+                    search_spec=json.dumps(search) if search is not None else None,
                     state=states.PENDING.value,
                     progress=0.0,
                     history="[]",

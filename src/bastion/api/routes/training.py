@@ -41,6 +41,13 @@ class SubmitBody(BaseModel):
     resource_profile: str | None = Field(None, max_length=32, description="Priced profile; see cost-estimate")
     max_runtime_seconds: float | None = Field(None, gt=0, le=30 * 24 * 3600)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    resources: dict[str, float | int | str] | None = Field(
+        None,
+        max_length=3,
+        description="What the executor reserves: cpus, gpus, memory (MiB or '8GiB'); "
+        "unset ones come from the resource profile",
+        examples=[{"cpus": 2, "gpus": 1, "memory": "8GiB"}],
+    )
 
 
 class SubmitResponse(BaseModel):
@@ -113,6 +120,7 @@ def submit(body: SubmitBody, principal: UserPrincipal, request: Request, ctx: Co
         resource_profile=body.resource_profile,
         max_runtime_seconds=body.max_runtime_seconds,
         seed=body.seed,
+        resources=body.resources,
     )
     job = jobs(ctx).submit(principal, req, ip=client_ip(request))
     return SubmitResponse(

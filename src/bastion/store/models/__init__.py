@@ -14,6 +14,7 @@ from bastion.store.models.jobs import (
     JobEvent,
     JobLogLine,
     JobWorker,
+    SearchJournalEntry,
     TrainingJob,
     TrainingPrice,
 )
@@ -35,6 +36,7 @@ __all__ = [
     "Lockout",
     "ModelRecord",
     "ModelVersionRecord",
+    "SearchJournalEntry",
     "TrainingJob",
     "TrainingPrice",
     "User",
