@@ -81,7 +81,7 @@ class JobService:
         resources = resolve_resources(req.resources, price.profile)
         search = None
         if req.search is not None:
-            from bastion.jobs.search import validate_search
+            from bastion.jobs.search_space import validate_search
 
             search = validate_search(req.model_type, req.search, ref.task)
         est: float | None = None

@@ -190,7 +190,13 @@ class Worker:
         }
         secrets = {"vault_dir": str(self.vault_dir), "master_key": self._master.decode()}
         recorder = Recorder(self.db, claim.job_id, self.id, claim.attempt, cap=self.config.log_line_cap)
-        process = self.executor.prepare(spec, secrets, self.config)
+        process: JobRun
+        if claim.search is not None:
+            from bastion.jobs.search import SearchRun
+
+            process = SearchRun(self.db, self.executor, spec, secrets, self.config)
+        else:
+            process = self.executor.prepare(spec, secrets, self.config)
         run = _Run(claim, process, recorder)
         run.thread = threading.Thread(
             target=self._supervise, args=(run,), name=f"job-{claim.job_id[:8]}", daemon=True

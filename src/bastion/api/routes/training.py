@@ -48,6 +48,12 @@ class SubmitBody(BaseModel):
         "unset ones come from the resource profile",
         examples=[{"cpus": 2, "gpus": 1, "memory": "8GiB"}],
     )
+    search: dict[str, Any] | None = Field(
+        None,
+        description="Make this a hyper-parameter search: space, trials, parallel, cv, time_budget_seconds "
+        "(see docs/ray_and_search.md)",
+        examples=[{"space": {"C": {"type": "float", "low": 0.001, "high": 100, "log": True}}, "trials": 20}],
+    )
 
 
 class SubmitResponse(BaseModel):
@@ -121,6 +127,7 @@ def submit(body: SubmitBody, principal: UserPrincipal, request: Request, ctx: Co
         max_runtime_seconds=body.max_runtime_seconds,
         seed=body.seed,
         resources=body.resources,
+        search=body.search,
     )
     job = jobs(ctx).submit(principal, req, ip=client_ip(request))
     return SubmitResponse(

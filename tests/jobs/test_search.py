@@ -1,0 +1,100 @@
+"""Hyper-parameter search jobs: Optuna over k-fold CV trials, stored in Bastion's database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from bastion.errors import Invalid
+from bastion.jobs.search_space import validate_search
+from bastion.ml.cv import cross_validate
+from bastion.store.models import JobEvent, ModelVersionRecord, SearchJournalEntry
+from tests.conftest import Caller
+from tests.jobs.support import Harness, principal, wait_for
+
+SPACE = {"C": {"type": "float", "low": 0.001, "high": 100.0, "log": True}}
+BASE = {"estimator": "logistic_regression", "importance_repeats": 0, "max_iter": 500}
+
+
+@pytest.fixture
+def db_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'bastion.db'}"
+
+
+def test_search_spec_is_checked_at_submit() -> None:
+    ok = validate_search("alzheimer_classifier", {"space": SPACE, "trials": 5, "parallel": 2})
+    assert ok["space"]["C"]["log"] is True and ok["cv"] == 5
+    choices = validate_search(
+        "alzheimer_classifier", {"space": {"estimator": ["random_forest", "logistic_regression"]}}
+    )
+    assert choices["space"]["estimator"]["type"] == "categorical"
+    for bad in (
+        {"space": {"nope": [1, 2]}},
+        {"space": {"C": {"type": "float", "low": 0, "high": 1, "log": True}}},
+        {"space": {"C": {"type": "float", "low": 0.1, "high": 1e9}}},  # above the param's own bound
+        {"space": {"estimator": ["svm"]}},
+        {"space": SPACE, "trials": 0},
+        {"space": SPACE, "parallel": 99},
+        {"space": {"test_size": [0.2, 0.3]}},
+    ):
+        with pytest.raises(Invalid):
+            validate_search("alzheimer_classifier", bad)
+
+
+def trial_events(h: Harness, job_id: str) -> list[dict[str, object]]:
+    with h.ctx.db.session() as s:
+        rows = s.query(JobEvent).filter_by(job_id=job_id, kind="trial").order_by(JobEvent.id).all()
+        return [json.loads(e.data) for e in rows]
+
+
+@pytest.mark.slow
+def test_search_beats_defaults_survives_a_restart_and_registers_its_best(
+    harness: Harness, alice: Caller
+) -> None:
+    config = harness.config("bastion.jobs.runner:run_training", max_concurrent=1)
+    svc = harness.service(config)
+    me = principal(alice)
+    search = {"space": SPACE, "trials": 20, "parallel": 2, "cv": 5}
+    job = harness.submit(me, dataset_source="breast_cancer", params=BASE, search=search, seed=3)
+    first = harness.worker(config)
+    wait_for(lambda: len(trial_events(harness, job.id)) >= 6, 240, what="six trials to finish")
+    first.close()  # the worker goes away mid-search; the job goes back to the queue
+    assert harness.job(job.id).state == "pending"
+    with harness.ctx.db.session() as s:
+        kept = s.query(SearchJournalEntry).filter_by(study=f"job-{job.id}").count()
+    assert kept > 0, "the study lives in Bastion's database"
+    harness.worker(config)
+    done = harness.wait_state(job.id, "completed", "failed", timeout=600)
+    assert done.state == "completed", done.error_message
+    results = json.loads(done.results or "{}")
+    summary = results["search"]
+    assert summary["n_complete"] + summary["n_pruned"] == 20
+    assert "search resumed" in " ".join(ln["line"] for ln in svc.logs(done, limit=2000)["lines"])
+    numbers = [t["number"] for t in summary["trials"]]
+    assert numbers == list(range(len(numbers))), "one study across both workers"
+    row = next(t for t in summary["trials"] if t["number"] == summary["best_trial"])
+    assert len(row["folds"]) == 5 and row["cv_std"] is not None
+    # The defaults, cross-validated independently on the same folds, are not better than the best.
+    from bastion.jobs.datasets import DatasetRef, load_for_job
+
+    ref = DatasetRef.from_json(json.loads(done.dataset_ref))
+    defaults = cross_validate(
+        "alzheimer_classifier", load_for_job(ref, seed=3, kaggle_path=None), BASE, 5, seed=3
+    )
+    assert summary["best_cv"]["mean"] >= defaults["mean"]
+    assert results["accuracy"] > 0.9 and done.model_artifact_id
+    # The best trial's model is a registered version whose lineage carries the CV scores.
+    version = wait_for(lambda: _registered(harness, job.id), 30, what="the model to be registered")
+    lineage = json.loads(version.lineage_json)
+    assert lineage["search"]["best_trial"] == summary["best_trial"]
+    assert lineage["cv"]["folds"] == summary["best_cv"]["folds"]
+
+
+def _registered(h: Harness, job_id: str) -> ModelVersionRecord | None:
+    with h.ctx.db.session() as s:
+        for row in s.query(ModelVersionRecord).all():
+            if json.loads(row.lineage_json).get("job_id") == job_id:
+                return row
+    return None
