@@ -22,7 +22,7 @@ from typing import Any
 from bastion.jobs import queue
 from bastion.jobs.config import DEFAULT_TARGET, JobConfig
 from bastion.jobs.executor import Outcome, Sink
-from bastion.jobs.executors import Executor, JobRun
+from bastion.jobs.executors import Executor
 from bastion.store import Database
 
 TRIAL_TARGET = "bastion.jobs.search_trial:run_trial"
