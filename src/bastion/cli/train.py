@@ -21,6 +21,10 @@ T = TypeVar("T")
 ParamOpt = Annotated[
     list[str] | None, typer.Option("--param", "-p", help="Hyper-parameter as key=value (repeatable).")
 ]
+ResourcesOpt = Annotated[
+    str | None,
+    typer.Option("--resources", help="What the executor reserves, e.g. gpus=1,cpus=4,memory=8GiB."),
+]
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -47,6 +51,22 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
             out[key.strip()] = json.loads(raw)
         except ValueError:
             out[key.strip()] = raw
+    return out
+
+
+def parse_resources(text: str | None) -> dict[str, Any] | None:
+    """``gpus=1,cpus=4,memory=8GiB`` as a mapping (numbers as numbers); the server checks it."""
+    if not text:
+        return None
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, raw = part.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise typer.BadParameter(f"--resources needs name=value pairs, got {part!r}")
+        try:
+            out[key.strip()] = float(raw) if "." in raw else int(raw)
+        except ValueError:
+            out[key.strip()] = raw.strip()
     return out
 
 
@@ -129,6 +149,7 @@ def submit(
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
+    resources: ResourcesOpt = None,
 ) -> None:
     """Submit a training job (and, with --watch, follow it to the end and show its metrics)."""
     params = parse_params(param)
@@ -144,6 +165,7 @@ def submit(
             resource_profile=profile,
             max_runtime_seconds=max_runtime,
             seed=seed,
+            resources=parse_resources(resources),
         ),
     )
     if not watch:
