@@ -98,3 +98,36 @@ def _registered(h: Harness, job_id: str) -> ModelVersionRecord | None:
             if json.loads(row.lineage_json).get("job_id") == job_id:
                 return row
     return None
+
+
+def test_cancel_stops_a_search_and_its_trials(harness: Harness, alice: Caller) -> None:
+    config = harness.config("bastion.jobs.runner:run_training")
+    svc = harness.service(config)
+    harness.worker(config)
+    me = principal(alice)
+    search = {
+        "space": {"n_estimators": {"type": "int", "low": 200, "high": 400}},
+        "trials": 50,
+        "parallel": 2,
+        "cv": 5,
+    }
+    params = {"estimator": "random_forest", "importance_repeats": 0}
+    job = harness.submit(me, dataset_source="breast_cancer", params=params, search=search)
+    wait_for(lambda: harness.job(job.id).stage == "search", 60, what="the search to start")
+    cancelled, _ = svc.cancel(me, job.id)
+    assert cancelled.state == "cancelled"
+    wait_for(lambda: not harness.workers[0].running(), 30, what="the worker to stop the search")
+    assert harness.job(job.id).state == "cancelled"
+    assert len(trial_events(harness, job.id)) < 50
+
+
+def test_plain_job_with_cv(harness: Harness, alice: Caller) -> None:
+    config = harness.config("bastion.jobs.runner:run_training")
+    harness.service(config)
+    harness.worker(config)
+    job = harness.submit(principal(alice), dataset_source="breast_cancer", params={**BASE, "cv": 4})
+    done = harness.wait_state(job.id, "completed", "failed", timeout=120)
+    assert done.state == "completed", done.error_message
+    cv = json.loads(done.results or "{}")["cv"]
+    assert cv["k"] == 4 and len(cv["folds"]) == 4 and cv["metric"] == "accuracy"
+    assert min(cv["folds"]) <= cv["mean"] <= max(cv["folds"]) and cv["mean"] > 0.9

@@ -170,3 +170,27 @@ def test_bastion_worker_killed_with_a_task_in_flight(
     ray_runs.release(job.id)
     done = ray_runs.wait_state(job.id, "completed")
     assert done.attempt == 2, "attempt 1 died with its worker; only attempt 2 ran to completion"
+
+
+@pytest.mark.ray
+def test_search_trials_run_as_ray_tasks(ray_runs: Harness, alice: Caller) -> None:
+    """A small search on Ray: trials in parallel as tasks, the best retrained and sealed by the worker."""
+    config = ray_runs.config("bastion.jobs.runner:run_training")
+    ray_runs.service(config)
+    ray_runs.worker(config)
+    search = {
+        "space": {"C": {"type": "float", "low": 0.01, "high": 10.0, "log": True}},
+        "trials": 4,
+        "parallel": 2,
+        "cv": 3,
+    }
+    params = {"estimator": "logistic_regression", "importance_repeats": 0}
+    job = ray_runs.submit(
+        principal(alice), dataset_source="breast_cancer", params=params, search=search, resources={"cpus": 1}
+    )
+    done = ray_runs.wait_state(job.id, "completed", "failed", timeout=300)
+    assert done.state == "completed", done.error_message
+    summary = json.loads(done.results or "{}")["search"]
+    assert summary["n_complete"] + summary["n_pruned"] == 4
+    assert all(len(t["folds"]) == 3 for t in summary["trials"] if t["state"] == "complete")
+    assert done.model_artifact_id and done.model_format
