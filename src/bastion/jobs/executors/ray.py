@@ -108,6 +108,8 @@ class RayExecutor:
             if _connection["address"] not in (None, address):
                 raise ConfigError("this process is already connected to another Ray cluster")
             if not ray.is_initialized():
+                if token:
+                    _reload_auth_settings()
                 ray.init(
                     address=address,
                     namespace="bastion",
@@ -286,6 +288,18 @@ class RayJobRun:
             }
             return None
         return message
+
+
+def _reload_auth_settings() -> None:
+    """Ray reads RAY_AUTH_MODE and the token once, when first imported; re-read them now, so a process
+    that imported ray before its environment was complete still authenticates."""
+    try:
+        from ray._raylet import AuthenticationTokenLoader, Config  # type: ignore[attr-defined]
+
+        Config.initialize("")
+        AuthenticationTokenLoader.instance().reset_cache()
+    except (ImportError, AttributeError):  # another Ray version: it reads the environment itself
+        return
 
 
 @functools.cache
