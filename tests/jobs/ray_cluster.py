@@ -97,7 +97,7 @@ def stop_cluster(cluster: RayCluster) -> None:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGTERM)
     with contextlib.suppress(AssertionError):
-        wait_for(lambda: all(pid_gone(p) for p in pids), 20, what="ray processes to exit")
+        wait_for(lambda: all(pid_gone(p) for p in pids), 5, what="ray processes to exit")
     for pid in pids:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.kill(pid, signal.SIGKILL)

@@ -10,7 +10,7 @@ from bastion.data.builtin import load_dataset
 from bastion.errors import Invalid
 from bastion.ml.train import train
 
-PARAMS = {"epochs": 40, "hidden_layers": [32], "batch_size": 32, "importance_repeats": 0, "patience": 40}
+PARAMS = {"epochs": 25, "hidden_layers": [16], "batch_size": 32, "importance_repeats": 0, "patience": 25}
 
 
 def test_more_than_one_worker_needs_a_ray_cluster() -> None:

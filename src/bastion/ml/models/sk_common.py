@@ -138,3 +138,11 @@ def tree_ensemble(params: Any, seed: int, forest: type, boosting: type) -> Any:
         learning_rate=params.learning_rate,
         random_state=seed,
     )
+
+
+def combine(stacking: type, members: list[tuple[str, Any]], final: Any, seed: int) -> Any:
+    """A stacking ensemble: ``final`` learns from the members' out-of-fold predictions (5 folds)."""
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    folds = StratifiedKFold if "Classifier" in stacking.__name__ else KFold
+    return stacking(members, final_estimator=final, cv=folds(5, shuffle=True, random_state=seed))

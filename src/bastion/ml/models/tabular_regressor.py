@@ -17,10 +17,20 @@ DESCRIPTION = (
 TASKS = ("regression",)
 ESTIMATORS = ("ridge", "random_forest", "gradient_boosting")
 
+Member = Literal["ridge", "random_forest", "gradient_boosting"]
+MEMBERS: tuple[Member, ...] = ("ridge", "random_forest", "gradient_boosting")
+
 
 class Params(CommonParams):
-    estimator: Literal["ridge", "random_forest", "gradient_boosting"] = Field(
-        "gradient_boosting", description="Which regressor follows the preprocessing"
+    estimator: Literal["ridge", "random_forest", "gradient_boosting", "voting", "stacking"] = Field(
+        "gradient_boosting",
+        description="Which regressor follows the preprocessing; voting and stacking combine ensemble_members",
+    )
+    ensemble_members: list[Member] = Field(
+        default_factory=lambda: list(MEMBERS),
+        min_length=2,
+        max_length=3,
+        description="Estimators a voting (mean) or stacking (ridge on top) ensemble combines",
     )
     alpha: float = Field(1.0, ge=0.0, le=1e4, description="L2 penalty (ridge)")
     n_estimators: int = Field(100, ge=1, le=2000, description="Trees (random_forest, gradient_boosting)")
@@ -34,11 +44,24 @@ class Params(CommonParams):
 
 
 def make_estimator(params: Params, seed: int) -> Any:
-    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+    from sklearn.ensemble import (
+        GradientBoostingRegressor,
+        RandomForestRegressor,
+        StackingRegressor,
+        VotingRegressor,
+    )
     from sklearn.linear_model import Ridge
 
-    from bastion.ml.models.sk_common import tree_ensemble
+    from bastion.ml.models.sk_common import combine, tree_ensemble
 
+    if params.estimator in ("voting", "stacking"):
+        members: list[tuple[str, Any]] = [
+            (name, make_estimator(params.model_copy(update={"estimator": name}), seed))
+            for name in params.ensemble_members
+        ]
+        if params.estimator == "voting":
+            return VotingRegressor(members)
+        return combine(StackingRegressor, members, Ridge(alpha=1.0), seed)
     if params.estimator == "ridge":
         return Ridge(alpha=params.alpha)
     return tree_ensemble(params, seed, RandomForestRegressor, GradientBoostingRegressor)
@@ -62,6 +85,15 @@ def estimate_seconds(n_samples: int, n_features: int, params: Params) -> float:
     from bastion.ml.models.sk_common import STARTUP_SECONDS, tree_cost
 
     n = n_samples * (1.0 - params.test_size)
+    if params.estimator in ("voting", "stacking"):
+        # Each member once; stacking also fits each member on 5 folds for the meta-features.
+        rounds = 1 if params.estimator == "voting" else 6
+        member_seconds = [
+            estimate_seconds(n_samples, n_features, params.model_copy(update={"estimator": m}))
+            - STARTUP_SECONDS
+            for m in params.ensemble_members
+        ]
+        return STARTUP_SECONDS + rounds * sum(member_seconds)
     if params.estimator == "ridge":
         return STARTUP_SECONDS + 1e-8 * n * n_features * n_features
     if params.estimator == "random_forest":
