@@ -88,6 +88,11 @@ def test_submit_with_resources_and_bad_resources(
     )
     status = _json(["status", submitted["job_id"]])
     assert status["resources"] == {"cpus": 1.0, "gpus": 0.0, "memory_mb": 512.0}
+    distributed = _json(
+        ["submit", "-m", "adaptive_neural_net", "-d", "wine", "--num-workers", "2", "--resources", "gpus=1"]
+    )
+    shown = _json(["status", distributed["job_id"]])
+    assert shown["params"]["num_workers"] == 2 and shown["resources"]["gpus"] == 1.0
     bad = runner.invoke(
         app,
         ["train", "submit", "-m", "alzheimer_classifier", "-d", "wine", "--resources", "tpus=1", "--json"],

@@ -150,9 +150,15 @@ def submit(
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
     resources: ResourcesOpt = None,
+    num_workers: Annotated[
+        int | None,
+        typer.Option("--num-workers", min=1, help="Data-parallel workers (torch model types, Ray executor)."),
+    ] = None,
 ) -> None:
     """Submit a training job (and, with --watch, follow it to the end and show its metrics)."""
     params = parse_params(param)
+    if num_workers is not None:
+        params["num_workers"] = num_workers
     client = _client(url, api_key)
     job_id = _call(
         as_json,

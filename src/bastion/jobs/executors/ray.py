@@ -75,7 +75,7 @@ def check_security(address: str | None, *, insecure: bool, env: dict[str, str] |
     )
 
 
-def _ray_options(resources: dict[str, Any] | None) -> dict[str, Any]:
+def _ray_options(resources: dict[str, Any] | None, params: dict[str, Any] | None = None) -> dict[str, Any]:
     res = resources or {"cpus": 1.0}
     options: dict[str, Any] = {
         "num_cpus": float(res.get("cpus") or 0.0),
@@ -83,6 +83,9 @@ def _ray_options(resources: dict[str, Any] | None) -> dict[str, Any]:
         "max_retries": 0,
         "num_returns": "streaming",
     }
+    if int((params or {}).get("num_workers") or 1) > 1:
+        # Data-parallel: the task only coordinates; its Ray Train workers reserve a CPU each.
+        options["num_cpus"], options["num_gpus"] = 0.0, 0.0
     memory = float(res.get("memory_mb") or 0.0)
     if memory > 0:
         options["memory"] = int(memory * 1024 * 1024)
@@ -178,7 +181,7 @@ class RayJobRun:
             if self.killed is not None:
                 return None
         inputs = {"dataset": load_dataset(self.spec, self.executor.vault)} if "dataset" in self.spec else {}
-        options = _ray_options(self.spec.get("resources"))
+        options = _ray_options(self.spec.get("resources"), self.spec.get("params"))
         if self.config.child_env:
             options["runtime_env"] = {"env_vars": dict(self.config.child_env)}
         with self._lock:
