@@ -59,3 +59,17 @@ def test_ensemble_members_are_checked() -> None:
             load_dataset("wine"),
             {"estimator": "stacking", "ensemble_members": ["random_forest"]},
         )
+
+
+def test_ensemble_cost_estimates_add_up_their_members() -> None:
+    from bastion.ml.registry import estimate_seconds
+
+    members = ["logistic_regression", "random_forest"]
+    one = [estimate_seconds("alzheimer_classifier", 569, 30, {"estimator": m}) for m in members]
+    voting = estimate_seconds(
+        "alzheimer_classifier", 569, 30, {"estimator": "voting", "ensemble_members": members}
+    )
+    stacking = estimate_seconds(
+        "alzheimer_classifier", 569, 30, {"estimator": "stacking", "ensemble_members": members}
+    )
+    assert max(one) < voting < stacking

@@ -194,3 +194,30 @@ def test_search_trials_run_as_ray_tasks(ray_runs: Harness, alice: Caller) -> Non
     assert summary["n_complete"] + summary["n_pruned"] == 4
     assert all(len(t["folds"]) == 3 for t in summary["trials"] if t["state"] == "complete")
     assert done.model_artifact_id and done.model_format
+
+
+@pytest.mark.ray
+def test_data_parallel_job_matches_one_worker(ray_runs: Harness, alice: Caller) -> None:
+    """A job with num_workers=2 trains through Ray Train inside its Ray task; its accuracy on the same
+    held-out rows is that of one worker, within noise."""
+    from bastion.data.builtin import load_dataset
+    from bastion.ml.train import train
+
+    params = {"epochs": 25, "hidden_layers": [16], "batch_size": 32, "importance_repeats": 0, "patience": 25}
+    config = ray_runs.config("bastion.jobs.runner:run_training")
+    ray_runs.service(config)
+    ray_runs.worker(config)
+    job = ray_runs.submit(
+        principal(alice),
+        model_type="adaptive_neural_net",
+        dataset_source="breast_cancer",
+        params={**params, "num_workers": 2},
+        seed=1,
+    )
+    done = ray_runs.wait_state(job.id, "completed", "failed", timeout=300)
+    assert done.state == "completed", done.error_message
+    two = json.loads(done.results or "{}")
+    one = train("adaptive_neural_net", load_dataset("breast_cancer"), params, seed=1).metrics
+    assert two["test_samples"] == one["test_samples"] == 114
+    assert abs(two["accuracy"] - one["accuracy"]) <= 4 / 114 + 1e-9, (two["accuracy"], one["accuracy"])
+    assert two["accuracy"] > 0.9 and len(json.loads(done.history)) >= 1

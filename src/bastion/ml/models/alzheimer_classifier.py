@@ -5,6 +5,7 @@ Named after the seeds' Alzheimer model but works on any tabular classification d
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Literal
 
@@ -62,17 +63,14 @@ def make_estimator(params: Params, seed: int) -> Any:
         VotingClassifier,
     )
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
 
     from bastion.ml.models.sk_common import combine, tree_ensemble
 
     if params.estimator in ("voting", "stacking"):
-        members: list[tuple[str, Any]] = [
-            (name, make_estimator(params.model_copy(update={"estimator": name}), seed))
-            for name in params.ensemble_members
-        ]
-        if params.estimator == "voting":
-            return VotingClassifier(members, voting=params.voting)
-        return combine(StackingClassifier, members, LogisticRegression(max_iter=params.max_iter), seed)
+        final = LogisticRegression(max_iter=params.max_iter)
+        voter = functools.partial(VotingClassifier, voting=params.voting)
+        return combine(params, seed, make_estimator, voter, StackingClassifier, final, StratifiedKFold)
     if params.estimator == "logistic_regression":
         return LogisticRegression(C=params.C, max_iter=params.max_iter, random_state=seed)
     return tree_ensemble(params, seed, RandomForestClassifier, GradientBoostingClassifier)
@@ -98,18 +96,11 @@ def estimate_seconds(n_samples: int, n_features: int, params: Params) -> float:
     Includes process start-up and imports, evaluation, permutation importance and serialization.
     Boosting assumes three classes (one tree per class per stage), as in the Alzheimer data.
     """
-    from bastion.ml.models.sk_common import STARTUP_SECONDS, tree_cost
+    from bastion.ml.models.sk_common import STARTUP_SECONDS, ensemble_seconds, tree_cost
 
     n = n_samples * (1.0 - params.test_size)
     if params.estimator in ("voting", "stacking"):
-        # Each member once; stacking also fits each member on 5 folds for the meta-features.
-        rounds = 1 if params.estimator == "voting" else 6
-        member_seconds = [
-            estimate_seconds(n_samples, n_features, params.model_copy(update={"estimator": m}))
-            - STARTUP_SECONDS
-            for m in params.ensemble_members
-        ]
-        return STARTUP_SECONDS + rounds * sum(member_seconds)
+        return ensemble_seconds(estimate_seconds, n_samples, n_features, params)
     if params.estimator == "logistic_regression":
         fit = 2.5e-8 * n * n_features * min(params.max_iter, 200)
         return STARTUP_SECONDS + 2.0 * fit

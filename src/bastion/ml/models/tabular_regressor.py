@@ -51,17 +51,14 @@ def make_estimator(params: Params, seed: int) -> Any:
         VotingRegressor,
     )
     from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold
 
     from bastion.ml.models.sk_common import combine, tree_ensemble
 
     if params.estimator in ("voting", "stacking"):
-        members: list[tuple[str, Any]] = [
-            (name, make_estimator(params.model_copy(update={"estimator": name}), seed))
-            for name in params.ensemble_members
-        ]
-        if params.estimator == "voting":
-            return VotingRegressor(members)
-        return combine(StackingRegressor, members, Ridge(alpha=1.0), seed)
+        return combine(
+            params, seed, make_estimator, VotingRegressor, StackingRegressor, Ridge(alpha=1.0), KFold
+        )
     if params.estimator == "ridge":
         return Ridge(alpha=params.alpha)
     return tree_ensemble(params, seed, RandomForestRegressor, GradientBoostingRegressor)
@@ -82,18 +79,11 @@ def estimate_seconds(n_samples: int, n_features: int, params: Params) -> float:
 
     Includes process start-up and imports, evaluation, permutation importance and serialization.
     """
-    from bastion.ml.models.sk_common import STARTUP_SECONDS, tree_cost
+    from bastion.ml.models.sk_common import STARTUP_SECONDS, ensemble_seconds, tree_cost
 
     n = n_samples * (1.0 - params.test_size)
     if params.estimator in ("voting", "stacking"):
-        # Each member once; stacking also fits each member on 5 folds for the meta-features.
-        rounds = 1 if params.estimator == "voting" else 6
-        member_seconds = [
-            estimate_seconds(n_samples, n_features, params.model_copy(update={"estimator": m}))
-            - STARTUP_SECONDS
-            for m in params.ensemble_members
-        ]
-        return STARTUP_SECONDS + rounds * sum(member_seconds)
+        return ensemble_seconds(estimate_seconds, n_samples, n_features, params)
     if params.estimator == "ridge":
         return STARTUP_SECONDS + 1e-8 * n * n_features * n_features
     if params.estimator == "random_forest":
