@@ -29,12 +29,16 @@ _UNITS = {"k": 1 / 1024, "m": 1.0, "g": 1024.0, "t": 1024.0 * 1024.0, None: 1.0}
 def _memory_mb(value: Any) -> float:
     """MiB from a number (MiB) or text such as ``512M``, ``8GiB``, ``2g``."""
     if isinstance(value, bool):
-        raise Invalid("resources.memory must be a number of MiB or a size such as '8GiB'")
+        raise Invalid(
+            "resources.memory must be a number of MiB or a size such as '8GiB'", code="invalid_resources"
+        )
     if isinstance(value, int | float):
         return float(value)
     match = _MEMORY.fullmatch(str(value))
     if match is None:
-        raise Invalid("resources.memory must be a number of MiB or a size such as '8GiB'")
+        raise Invalid(
+            "resources.memory must be a number of MiB or a size such as '8GiB'", code="invalid_resources"
+        )
     unit = match.group(2).lower() if match.group(2) else None
     return float(match.group(1)) * _UNITS[unit]
 
