@@ -12,6 +12,7 @@ Prints ``search_parallel_speedup`` (wall time with 1 / with 2 parallel trials),
 
     .venv/bin/python bench/search.py            # 20 trials
     .venv/bin/python bench/search.py --quick    # 8 trials
+    .venv/bin/python bench/search.py --executor ray   # trials as Ray tasks on a private local cluster
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import json
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 MASTER = "bench-master-key-" + "m" * 40
 JWT = "bench-jwt-secret-" + "j" * 40
@@ -70,7 +72,7 @@ def plain_optuna(trials: int) -> tuple[float, float]:
     return time.perf_counter() - start, float(study.best_value)
 
 
-def bastion_search(root: Path, trials: int, parallel: int) -> tuple[float, float]:
+def bastion_search(root: Path, trials: int, parallel: int, cluster: Any = None) -> tuple[float, float]:
     from bastion.api.app import CONTEXT_HOOKS
     from bastion.auth.principal import Principal
     from bastion.config import Settings
@@ -90,6 +92,13 @@ def bastion_search(root: Path, trials: int, parallel: int) -> tuple[float, float
     user = ctx.accounts.create_user(f"bench-{parallel}", "user")
     principal = Principal(user.id, user.username, "user", "api_key")
     worker = ctx.services["worker"]
+    if cluster is not None:  # the same search with each trial a Ray task (warm Ray workers)
+        from bastion.jobs.executors.ray import RayExecutor
+        from bastion.jobs.hooks import make_worker
+
+        executor = RayExecutor.connect(cluster.address, insecure=False, vault=ctx.vault)
+        worker = make_worker(ctx, worker.config, executor=executor)
+        ctx.services["worker"] = worker
     worker.start()
     try:
         search = {
@@ -125,19 +134,41 @@ def main() -> None:
     )
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local")
     args = parser.parse_args()
     trials = 8 if args.quick else args.trials
     from bastion import logs
 
     logs.configure("error")
-    plain_seconds, plain_best = plain_optuna(trials)
-    with tempfile.TemporaryDirectory(prefix="bastion-bench-") as tmp:
-        one_seconds, one_best = bastion_search(Path(tmp), trials, 1)
-        two_seconds, two_best = bastion_search(Path(tmp), trials, 2)
+    cluster = None
+    if args.executor == "ray":
+        import os
+        import sys
+
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+        from tests.jobs.ray_cluster import start_cluster
+
+        cluster = start_cluster()
+        os.environ.update(cluster.env())
+    try:
+        plain_seconds, plain_best = plain_optuna(trials)
+        with tempfile.TemporaryDirectory(prefix="bastion-bench-") as tmp:
+            one_seconds, one_best = bastion_search(Path(tmp), trials, 1, cluster)
+            two_seconds, two_best = bastion_search(Path(tmp), trials, 2, cluster)
+    finally:
+        if cluster is not None:
+            import ray
+
+            from tests.jobs.ray_cluster import stop_cluster
+
+            ray.shutdown()
+            stop_cluster(cluster)
     print(f"search_parallel_speedup: {one_seconds / two_seconds:.3f}")
     print(f"search_time_ratio: {one_seconds / plain_seconds:.3f}")
     print(f"search_best_cv_ratio: {one_best / plain_best:.4f}")
-    print(f"trials: {trials}  folds: {FOLDS}  dataset: {DATASET}  seed: {SEED}  space: {json.dumps(SPACE)}")
+    print(
+        f"executor: {args.executor}  trials: {trials}  folds: {FOLDS}  dataset: {DATASET}  seed: {SEED}  space: {json.dumps(SPACE)}"
+    )
     print(f"plain_optuna_seconds: {plain_seconds:.2f}  best_cv: {plain_best:.4f}")
     print(
         f"bastion_parallel_1_seconds: {one_seconds:.2f}  best_cv: {one_best:.4f}  (includes the final retrain)"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -18,9 +17,7 @@ SPACE = {"C": {"type": "float", "low": 0.001, "high": 100.0, "log": True}}
 BASE = {"estimator": "logistic_regression", "importance_repeats": 0, "max_iter": 500}
 
 
-@pytest.fixture
-def db_url(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'bastion.db'}"
+SQLITE_ONLY = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
 
 def test_search_spec_is_checked_at_submit() -> None:
@@ -49,6 +46,7 @@ def trial_events(h: Harness, job_id: str) -> list[dict[str, object]]:
         return [json.loads(e.data) for e in rows]
 
 
+@SQLITE_ONLY
 @pytest.mark.slow
 def test_search_beats_defaults_survives_a_restart_and_registers_its_best(
     harness: Harness, alice: Caller
@@ -100,6 +98,7 @@ def _registered(h: Harness, job_id: str) -> ModelVersionRecord | None:
     return None
 
 
+@SQLITE_ONLY
 def test_cancel_stops_a_search_and_its_trials(harness: Harness, alice: Caller) -> None:
     config = harness.config("bastion.jobs.runner:run_training")
     svc = harness.service(config)
@@ -121,6 +120,7 @@ def test_cancel_stops_a_search_and_its_trials(harness: Harness, alice: Caller) -
     assert len(trial_events(harness, job.id)) < 50
 
 
+@SQLITE_ONLY
 def test_plain_job_with_cv(harness: Harness, alice: Caller) -> None:
     config = harness.config("bastion.jobs.runner:run_training")
     harness.service(config)
@@ -131,3 +131,23 @@ def test_plain_job_with_cv(harness: Harness, alice: Caller) -> None:
     cv = json.loads(done.results or "{}")["cv"]
     assert cv["k"] == 4 and len(cv["folds"]) == 4 and cv["metric"] == "accuracy"
     assert min(cv["folds"]) <= cv["mean"] <= max(cv["folds"]) and cv["mean"] > 0.9
+
+
+def test_small_search_keeps_its_study_in_either_database(harness: Harness, alice: Caller) -> None:
+    """The Optuna journal lives in the job's own database (SQLite and PostgreSQL)."""
+    config = harness.config("bastion.jobs.runner:run_training")
+    harness.service(config)
+    harness.worker(config)
+    search = {"space": SPACE, "trials": 3, "parallel": 2, "cv": 3}
+    job = harness.submit(principal(alice), dataset_source="breast_cancer", params=BASE, search=search)
+    done = harness.wait_state(job.id, "completed", "failed", timeout=300)
+    assert done.state == "completed", done.error_message
+    with harness.ctx.db.session() as s:
+        entries = (
+            s.query(SearchJournalEntry)
+            .filter_by(study=f"job-{job.id}")
+            .order_by(SearchJournalEntry.seq)
+            .all()
+        )
+    assert [e.seq for e in entries] == list(range(len(entries))) and len(entries) > 3
+    assert len(trial_events(harness, job.id)) == len(json.loads(done.results or "{}")["search"]["trials"])
