@@ -151,3 +151,16 @@ def test_small_search_keeps_its_study_in_either_database(harness: Harness, alice
         )
     assert [e.seq for e in entries] == list(range(len(entries))) and len(entries) > 3
     assert len(trial_events(harness, job.id)) == len(json.loads(done.results or "{}")["search"]["trials"])
+
+
+@SQLITE_ONLY
+def test_time_budget_stops_starting_trials(harness: Harness, alice: Caller) -> None:
+    config = harness.config("bastion.jobs.runner:run_training")
+    harness.service(config)
+    harness.worker(config)
+    search = {"space": SPACE, "trials": 200, "parallel": 1, "cv": 2, "time_budget_seconds": 1}
+    job = harness.submit(principal(alice), dataset_source="breast_cancer", params=BASE, search=search)
+    done = harness.wait_state(job.id, "completed", "failed", timeout=300)
+    assert done.state == "completed", done.error_message
+    summary = json.loads(done.results or "{}")["search"]
+    assert 1 <= len(summary["trials"]) < 200 and done.model_artifact_id
