@@ -110,7 +110,11 @@ def bastion_search(root: Path, trials: int, parallel: int, cluster: Any = None) 
         }
         start = time.perf_counter()
         job = ctx.services["jobs"].submit(
-            principal, SubmitRequest("alzheimer_classifier", DATASET, params=BASE, seed=SEED, search=search)
+            principal,
+            # resources are per trial: one CPU each, so two trials fit the 2-CPU cluster at once
+            SubmitRequest(
+                "alzheimer_classifier", DATASET, params=BASE, seed=SEED, search=search, resources={"cpus": 1}
+            ),
         )
         while (current := ctx.services["jobs"].get_any(job.id)).state not in (
             "completed",
