@@ -186,9 +186,8 @@ class SearchRun:
         try:
             run.start()
             out = run.run(trial_sink, deadline=deadline)
-        finally:
-            with self._lock:
-                self._active.pop(trial.number, None)
+        except Exception as exc:  # the executor failed under the trial: the trial fails, the search goes on
+            out = Outcome(error={"message": f"the trial could not run ({type(exc).__name__})"})
         cv = ((out.result or {}).get("results") or {}).get("cv")
         with self._study_lock:
             if out.killed == "pruned":
@@ -200,10 +199,10 @@ class SearchRun:
                 reason = (out.error or {}).get("message") or out.killed or "the trial failed"
                 trial.set_user_attr("error", str(reason)[:300])
                 state, value = TrialState.FAIL, None
-            if self.killed is None or state != TrialState.FAIL:
-                study.tell(trial, value, state=state)
-            else:
-                study.tell(trial, None, state=TrialState.FAIL)
+            study.tell(trial, value, state=state)
+            # Leave the active set only once told, so no other thread counts this trial as neither.
+            with self._lock:
+                self._active.pop(trial.number, None)
             row = _row(study.trials[trial.number])
             fraction = self._fraction(study)
         self._event(row)
