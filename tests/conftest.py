@@ -298,3 +298,27 @@ def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     for server in started:
         if server.proc is not None:
             server.stop(signal.SIGKILL if server.proc.poll() is None else signal.SIGTERM)
+
+
+@pytest.fixture(scope="session")
+def ray_cluster() -> Iterator[Any]:
+    """One real Ray cluster (token auth, 127.0.0.1) for the whole session; this process connects with
+    its token, as a Bastion worker would."""
+    from tests.jobs.ray_cluster import start_cluster, stop_cluster
+
+    cluster = start_cluster()
+    saved = {k: os.environ.get(k) for k in cluster.env()}
+    os.environ.update(cluster.env())
+    try:
+        yield cluster
+    finally:
+        import ray
+
+        if ray.is_initialized():
+            ray.shutdown()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+        stop_cluster(cluster)

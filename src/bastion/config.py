@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     kaggle_alzheimer_path: Path | None = Field(None, validation_alias=_env("BASTION_KAGGLE_ALZHEIMER_PATH"))
     log_level: str = Field("info", validation_alias=_env("BASTION_LOG_LEVEL"))
     embedded_worker: bool = Field(True, validation_alias=_env("BASTION_EMBEDDED_WORKER"))
+    executor: str = Field("local", pattern="^(local|ray)$", validation_alias=_env("BASTION_EXECUTOR"))
+    ray_address: str | None = Field(None, validation_alias=_env("BASTION_RAY_ADDRESS"))
+    ray_insecure: bool = Field(False, validation_alias=_env("BASTION_RAY_INSECURE"))
 
     host: str = Field("127.0.0.1", validation_alias=_env("BASTION_HOST"))
     port: int = Field(5000, ge=0, le=65535, validation_alias=_env("BASTION_PORT"))

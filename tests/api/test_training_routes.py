@@ -120,6 +120,10 @@ def test_quick_start_real_training_and_download(api: ApiFactory, alice: Caller, 
         ({"resource_profile": "quantum"}, "unknown_resource_profile", "cpu-small"),
         ({"colour": "blue"}, "validation_error", "colour"),
         ({"max_runtime_seconds": -5}, "validation_error", "max_runtime_seconds"),
+        ({"resources": {"tpus": 1}}, "invalid_resources", "cpus, gpus, memory"),
+        ({"resources": {"memory": "lots"}}, "invalid_resources", "8GiB"),
+        ({"search": {"space": {"nope": [1]}}}, "invalid_search", "n_estimators"),
+        ({"search": {"space": {"C": {"type": "float", "low": 1, "high": 0}}}}, "invalid_search", "low"),
     ],
 )
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

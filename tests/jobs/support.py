@@ -58,6 +58,8 @@ class Harness:
         self.dir = tmp_path / "job-markers"
         self.dir.mkdir()
         self.workers: list[Worker] = []
+        # Builds each worker's executor (the Ray tests connect to their cluster); None = local.
+        self.executor_factory: Callable[[], Any] | None = None
 
     def config(self, target: str = "quick", **overrides: Any) -> JobConfig:
         values: dict[str, Any] = {
@@ -76,7 +78,8 @@ class Harness:
         return svc
 
     def worker(self, config: JobConfig | None = None, *, embedded: bool = True, start: bool = True) -> Worker:
-        worker = make_worker(self.ctx, config or self.config())
+        executor = self.executor_factory() if self.executor_factory is not None else None
+        worker = make_worker(self.ctx, config or self.config(), executor=executor)
         if embedded:
             old = self.ctx.services.get("worker")
             if isinstance(old, Worker) and old is not worker:

@@ -14,7 +14,13 @@ def test_lists_the_three_model_types_with_schemas() -> None:
     assert described["tabular_regressor"]["tasks"] == ["regression"]
     assert described["adaptive_neural_net"]["tasks"] == ["classification", "regression"]
     props = described["alzheimer_classifier"]["params"]["properties"]
-    assert props["estimator"]["enum"] == ["logistic_regression", "random_forest", "gradient_boosting"]
+    assert props["estimator"]["enum"] == [
+        "logistic_regression",
+        "random_forest",
+        "gradient_boosting",
+        "voting",
+        "stacking",
+    ]
     assert props["n_estimators"]["maximum"] == 2000
 
 
@@ -54,7 +60,7 @@ def test_unknown_param_lists_the_valid_fields() -> None:
 @pytest.mark.parametrize(
     ("model_type", "params", "fragment"),
     [
-        ("alzheimer_classifier", {"estimator": "svm"}, "'logistic_regression', 'random_forest' or"),
+        ("alzheimer_classifier", {"estimator": "svm"}, "'logistic_regression', 'random_forest',"),
         ("alzheimer_classifier", {"n_estimators": 0}, "n_estimators"),
         ("tabular_regressor", {"estimator": "logistic_regression"}, "'ridge'"),
         ("adaptive_neural_net", {"hidden_layers": [64, 5000]}, "hidden_layers"),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from bastion.cli import backup, catalog, fl, ft, server, train, vault, worker
+from bastion.cli import search as search_cli
 
 app = typer.Typer(
     name="bastion",
@@ -17,6 +18,7 @@ app.add_typer(server.users_app, name="users")
 app.add_typer(server.keys_app, name="keys")
 app.add_typer(server.audit_app, name="audit")
 app.add_typer(vault.app, name="vault")
+train.app.command("search")(search_cli.search)
 app.add_typer(train.app, name="train")
 app.command("worker")(worker.worker)
 app.add_typer(catalog.data_app, name="data")

@@ -21,6 +21,10 @@ T = TypeVar("T")
 ParamOpt = Annotated[
     list[str] | None, typer.Option("--param", "-p", help="Hyper-parameter as key=value (repeatable).")
 ]
+ResourcesOpt = Annotated[
+    str | None,
+    typer.Option("--resources", help="What the executor reserves, e.g. gpus=1,cpus=4,memory=8GiB."),
+]
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -47,6 +51,22 @@ def parse_params(pairs: list[str] | None) -> dict[str, Any]:
             out[key.strip()] = json.loads(raw)
         except ValueError:
             out[key.strip()] = raw
+    return out
+
+
+def parse_resources(text: str | None) -> dict[str, Any] | None:
+    """``gpus=1,cpus=4,memory=8GiB`` as a mapping (numbers as numbers); the server checks it."""
+    if not text:
+        return None
+    out: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        key, sep, raw = part.partition("=")
+        if not sep or not key.strip() or not raw.strip():
+            raise typer.BadParameter(f"--resources needs name=value pairs, got {part!r}")
+        try:
+            out[key.strip()] = float(raw) if "." in raw else int(raw)
+        except ValueError:
+            out[key.strip()] = raw.strip()
     return out
 
 
@@ -133,9 +153,16 @@ def submit(
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     as_json: JsonOpt = False,
+    resources: ResourcesOpt = None,
+    num_workers: Annotated[
+        int | None,
+        typer.Option("--num-workers", min=1, help="Data-parallel workers (torch model types, Ray executor)."),
+    ] = None,
 ) -> None:
     """Submit a training job (and, with --watch, follow it to the end and show its metrics)."""
     params = parse_params(param)
+    if num_workers is not None:
+        params["num_workers"] = num_workers
     client = _client(url, api_key)
     job_id = _call(
         as_json,
@@ -149,6 +176,7 @@ def submit(
             max_runtime_seconds=max_runtime,
             seed=seed,
             model_name=model_name,
+            resources=parse_resources(resources),
         ),
     )
     if not watch:

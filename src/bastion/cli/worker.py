@@ -26,17 +26,25 @@ def worker(
             "--concurrency", "-c", min=1, help="Jobs at once (default BASTION_MAX_CONCURRENT_JOBS)."
         ),
     ] = None,
+    insecure_ray: Annotated[
+        bool,
+        typer.Option(
+            "--insecure-ray", help="Allow a Ray cluster without token auth, on a loopback address only."
+        ),
+    ] = False,
 ) -> None:
     """Run a standalone job worker until SIGTERM or Ctrl-C (running jobs go back to the queue)."""
     from bastion.jobs.config import JobConfig
     from bastion.jobs.hooks import make_worker
 
     try:
-        settings = load_settings(embedded_worker=False, max_concurrent_jobs=concurrency)
+        settings = load_settings(
+            embedded_worker=False, max_concurrent_jobs=concurrency, ray_insecure=insecure_ray or None
+        )
         ctx = open_context(settings)
+        job_worker = make_worker(ctx, JobConfig.from_settings(ctx.settings))
     except BastionError as exc:
         raise fail(exc.message, 2) from exc
-    job_worker = make_worker(ctx, JobConfig.from_settings(ctx.settings))
     stop = threading.Event()
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:

@@ -142,8 +142,13 @@ class BastionClient(CatalogMixin, FineTuningMixin):
         max_runtime_seconds: float | None = None,
         seed: int = 0,
         model_name: str | None = None,
+        resources: dict[str, Any] | None = None,
+        search: dict[str, Any] | None = None,
     ) -> str:
-        """Queue a job; returns its id. Raises ValidationError listing valid choices on bad input."""
+        """Queue a job; returns its id. Raises ValidationError listing valid choices on bad input.
+
+        ``resources`` ({cpus, gpus, memory}) is what the executor reserves; ``search`` makes the job a
+        hyper-parameter search (see :meth:`search`)."""
         body: dict[str, Any] = {"model_type": model_type, "dataset_source": dataset_source, "seed": seed}
         for key, value in (
             ("params", params),
@@ -152,10 +157,33 @@ class BastionClient(CatalogMixin, FineTuningMixin):
             ("resource_profile", resource_profile),
             ("max_runtime_seconds", max_runtime_seconds),
             ("model_name", model_name),
+            ("resources", resources),
+            ("search", search),
         ):
             if value is not None:
                 body[key] = value
         return str(self._request("POST", "/api/v1/training/submit", json=body)["job_id"])
+
+    def search(
+        self,
+        model_type: str,
+        dataset_source: str,
+        space: dict[str, Any],
+        *,
+        trials: int = 20,
+        parallel: int = 1,
+        cv: int = 5,
+        time_budget_seconds: float | None = None,
+        **submit: Any,
+    ) -> str:
+        """Queue a hyper-parameter search (Optuna TPE, k-fold CV per trial); returns the job id.
+
+        The finished job's ``results["search"]`` holds the trial table and the best trial; its model is
+        the best trial retrained on all training rows."""
+        search: dict[str, Any] = {"space": space, "trials": trials, "parallel": parallel, "cv": cv}
+        if time_budget_seconds is not None:
+            search["time_budget_seconds"] = time_budget_seconds
+        return self.submit(model_type, dataset_source, search=search, **submit)
 
     def status(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", f"/api/v1/training/status/{job_id}")

@@ -18,7 +18,11 @@ from bastion.jobs.worker import Worker
 
 
 def make_worker(ctx: Context, config: JobConfig, **options: Any) -> Worker:
+    from bastion.jobs.executors import make_executor
+
     settings = ctx.settings
+    if options.get("executor") is None:
+        options["executor"] = make_executor(settings, vault=ctx.services.get("vault"))
     return Worker(
         ctx.db,
         config,

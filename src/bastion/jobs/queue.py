@@ -37,6 +37,8 @@ class Claim:
     params: dict[str, Any]
     seed: int
     max_runtime_seconds: float
+    resources: dict[str, Any] | None = None
+    search: dict[str, Any] | None = None
 
 
 def add_event(session: Session, job_id: str, kind: str, data: dict[str, Any]) -> None:
@@ -125,6 +127,8 @@ def claim(db: Database, worker_id: str, limit: int) -> list[Claim]:
                     json.loads(job.params),
                     job.seed,
                     job.max_runtime_seconds,
+                    json.loads(job.resources) if job.resources else None,
+                    json.loads(job.search_spec) if job.search_spec else None,
                 )
             )
         return claims

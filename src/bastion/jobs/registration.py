@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -53,6 +54,7 @@ def registrar(ctx: Context) -> Callable[[str], None]:
                     "dataset_id": dataset_id,
                     "target": target,
                     "seed": seed,
+                    **_validation(results),
                 },
                 input_schema={"features": package.model_config.get("feature_names", [])},
             )
@@ -61,3 +63,18 @@ def registrar(ctx: Context) -> Callable[[str], None]:
             _log.warning("job_model_not_registered", job_id=job_id, error=type(exc).__name__)
 
     return register
+
+
+def _validation(results: dict[str, Any]) -> dict[str, Any]:
+    """Cross-validation behind the model: a plain job's ``cv`` block, or a search's best trial."""
+    out: dict[str, Any] = {}
+    if isinstance(results.get("cv"), dict):
+        out["cv"] = results["cv"]
+    search = results.get("search")
+    if isinstance(search, dict):
+        out["search"] = {
+            k: search.get(k)
+            for k in ("best_trial", "best_params", "best_cv", "defaults_cv", "n_complete", "n_pruned")
+        }
+        out["cv"] = search.get("best_cv")
+    return out

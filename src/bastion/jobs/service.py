@@ -19,6 +19,7 @@ from bastion.jobs import queue, states
 from bastion.jobs.config import JobConfig
 from bastion.jobs.datasets import resolve_dataset
 from bastion.jobs.pricing import RESOURCE_PROFILE_NOTE, PriceTable, estimate
+from bastion.jobs.resources import resolve as resolve_resources
 from bastion.store.base import utcnow
 from bastion.store.models import JobEvent, JobLogLine, TrainingJob, User
 
@@ -49,6 +50,10 @@ class SubmitRequest:
     max_runtime_seconds: float | None = None
     seed: int = 0
     model_name: str | None = None
+    # {cpus, gpus, memory}: what the executor reserves; unset ones come from the resource profile.
+    resources: dict[str, Any] | None = None
+    # A hyper-parameter search (bastion.jobs.search) instead of one training run.
+    search: dict[str, Any] | None = None
 
 
 class _LimitReached(Exception):
@@ -83,6 +88,12 @@ class JobService:
         if ref.task:
             registry.check_task(req.model_type, ref.task, ref.source)
         price = self.prices.get(req.resource_profile)
+        resources = resolve_resources(req.resources, price.profile)
+        search = None
+        if req.search is not None:
+            from bastion.jobs.search_space import validate_search
+
+            search = validate_search(req.model_type, req.search, ref.task)
         est: float | None = None
         if ref.n_samples and ref.n_features:
             est = estimate(price, req.model_type, ref.n_samples, ref.n_features, params)["estimated_seconds"]
@@ -99,6 +110,8 @@ class JobService:
             seed=req.seed,
             estimated_seconds=est,
             model_name=req.model_name,
+            resources=resources,
+            search=search,
             ip=ip,
         )
 
@@ -117,6 +130,8 @@ class JobService:
         seed: int,
         estimated_seconds: float | None,
         model_name: str | None = None,
+        resources: dict[str, Any] | None = None,
+        search: dict[str, Any] | None = None,
         ip: str | None = None,
         action: str = "training.submit",
     ) -> TrainingJob:
@@ -152,6 +167,10 @@ class JobService:
                     model_name=model_name or default_model_name(model_type, dataset_source, dataset_id),
                     max_runtime_seconds=float(runtime),
                     estimated_seconds=estimated_seconds,
+                    resources=json.dumps(
+                        resources if resources is not None else resolve_resources(None, profile)
+                    ),
+                    search_spec=json.dumps(search) if search is not None else None,
                     state=states.PENDING.value,
                     progress=0.0,
                     history="[]",

@@ -68,6 +68,8 @@ def status(job: TrainingJob) -> dict[str, Any]:
         "updated_at": iso(job.updated_at),
         "model_available": job.state == "completed" and job.model_artifact_id is not None,
         "model_format": job.model_format,
+        "resources": _json(job.resources, None),
+        "search": _json(job.search_spec, None),
     }
 
 

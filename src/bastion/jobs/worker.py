@@ -23,7 +23,8 @@ import structlog
 
 from bastion.jobs import queue
 from bastion.jobs.config import JobConfig
-from bastion.jobs.executor import JobProcess, Outcome
+from bastion.jobs.executor import Outcome
+from bastion.jobs.executors import NODE_DIED, Executor, JobRun, LocalExecutor
 from bastion.jobs.recorder import Recorder
 from bastion.jobs.runner import artifact_id_for
 from bastion.store import Database
@@ -40,7 +41,7 @@ def _say(level: str, event: str, **fields: Any) -> None:
 @dataclass
 class _Run:
     claim: queue.Claim
-    process: JobProcess
+    process: JobRun
     recorder: Recorder
     thread: threading.Thread | None = None
 
@@ -57,6 +58,7 @@ class Worker:
         vault: Any = None,
         worker_id: str | None = None,
         on_complete: Callable[[str], None] | None = None,
+        executor: Executor | None = None,
     ) -> None:
         import socket
 
@@ -67,6 +69,7 @@ class Worker:
         self.kaggle_path = str(Path(kaggle_path).resolve()) if kaggle_path else None
         self.vault = vault
         self.on_complete = on_complete
+        self.executor: Executor = executor or LocalExecutor()
         self.id = worker_id or f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runs: dict[str, _Run] = {}
         self._lock = threading.Lock()
@@ -102,6 +105,7 @@ class Worker:
         except Exception as exc:
             _say("warning", "worker_stop_not_recorded", worker=self.id, error=type(exc).__name__)
         self._thread = None
+        self.executor.close()
         _say("info", "worker_stopped", worker=self.id)
 
     @property
@@ -181,10 +185,18 @@ class Worker:
             "seed": claim.seed,
             "kaggle_path": self.kaggle_path,
             "worker_id": self.id,
+            "resources": claim.resources,
+            "search": claim.search,
         }
         secrets = {"vault_dir": str(self.vault_dir), "master_key": self._master.decode()}
         recorder = Recorder(self.db, claim.job_id, self.id, claim.attempt, cap=self.config.log_line_cap)
-        process = JobProcess(spec, secrets, self.config)
+        process: JobRun
+        if claim.search is not None:
+            from bastion.jobs.search import SearchRun
+
+            process = SearchRun(self.db, self.executor, spec, secrets, self.config)
+        else:
+            process = self.executor.prepare(spec, secrets, self.config)
         run = _Run(claim, process, recorder)
         run.thread = threading.Thread(
             target=self._supervise, args=(run,), name=f"job-{claim.job_id[:8]}", daemon=True
@@ -257,6 +269,14 @@ class Worker:
             done = queue.requeue(
                 self.db, job_id, self.id, attempt, "the worker shut down", count_attempt=False
             )
+        elif outcome.killed == NODE_DIED:
+            why = str((outcome.error or {}).get("message") or "the executor lost the job")
+            if attempt < self.config.max_attempts:
+                note = f"{why}; retrying, attempt {attempt + 1} of {self.config.max_attempts}"
+                done = queue.requeue(self.db, job_id, self.id, attempt, note, count_attempt=True)
+            else:
+                note = f"{why} (attempt {attempt} of {self.config.max_attempts})"
+                done = queue.fail(self.db, job_id, self.id, attempt, note)
         elif outcome.result is not None and outcome.returncode == 0:
             results = outcome.result.get("results") or {}
             history = outcome.result.get("history") or rec.history

@@ -16,3 +16,6 @@ class CommonParams(BaseModel):
     importance_repeats: int = Field(
         5, ge=0, le=20, description="Shuffles per feature for permutation importance (0 skips it)"
     )
+    cv: int | None = Field(
+        None, ge=2, le=20, description="Also cross-validate with this many folds on the training rows"
+    )

@@ -89,13 +89,19 @@ def skops_allowed_types() -> frozenset[str]:
         GradientBoostingRegressor,
         RandomForestClassifier,
         RandomForestRegressor,
+        StackingClassifier,
+        StackingRegressor,
+        VotingClassifier,
+        VotingRegressor,
     )
     from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.model_selection import KFold, StratifiedKFold
     from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+    from sklearn.preprocessing import LabelEncoder, OneHotEncoder, StandardScaler
     from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
     from sklearn.tree._tree import Tree
+    from sklearn.utils import Bunch
 
     classes: list[type] = [
         Pipeline,
@@ -114,6 +120,15 @@ def skops_allowed_types() -> frozenset[str]:
         GradientBoostingRegressor,
         DummyClassifier,
         DummyRegressor,
+        # voting and stacking ensembles (their members are the estimators above)
+        VotingClassifier,
+        VotingRegressor,
+        StackingClassifier,
+        StackingRegressor,
+        LabelEncoder,
+        Bunch,
+        KFold,
+        StratifiedKFold,
         loss.HalfBinomialLoss,
         loss.HalfMultinomialLoss,
         loss.HalfSquaredError,

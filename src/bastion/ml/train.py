@@ -130,6 +130,12 @@ def train(
     )
     if output.history:
         metrics["epochs_run"] = len(output.history)
+    folds = getattr(parsed, "cv", None)
+    if folds:
+        from bastion.ml.cv import cross_validate
+
+        report(EVAL_END, {"stage": "cross_validate", "folds": folds})
+        metrics["cv"] = cross_validate(model_type, dataset, parsed, int(folds), seed=seed)
     clash = set(metrics) & set(output.metrics)
     if clash:
         raise RuntimeError(f"model type metrics override computed metrics: {sorted(clash)}")

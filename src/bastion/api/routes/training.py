@@ -49,6 +49,19 @@ class SubmitBody(BaseModel):
         pattern=MODEL_NAME_PATTERN,
         description="Registry model the result joins as a new version (default: model_type-dataset)",
     )
+    resources: dict[str, float | int | str] | None = Field(
+        None,
+        max_length=3,
+        description="What the executor reserves: cpus, gpus, memory (MiB or '8GiB'); "
+        "unset ones come from the resource profile",
+        examples=[{"cpus": 2, "gpus": 1, "memory": "8GiB"}],
+    )
+    search: dict[str, Any] | None = Field(
+        None,
+        description="Make this a hyper-parameter search: space, trials, parallel, cv, time_budget_seconds "
+        "(see docs/ray_and_search.md)",
+        examples=[{"space": {"C": {"type": "float", "low": 0.001, "high": 100, "log": True}}, "trials": 20}],
+    )
 
 
 class SubmitResponse(BaseModel):
@@ -122,6 +135,8 @@ def submit(body: SubmitBody, principal: UserPrincipal, request: Request, ctx: Co
         max_runtime_seconds=body.max_runtime_seconds,
         seed=body.seed,
         model_name=body.model_name,
+        resources=body.resources,
+        search=body.search,
     )
     job = jobs(ctx).submit(principal, req, ip=client_ip(request))
     return SubmitResponse(

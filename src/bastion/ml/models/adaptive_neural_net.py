@@ -53,6 +53,12 @@ class Params(CommonParams):
     min_lr: float = Field(1e-5, ge=0.0, le=0.1)
     validation_fraction: float = Field(0.15, ge=0.05, le=0.5, description="Of the training rows")
     class_weight: Literal["balanced"] | None = None
+    num_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Data-parallel workers (Ray Train TorchTrainer); above 1 needs the Ray executor",
+    )
     dp: DPParams = Field(
         default_factory=DPParams,
         description=(
@@ -71,6 +77,8 @@ class Params(CommonParams):
     @field_validator("dp")
     @classmethod
     def _dp_compatible(cls, v: DPParams, info: ValidationInfo) -> DPParams:
+        if v.enabled and int(info.data.get("num_workers") or 1) > 1:
+            raise ValueError("dp cannot be combined with num_workers above 1; train DP-SGD on one worker")
         if v.enabled and info.data.get("class_weight") is not None:
             raise ValueError(
                 "class_weight 'balanced' cannot be combined with dp: the weights come from the "
@@ -128,28 +136,77 @@ def fit(
         activation=params.activation,
         dropout=params.dropout,
     )
+    if params.num_workers > 1 and not private:
+        from bastion.ml.distributed import fit_data_parallel
+
+        data = {"Xt": Xt, "yt": yt, "Xv": Xv, "yv": yv, "loss_fn": loss_fn}
+        return fit_data_parallel(arch, prep, data, params, progress, seed, ctx)
     module = MLP(arch)
-    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[params.optimizer]
-    extra: dict[str, Any] = {"momentum": 0.9} if params.optimizer == "sgd" else {}
-    optimizer = opt_cls(
-        module.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay, **extra
-    )
+    optimizer = make_optimizer(module, params)
     if private:
         return _fit_private(module, optimizer, loss_fn, Xt, yt, params, progress, arch, prep, ctx)
+    history, best_epoch, best_state = train_epochs(
+        module, module, optimizer, loss_fn, Xt, yt, Xv, yv, params, gen, prep.target_scale, classify, progress
+    )
+    if best_state is not None:
+        module.load_state_dict(best_state)
+    stopped_early = len(history) < params.epochs
+    progress(1.0, {"stage": "fitted", "epochs_run": len(history), "best_epoch": best_epoch})
+    model = TorchMLPModel(module, arch, prep, ctx.task)
+    config = model.config() | {
+        "training": {"epochs_run": len(history), "best_epoch": best_epoch, "stopped_early": stopped_early}
+    }
+    return FitOutput(model=model, config=config, history=history)
+
+
+def make_optimizer(module: Any, params: Params) -> Any:
+    import torch
+
+    opt_cls = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW, "sgd": torch.optim.SGD}[params.optimizer]
+    extra: dict[str, Any] = {"momentum": 0.9} if params.optimizer == "sgd" else {}
+    return opt_cls(module.parameters(), lr=params.learning_rate, weight_decay=params.weight_decay, **extra)
+
+
+def train_epochs(
+    module: Any,
+    forward: Any,
+    optimizer: Any,
+    loss_fn: Any,
+    Xt: Any,
+    yt: Any,
+    Xv: Any,
+    yv: Any,
+    params: Params,
+    gen: Any,
+    target_scale: float,
+    classify: bool,
+    progress: Progress,
+    shard: tuple[int, int] = (0, 1),
+) -> tuple[list[dict[str, Any]], int, dict[str, Any] | None]:
+    """The epochs of a plain (non-DP) run: shuffled mini-batches, validation, LR schedule, early stop.
+
+    ``forward`` is the module, or its DistributedDataParallel wrapper on a data-parallel worker;
+    ``shard = (rank, world)`` makes each worker take every ``world``-th row of each batch, so the
+    averaged gradient equals that of the whole batch. Every worker sees the same validation rows and
+    (after each synchronised step) the same weights, so all take the same early-stopping decision.
+    """
+    import torch
+
+    rank, world = shard
     scheduler = torch.optim.lr_scheduler.ReduceLROnPlateau(
         optimizer, mode="min", factor=params.lr_factor, patience=params.lr_patience, min_lr=params.min_lr
     )
-
     history: list[dict[str, Any]] = []
     best_loss, best_epoch, best_state = float("inf"), 0, None
     for epoch in range(1, params.epochs + 1):
-        module.train()
+        forward.train()
         order = torch.randperm(len(Xt), generator=gen)
         total = 0.0
         for start in range(0, len(order), params.batch_size):
             batch = order[start : start + params.batch_size]
+            mine = batch[rank::world] if len(batch) >= world else batch[:1]
             optimizer.zero_grad()
-            loss = loss_fn(module(Xt[batch]), yt[batch])
+            loss = loss_fn(forward(Xt[mine]), yt[mine])
             loss.backward()
             optimizer.step()
             total += float(loss.item()) * len(batch)
@@ -166,9 +223,7 @@ def fit(
         if classify:
             event["val_accuracy"] = round(float((out.argmax(dim=1) == yv).float().mean().item()), 6)
         else:
-            event["val_rmse"] = round(
-                float(torch.sqrt(((out - yv) ** 2).mean()).item()) * prep.target_scale, 6
-            )
+            event["val_rmse"] = round(float(torch.sqrt(((out - yv) ** 2).mean()).item()) * target_scale, 6)
         scheduler.step(val_loss)
         history.append(event)
         progress(epoch / params.epochs, event)
@@ -177,15 +232,7 @@ def fit(
             best_state = {k: v.detach().clone() for k, v in module.state_dict().items()}
         elif epoch - best_epoch >= params.patience:
             break
-    if best_state is not None:
-        module.load_state_dict(best_state)
-    stopped_early = len(history) < params.epochs
-    progress(1.0, {"stage": "fitted", "epochs_run": len(history), "best_epoch": best_epoch})
-    model = TorchMLPModel(module, arch, prep, ctx.task)
-    config = model.config() | {
-        "training": {"epochs_run": len(history), "best_epoch": best_epoch, "stopped_early": stopped_early}
-    }
-    return FitOutput(model=model, config=config, history=history)
+    return history, best_epoch, best_state
 
 
 def _fit_private(

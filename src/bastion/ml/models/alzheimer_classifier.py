@@ -5,6 +5,7 @@ Named after the seeds' Alzheimer model but works on any tabular classification d
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Any, Literal
 
@@ -21,10 +22,25 @@ DESCRIPTION = (
 TASKS = ("classification",)
 ESTIMATORS = ("logistic_regression", "random_forest", "gradient_boosting")
 
+Member = Literal["logistic_regression", "random_forest", "gradient_boosting"]
+MEMBERS: tuple[Member, ...] = ("logistic_regression", "random_forest", "gradient_boosting")
+
 
 class Params(CommonParams):
-    estimator: Literal["logistic_regression", "random_forest", "gradient_boosting"] = Field(
-        "random_forest", description="Which classifier follows the preprocessing"
+    estimator: Literal["logistic_regression", "random_forest", "gradient_boosting", "voting", "stacking"] = (
+        Field(
+            "random_forest",
+            description="Which classifier follows the preprocessing; voting and stacking combine ensemble_members",
+        )
+    )
+    ensemble_members: list[Member] = Field(
+        default_factory=lambda: list(MEMBERS),
+        min_length=2,
+        max_length=3,
+        description="Estimators a voting or stacking ensemble combines (each with the params above)",
+    )
+    voting: Literal["soft", "hard"] = Field(
+        "soft", description="Voting ensemble: average probabilities or votes"
     )
     n_estimators: int = Field(200, ge=1, le=2000, description="Trees (random_forest, gradient_boosting)")
     max_depth: int | None = Field(
@@ -40,11 +56,21 @@ class Params(CommonParams):
 
 
 def make_estimator(params: Params, seed: int) -> Any:
-    from sklearn.ensemble import GradientBoostingClassifier, RandomForestClassifier
+    from sklearn.ensemble import (
+        GradientBoostingClassifier,
+        RandomForestClassifier,
+        StackingClassifier,
+        VotingClassifier,
+    )
     from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
 
-    from bastion.ml.models.sk_common import tree_ensemble
+    from bastion.ml.models.sk_common import combine, tree_ensemble
 
+    if params.estimator in ("voting", "stacking"):
+        final = LogisticRegression(max_iter=params.max_iter)
+        voter = functools.partial(VotingClassifier, voting=params.voting)
+        return combine(params, seed, make_estimator, voter, StackingClassifier, final, StratifiedKFold)
     if params.estimator == "logistic_regression":
         return LogisticRegression(C=params.C, max_iter=params.max_iter, random_state=seed)
     return tree_ensemble(params, seed, RandomForestClassifier, GradientBoostingClassifier)
@@ -70,9 +96,11 @@ def estimate_seconds(n_samples: int, n_features: int, params: Params) -> float:
     Includes process start-up and imports, evaluation, permutation importance and serialization.
     Boosting assumes three classes (one tree per class per stage), as in the Alzheimer data.
     """
-    from bastion.ml.models.sk_common import STARTUP_SECONDS, tree_cost
+    from bastion.ml.models.sk_common import STARTUP_SECONDS, ensemble_seconds, tree_cost
 
     n = n_samples * (1.0 - params.test_size)
+    if params.estimator in ("voting", "stacking"):
+        return ensemble_seconds(estimate_seconds, n_samples, n_features, params)
     if params.estimator == "logistic_regression":
         fit = 2.5e-8 * n * n_features * min(params.max_iter, 200)
         return STARTUP_SECONDS + 2.0 * fit

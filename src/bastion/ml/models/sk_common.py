@@ -138,3 +138,25 @@ def tree_ensemble(params: Any, seed: int, forest: type, boosting: type) -> Any:
         learning_rate=params.learning_rate,
         random_state=seed,
     )
+
+
+def combine(params: Any, seed: int, member: Any, voting: Any, stacking: type, final: Any, folds: type) -> Any:
+    """A voting or stacking ensemble of ``params.ensemble_members``, each built by ``member`` from the
+    same params; stacking fits ``final`` on the members' out-of-fold predictions (5 seeded folds)."""
+    members: list[tuple[str, Any]] = [
+        (name, member(params.model_copy(update={"estimator": name}), seed))
+        for name in params.ensemble_members
+    ]
+    if params.estimator == "voting":
+        return voting(members)
+    return stacking(members, final_estimator=final, cv=folds(5, shuffle=True, random_state=seed))
+
+
+def ensemble_seconds(estimate: Any, n_samples: int, n_features: int, params: Any) -> float:
+    """Each member once; stacking also fits every member on 5 folds for the meta-features."""
+    rounds = 1 if params.estimator == "voting" else 6
+    members = [
+        estimate(n_samples, n_features, params.model_copy(update={"estimator": m})) - STARTUP_SECONDS
+        for m in params.ensemble_members
+    ]
+    return STARTUP_SECONDS + rounds * sum(members)

@@ -17,10 +17,20 @@ DESCRIPTION = (
 TASKS = ("regression",)
 ESTIMATORS = ("ridge", "random_forest", "gradient_boosting")
 
+Member = Literal["ridge", "random_forest", "gradient_boosting"]
+MEMBERS: tuple[Member, ...] = ("ridge", "random_forest", "gradient_boosting")
+
 
 class Params(CommonParams):
-    estimator: Literal["ridge", "random_forest", "gradient_boosting"] = Field(
-        "gradient_boosting", description="Which regressor follows the preprocessing"
+    estimator: Literal["ridge", "random_forest", "gradient_boosting", "voting", "stacking"] = Field(
+        "gradient_boosting",
+        description="Which regressor follows the preprocessing; voting and stacking combine ensemble_members",
+    )
+    ensemble_members: list[Member] = Field(
+        default_factory=lambda: list(MEMBERS),
+        min_length=2,
+        max_length=3,
+        description="Estimators a voting (mean) or stacking (ridge on top) ensemble combines",
     )
     alpha: float = Field(1.0, ge=0.0, le=1e4, description="L2 penalty (ridge)")
     n_estimators: int = Field(100, ge=1, le=2000, description="Trees (random_forest, gradient_boosting)")
@@ -34,11 +44,21 @@ class Params(CommonParams):
 
 
 def make_estimator(params: Params, seed: int) -> Any:
-    from sklearn.ensemble import GradientBoostingRegressor, RandomForestRegressor
+    from sklearn.ensemble import (
+        GradientBoostingRegressor,
+        RandomForestRegressor,
+        StackingRegressor,
+        VotingRegressor,
+    )
     from sklearn.linear_model import Ridge
+    from sklearn.model_selection import KFold
 
-    from bastion.ml.models.sk_common import tree_ensemble
+    from bastion.ml.models.sk_common import combine, tree_ensemble
 
+    if params.estimator in ("voting", "stacking"):
+        return combine(
+            params, seed, make_estimator, VotingRegressor, StackingRegressor, Ridge(alpha=1.0), KFold
+        )
     if params.estimator == "ridge":
         return Ridge(alpha=params.alpha)
     return tree_ensemble(params, seed, RandomForestRegressor, GradientBoostingRegressor)
@@ -59,9 +79,11 @@ def estimate_seconds(n_samples: int, n_features: int, params: Params) -> float:
 
     Includes process start-up and imports, evaluation, permutation importance and serialization.
     """
-    from bastion.ml.models.sk_common import STARTUP_SECONDS, tree_cost
+    from bastion.ml.models.sk_common import STARTUP_SECONDS, ensemble_seconds, tree_cost
 
     n = n_samples * (1.0 - params.test_size)
+    if params.estimator in ("voting", "stacking"):
+        return ensemble_seconds(estimate_seconds, n_samples, n_features, params)
     if params.estimator == "ridge":
         return STARTUP_SECONDS + 1e-8 * n * n_features * n_features
     if params.estimator == "random_forest":

@@ -14,6 +14,7 @@ from bastion.store.models.jobs import (
     JobEvent,
     JobLogLine,
     JobWorker,
+    SearchJournalEntry,
     TrainingJob,
     TrainingPrice,
 )
@@ -37,6 +38,7 @@ __all__ = [
     "Lockout",
     "ModelRecord",
     "ModelVersionRecord",
+    "SearchJournalEntry",
     "TrainingJob",
     "TrainingPrice",
     "User",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bastion.store.base import Base, new_id, utcnow
@@ -52,6 +52,10 @@ class TrainingJob(Base):
     model_artifact_id: Mapped[str | None] = mapped_column(String(128))
     model_version: Mapped[int | None] = mapped_column(Integer)
     model_format: Mapped[str | None] = mapped_column(String(16))
+    # JSON {cpus, gpus, memory} the executor reserves (Ray); None = from the resource profile.
+    resources: Mapped[str | None] = mapped_column(Text)
+    # JSON search spec: set only on hyper-parameter search jobs (bastion.jobs.search).
+    search_spec: Mapped[str | None] = mapped_column(Text)
 
 
 class JobEvent(Base):
@@ -106,6 +110,18 @@ class TrainingPrice(Base):
     description: Mapped[str] = mapped_column(String(200), default="")
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_by: Mapped[str | None] = mapped_column(String(36))
+
+
+class SearchJournalEntry(Base):
+    """One line of an Optuna study's journal: a search's trials live in Bastion's own database."""
+
+    __tablename__ = "search_journal"
+    __table_args__ = (UniqueConstraint("study", "seq", name="uq_search_journal_study_seq"),)
+
+    id: Mapped[int] = mapped_column(_BIGINT, primary_key=True, autoincrement=True)
+    study: Mapped[str] = mapped_column(String(64))
+    seq: Mapped[int] = mapped_column(Integer)
+    entry: Mapped[str] = mapped_column(Text)
 
 
 class DownloadKey(Base):
