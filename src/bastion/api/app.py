@@ -16,6 +16,7 @@ from bastion.api.routes import (
     admin_training,
     auth,
     datasets,
+    encrypted,
     federation_site,
     federations,
     health,
@@ -37,9 +38,11 @@ ROUTERS: list[APIRouter] = [
     admin_training.router,
     federations.router,
     federation_site.router,
+    encrypted.router,
 ]
 # Routes that accept file uploads get the upload limit; everything else the (small) body limit.
 UPLOAD_PREFIXES: tuple[str, ...] = ("/api/v1/datasets", "/api/v1/federations", "/api/v1/models")
+ENCRYPTED_SUFFIX = "/predict/encrypted"  # ciphertexts: their own, larger, body limit
 # Hooks other subsystems register to extend the context (vault, jobs, federations) at start-up.
 CONTEXT_HOOKS: list[Callable[[Context], None]] = [install_jobs, install_federations]
 
@@ -81,6 +84,8 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
         app.include_router(router)
 
     def body_limit(path: str) -> int:
+        if path.endswith(ENCRYPTED_SUFFIX):
+            return ctx.settings.he_max_request_bytes
         if path.startswith(UPLOAD_PREFIXES):
             return ctx.settings.max_upload_bytes
         return ctx.settings.max_body_bytes

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bastion.cli import catalog, fl, server, train, vault, worker
+from bastion.cli import catalog, fl, predict, server, train, vault, worker
 
 app = typer.Typer(
     name="bastion",
@@ -21,6 +21,7 @@ app.add_typer(train.app, name="train")
 app.command("worker")(worker.worker)
 app.add_typer(catalog.data_app, name="data")
 app.add_typer(catalog.models_app, name="models")
+catalog.models_app.command("predict")(predict.predict)
 app.add_typer(fl.app, name="fl")
 
 if __name__ == "__main__":
