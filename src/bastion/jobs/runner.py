@@ -18,11 +18,13 @@ def artifact_id_for(job_id: str, attempt: int) -> str:
 
 def run_training(ctx: JobContext) -> dict[str, Any]:
     from bastion.jobs.datasets import DatasetRef, load_for_job
-    from bastion.jobs.package import ModelPackage, pack
+    from bastion.jobs.rl import RL_MODEL_TYPES, run_dqn
     from bastion.ml.train import train
 
     spec = ctx.spec
-    job_id = str(spec["job_id"])
+    if spec["model_type"] in RL_MODEL_TYPES:
+        out = run_dqn(ctx)
+        return _seal(ctx, out["model_bytes"], "safetensors", out["config"], out["metrics"], out["history"])
     ref = DatasetRef.from_json(spec["dataset"])
     ctx.log(f"loading dataset {ref.source}" + (f" ({ref.dataset_id})" if ref.dataset_id else ""))
     ctx.progress(0.0, {"stage": "load"})
@@ -41,26 +43,33 @@ def run_training(ctx: JobContext) -> dict[str, Any]:
         progress=ctx.progress,
         seed=int(spec.get("seed", 0)),
     )
-    blob = pack(
-        ModelPackage(
-            job_id, str(spec["model_type"]), result.model_format, result.model_config, result.model_bytes
-        )
+    return _seal(
+        ctx, result.model_bytes, result.model_format, result.model_config, result.metrics, result.history
     )
+
+
+def _seal(
+    ctx: JobContext,
+    model_bytes: bytes,
+    model_format: str,
+    config: dict[str, Any],
+    metrics: dict[str, Any],
+    history: list[dict[str, Any]],
+) -> dict[str, Any]:
+    """Pack the model with its config into the vault; the job's result points at the artifact."""
+    from bastion.jobs.package import ModelPackage, pack
+
+    spec = ctx.spec
+    job_id = str(spec["job_id"])
+    blob = pack(ModelPackage(job_id, str(spec["model_type"]), model_format, config, model_bytes))
     info = ctx.vault().put_bytes(
         artifact_id_for(job_id, int(spec.get("attempt") or 0)),
         blob,
-        meta={
-            "kind": "job-model",
-            "job_id": job_id,
-            "format": result.model_format,
-            "attempt": spec.get("attempt"),
-        },
+        meta={"kind": "job-model", "job_id": job_id, "format": model_format, "attempt": spec.get("attempt")},
     )
-    ctx.log(
-        f"model saved: {result.model_format}, {len(result.model_bytes)} bytes (vault version {info.version})"
-    )
+    ctx.log(f"model saved: {model_format}, {len(model_bytes)} bytes (vault version {info.version})")
     return {
-        "results": result.metrics,
-        "history": result.history,
-        "model": {"artifact_id": info.artifact_id, "version": info.version, "format": result.model_format},
+        "results": metrics,
+        "history": history,
+        "model": {"artifact_id": info.artifact_id, "version": info.version, "format": model_format},
     }

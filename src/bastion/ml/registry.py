@@ -21,6 +21,7 @@ _MODULES = {
     "adaptive_neural_net": "bastion.ml.models.adaptive_neural_net",
     "tabular_regressor": "bastion.ml.models.tabular_regressor",
     "he_mlp": "bastion.ml.models.he_mlp",
+    "dqn": "bastion.ml.rl.dqn",
 }
 
 
