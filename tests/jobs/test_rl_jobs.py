@@ -60,6 +60,12 @@ def test_online_job_events_registration_and_predict(api: ApiFactory, alice: Call
     client = api("bastion.jobs.runner:run_training")
     r = _submit(client, alice, dataset_source="gymnasium", params={"env_id": "MountainCar-v0"})
     assert r.status_code == 422 and r.json()["error"]["code"] == "env_not_allowed"
+    r = client.get(
+        f"{T}/cost-estimate",
+        params={"model_type": "dqn", "dataset_source": "gymnasium"},
+        headers=alice.headers,
+    )
+    assert r.status_code == 200 and r.json()["estimated_seconds"] > 0, r.text
     r = _submit(client, alice, dataset_source="gymnasium", params=TINY)
     assert r.status_code == 200, r.text
     job_id = r.json()["job_id"]

@@ -325,7 +325,10 @@ class JobService:
 
         registry.get_model_type(model_type)
         parsed = registry.validate_params(model_type, params or {}).model_dump(mode="json")
-        ref = resolve_dataset(self.ctx, principal, dataset_source, dataset_id, None, require_target=False)
+        if model_type in RL_MODEL_TYPES:
+            ref = rl.resolve(self.ctx, principal, dataset_source, dataset_id, parsed)
+        else:
+            ref = resolve_dataset(self.ctx, principal, dataset_source, dataset_id, None, require_target=False)
         price = self.prices.get(resource_profile)
         out = estimate(price, model_type, max(1, ref.n_samples), max(1, ref.n_features), parsed)
         return {"dataset_source": dataset_source, **out, "params": parsed}
