@@ -110,13 +110,10 @@ def test_encrypted_equals_plaintext_and_nothing_plain_is_kept(
     for where, hay in haystacks.items():
         leaked = [n for n in needles if n in hay]
         assert not leaked, f"{where} holds plaintext of the encrypted request: {leaked[:3]}"
-    audit = (
-        ctx.db.engine.connect()
-        .execute(
+    with ctx.db.engine.connect() as conn:
+        audit = conn.execute(
             text("SELECT action, outcome, details FROM audit_log WHERE action = 'model.predict_encrypted'")
-        )
-        .fetchall()
-    )
+        ).fetchall()
     details = audit[0][2] if isinstance(audit[0][2], dict) else json.loads(audit[0][2])
     assert len(audit) == 1 and audit[0][1] == "success" and details["rows"] == 569
 
@@ -159,10 +156,10 @@ def test_foreign_unsupported_and_malformed_requests(
     r = client.post(url + "/predict/encrypted", json=batch.request, headers=alice.headers)
     assert r.status_code == 413
     with ctx.db.engine.connect() as conn:
-        outcomes = [
-            row[0]
-            for row in conn.execute(
-                text("SELECT outcome FROM audit_log WHERE action = 'model.predict_encrypted'")
-            )
-        ]
-    assert outcomes.count("failure") == 2  # bad ciphertext and secret key; 404s never reach the model
+        rows = conn.execute(
+            text("SELECT outcome, details FROM audit_log WHERE action = 'model.predict_encrypted'")
+        ).fetchall()
+    reasons = sorted((json.loads(d) if isinstance(d, str) else d)["reason"] for _, d in rows)
+    # bob's attempt on alice's model is audited as a failure too (not_found), like the two bad requests
+    assert {o for o, _ in rows} == {"failure"}
+    assert reasons == ["he_bad_ciphertext", "he_secret_key_sent", "not_found"]

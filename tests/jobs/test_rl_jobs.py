@@ -75,8 +75,16 @@ def test_online_job_events_registration_and_predict(api: ApiFactory, alice: Call
     assert results["returns"]["episodes"] == 2 and "random_mean_return" in results
     steps = [e["step"] for e in status.get("history", []) if "step" in e]
     assert steps == [200, 400, 600]
-    models = client.get("/api/v1/models", headers=alice.headers).json()["models"]
-    model_id = next(m["id"] for m in models if m["name"] == "dqn")
+    model_id = wait_for(
+        lambda: [
+            m["id"]
+            for m in client.get("/api/v1/models", headers=alice.headers).json()["models"]
+            if m["name"] == "dqn"
+        ],
+        60,
+        0.2,
+        "the policy in the registry",
+    )[0]
     state = {"state_0": 0.01, "state_1": 0.0, "state_2": -0.02, "state_3": 0.1}
     r = client.post(f"/api/v1/models/{model_id}/predict", json={"rows": [state]}, headers=alice.headers)
     assert r.status_code == 200, r.text
