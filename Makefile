@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned, so nothing else can pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install -q -e '.[ml,llm,ray,test]'
+	$(BIN)/python -m pip install -q -e '.[ml,llm,ray,he,rl,test]'
 	touch $(STAMP)
 
 install: $(STAMP)

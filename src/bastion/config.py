@@ -106,6 +106,21 @@ class Settings(BaseSettings):
     executor: str = Field("local", pattern="^(local|ray)$", validation_alias=_env("BASTION_EXECUTOR"))
     ray_address: str | None = Field(None, validation_alias=_env("BASTION_RAY_ADDRESS"))
     ray_insecure: bool = Field(False, validation_alias=_env("BASTION_RAY_INSECURE"))
+    # Encrypted (CKKS) predictions: request caps and the per-request time budget (docs/privacy.md).
+    he_max_request_bytes: int = Field(
+        64 * 1024 * 1024, ge=1024, validation_alias=_env("BASTION_HE_MAX_REQUEST_BYTES")
+    )
+    he_max_context_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, validation_alias=_env("BASTION_HE_MAX_CONTEXT_BYTES")
+    )
+    he_max_ciphertext_bytes: int = Field(
+        4 * 1024 * 1024, ge=1024, validation_alias=_env("BASTION_HE_MAX_CIPHERTEXT_BYTES")
+    )
+    he_max_rows: int = Field(65_536, ge=1, validation_alias=_env("BASTION_HE_MAX_ROWS"))
+    he_time_budget_seconds: float = Field(20.0, gt=0, validation_alias=_env("BASTION_HE_TIME_BUDGET_SECONDS"))
+    he_max_concurrent: int = Field(2, ge=1, validation_alias=_env("BASTION_HE_MAX_CONCURRENT"))
+    # Gymnasium environment ids a DQN job may name (comma-separated), set by the operator.
+    dqn_allowed_envs: str = Field("CartPole-v1", validation_alias=_env("BASTION_DQN_ALLOWED_ENVS"))
 
     host: str = Field("127.0.0.1", validation_alias=_env("BASTION_HOST"))
     port: int = Field(5000, ge=0, le=65535, validation_alias=_env("BASTION_PORT"))

@@ -87,6 +87,7 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
         limits=parse_limits(settings),
         quota_bytes=settings.user_storage_quota_bytes,
     )
+    ctx.services["encrypted"] = _encrypted_inference(settings, ctx.services["models"], audit)
     ctx.health_checks["database"] = db.ping
     ctx.health_checks["security"] = limiter.healthy
     return ctx
@@ -101,3 +102,17 @@ def parse_limits(settings: Settings) -> ParseLimits:
         timeout_seconds=settings.parse_timeout_seconds,
         parallel=settings.parse_parallel,
     )
+
+
+def _encrypted_inference(settings: Settings, registry: ModelRegistry, audit: AuditLog) -> Any:
+    from bastion.catalog.encrypted import EncryptedInference
+    from bastion.ml.he.evaluate import Limits
+
+    limits = Limits(
+        max_context_bytes=settings.he_max_context_bytes,
+        max_ciphertext_bytes=settings.he_max_ciphertext_bytes,
+        max_total_bytes=settings.he_max_request_bytes,
+        max_rows=settings.he_max_rows,
+        time_budget_seconds=settings.he_time_budget_seconds,
+    )
+    return EncryptedInference(registry, audit, limits, settings.he_max_concurrent)

@@ -145,6 +145,8 @@ def test_unknown_model_type_names_every_choice(api: ApiFactory, alice: Caller) -
         "alzheimer_classifier",
         "adaptive_neural_net",
         "tabular_regressor",
+        "he_mlp",
+        "dqn",
     }
     r = client.post(f"{T}/submit", json={**SUBMIT, "params": {"nope": 1}}, headers=alice.headers)
     assert "n_estimators" in r.json()["error"]["valid_params"]

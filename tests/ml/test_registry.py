@@ -7,9 +7,17 @@ from bastion.errors import Invalid
 from bastion.ml import registry
 
 
-def test_lists_the_three_model_types_with_schemas() -> None:
+def test_lists_the_model_types_with_schemas() -> None:
     described = {m["name"]: m for m in registry.list_model_types()}
-    assert set(described) == {"alzheimer_classifier", "adaptive_neural_net", "tabular_regressor"}
+    assert set(described) == {
+        "alzheimer_classifier",
+        "adaptive_neural_net",
+        "tabular_regressor",
+        "he_mlp",
+        "dqn",
+    }
+    assert described["dqn"]["tasks"] == ["reinforcement"]
+    assert described["he_mlp"]["params"]["properties"]["activation"]["enum"] == ["square", "poly"]
     assert described["alzheimer_classifier"]["tasks"] == ["classification"]
     assert described["tabular_regressor"]["tasks"] == ["regression"]
     assert described["adaptive_neural_net"]["tasks"] == ["classification", "regression"]
@@ -29,7 +37,8 @@ def test_registry_import_does_not_load_heavy_libraries() -> None:
         "import sys, bastion.ml.registry as r\n"
         "r.validate_params('adaptive_neural_net', {'epochs': 3})\n"
         "r.estimate_seconds('alzheimer_classifier', 100, 5, {})\n"
-        "print(sorted(m for m in ('torch', 'sklearn', 'pandas', 'skops') if m in sys.modules))"
+        "r.list_model_types()\n"
+        "print(sorted(m for m in ('torch', 'sklearn', 'pandas', 'skops', 'tenseal', 'gymnasium', 'stable_baselines3') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -17,6 +17,7 @@ from bastion.api.routes import (
     admin_training,
     auth,
     datasets,
+    encrypted,
     federation_site,
     federations,
     fine_tuning,
@@ -43,11 +44,13 @@ ROUTERS: list[APIRouter] = [
     federation_site.router,
     fine_tuning.router,
     llm.router,
+    encrypted.router,
 ]
 # Routes that accept file uploads get the upload limit; everything else (JSON) the small body limit.
 UPLOAD_ROUTES = re.compile(
     r"/api/v1/(?:datasets|fine_tuning/files|federations/[^/]+/(?:model|site/update|site/secagg/masked))"
 )
+ENCRYPTED_SUFFIX = "/predict/encrypted"  # ciphertexts: their own, larger, body limit
 # Hooks other subsystems register to extend the context (vault, jobs, federations) at start-up.
 CONTEXT_HOOKS: list[Callable[[Context], None]] = [install_jobs, install_federations]
 CONTEXT_HOOKS.append(install_llm)
@@ -90,6 +93,8 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
         app.include_router(router)
 
     def body_limit(path: str) -> int:
+        if path.endswith(ENCRYPTED_SUFFIX):
+            return ctx.settings.he_max_request_bytes
         if UPLOAD_ROUTES.fullmatch(path):
             return ctx.settings.max_upload_bytes
         return ctx.settings.max_body_bytes

@@ -344,7 +344,12 @@ class ModelRegistry:
         from bastion.ml.serialize import load_model
 
         view = self.version(principal, model_ref, version)
-        return view, load_model(self.read_bytes(principal, view, access_code), view.model_format, view.config)
+        data = self.read_bytes(principal, view, access_code)
+        if view.config.get("model_type") == "dqn":  # a policy: actions and Q-values, not classes
+            from bastion.ml.rl.policy import load
+
+            return view, load(data, view.config)
+        return view, load_model(data, view.model_format, view.config)
 
 
 def quantize_version(

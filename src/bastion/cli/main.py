@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bastion.cli import backup, catalog, fl, ft, server, train, vault, worker
+from bastion.cli import backup, catalog, fl, ft, predict, server, train, vault, worker
 from bastion.cli import search as search_cli
 
 app = typer.Typer(
@@ -23,6 +23,7 @@ app.add_typer(train.app, name="train")
 app.command("worker")(worker.worker)
 app.add_typer(catalog.data_app, name="data")
 app.add_typer(catalog.models_app, name="models")
+catalog.models_app.command("predict")(predict.predict)
 app.add_typer(fl.app, name="fl")
 app.command("backup")(backup.backup)
 app.command("restore")(backup.restore)

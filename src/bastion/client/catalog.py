@@ -156,6 +156,51 @@ class CatalogMixin:
         )
         return open_download(body, api_key=getattr(self, "api_key", None), private_key=private_key)
 
+    def encryption_spec(
+        self, model_id: str, *, version: int | None = None, access_code: str | None = None
+    ) -> dict[str, Any]:
+        """A model's input layout, CKKS parameters and link function for encrypted predictions."""
+        headers = {"X-Access-Code": access_code} if access_code else None
+        params = {"version": version} if version else None
+        result: dict[str, Any] = self._request(
+            "GET", f"/api/v1/models/{model_id}/encrypted/spec", params=params, headers=headers
+        )
+        return result
+
+    def predict_encrypted(
+        self,
+        model_id: str,
+        rows: list[dict[str, Any]],
+        *,
+        version: int | None = None,
+        access_code: str | None = None,
+    ) -> dict[str, Any]:
+        """Predict without the server seeing the rows or the results (CKKS; the key stays here).
+
+        Returns the same shape as :meth:`predict_registered` (predictions, classes, probabilities
+        for classifiers) plus ``scores`` (the decrypted model outputs) and the sizes and server time.
+        """
+        from bastion.client import he
+
+        spec = self.encryption_spec(model_id, version=version, access_code=access_code)
+        matrix = he.encode_rows(spec["inputs"], rows)
+        batch = he.encrypt(spec, matrix, version=spec["version"])
+        headers = {"X-Access-Code": access_code} if access_code else None
+        response: dict[str, Any] = self._request(
+            "POST", f"/api/v1/models/{model_id}/predict/encrypted", json=batch.request, headers=headers
+        )
+        scores = he.decrypt_scores(batch.context, response)
+        out = he.apply_link(scores, spec["link"], spec["classes"])
+        out.update(
+            model_id=response["model_id"],
+            version=response["version"],
+            scores=scores.tolist(),
+            encrypted=True,
+            bytes_sent=batch.bytes_sent,
+            server_seconds=response["server_seconds"],
+        )
+        return out
+
 
 def _code_header(code: str | None) -> dict[str, str] | None:
     return {"X-Access-Code": code} if code else None

@@ -15,11 +15,12 @@ from sqlalchemy import func, select, update
 
 from bastion.audit import AuditRecord
 from bastion.errors import Conflict, NotFound, RateLimited
-from bastion.jobs import queue, states
+from bastion.jobs import queue, rl, states
 from bastion.jobs.config import JobConfig
 from bastion.jobs.datasets import resolve_dataset
 from bastion.jobs.pricing import RESOURCE_PROFILE_NOTE, PriceTable, estimate
 from bastion.jobs.resources import resolve as resolve_resources
+from bastion.jobs.rl import RL_MODEL_TYPES
 from bastion.store.base import utcnow
 from bastion.store.models import JobEvent, JobLogLine, TrainingJob, User
 
@@ -84,7 +85,10 @@ class JobService:
 
         registry.get_model_type(req.model_type)
         params = registry.validate_params(req.model_type, req.params).model_dump(mode="json")
-        ref = resolve_dataset(self.ctx, principal, req.dataset_source, req.dataset_id, req.target)
+        if req.model_type in RL_MODEL_TYPES:
+            ref = rl.resolve(self.ctx, principal, req.dataset_source, req.dataset_id, params)
+        else:
+            ref = resolve_dataset(self.ctx, principal, req.dataset_source, req.dataset_id, req.target)
         if ref.task:
             registry.check_task(req.model_type, ref.task, ref.source)
         price = self.prices.get(req.resource_profile)
@@ -389,7 +393,10 @@ class JobService:
 
         registry.get_model_type(model_type)
         parsed = registry.validate_params(model_type, params or {}).model_dump(mode="json")
-        ref = resolve_dataset(self.ctx, principal, dataset_source, dataset_id, None, require_target=False)
+        if model_type in RL_MODEL_TYPES:
+            ref = rl.resolve(self.ctx, principal, dataset_source, dataset_id, parsed)
+        else:
+            ref = resolve_dataset(self.ctx, principal, dataset_source, dataset_id, None, require_target=False)
         price = self.prices.get(resource_profile)
         out = estimate(price, model_type, max(1, ref.n_samples), max(1, ref.n_features), parsed)
         return {"dataset_source": dataset_source, **out, "params": parsed, "note": RESOURCE_PROFILE_NOTE}

@@ -20,6 +20,8 @@ _MODULES = {
     "alzheimer_classifier": "bastion.ml.models.alzheimer_classifier",
     "adaptive_neural_net": "bastion.ml.models.adaptive_neural_net",
     "tabular_regressor": "bastion.ml.models.tabular_regressor",
+    "he_mlp": "bastion.ml.models.he_mlp",
+    "dqn": "bastion.ml.rl.dqn",
 }
 
 

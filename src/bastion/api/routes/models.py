@@ -123,6 +123,8 @@ async def predict(
             "version": view.version,
             "predictions": [p.item() if hasattr(p, "item") else p for p in model.predict(body.rows)],
         }
+        if hasattr(model, "q_values"):  # a DQN policy: the action per state and every action's Q-value
+            out["q_values"] = model.q_values(body.rows).round(6).tolist()
         if body.probabilities and model.classes is not None:
             out["classes"] = model.classes
             out["probabilities"] = model.predict_proba(body.rows).round(6).tolist()

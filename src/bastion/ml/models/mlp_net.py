@@ -17,8 +17,28 @@ from torch import nn
 from bastion.data.dataset import Task
 from bastion.errors import Invalid
 
-Activation = Literal["relu", "tanh", "gelu"]
-_ACTIVATIONS: dict[str, type[nn.Module]] = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+Activation = Literal["relu", "tanh", "gelu", "square", "poly"]
+# Degree-2 activations a*x^2 + b*x + c that CKKS can evaluate (bastion.ml.he): plain squaring
+# (CryptoNets) and 0.125x^2 + 0.5x + 0.25, a smooth ReLU stand-in common in HE work.
+POLY_ACTIVATIONS: dict[str, tuple[float, float, float]] = {
+    "square": (1.0, 0.0, 0.0),
+    "poly": (0.125, 0.5, 0.25),
+}
+
+
+class PolyActivation(nn.Module):
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        self.a, self.b, self.c = POLY_ACTIVATIONS[kind]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.a * x * x + self.b * x + self.c
+
+
+def _activation(kind: str) -> nn.Module:
+    if kind in POLY_ACTIVATIONS:
+        return PolyActivation(kind)
+    return {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[kind]()
 
 
 class Architecture(BaseModel):
@@ -121,7 +141,7 @@ class MLP(nn.Module):
         layers: list[nn.Module] = []
         width = arch.n_inputs
         for size in arch.hidden:
-            layers += [nn.Linear(width, size), _ACTIVATIONS[arch.activation]()]
+            layers += [nn.Linear(width, size), _activation(arch.activation)]
             if arch.dropout > 0:
                 layers.append(nn.Dropout(arch.dropout))
             width = size

@@ -1,0 +1,1 @@
+"""Encrypted inference (CKKS through TenSEAL): the client holds the secret key; the server computes."""

@@ -1,0 +1,1 @@
+"""Reinforcement learning: DQN through stable-baselines3, online (Gymnasium) and offline (logged)."""
