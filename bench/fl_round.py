@@ -231,15 +231,12 @@ def ts(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
 
-def bench_bastion(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+def start_server(tmp: Path, **extra_env: str) -> tuple[subprocess.Popen[bytes], str, dict[str, str]]:
+    """A real ``bastion serve`` on a free port, fresh data dir under ``tmp``: (process, URL, bootstrap keys)."""
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
     env.update(
-        BASTION_DATA_DIR=str(tmp / "data"),
-        BASTION_MASTER_KEY=MASTER,
-        BASTION_JWT_SECRET=JWT,
-        BASTION_RATE_LIMIT="100000/minute",
-        PYTHONUNBUFFERED="1",
+        BASTION_DATA_DIR=str(tmp / "data"), BASTION_MASTER_KEY=MASTER, BASTION_JWT_SECRET=JWT, **extra_env
     )
     log = tmp / "server.log"
     server = subprocess.Popen(
@@ -250,10 +247,29 @@ def bench_bastion(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         cwd=tmp,
     )
     url = f"http://127.0.0.1:{port}"
-    sites: list[subprocess.Popen[bytes]] = []
     try:
         wait_http(url + "/api/v1/health")
-        keys = dict(_KEY_LINE.findall(log.read_text()))
+    except BaseException:
+        server.kill()
+        server.wait()
+        raise
+    return server, url, dict(_KEY_LINE.findall(log.read_text()))
+
+
+def stop_all(server: subprocess.Popen[bytes], sites: list[subprocess.Popen[bytes]]) -> None:
+    """Kill the site processes still running, then stop the server."""
+    for proc in sites:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    server.terminate()
+    server.wait(30)
+
+
+def bench_bastion(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    server, url, keys = start_server(tmp, BASTION_RATE_LIMIT="100000/minute", PYTHONUNBUFFERED="1")
+    sites: list[subprocess.Popen[bytes]] = []
+    try:
         user, admin = {"X-API-Key": keys["user"]}, {"X-API-Key": keys["admin"]}
         spec = {
             "name": "bench",
@@ -300,11 +316,7 @@ def bench_bastion(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         audit = httpx.get(url + "/api/v1/admin/audit", params={"action": "fl.", "limit": 500}, headers=admin)
         events = audit.json()["events"]
     finally:
-        for proc in sites:
-            if proc.poll() is None:
-                proc.kill()
-        server.terminate()
-        server.wait(30)
+        stop_all(server, sites)
     spans = [(r["round"], ts(r["opened_at"]), ts(r["closed_at"])) for r in rounds]
     closes: dict[int, float] = {}
     last_update: dict[int, float] = {}

@@ -33,7 +33,7 @@ from typing import Any
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from fl_round import _KEY_LINE, JWT, MASTER, free_port, wait_http
+from fl_round import start_server, stop_all
 
 BASTION = [sys.executable, "-m", "bastion.cli.main"]
 DIGITS = {"type": "tabular_mlp", "in_features": 64, "num_classes": 10, "hidden": [64]}
@@ -76,22 +76,8 @@ def main() -> None:
     args = parser.parse_args()
 
     tmp = Path(tempfile.mkdtemp(prefix="bastion-fl-startup-"))
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-    env.update(
-        BASTION_DATA_DIR=str(tmp / "data"),
-        BASTION_MASTER_KEY=MASTER,
-        BASTION_JWT_SECRET=JWT,
-        BASTION_RATE_LIMIT="100000/minute",
-    )
-    log = tmp / "server.log"
-    server = subprocess.Popen(
-        [*BASTION, "serve", "--port", str(port)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url, keys = start_server(tmp, BASTION_RATE_LIMIT="100000/minute")
     try:
-        wait_http(url + "/api/v1/health")
-        keys = dict(_KEY_LINE.findall(log.read_text()))
         with httpx.Client(base_url=url, headers={"X-API-Key": keys["user"]}, timeout=120) as http:
             http.get("/api/v1/auth/me").raise_for_status()
             creates, mes, fids = [], [], []
@@ -111,8 +97,7 @@ def main() -> None:
                 starts.append(client_until_joined(url, fids[0], token, tmp / f"state-{i}"))
                 bares.append(bare_client(url))
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_all(server, [])
         shutil.rmtree(tmp, ignore_errors=True)
 
     med = statistics.median

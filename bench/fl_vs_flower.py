@@ -139,22 +139,13 @@ def run_flower() -> None:
 def run_bastion(tmp: Path) -> dict[str, Any]:
     import httpx
 
-    from fl_round import _KEY_LINE, JWT, MASTER, free_port, wait_http
+    from fl_round import start_server, stop_all
 
-    port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
-    env.update(BASTION_DATA_DIR=str(tmp / "data"), BASTION_MASTER_KEY=MASTER, BASTION_JWT_SECRET=JWT)
     bastion = [sys.executable, "-m", "bastion.cli.main"]
-    log = tmp / "server.log"
     t0 = time.perf_counter()
-    server = subprocess.Popen(
-        [*bastion, "serve", "--port", str(port)], env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT
-    )
-    url = f"http://127.0.0.1:{port}"
+    server, url, keys = start_server(tmp)
     sites: list[subprocess.Popen[bytes]] = []
     try:
-        wait_http(url + "/api/v1/health")
-        keys = dict(_KEY_LINE.findall(log.read_text()))
         with httpx.Client(base_url=url, headers={"X-API-Key": keys["user"]}, timeout=60) as http:
             spec = {
                 "name": "digits-vs-flower",
@@ -172,9 +163,7 @@ def run_bastion(tmp: Path) -> dict[str, Any]:
                 cmd += ["--token", token.raise_for_status().json()["token"], "--data", "builtin:digits"]
                 cmd += ["--partition", f"{i}/{SITES}", "--state-dir", str(tmp / f"site-{i}"), "--json"]
                 sites.append(
-                    subprocess.Popen(
-                        cmd, stdout=(tmp / f"site-{i}.log").open("wb"), stderr=subprocess.STDOUT, env=env
-                    )
+                    subprocess.Popen(cmd, stdout=(tmp / f"site-{i}.log").open("wb"), stderr=subprocess.STDOUT)
                 )
             for proc in sites:
                 if proc.wait(600) != 0:
@@ -182,11 +171,7 @@ def run_bastion(tmp: Path) -> dict[str, Any]:
             seconds = time.perf_counter() - t0
             rounds = http.get(f"/api/v1/federations/{fid}/rounds").json()["rounds"]
     finally:
-        for proc in sites:
-            if proc.poll() is None:
-                proc.kill()
-        server.terminate()
-        server.wait(30)
+        stop_all(server, sites)
     last = max(rounds, key=lambda r: r["round"])
     return {"seconds": seconds, "accuracy": last["metrics"]["server_accuracy"]}
 

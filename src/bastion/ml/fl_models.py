@@ -3,7 +3,7 @@
 Models are built from a small JSON config (which the server signs with the global model), so a site
 never unpickles code or weights: parameters move as ``dict[str, np.ndarray]`` (safetensors on the
 wire). ``fit`` supports FedProx's proximal term. This module imports torch at import time: the server
-must import it lazily (only to build an initial model), never at start-up.
+imports it lazily (server-side evaluation only; initial weights come from :mod:`bastion.ml.fl_init`).
 """
 
 from __future__ import annotations
@@ -165,11 +165,11 @@ class FunctionalSGD:
     def step(self) -> None:
         from torch.optim.sgd import sgd
 
-        live = [i for i, p in enumerate(self.params) if p.grad is not None]
-        buffers = [self.buffers[i] for i in live]
+        live = [(i, p, p.grad) for i, p in enumerate(self.params) if p.grad is not None]
+        buffers = [self.buffers[i] for i, _, _ in live]
         sgd(
-            [self.params[i] for i in live],
-            [self.params[i].grad for i in live],  # type: ignore[misc]
+            [p for _, p, _ in live],
+            [g for _, _, g in live if g is not None],
             buffers,
             weight_decay=0.0,
             momentum=self.momentum,
@@ -178,7 +178,7 @@ class FunctionalSGD:
             nesterov=False,
             maximize=False,
         )
-        for i, buf in zip(live, buffers, strict=True):
+        for (i, _, _), buf in zip(live, buffers, strict=True):
             self.buffers[i] = buf
 
 
