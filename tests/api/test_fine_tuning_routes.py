@@ -213,6 +213,32 @@ def test_fine_tune_end_to_end(
         "/api/v1/models/tiny/perplexity", json={"file": f["id"]}, headers=alice.headers
     ).json()
     assert ppl["perplexity"] < base_ppl["perplexity"]
+    # The merged export gives the same greedy answer as the adapter on its base.
+    from bastion.client.sdk import BastionClient
+
+    sdk = BastionClient("http://testserver", alice.key, http=client)
+    merged = sdk.ft_download(job["id"], merged=True)
+    assert merged.model_config["kind"] == "merged_causal_lm"
+    assert sdk.ft_download(job["id"]).model_config["kind"] == "lora_adapter"
+    assert client.get(f"{FT}/jobs/{job['id']}/merged_model", headers=bob.headers).status_code == 404
+    import torch
+    from safetensors.torch import load
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    net = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(tiny_model), local_files_only=True))
+    net.load_state_dict(load(merged.model_bytes), strict=False)
+    net.tie_weights()
+    tok = AutoTokenizer.from_pretrained(str(tiny_model), local_files_only=True)
+    ids = tok(
+        tok.apply_chat_template(prompt["messages"], tokenize=False, add_generation_prompt=True),
+        return_tensors="pt",
+        add_special_tokens=False,
+    )
+    with torch.no_grad():
+        new = net.eval().generate(**ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)[
+            0, ids["input_ids"].shape[1] :
+        ]
+    assert tok.decode(new, skip_special_tokens=True) == out["text"]
     download = client.get(f"/api/v1/training/model/{job['id']}", headers=alice.headers)
     assert download.status_code == 200 and download.json()["encrypted_model"]
 
