@@ -261,3 +261,51 @@ def test_cancel_while_training(api: ApiFactory, admin: Caller, alice: Caller, ti
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     assert wait_job(client, alice, job["id"], "cancelled")["finished_at"] is not None
     assert client.post(f"{FT}/jobs/{job['id']}/cancel", headers=alice.headers).json()["status"] == "cancelled"
+
+
+def test_packing_checkpointing_runtime_limit_and_generation_slots(
+    api: ApiFactory, admin: Caller, alice: Caller, tiny_model: Path
+) -> None:
+    client = api(RUNNER)
+    register(client, admin, tiny_model)
+    file_id = upload(client, alice, jsonl(chat_records(24))).json()["id"]
+    hp = {
+        "n_epochs": 1,
+        "batch_size": 2,
+        "packing": True,
+        "gradient_checkpointing": True,
+        "max_seq_length": 64,
+    }
+    packed = client.post(
+        f"{FT}/jobs",
+        json={"model": "tiny", "training_file": file_id, "hyperparameters": hp},
+        headers=alice.headers,
+    ).json()
+    slow = {"n_epochs": 50, "batch_size": 1}
+    limited = client.post(
+        f"{FT}/jobs",
+        json={"model": "tiny", "training_file": file_id, "hyperparameters": slow, "max_runtime_seconds": 4},
+        headers=alice.headers,
+    ).json()
+    done = wait_job(client, alice, packed["id"], "succeeded", "failed")
+    assert done["status"] == "succeeded", done["error"]
+    assert done["hyperparameters"]["packing"] is True
+    stopped = wait_job(client, alice, limited["id"], "failed", "succeeded")
+    assert stopped["status"] == "failed" and "maximum runtime" in stopped["error"]["message"]
+    gen = client.app.state.ctx.services["generation"]  # type: ignore[attr-defined]
+    held = [gen._slots.acquire(blocking=False) for _ in range(2)]
+    try:
+        busy = client.post(
+            "/api/v1/models/tiny/generate", json={"prompt": "a", "max_new_tokens": 2}, headers=alice.headers
+        )
+        assert busy.status_code == 429 and busy.json()["error"]["code"] == "generation_busy"
+    finally:
+        for ok in held:
+            if ok:
+                gen._slots.release()
+    assert (
+        client.post(
+            "/api/v1/models/tiny/generate", json={"prompt": "a", "max_new_tokens": 2}, headers=alice.headers
+        ).status_code
+        == 200
+    )
