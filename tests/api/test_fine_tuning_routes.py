@@ -108,6 +108,17 @@ def test_create_job_checks_every_input(
     assert est.status_code == 200
     body = est.json()
     assert body["tokens"] > 0 and body["estimated_cost"] > 0 and len(body["profiles"]) >= 2
+    tabular = client.post(
+        "/api/v1/training/submit",
+        json={
+            "model_type": "alzheimer_classifier",
+            "dataset_source": "user_provided",
+            "dataset_id": file_id,
+            "target": "x",
+        },
+        headers=alice.headers,
+    )
+    assert tabular.status_code == 422 and tabular.json()["error"]["code"] == "not_a_table"
 
 
 def test_fine_tune_end_to_end(

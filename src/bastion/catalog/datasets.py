@@ -150,4 +150,6 @@ class DatasetCatalog:
             row = s.get(DatasetRecord, dataset_id)
         if row is None or row.owner_id != owner_id:
             raise NotFound("dataset not found")
+        if row.source_format == "jsonl":
+            raise Invalid("this dataset is a fine-tuning (JSONL) file, not a table", code="not_a_table")
         return pd.read_parquet(io.BytesIO(self.vault.get_bytes(row.artifact_id)))
