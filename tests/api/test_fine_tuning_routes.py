@@ -108,6 +108,17 @@ def test_create_job_checks_every_input(
     assert est.status_code == 200
     body = est.json()
     assert body["tokens"] > 0 and body["estimated_cost"] > 0 and len(body["profiles"]) >= 2
+    tabular = client.post(
+        "/api/v1/training/submit",
+        json={
+            "model_type": "alzheimer_classifier",
+            "dataset_source": "user_provided",
+            "dataset_id": file_id,
+            "target": "x",
+        },
+        headers=alice.headers,
+    )
+    assert tabular.status_code == 422 and tabular.json()["error"]["code"] == "not_a_table"
 
 
 def test_fine_tune_end_to_end(
@@ -213,6 +224,32 @@ def test_fine_tune_end_to_end(
         "/api/v1/models/tiny/perplexity", json={"file": f["id"]}, headers=alice.headers
     ).json()
     assert ppl["perplexity"] < base_ppl["perplexity"]
+    # The merged export gives the same greedy answer as the adapter on its base.
+    from bastion.client.sdk import BastionClient
+
+    sdk = BastionClient("http://testserver", alice.key, http=client)
+    merged = sdk.ft_download(job["id"], merged=True)
+    assert merged.model_config["kind"] == "merged_causal_lm"
+    assert sdk.ft_download(job["id"]).model_config["kind"] == "lora_adapter"
+    assert client.get(f"{FT}/jobs/{job['id']}/merged_model", headers=bob.headers).status_code == 404
+    import torch
+    from safetensors.torch import load
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    net = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(tiny_model), local_files_only=True))
+    net.load_state_dict(load(merged.model_bytes), strict=False)
+    net.tie_weights()
+    tok = AutoTokenizer.from_pretrained(str(tiny_model), local_files_only=True)
+    ids = tok(
+        tok.apply_chat_template(prompt["messages"], tokenize=False, add_generation_prompt=True),
+        return_tensors="pt",
+        add_special_tokens=False,
+    )
+    with torch.no_grad():
+        new = net.eval().generate(**ids, max_new_tokens=8, do_sample=False, pad_token_id=tok.pad_token_id)[
+            0, ids["input_ids"].shape[1] :
+        ]
+    assert tok.decode(new, skip_special_tokens=True) == out["text"]
     download = client.get(f"/api/v1/training/model/{job['id']}", headers=alice.headers)
     assert download.status_code == 200 and download.json()["encrypted_model"]
 
@@ -235,3 +272,51 @@ def test_cancel_while_training(api: ApiFactory, admin: Caller, alice: Caller, ti
     assert r.status_code == 200 and r.json()["status"] == "cancelled"
     assert wait_job(client, alice, job["id"], "cancelled")["finished_at"] is not None
     assert client.post(f"{FT}/jobs/{job['id']}/cancel", headers=alice.headers).json()["status"] == "cancelled"
+
+
+def test_packing_checkpointing_runtime_limit_and_generation_slots(
+    api: ApiFactory, admin: Caller, alice: Caller, tiny_model: Path
+) -> None:
+    client = api(RUNNER)
+    register(client, admin, tiny_model)
+    file_id = upload(client, alice, jsonl(chat_records(24))).json()["id"]
+    hp = {
+        "n_epochs": 1,
+        "batch_size": 2,
+        "packing": True,
+        "gradient_checkpointing": True,
+        "max_seq_length": 64,
+    }
+    packed = client.post(
+        f"{FT}/jobs",
+        json={"model": "tiny", "training_file": file_id, "hyperparameters": hp},
+        headers=alice.headers,
+    ).json()
+    slow = {"n_epochs": 50, "batch_size": 1}
+    limited = client.post(
+        f"{FT}/jobs",
+        json={"model": "tiny", "training_file": file_id, "hyperparameters": slow, "max_runtime_seconds": 4},
+        headers=alice.headers,
+    ).json()
+    done = wait_job(client, alice, packed["id"], "succeeded", "failed")
+    assert done["status"] == "succeeded", done["error"]
+    assert done["hyperparameters"]["packing"] is True
+    stopped = wait_job(client, alice, limited["id"], "failed", "succeeded")
+    assert stopped["status"] == "failed" and "maximum runtime" in stopped["error"]["message"]
+    gen = client.app.state.ctx.services["generation"]  # type: ignore[attr-defined]
+    held = [gen._slots.acquire(blocking=False) for _ in range(2)]
+    try:
+        busy = client.post(
+            "/api/v1/models/tiny/generate", json={"prompt": "a", "max_new_tokens": 2}, headers=alice.headers
+        )
+        assert busy.status_code == 429 and busy.json()["error"]["code"] == "generation_busy"
+    finally:
+        for ok in held:
+            if ok:
+                gen._slots.release()
+    assert (
+        client.post(
+            "/api/v1/models/tiny/generate", json={"prompt": "a", "max_new_tokens": 2}, headers=alice.headers
+        ).status_code
+        == 200
+    )

@@ -209,6 +209,8 @@ class DatasetCatalog:
         import pandas as pd
 
         row = self._owned(principal, dataset_id)
+        if row.source_format == "jsonl":
+            raise Invalid("this dataset is a fine-tuning (JSONL) file, not a table", code="not_a_table")
         if not row.access_protected or isinstance(principal, str):
             return pd.read_parquet(io.BytesIO(self.vault.get_bytes(row.artifact_id)))
         raw = self.guard.run(

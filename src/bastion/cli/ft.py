@@ -239,6 +239,36 @@ def checkpoints(job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json
     )
 
 
+@ft_app.command("download")
+def download(
+    job_id: str,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="File to write (plus FILE.json).")
+    ] = None,
+    merged: Annotated[
+        bool, typer.Option("--merged", help="Merge the adapter into the base weights.")
+    ] = False,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Download the adapter (or the merged model) encrypted for you, and decrypt it here."""
+    with connect(url, api_key, as_json=as_json) as client:
+        model = client.ft_download(job_id, merged=merged)
+    model_path, config_path = model.save(
+        output or Path(f"{job_id[:8]}{'-merged' if merged else '-adapter'}.safetensors")
+    )
+    emit(
+        {
+            "job_id": job_id,
+            "model_file": str(model_path),
+            "config_file": str(config_path),
+            "sha256": model.sha256,
+        },
+        as_json=as_json,
+    )
+
+
 @ft_app.command("cancel")
 def cancel(job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
     """Cancel a queued or running job (the job process is killed at once)."""

@@ -146,6 +146,15 @@ class FineTuningMixin:
                 raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
             time.sleep(0.5)
 
+    def ft_download(self, job_id: str, *, merged: bool = False, private_key: Any = None) -> Any:
+        """The adapter (or, with ``merged``, the adapter merged into the base weights), decrypted here."""
+        from bastion.client.modelfile import open_download
+
+        scheme = "x25519" if private_key is not None else "api-key"
+        path = f"{FT}/jobs/{job_id}/merged_model" if merged else f"/api/v1/training/model/{job_id}"
+        body = self._request("GET", path, params={"scheme": scheme})
+        return open_download(body, api_key=getattr(self, "api_key", None), private_key=private_key)
+
     # -- testing a model --------------------------------------------------------------------------
 
     def generate(

@@ -85,6 +85,11 @@ def _uploaded(
     if service is None:
         raise Invalid("uploads not enabled on this server", code="uploads_not_enabled")
     view: dict[str, Any] = service.get(principal, dataset_id)  # NotFound for unknown or foreign ids
+    if view.get("format") == "jsonl":
+        raise Invalid(
+            "this dataset is a fine-tuning (JSONL) file: use it with /api/v1/fine_tuning/jobs",
+            code="not_a_table",
+        )
     columns = [str(c.get("name")) for c in view.get("schema", []) if isinstance(c, dict)]
     if not target and require_target:
         raise Invalid(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import secrets
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from cryptography.hazmat.primitives import hashes
@@ -149,8 +150,12 @@ def download(
     api_key: str | None,
     scheme: SchemeChoice | None = None,
     ip: str | None = None,
+    transform: Callable[[Any, bytes], bytes] | None = None,
 ) -> dict[str, Any]:
-    """The caller's completed model, encrypted for the caller (see the module docstring)."""
+    """The caller's completed model, encrypted for the caller (see the module docstring).
+
+    ``transform(job, package)`` may replace the stored package before it is sealed (a fine-tuned
+    adapter merged into its base weights for export)."""
     try:
         job = service.get(principal, job_id)
     except NotFound:
@@ -164,6 +169,8 @@ def download(
         )
         raise Conflict(message, code="model_not_ready", state=job.state)
     package = service.ctx.vault.get_bytes(job.model_artifact_id, job.model_version)
+    if transform is not None:
+        package = transform(job, package)
     sealed_part = seal_for_caller(service, principal, job.id, package, api_key=api_key, scheme=scheme)
     _audit(service, principal, job.id, ip, "success", {"scheme": sealed_part["scheme"]})
     return {

@@ -259,6 +259,47 @@ def checkpoints(job_id: str, principal: UserPrincipal, ctx: ContextDep) -> Check
     )
 
 
+class MergedDownload(BaseModel):
+    success: bool
+    encrypted_model: str
+    job_id: str
+    scheme: str
+    model_type: str
+    model_format: str | None
+    package_bytes: int
+    salt: str | None = None
+    nonce: str | None = None
+
+
+@router.get(
+    "/jobs/{job_id}/merged_model", response_model=MergedDownload, responses=errors(401, 403, 404, 409, 422)
+)
+def merged_model(
+    job_id: str,
+    principal: UserPrincipal,
+    request: Request,
+    ctx: ContextDep,
+    scheme: Annotated[Literal["api-key", "x25519"] | None, Query()] = None,
+) -> MergedDownload:
+    """The adapter merged into its base weights, encrypted for the caller like every model download."""
+    from bastion.api.deps import presented_credential
+    from bastion.jobs.download import download
+    from bastion.llm.merge import merged_package
+
+    service(ctx).get(principal, job_id)
+    api_key = presented_credential(request) if principal.via == "api_key" else None
+    out = download(
+        ctx.services["jobs"],
+        principal,
+        job_id,
+        api_key=api_key,
+        scheme=scheme,
+        ip=client_ip(request),
+        transform=lambda job, package: merged_package(job, package, ctx.services["llm_bases"]),
+    )
+    return MergedDownload(**{**out, "model_type": "llm_merged"})
+
+
 @router.get(
     "/jobs/{job_id}/events",
     response_model=EventList,
