@@ -79,6 +79,13 @@ class Settings(BaseSettings):
     kaggle_alzheimer_path: Path | None = Field(None, validation_alias=_env("BASTION_KAGGLE_ALZHEIMER_PATH"))
     log_level: str = Field("info", validation_alias=_env("BASTION_LOG_LEVEL"))
     embedded_worker: bool = Field(True, validation_alias=_env("BASTION_EMBEDDED_WORKER"))
+    web_idle_minutes: float = Field(
+        30,
+        gt=0,
+        le=24 * 60,
+        validation_alias=_env("BASTION_WEB_IDLE_MINUTES"),
+        description="a dashboard session unused this long ends (the next page asks to sign in again)",
+    )
 
     host: str = Field("127.0.0.1", validation_alias=_env("BASTION_HOST"))
     port: int = Field(5000, ge=0, le=65535, validation_alias=_env("BASTION_PORT"))

@@ -26,6 +26,7 @@ from bastion.config import Settings, resolve_secrets
 from bastion.context import Context, build_context
 from bastion.federation.server import install as install_federations
 from bastion.jobs.hooks import install as install_jobs
+from bastion.web import install as install_web
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -39,7 +40,12 @@ ROUTERS: list[APIRouter] = [
     federation_site.router,
 ]
 # Routes that accept file uploads get the upload limit; everything else the (small) body limit.
-UPLOAD_PREFIXES: tuple[str, ...] = ("/api/v1/datasets", "/api/v1/federations", "/api/v1/models")
+UPLOAD_PREFIXES: tuple[str, ...] = (
+    "/api/v1/datasets",
+    "/api/v1/federations",
+    "/api/v1/models",
+    "/datasets/upload",
+)
 # Hooks other subsystems register to extend the context (vault, jobs, federations) at start-up.
 CONTEXT_HOOKS: list[Callable[[Context], None]] = [install_jobs, install_federations]
 
@@ -79,6 +85,7 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_web(app)
 
     def body_limit(path: str) -> int:
         if path.startswith(UPLOAD_PREFIXES):

@@ -70,6 +70,9 @@ def serve(
         err_console.rule()
     scheme = "https" if settings.ssl_cert else "http"
     err_console.print(f"Bastion serving on {scheme}://{settings.host}:{settings.port}  (docs at /docs)")
+    err_console.print(
+        f"Dashboard: {scheme}://{settings.host}:{settings.port}/  (first time: 'First sign-in with an API key')"
+    )
     uvicorn.run(
         create_app(context=ctx),
         host=settings.host,
