@@ -15,10 +15,9 @@
   });
 
   // -- charts ---------------------------------------------------------------------------------
-  function readJSON(id) {
-    var el = document.getElementById(id);
-    if (!el) return null;
-    try { return JSON.parse(el.textContent); } catch (err) { return null; }
+  function readSeries(el) {
+    // data-series holds the chart's JSON (an attribute: htmx swaps keep it, and no script is inline)
+    try { return JSON.parse(el.dataset.series || "null"); } catch (err) { return null; }
   }
 
   function draw(el, data) {
@@ -61,8 +60,7 @@
   function renderCharts(root) {
     if (typeof uPlot === "undefined") return;
     (root || document).querySelectorAll("[data-chart]").forEach(function (el) {
-      var source = el.dataset.source || (el.id + "-data");
-      draw(el, readJSON(source));
+      draw(el, readSeries(el));
     });
   }
 
@@ -100,7 +98,7 @@
     es.addEventListener("state", function (e) { var d = JSON.parse(e.data); setState(d.state); if (typeof d.progress === "number") setProgress(d.progress); });
     es.addEventListener("metrics", function (e) {
       var d = JSON.parse(e.data);
-      var data = chart._data || readJSON("job-chart-data") || { x: [], series: {} };
+      var data = chart._data || readSeries(chart) || { x: [], series: {} };
       if (data.x.indexOf(d.epoch) !== -1) return;
       data.x.push(d.epoch);
       Object.keys(d).forEach(function (k) {
