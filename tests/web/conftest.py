@@ -43,7 +43,7 @@ class Dashboard:
         return self.server.url
 
     def api(self, method: str, path: str, key: str = "admin", **kw: Any) -> httpx.Response:
-        headers = {"X-API-Key": self.server.keys[key]}
+        headers = {"X-API-Key": self.server.keys[key], **kw.pop("headers", {})}
         return httpx.request(method, f"{self.url}/api/v1{path}", headers=headers, timeout=30, **kw)
 
     def add_user(self, username: str, role: str, password: str = PASSWORD) -> str:

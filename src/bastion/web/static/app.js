@@ -32,7 +32,7 @@
       return;
     }
     var bars = el.dataset.bars === "1";
-    var series = [{ label: el.dataset.xlabel || "" }];
+    var series = [{ label: el.dataset.xlabel || "x" }];
     var columns = [data.x];
     names.forEach(function (name, i) {
       var s = { label: name, stroke: PALETTE[i % PALETTE.length], width: 2, points: { show: data.x.length < 40, size: 6 } };
@@ -48,8 +48,11 @@
       width: width,
       height: 220,
       series: series,
-      scales: { x: { time: false } },
-      axes: [{ stroke: "#334155", grid: { stroke: "#e2e8f0" } }, { stroke: "#334155", grid: { stroke: "#e2e8f0" }, size: 56 }],
+      scales: { x: { time: false, range: function (u, min, max) { return bars || min === max ? [min - 0.5, max + 0.5] : [min, max]; } } },
+      axes: [
+        { stroke: "#334155", grid: { stroke: "#e2e8f0" }, incrs: [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000], values: function (u, ticks) { return ticks.map(function (t) { return Number.isInteger(t) ? String(t) : ""; }); } },
+        { stroke: "#334155", grid: { stroke: "#e2e8f0" }, size: 56 },
+      ],
       legend: { live: true },
       cursor: { drag: { x: false, y: false } },
     };
