@@ -43,6 +43,10 @@ def _when(value: Any) -> str:
     if value is None or value == "":
         return ""
     if isinstance(value, str):
+        tail = value[19:]
+        utc = value.endswith(("+00:00", "Z")) or ("+" not in tail and "-" not in tail)
+        if len(value) >= 19 and value[10] == "T" and utc:
+            return f"{value[:10]} {value[11:19]}"  # already UTC (every stored time is): no parsing
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
