@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from bastion.crypto import sealed
 from tests.web.conftest import Dashboard, sign_in
 
 pytestmark = pytest.mark.e2e
@@ -26,7 +29,7 @@ def test_submit_a_job_and_watch_it_finish_live(dash: Dashboard, new_page: Any) -
     page.fill("#p-epochs", "25")
     page.fill("#p-patience", "200")
     # the cost estimate is on the page before anything is submitted, and follows the form
-    page.wait_for_function("document.querySelector('#estimate').textContent.includes('Estimated cost')")
+    page.wait_for_selector("#estimate:has-text('Estimated cost')")
     assert "USD" in page.inner_text("#estimate")
     page.click("button:has-text('Submit job')")
     page.wait_for_url("**/jobs/*")
@@ -41,6 +44,17 @@ def test_submit_a_job_and_watch_it_finish_live(dash: Dashboard, new_page: Any) -
     assert epochs >= 2
     page.wait_for_selector("#job-logs pre:has-text('')")
     assert "(no output yet)" not in page.inner_text("#job-logs")
+    # download: sealed to the caller's registered X25519 key; without one the page says what to do
+    page.click("a:has-text('Download model')")
+    assert "download_key_required" in page.inner_text("h1").replace(" ", "_")
+    key = sealed.generate_private_key()
+    r = dash.api("PUT", "/training/download-key", json={"public_key": sealed.encode_public_key(key)})
+    assert r.status_code == 200, r.text
+    page.goto(url)
+    with page.expect_download() as info:
+        page.click("a:has-text('Download model')")
+    body = json.loads(Path(info.value.path()).read_text())
+    assert body["scheme"] == "x25519-sealed-box-v1" and body["encrypted_model"]
     # the finished job shows in the filtered list
     page.goto("/jobs?status=completed")
     assert url.rsplit("/", 1)[1][:8] in page.inner_text("#job-rows")
