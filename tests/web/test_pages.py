@@ -101,6 +101,7 @@ def pages(seeded: dict[str, str]) -> dict[str, str]:
         "models": "/models",
         "model": f"/models/{seeded['model']}",
         "admin-users": "/admin/users",
+        "admin-keys": "/admin/users/{admin}/keys",
         "admin-audit": "/admin/audit",
         "admin-prices": "/admin/prices",
         "admin-workers": "/admin/workers",
@@ -122,7 +123,7 @@ def test_every_page_renders_accessibly(dash: Dashboard, seeded: dict[str, str], 
     shoot(page, "login")
     sign_in(page, "admin")
     for name, path in pages(seeded).items():
-        response = page.goto(path)
+        response = page.goto(path.replace("{admin}", dash.user_id("admin")))
         assert response is not None and response.status == 200, (path, response and response.status)
         page.wait_for_load_state("networkidle")
         assert page.locator("h1").count() == 1, path
@@ -273,3 +274,23 @@ def test_predict_from_a_csv_row_and_quantize_a_version(
     assert after["versions"] == versions + 1
     assert after["history"][-1]["lineage"]["quantized_from"] == versions
     assert f"v{versions + 1}" in page.inner_text("#h-versions ~ table")
+
+
+def test_admin_gives_a_user_a_key_shown_once_then_revokes_it(dash: Dashboard, new_page: Any) -> None:
+    uid = dash.add_user("keyholder", "user")
+    page = new_page()
+    sign_in(page, "admin")
+    page.goto("/admin/users")
+    page.locator("tr", has_text="keyholder").locator("a:has-text('Keys')").click()
+    page.wait_for_url(f"**/admin/users/{uid}/keys")
+    assert axe_violations(page) == []
+    page.fill("#key-name", "lab laptop")
+    page.click("button:has-text('Create a key for keyholder')")
+    key = page.input_value("#new-key")
+    me = httpx.get(f"{dash.url}/api/v1/auth/me", headers={"X-API-Key": key})
+    assert me.status_code == 200 and me.json()["username"] == "keyholder"
+    page.goto(f"/admin/users/{uid}/keys")
+    assert key not in page.content()  # shown once
+    page.click("button[aria-label='revoke key lab laptop']")
+    page.wait_for_selector("tr:has-text('lab laptop') .badge:has-text('revoked')")
+    assert httpx.get(f"{dash.url}/api/v1/auth/me", headers={"X-API-Key": key}).status_code == 401

@@ -24,7 +24,7 @@ _verify_lock = threading.Lock()
 
 def _users_page(request: Request, ctx: Context, **extra: Any) -> Response:
     users = ctx.accounts.list_users()
-    return page(request, "admin_users.html", users=users, new_key=None, error="", **extra)
+    return page(request, "admin_users.html", users=users, error="", **extra)
 
 
 @router.get("/users")
@@ -72,14 +72,39 @@ async def update_user(request: Request, ctx: Ctx, session: AdminWriter, user_id:
     return redirect("/admin/users")
 
 
+def _keys_page(
+    request: Request, ctx: Context, user_id: str, new_key: dict[str, Any] | None = None
+) -> Response:
+    with ctx.db.session() as s:
+        user = ctx.accounts.get_user(s, user_id)
+        owner = {"id": user.id, "username": user.username, "role": user.role}
+    keys = ctx.accounts.list_keys(owner["id"])[::-1]
+    return page(request, "admin_keys.html", owner=owner, keys=keys, new_key=new_key)
+
+
+@router.get("/users/{user_id}/keys")
+def user_keys(request: Request, ctx: Ctx, session: AdminReader, user_id: str) -> Response:
+    return _keys_page(request, ctx, user_id)
+
+
 @router.post("/users/{user_id}/keys")
 async def create_user_key(request: Request, ctx: Ctx, session: AdminWriter, user_id: str) -> Response:
+    """A key for someone else (as ``POST /admin/users/{id}/keys``): shown once, on this response."""
     form = await form_fields(request)
     name = (form.get("name") or "dashboard").strip()[:100] or "dashboard"
     new = await threaded(ctx.accounts.create_key, user_id, name, actor=session.principal)
-    return await threaded(
-        _users_page, request, ctx, new_key={"owner": user_id, "key": new.plaintext, "name": name}
-    )
+    response = await threaded(_keys_page, request, ctx, user_id, {"key": new.plaintext, "name": name})
+    response.status_code = 201
+    return response
+
+
+@router.post("/users/{user_id}/keys/{key_id}/revoke")
+async def revoke_user_key(
+    request: Request, ctx: Ctx, session: AdminWriter, user_id: str, key_id: str
+) -> Response:
+    """Revoke one of the user's keys (as ``bastion keys revoke``), scoped to that user."""
+    await threaded(ctx.accounts.revoke_key, key_id, owner_id=user_id, actor=session.principal)
+    return redirect(f"/admin/users/{user_id}/keys")
 
 
 @router.get("/audit")
