@@ -177,3 +177,22 @@ def test_security_headers_on_pages(dash: Dashboard) -> None:
     assert r.headers["x-frame-options"] == "DENY"
     spec = httpx.get(f"{dash.url}/openapi.json").json()
     assert not any(p in spec["paths"] for p in ("/", "/jobs", "/login", "/admin/users"))
+
+
+def test_own_key_is_shown_once_and_revocable_from_the_account_page(dash: Dashboard, new_page: Any) -> None:
+    dash.add_user("selfserve", "viewer")
+    page = new_page()
+    sign_in(page, "selfserve")
+    page.goto("/account")
+    assert page.locator("text=this browser").count() == 1  # the current login session is listed
+    page.fill("#key-name", "notebook")
+    page.click("button:has-text('Create key')")
+    key = page.input_value("#new-key")
+    assert (
+        httpx.get(f"{dash.url}/api/v1/auth/me", headers={"X-API-Key": key}).json()["username"] == "selfserve"
+    )
+    page.goto("/account")
+    assert key not in page.content()
+    page.click("button[aria-label='revoke key notebook']")
+    page.wait_for_selector("tr:has-text('notebook') .badge:has-text('revoked')")
+    assert httpx.get(f"{dash.url}/api/v1/auth/me", headers={"X-API-Key": key}).status_code == 401

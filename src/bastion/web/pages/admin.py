@@ -79,6 +79,8 @@ def _keys_page(
         user = ctx.accounts.get_user(s, user_id)
         owner = {"id": user.id, "username": user.username, "role": user.role}
     keys = ctx.accounts.list_keys(owner["id"])[::-1]
+    if new_key is not None:
+        new_key["owner"] = owner["username"]
     return page(request, "admin_keys.html", owner=owner, keys=keys, new_key=new_key)
 
 
