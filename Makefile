@@ -27,7 +27,7 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) chromium
 	$(BIN)/pytest
 
 test: lint typecheck unit
@@ -47,3 +47,17 @@ bench-peers: $(STAMP)
 	$(BIN)/python -c 'import sysconfig; print("import site; site.addsitedir(%r)" % sysconfig.get_paths()["purelib"])' > "$$(cat $(BENCH_VENV)/.purelib)/zz_bastion_venv.pth"
 	$(BENCH_VENV)/bin/python -m pip install -q 'flwr[simulation]==1.42.0'
 	$(BENCH_VENV)/bin/python -c 'import flwr; print("flwr", flwr.__version__, "in $(BENCH_VENV)")'
+# The dashboard's tests drive Debian's Chromium (browsers cannot be downloaded by Playwright here).
+.PHONY: chromium screenshots web-assets
+chromium:
+	@test -x /usr/bin/chromium || { apt-get update && apt-get install -y chromium; } \
+	  || { sudo apt-get update && sudo apt-get install -y chromium; }
+
+# Re-take docs/screenshots/*.png from the dashboard tests (a real server and browser).
+screenshots: $(STAMP) chromium
+	BASTION_SCREENSHOTS=docs/screenshots $(BIN)/pytest tests/web -q
+
+# Re-fetch the vendored dashboard assets from the npm registry (needs npm); `--check` verifies hashes.
+web-assets: $(STAMP)
+	$(BIN)/python scripts/vendor_web_assets.py
+	$(BIN)/python scripts/vendor_web_assets.py --check

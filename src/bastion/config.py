@@ -121,6 +121,13 @@ class Settings(BaseSettings):
     he_max_concurrent: int = Field(2, ge=1, validation_alias=_env("BASTION_HE_MAX_CONCURRENT"))
     # Gymnasium environment ids a DQN job may name (comma-separated), set by the operator.
     dqn_allowed_envs: str = Field("CartPole-v1", validation_alias=_env("BASTION_DQN_ALLOWED_ENVS"))
+    web_idle_minutes: float = Field(
+        30,
+        gt=0,
+        le=24 * 60,
+        validation_alias=_env("BASTION_WEB_IDLE_MINUTES"),
+        description="a dashboard session unused this long ends (the next page asks to sign in again)",
+    )
 
     host: str = Field("127.0.0.1", validation_alias=_env("BASTION_HOST"))
     port: int = Field(5000, ge=0, le=65535, validation_alias=_env("BASTION_PORT"))

@@ -31,6 +31,7 @@ from bastion.context import Context, build_context
 from bastion.federation.server import install as install_federations
 from bastion.jobs.hooks import install as install_jobs
 from bastion.llm.hooks import install as install_llm
+from bastion.web import install as install_web
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -48,7 +49,8 @@ ROUTERS: list[APIRouter] = [
 ]
 # Routes that accept file uploads get the upload limit; everything else (JSON) the small body limit.
 UPLOAD_ROUTES = re.compile(
-    r"/api/v1/(?:datasets|fine_tuning/files|federations/[^/]+/(?:model|site/update|site/secagg/masked))"
+    r"/datasets/upload"
+    r"|/api/v1/(?:datasets|fine_tuning/files|federations/[^/]+/(?:model|site/update|site/secagg/masked))"
 )
 ENCRYPTED_SUFFIX = "/predict/encrypted"  # ciphertexts: their own, larger, body limit
 # Hooks other subsystems register to extend the context (vault, jobs, federations) at start-up.
@@ -91,6 +93,7 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
     problems.install(app)
     for router in ROUTERS:
         app.include_router(router)
+    install_web(app)
 
     def body_limit(path: str) -> int:
         if path.endswith(ENCRYPTED_SUFFIX):

@@ -76,23 +76,28 @@ async def current_principal(request: Request) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
+async def enforce_role(request: Request, principal: Principal, ctx: Context, minimum: Role) -> None:
+    """Refuse (and audit) a caller below ``minimum``: the one role check of the API and the dashboard."""
+    if not principal.has(minimum):
+        await anyio.to_thread.run_sync(
+            ctx.audit.append,
+            AuditRecord(
+                "auth.forbidden",
+                "denied",
+                principal.user_id,
+                principal.username,
+                "route",
+                request.url.path[:64],
+                client_ip(request),
+                {"required": minimum.value, "role": principal.role},
+            ),
+        )
+        raise Forbidden(f"this action needs the {minimum.value} role", code="insufficient_role")
+
+
 def require(minimum: Role) -> Callable[..., Awaitable[Principal]]:
     async def gate(request: Request, principal: CurrentPrincipal, ctx: ContextDep) -> Principal:
-        if not principal.has(minimum):
-            await anyio.to_thread.run_sync(
-                ctx.audit.append,
-                AuditRecord(
-                    "auth.forbidden",
-                    "denied",
-                    principal.user_id,
-                    principal.username,
-                    "route",
-                    request.url.path[:64],
-                    client_ip(request),
-                    {"required": minimum.value, "role": principal.role},
-                ),
-            )
-            raise Forbidden(f"this action needs the {minimum.value} role", code="insufficient_role")
+        await enforce_role(request, principal, ctx, minimum)
         return principal
 
     return gate

@@ -37,10 +37,24 @@ _PAGE_CSP = (
     b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
     b"frame-ancestors 'none'",
 )
+# The dashboard: nothing inline, nothing from elsewhere (every asset is served by Bastion itself).
+_DASHBOARD_CSP = (
+    b"content-security-policy",
+    b"default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    b"connect-src 'self'; font-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+    b"frame-ancestors 'none'",
+)
 _HSTS = (b"strict-transport-security", b"max-age=31536000; includeSubDomains")
 # The two header sets, built once rather than per response.
 _API_HEADERS = [*_SECURITY_HEADERS, _API_CSP, (b"cache-control", b"no-store")]
 _PAGE_HEADERS = [*_SECURITY_HEADERS, _PAGE_CSP]
+# Pages send their Origin to themselves (a form POST under no-referrer says "Origin: null", which the
+# dashboard's CSRF check would have to refuse); nothing leaves for other sites.
+_DASHBOARD_HEADERS = [
+    *(h for h in _SECURITY_HEADERS if h[0] != b"referrer-policy"),
+    (b"referrer-policy", b"same-origin"),
+    _DASHBOARD_CSP,
+]
 
 
 class Metrics:
@@ -127,8 +141,12 @@ class GatewayMiddleware:
                 started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
-                is_page = path in ("/docs", "/redoc") or path.startswith(("/dashboard", "/static"))
-                headers.extend(_PAGE_HEADERS if is_page else _API_HEADERS)
+                if path in ("/docs", "/redoc"):
+                    headers.extend(_PAGE_HEADERS)
+                elif path.startswith("/api/") or path in ("/metrics", "/openapi.json"):
+                    headers.extend(_API_HEADERS)
+                else:
+                    headers.extend(_DASHBOARD_HEADERS)
                 if tls:
                     headers.append(_HSTS)
                 headers.append((b"x-request-id", request_id.encode()))

@@ -94,6 +94,9 @@ def serve(
         show_bootstrap_keys(keys.admin_key, keys.user_key, settings.data_dir)
     scheme = "https" if settings.ssl_cert else "http"
     err_console.print(f"Bastion serving on {scheme}://{settings.host}:{settings.port}  (docs at /docs)")
+    err_console.print(
+        f"Dashboard: {scheme}://{settings.host}:{settings.port}/  (first time: 'First sign-in with an API key')"
+    )
     uvicorn.run(
         create_app(context=ctx),
         host=settings.host,

@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
-from sqlalchemy import select
 
 from bastion.api.deps import AdminPrincipal, ContextDep
 from bastion.api.routes.auth import KeyCreate, NewKeyResponse, key_info
+from bastion.audit.query import AuditFilter, audit_page
 from bastion.errors import Invalid
-from bastion.store.models import AuditEvent
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 RoleName = Literal["admin", "user", "viewer"]
@@ -125,33 +123,6 @@ def audit_log(
     outcome: Annotated[Literal["success", "denied", "failure"] | None, Query()] = None,
     since: Annotated[datetime | None, Query()] = None,
 ) -> AuditPage:
-    stmt = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
-    if before is not None:
-        stmt = stmt.where(AuditEvent.seq < before)
-    if action:
-        stmt = stmt.where(AuditEvent.action.startswith(action, autoescape=True))
-    if actor:
-        stmt = stmt.where(AuditEvent.actor == actor)
-    if outcome:
-        stmt = stmt.where(AuditEvent.outcome == outcome)
-    if since:
-        stmt = stmt.where(AuditEvent.ts >= since.isoformat())
-    with ctx.db.session() as s:
-        rows = s.scalars(stmt).all()
-        events = [
-            AuditEntry(
-                seq=r.seq,
-                ts=r.ts,
-                actor_id=r.actor_id,
-                actor=r.actor,
-                action=r.action,
-                outcome=r.outcome,
-                target_type=r.target_type,
-                target_id=r.target_id,
-                source_ip=r.source_ip,
-                details=json.loads(r.details),
-                hash=r.hash,
-            )
-            for r in rows
-        ]
+    rows = audit_page(ctx.db, limit, before, AuditFilter(action, actor, outcome, since))
+    events = [AuditEntry(**row) for row in rows]
     return AuditPage(events=events, next_before=events[-1].seq if len(events) == limit else None)

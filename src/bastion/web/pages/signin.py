@@ -1,0 +1,105 @@
+"""Sign-in, first sign-in with an API key (sets a password), and sign-out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Query, Request
+from starlette.responses import Response
+
+from bastion.api.deps import client_ip
+from bastion.errors import BastionError, Forbidden, Invalid
+from bastion.web import session as web
+from bastion.web.pages.base import Ctx, SelfWriter, form_fields, page_router, redirect, safe_next, threaded
+from bastion.web.render import page
+
+router = page_router()
+MIN_PASSWORD = 12
+
+
+def _login_page(
+    request: Request, next_path: str, *, error: str = "", reason: str = "", status: int = 200, tab: str = ""
+) -> Response:
+    token = web.login_csrf(request)
+    response = page(
+        request,
+        "login.html",
+        status,
+        next=safe_next(next_path),
+        login_csrf=token,
+        error=error,
+        reason=reason,
+        tab=tab,
+    )
+    web.set_cookie(request, response, web.LOGIN_CSRF_COOKIE, token)
+    return response
+
+
+@router.get("/login")
+def login_form(
+    request: Request,
+    ctx: Ctx,
+    next: Annotated[str, Query(max_length=2000)] = "/",
+    reason: Annotated[str, Query(max_length=200)] = "",
+) -> Response:
+    try:
+        request.state.web_session = web.load(request, ctx)
+        return redirect(safe_next(next))
+    except web.LoginRequired:
+        pass
+    return _login_page(request, next, reason=reason)
+
+
+@router.post("/login")
+async def login_submit(request: Request, ctx: Ctx) -> Response:
+    form = await form_fields(request)
+    web.check_login_csrf(request, form.get("login_csrf"))
+    username, password = form.get("username", "")[:64], form.get("password", "")[:1024]
+    try:
+        if not username or not password:
+            raise Invalid("enter your username and password")
+        await threaded(web.sign_in, request, ctx, username, password)
+    except BastionError as exc:
+        return _login_page(request, form.get("next", "/"), error=exc.message, status=exc.status_code)
+    return redirect(safe_next(form.get("next")))
+
+
+@router.post("/login/key")
+async def first_sign_in(request: Request, ctx: Ctx) -> Response:
+    """An account without a password (the bootstrap ones) proves itself once with its API key and
+    chooses a password; the key itself never reaches the browser's storage."""
+    form = await form_fields(request)
+    web.check_login_csrf(request, form.get("login_csrf"))
+    key, password = form.get("api_key", "").strip()[:200], form.get("password", "")[:1024]
+    try:
+        if password != form.get("confirm", ""):
+            raise Invalid("the two passwords differ")
+        if len(password) < MIN_PASSWORD:
+            raise Invalid(f"choose a password of at least {MIN_PASSWORD} characters")
+        await threaded(_set_first_password, request, ctx, key, password)
+    except BastionError as exc:
+        return _login_page(request, "/", error=exc.message, status=exc.status_code, tab="key")
+    return redirect("/")
+
+
+def _set_first_password(request: Request, ctx: Ctx, key: str, password: str) -> None:
+    ip = client_ip(request)
+    ctx.limiter.hit(ctx.settings.login_rate_limit, "login", ip or "unknown")
+    if not key.startswith("bst_"):
+        raise Invalid("paste an API key (it starts with bst_)", code="invalid_api_key")
+    principal = ctx.auth.authenticate(key, ip)  # lockout and failure counting apply
+    with ctx.db.session() as s:
+        has_password = ctx.accounts.get_user(s, principal.user_id).password_hash is not None
+    if has_password:
+        raise Forbidden(
+            "this account already has a password: sign in with it (an admin can reset it)",
+            code="password_already_set",
+        )
+    ctx.accounts.update_user(principal.user_id, password=password, actor=principal)
+    web.sign_in(request, ctx, principal.username, password)
+
+
+@router.post("/logout")
+async def logout(request: Request, ctx: Ctx, session: SelfWriter) -> Response:
+    await threaded(web.sign_out, request, ctx, session)
+    return redirect("/login?reason=" + "You+are+signed+out.")
