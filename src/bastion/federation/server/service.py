@@ -60,7 +60,7 @@ class FederationService:
 
     def _check_limits(self, principal: Principal, cfg: FederationCreate) -> None:
         """The model's size from its spec (before any weight is allocated) and the owner's quota."""
-        from bastion.ml.fl_models import parameter_count, parse_model_config
+        from bastion.ml.fl_specs import parameter_count, parse_model_config
 
         count = parameter_count(parse_model_config(cfg.model))
         if count > self.max_parameters:
