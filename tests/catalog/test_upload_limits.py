@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from bastion.api.app import CONTEXT_HOOKS, create_app
-from bastion.context import build_context
+from bastion.config import Settings
+from bastion.context import Context
 from tests.conftest import Caller, make_settings
 
 CSV = b"age,score\n" + b"30,1\n" * 200
@@ -31,17 +30,13 @@ def test_deeply_nested_policy_is_bad_policy_not_500(client: TestClient, alice: C
 
 
 @pytest.fixture
-def quota_client(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
-    ctx = build_context(make_settings(tmp_path, db_url, user_storage_quota_bytes=2 * len(CSV) + 10))
-    for hook in CONTEXT_HOOKS:
-        hook(ctx)
-    with TestClient(create_app(context=ctx), raise_server_exceptions=False) as c:
-        yield c
-    ctx.close()
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """This module's app: room for two uploads of CSV per user."""
+    return make_settings(tmp_path, db_url, user_storage_quota_bytes=2 * len(CSV) + 10)
 
 
-def test_storage_quota_per_user(quota_client: TestClient) -> None:
-    ctx = quota_client.app.state.ctx  # type: ignore[attr-defined]
+def test_storage_quota_per_user(client: TestClient, ctx: Context) -> None:
+    quota_client = client
     keys = {}
     for name in ("kim", "lee"):
         user = ctx.accounts.create_user(name, "user")
