@@ -79,6 +79,7 @@ class Settings(BaseSettings):
     )
     rate_limit: str = Field("600/minute", validation_alias=_env("BASTION_RATE_LIMIT"))
     login_rate_limit: str = Field("30/minute", validation_alias=_env("BASTION_LOGIN_RATE_LIMIT"))
+    anonymous_rate_limit: str = Field("120/minute", validation_alias=_env("BASTION_ANONYMOUS_RATE_LIMIT"))
     max_body_bytes: int = Field(1024 * 1024, ge=1024, validation_alias=_env("BASTION_MAX_BODY_BYTES"))
     max_upload_bytes: int = Field(
         100 * 1024 * 1024, ge=1024, validation_alias=_env("BASTION_MAX_UPLOAD_BYTES")

@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any
 
 from bastion.audit import AuditLog
+from bastion.audit.coalesce import DenialCoalescer
 from bastion.auth.accounts import Accounts
 from bastion.auth.lockout import LockoutPolicy
 from bastion.auth.ratelimit import RateLimiter
@@ -33,6 +34,7 @@ class Context:
     auth: AuthService
     limiter: RateLimiter
     health_checks: dict[str, HealthCheck] = field(default_factory=dict)
+    denials: DenialCoalescer = field(default_factory=DenialCoalescer)
     services: dict[str, Any] = field(default_factory=dict)
 
     @property

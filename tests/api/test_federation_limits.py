@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import resource
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from bastion.api.app import CONTEXT_HOOKS, create_app
-from bastion.context import build_context
+from bastion.config import Settings
+from bastion.context import Context
 from bastion.ml.fl_config import parameter_count
 from bastion.ml.fl_models import build_model, parse_model_config
 from tests.conftest import Caller, make_settings
@@ -49,18 +48,12 @@ def test_an_oversized_model_is_refused_before_any_weight_exists(client: TestClie
 
 
 @pytest.fixture
-def small_quota(tmp_path: Path, db_url: str) -> Iterator[TestClient]:
-    ctx = build_context(make_settings(tmp_path, db_url, fl_max_federations_per_user=2))
-    for hook in CONTEXT_HOOKS:
-        hook(ctx)
-    with TestClient(create_app(context=ctx), raise_server_exceptions=False) as c:
-        yield c
-    ctx.close()
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """This module's app: a quota of two federations per user."""
+    return make_settings(tmp_path, db_url, fl_max_federations_per_user=2)
 
 
-def test_quota_and_archive(small_quota: TestClient) -> None:
-    client = small_quota
-    ctx: Any = client.app.state.ctx  # type: ignore[attr-defined]
+def test_quota_and_archive(client: TestClient, ctx: Context) -> None:
     users = {}
     for name in ("ann", "eve"):
         user = ctx.accounts.create_user(name, "user")

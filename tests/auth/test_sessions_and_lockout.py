@@ -16,6 +16,7 @@ from sqlalchemy import select
 from bastion.auth.service import progressive_delay
 from bastion.cli.client_common import client_failure
 from bastion.client.errors import from_response
+from bastion.client.sdk import BastionClient
 from bastion.context import Context
 from bastion.errors import Locked, Unauthorized
 from bastion.store.models import AuditEvent
@@ -125,6 +126,10 @@ def test_admin_and_cli_can_lift_a_lockout(
     assert client.post(LOGIN, json={"username": "jack", "password": PASSWORD}).status_code == 423
     r = client.post("/api/v1/admin/lockouts/unlock", json={"username": "jack"}, headers=admin.headers)
     assert r.status_code == 200 and r.json()["cleared"] >= 2
+    _login(client, "jack")
+    for _ in range(4):
+        client.post(LOGIN, json={"username": "jack", "password": "nope nope nope"})
+    assert BastionClient(api_key=admin.key, http=client).unlock(username="jack") >= 2, "the SDK's unlock"
     _login(client, "jack")
     assert client.post("/api/v1/admin/lockouts/unlock", json={}, headers=admin.headers).status_code == 422
     user = make_caller("user")

@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.formparsers import MultiPartParser
 
 from bastion import __version__
-from bastion.api import problems
+from bastion.api import docs, problems
 from bastion.api.middleware import GatewayMiddleware, Metrics
 from bastion.api.routes import (
     admin,
@@ -83,7 +83,7 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
         version=__version__,
         description="Secure remote and federated training on sensitive data.",
         lifespan=lifespan,
-        docs_url="/docs",
+        docs_url=None,  # served by bastion.api.docs from the swagger-ui-bundle package (no CDN)
         redoc_url=None,
     )
     app.state.ctx = ctx
@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
     # bounds them) instead of letting Starlette spool anything over 1 MiB to a plaintext temp file.
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, ctx.settings.max_upload_bytes + 1)
     problems.install(app)
+    docs.install(app)
     for router in ROUTERS:
         app.include_router(router)
     install_web(app)
@@ -102,5 +103,7 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
             return ctx.settings.max_upload_bytes
         return ctx.settings.max_body_bytes
 
-    app.add_middleware(GatewayMiddleware, metrics=metrics, audit=ctx.audit, body_limit=body_limit)
+    app.add_middleware(
+        GatewayMiddleware, metrics=metrics, audit=ctx.audit, body_limit=body_limit, denials=ctx.denials
+    )
     return app

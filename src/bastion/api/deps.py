@@ -54,8 +54,12 @@ async def current_principal(request: Request) -> Principal:
     credential = presented_credential(request)
     ip = client_ip(request)
     if credential is None:
-        record = AuditRecord("auth.denied", "denied", source_ip=ip, details={"reason": "missing"})
-        await anyio.to_thread.run_sync(ctx.audit.append, record)
+        await _charge_anonymous(ctx, ip)
+        record = ctx.denials.admit(
+            AuditRecord("auth.denied", "denied", source_ip=ip, details={"reason": "missing"})
+        )
+        if record is not None:  # identical denials from one address: one row per window, counted
+            await anyio.to_thread.run_sync(ctx.audit.append, record)
         raise Unauthorized(
             "authentication required: send X-API-Key or Authorization: Bearer", code="missing_credentials"
         )
@@ -64,6 +68,7 @@ async def current_principal(request: Request) -> Principal:
     except Unauthorized as exc:
         if exc.slow_down:  # an address that keeps guessing waits longer for each answer
             await anyio.sleep(exc.slow_down)
+        await _charge_anonymous(ctx, ip)
         raise
     request.state.principal = principal
     if ctx.limiter.storage_uri.startswith("memory"):
@@ -71,6 +76,16 @@ async def current_principal(request: Request) -> Principal:
     else:
         await anyio.to_thread.run_sync(ctx.limiter.hit, ctx.settings.rate_limit, "caller", principal.user_id)
     return principal
+
+
+async def _charge_anonymous(ctx: Context, ip: str | None) -> None:
+    """Requests without a valid credential share one budget per address (429 past it)."""
+    if ctx.limiter.storage_uri.startswith("memory"):
+        ctx.limiter.hit(ctx.settings.anonymous_rate_limit, "anonymous", ip or "unknown")
+    else:
+        await anyio.to_thread.run_sync(
+            ctx.limiter.hit, ctx.settings.anonymous_rate_limit, "anonymous", ip or "unknown"
+        )
 
 
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bastion.audit import AuditLog, AuditRecord
+from bastion.audit.coalesce import DenialCoalescer
 from bastion.audit.log import Outcome
 from bastion.logs import redact_text
 
@@ -31,11 +32,12 @@ _SECURITY_HEADERS = [
     (b"permissions-policy", b"camera=(), microphone=(), geolocation=()"),
 ]
 _API_CSP = (b"content-security-policy", b"default-src 'none'; frame-ancestors 'none'")
+# Pages load only same-origin assets (Swagger UI from the swagger-ui-bundle package): no CDN, and
+# no inline script. Inline *styles* stay allowed: Swagger UI's React components set style attributes.
 _PAGE_CSP = (
     b"content-security-policy",
-    b"default-src 'self'; script-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; "
-    b"style-src 'self' 'unsafe-inline' https://cdn.jsdelivr.net; img-src 'self' data: https:; "
-    b"frame-ancestors 'none'",
+    b"default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    b"object-src 'none'; base-uri 'none'; frame-ancestors 'none'",
 )
 # The dashboard: nothing inline, nothing from elsewhere (every asset is served by Bastion itself).
 _DASHBOARD_CSP = (
@@ -97,12 +99,19 @@ class _TooLarge(HTTPException):
 
 class GatewayMiddleware:
     def __init__(
-        self, app: ASGIApp, *, metrics: Metrics, audit: AuditLog | None, body_limit: Callable[[str], int]
+        self,
+        app: ASGIApp,
+        *,
+        metrics: Metrics,
+        audit: AuditLog | None,
+        body_limit: Callable[[str], int],
+        denials: DenialCoalescer | None = None,
     ) -> None:
         self.app = app
         self.metrics = metrics
         self.audit = audit
         self.body_limit = body_limit
+        self.denials = denials or DenialCoalescer()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -141,7 +150,7 @@ class GatewayMiddleware:
                 started = True
                 status = message["status"]
                 headers = list(message.get("headers", []))
-                if path in ("/docs", "/redoc"):
+                if path.startswith("/docs"):
                     headers.extend(_PAGE_HEADERS)
                 elif path.startswith("/api/") or path in ("/metrics", "/openapi.json"):
                     headers.extend(_API_HEADERS)
@@ -161,7 +170,7 @@ class GatewayMiddleware:
             status = 413
         finally:
             self._finish(scope, method, path, status, start, request_id)
-            if method in _STATE_CHANGING:
+            if method in _STATE_CHANGING or (status == 404 and method == "GET"):
                 await self._audit(scope, method, status, request_id)
 
     def _finish(
@@ -191,11 +200,13 @@ class GatewayMiddleware:
         """
         endpoint = scope.get("route")
         route = getattr(endpoint, "path", None)
-        if self.audit is None or method not in _STATE_CHANGING or route is None:
-            return
-        if status < 400 and getattr(getattr(endpoint, "endpoint", None), SELF_AUDITED, False):
+        if self.audit is None or route is None:
             return
         principal = scope.get("state", {}).get("principal")
+        if method not in _STATE_CHANGING and (principal is None or "{" not in route):
+            return  # only an authenticated caller's 404 on an object route: the enumeration signature
+        if status < 400 and getattr(getattr(endpoint, "endpoint", None), SELF_AUDITED, False):
+            return
         client = scope.get("client")
         outcome: Outcome = (
             "success" if status < 400 else "denied" if status in (401, 403, 404, 423, 429) else "failure"
@@ -210,6 +221,11 @@ class GatewayMiddleware:
             source_ip=client[0] if client else None,
             details={"status": status, "request_id": request_id},
         )
+        if outcome == "denied":  # a burst of identical refusals: one row per window, with a count
+            admitted = self.denials.admit(record)
+            if admitted is None:
+                return
+            record = admitted
         try:
             await anyio.to_thread.run_sync(self.audit.append, record)
         except Exception:

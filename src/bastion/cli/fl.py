@@ -9,13 +9,17 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from bastion.cli.client_common import JsonOpt, KeyOpt, UrlOpt, connect
 from bastion.cli.output import console, emit, err_console, fail
+
+if TYPE_CHECKING:
+    from bastion.client.federations import Federations
 
 app = typer.Typer(help="Federated learning: run federations and take part in them.", no_args_is_help=True)
 
@@ -218,10 +222,7 @@ def status(
     as_json: JsonOpt = False,
 ) -> None:
     """Round, pending and required updates, sites online."""
-    from bastion.client.federations import Federations
-
-    with connect(url, api_key, as_json=as_json) as client:
-        emit(Federations(client).status(federation), as_json=as_json)
+    _show(url, api_key, as_json, lambda feds: feds.status(federation))
 
 
 @app.command("delete")
@@ -232,10 +233,15 @@ def delete(
     as_json: JsonOpt = False,
 ) -> None:
     """Archive a federation: sites are refused; its model, keys and received updates are deleted."""
+    _show(url, api_key, as_json, lambda feds: feds.archive(federation))
+
+
+def _show(url: str | None, api_key: str | None, as_json: bool, call: Callable[[Federations], Any]) -> None:
+    """One SDK call on the federations namespace, its answer printed."""
     from bastion.client.federations import Federations
 
     with connect(url, api_key, as_json=as_json) as client:
-        emit(Federations(client).archive(federation), as_json=as_json)
+        emit(call(Federations(client)), as_json=as_json)
 
 
 @app.command("rounds")

@@ -114,6 +114,11 @@ class BastionClient(CatalogMixin, FineTuningMixin):
 
     # -- the API ----------------------------------------------------------------------------------
 
+    def unlock(self, username: str | None = None, address: str | None = None) -> int:
+        """Admin: lift the lockout of an account and/or an address; the number of counters cleared."""
+        body = {"username": username, "address": address}
+        return int(self._request("POST", "/api/v1/admin/lockouts/unlock", json=body)["cleared"])
+
     def health(self) -> dict[str, Any]:
         try:
             response = self.http.get("/api/v1/health", headers=self._auth)

@@ -1,0 +1,57 @@
+"""Upload limits at the route: a deeply nested policy is a 422, the per-user storage quota a 413."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+from bastion.config import Settings
+from bastion.context import Context
+from tests.conftest import Caller, make_settings
+
+CSV = b"age,score\n" + b"30,1\n" * 200
+
+
+def test_deeply_nested_policy_is_bad_policy_not_500(client: TestClient, alice: Caller) -> None:
+    deep = '{"columns": ' * 5000 + "{}" + "}" * 5000
+    r = client.post(
+        "/api/v1/datasets", files={"file": ("a.csv", CSV)}, data={"policy": deep}, headers=alice.headers
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_policy", r.text
+    r = client.post(
+        "/api/v1/datasets",
+        params={"policy": deep[:19000]},
+        content=CSV,
+        headers={**alice.headers, "content-type": "text/csv"},
+    )
+    assert r.status_code == 422 and r.json()["error"]["code"] == "bad_policy", r.text
+
+
+@pytest.fixture
+def settings(tmp_path: Path, db_url: str) -> Settings:
+    """This module's app: room for two uploads of CSV per user."""
+    return make_settings(tmp_path, db_url, user_storage_quota_bytes=2 * len(CSV) + 10)
+
+
+def test_storage_quota_per_user(client: TestClient, ctx: Context) -> None:
+    quota_client = client
+    keys = {}
+    for name in ("kim", "lee"):
+        user = ctx.accounts.create_user(name, "user")
+        keys[name] = {
+            "X-API-Key": ctx.accounts.create_key(user.id, "t").plaintext,
+            "content-type": "text/csv",
+        }
+
+    def send(who: str) -> int:
+        return quota_client.post("/api/v1/datasets", content=CSV, headers=keys[who]).status_code
+
+    assert [send("kim"), send("kim")] == [201, 201]
+    r = quota_client.post("/api/v1/datasets", content=CSV, headers=keys["kim"])
+    assert r.status_code == 413 and r.json()["error"]["code"] == "storage_quota_exceeded"
+    assert send("lee") == 201, "the quota is per user"
+    first = quota_client.get("/api/v1/datasets", headers=keys["kim"]).json()["datasets"][0]["id"]
+    assert quota_client.delete(f"/api/v1/datasets/{first}", headers=keys["kim"]).status_code == 200
+    assert send("kim") == 201, "deleting frees quota"
