@@ -125,6 +125,6 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
     assert r.status_code == 401
     events = httpx.get(
         f"{server.url}/api/v1/admin/audit", headers={"X-API-Key": server.keys["admin"]}, params={"limit": 50}
-    ).json()["events"]
+    ).json()["data"]
     sources = {e["source_ip"] for e in events if e["outcome"] == "denied"}
     assert sources == {seen}, events

@@ -9,7 +9,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.formparsers import MultiPartParser
 
 from bastion import __version__
-from bastion.api import problems
+from bastion.api import openapi, problems
 from bastion.api.middleware import GatewayMiddleware, Metrics
 from bastion.api.routes import (
     admin,
@@ -77,6 +77,7 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
     # bounds them) instead of letting Starlette spool anything over 1 MiB to a plaintext temp file.
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, ctx.settings.max_upload_bytes + 1)
     problems.install(app)
+    openapi.install(app)
     for router in ROUTERS:
         app.include_router(router)
 

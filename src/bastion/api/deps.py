@@ -8,6 +8,7 @@ from typing import Annotated
 import anyio
 from fastapi import Depends, Request
 
+from bastion.api.openapi import ROLE_GATE, USER_AUTH
 from bastion.audit import AuditRecord
 from bastion.auth.principal import Principal
 from bastion.auth.roles import Role
@@ -68,6 +69,7 @@ async def current_principal(request: Request) -> Principal:
     return principal
 
 
+setattr(current_principal, USER_AUTH, True)  # bastion.api.openapi: 401, 429 and the user schemes
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
@@ -90,6 +92,7 @@ def require(minimum: Role) -> Callable[..., Awaitable[Principal]]:
             raise Forbidden(f"this action needs the {minimum.value} role", code="insufficient_role")
         return principal
 
+    setattr(gate, ROLE_GATE, True)  # bastion.api.openapi: 403
     return gate
 
 

@@ -31,7 +31,7 @@ class CatalogMixin:
         return result
 
     def list_datasets(self) -> list[dict[str, Any]]:
-        datasets: list[dict[str, Any]] = self._request("GET", "/api/v1/datasets")["datasets"]
+        datasets: list[dict[str, Any]] = self._request("GET", "/api/v1/datasets")["data"]
         return datasets
 
     def get_dataset(self, dataset_id: str) -> dict[str, Any]:
@@ -43,7 +43,7 @@ class CatalogMixin:
         return result
 
     def list_models(self) -> list[dict[str, Any]]:
-        models: list[dict[str, Any]] = self._request("GET", "/api/v1/models")["models"]
+        models: list[dict[str, Any]] = self._request("GET", "/api/v1/models")["data"]
         return models
 
     def get_model(self, model_id: str) -> dict[str, Any]:

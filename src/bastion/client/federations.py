@@ -49,7 +49,7 @@ class Federations:
         return self._json("POST", "", json=spec)
 
     def list_all(self) -> list[dict[str, Any]]:
-        return list(self._json("GET", "")["federations"])
+        return list(self._json("GET", "")["data"])
 
     def get(self, federation_id: str) -> dict[str, Any]:
         return self._json("GET", f"/{federation_id}")
@@ -58,13 +58,13 @@ class Federations:
         return self._json("GET", f"/{federation_id}/status")
 
     def rounds(self, federation_id: str) -> list[dict[str, Any]]:
-        return list(self._json("GET", f"/{federation_id}/rounds")["rounds"])
+        return list(self._json("GET", f"/{federation_id}/rounds")["data"])
 
     def enroll(self, federation_id: str, name: str) -> dict[str, Any]:
         return self._json("POST", f"/{federation_id}/participants", json={"name": name})
 
     def participants(self, federation_id: str) -> list[dict[str, Any]]:
-        return list(self._json("GET", f"/{federation_id}/participants")["participants"])
+        return list(self._json("GET", f"/{federation_id}/participants")["data"])
 
     def revoke(self, federation_id: str, participant_id: str) -> dict[str, Any]:
         return self._json("DELETE", f"/{federation_id}/participants/{participant_id}")

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 
 from bastion.audit import AuditRecord
+from bastion.contract.jobs import SubmitRequest
 from bastion.errors import Conflict, NotFound, RateLimited
 from bastion.jobs import queue, states
 from bastion.jobs.config import JobConfig
@@ -21,6 +21,7 @@ from bastion.jobs.datasets import resolve_dataset
 from bastion.jobs.pricing import PriceTable, estimate
 from bastion.store.base import utcnow
 from bastion.store.models import JobEvent, JobLogLine, TrainingJob, User
+from bastion.store.paging import Keyset
 
 if TYPE_CHECKING:
     from bastion.auth.principal import Principal
@@ -29,16 +30,7 @@ if TYPE_CHECKING:
 MAX_LIST = 100
 
 
-@dataclass(frozen=True)
-class SubmitRequest:
-    model_type: str
-    dataset_source: str
-    dataset_id: str | None = None
-    target: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    resource_profile: str | None = None
-    max_runtime_seconds: float | None = None
-    seed: int = 0
+JOBS = Keyset(TrainingJob.created_at, TrainingJob.id)  # newest first
 
 
 class _LimitReached(Exception):
@@ -183,26 +175,33 @@ class JobService:
         with self.db.session() as s:
             return s.get(TrainingJob, job_id.lower())
 
-    def list_for(self, principal: Principal, limit: int = 10, state: str | None = None) -> list[TrainingJob]:
-        return self._list(limit, state, principal.user_id)
+    def list_for(
+        self, principal: Principal, limit: int = 10, state: str | None = None, cursor: str | None = None
+    ) -> tuple[list[TrainingJob], str | None]:
+        """The caller's jobs, newest first, and the cursor of the next page (None at the end)."""
+        return self._list(limit, state, principal.user_id, cursor)
 
     def admin_list(
-        self, limit: int = 50, state: str | None = None, owner_id: str | None = None
-    ) -> list[TrainingJob]:
-        return self._list(limit, state, owner_id)
+        self,
+        limit: int = 50,
+        state: str | None = None,
+        owner_id: str | None = None,
+        cursor: str | None = None,
+    ) -> tuple[list[TrainingJob], str | None]:
+        return self._list(limit, state, owner_id, cursor)
 
-    def _list(self, limit: int, state: str | None, owner_id: str | None) -> list[TrainingJob]:
-        stmt = (
-            select(TrainingJob)
-            .order_by(TrainingJob.created_at.desc(), TrainingJob.id)
-            .limit(min(limit, MAX_LIST))
-        )
+    def _list(
+        self, limit: int, state: str | None, owner_id: str | None, cursor: str | None
+    ) -> tuple[list[TrainingJob], str | None]:
+        limit = min(limit, MAX_LIST)
+        stmt = select(TrainingJob)
         if owner_id is not None:
             stmt = stmt.where(TrainingJob.owner_id == owner_id)
         if state is not None:
             stmt = stmt.where(TrainingJob.state == state)
         with self.db.session() as s:
-            return list(s.scalars(stmt))
+            rows = list(s.scalars(JOBS.apply(stmt, cursor, limit)))
+        return rows[:limit], JOBS.next_cursor(rows, limit)
 
     def logs(self, job: TrainingJob, after: int = 0, limit: int = 500) -> dict[str, Any]:
         with self.db.session() as s:

@@ -111,7 +111,7 @@ class Federation:
         return dict(self.client.get(f"{BASE}/{self.fid}/status", headers=self.owner.headers).json())
 
     def rounds(self) -> list[dict[str, Any]]:
-        return list(self.client.get(f"{BASE}/{self.fid}/rounds", headers=self.owner.headers).json()["rounds"])
+        return list(self.client.get(f"{BASE}/{self.fid}/rounds", headers=self.owner.headers).json()["data"])
 
     def round_closed(self, number: int) -> Callable[[], bool]:
         return lambda: any(r["round"] == number and r["state"] == "closed" for r in self.rounds())

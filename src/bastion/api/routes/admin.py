@@ -6,106 +6,99 @@ import json
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Query, Response
 from sqlalchemy import select
 
 from bastion.api.deps import AdminPrincipal, ContextDep
-from bastion.api.routes.auth import KeyCreate, NewKeyResponse, key_info
+from bastion.api.idempotency import Idempotent
+from bastion.api.openapi import errors
+from bastion.api.pagination import CursorQuery, LimitQuery, Page
+from bastion.api.routes.auth import key_info
+from bastion.contract.accounts import (
+    AuditEntry,
+    KeyCreate,
+    NewKeyResponse,
+    UserCreate,
+    UserInfo,
+    UserUpdate,
+)
 from bastion.store.models import AuditEvent
+from bastion.store.paging import Keyset
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
-RoleName = Literal["admin", "user", "viewer"]
-
-
-class UserCreate(BaseModel):
-    username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
-    role: RoleName = "user"
-    password: str | None = Field(None, min_length=12, max_length=1024)
-    email: str | None = Field(None, max_length=254)
-
-
-class UserUpdate(BaseModel):
-    role: RoleName | None = None
-    disabled: bool | None = None
-    password: str | None = Field(None, min_length=12, max_length=1024)
-
-
-class UserInfo(BaseModel):
-    id: str
-    username: str
-    email: str | None
-    role: str
-    disabled: bool
-    created_at: datetime
-
-
-class AuditEntry(BaseModel):
-    seq: int
-    ts: str
-    actor_id: str | None
-    actor: str | None
-    action: str
-    outcome: str
-    target_type: str | None
-    target_id: str | None
-    source_ip: str | None
-    details: dict[str, object]
-    hash: str
-
-
-class AuditPage(BaseModel):
-    events: list[AuditEntry]
-    next_before: int | None
+AUDIT = Keyset(AuditEvent.seq)  # newest first
 
 
 def user_info(user: object) -> UserInfo:
     return UserInfo.model_validate(user, from_attributes=True)
 
 
-@router.get("/users", response_model=list[UserInfo])
-def list_users(_: AdminPrincipal, ctx: ContextDep) -> list[UserInfo]:
-    return [user_info(u) for u in ctx.accounts.list_users()]
+@router.get("/users", response_model=Page[UserInfo])
+def list_users(
+    _: AdminPrincipal, ctx: ContextDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+) -> Page[UserInfo]:
+    rows, next_cursor = ctx.accounts.page_users(limit, cursor)
+    return Page[UserInfo](data=[user_info(u) for u in rows], next_cursor=next_cursor)
 
 
-@router.post("/users", response_model=UserInfo, status_code=201)
-def create_user(body: UserCreate, admin: AdminPrincipal, ctx: ContextDep) -> UserInfo:
-    return user_info(
+@router.post("/users", response_model=UserInfo, status_code=201, responses=errors(409))
+def create_user(
+    body: UserCreate, admin: AdminPrincipal, ctx: ContextDep, idem: Idempotent, response: Response
+) -> UserInfo | Response:
+    if (replay := idem.replay()) is not None:
+        return replay
+    user = user_info(
         ctx.accounts.create_user(
             body.username, body.role, password=body.password, email=body.email, actor=admin
         )
     )
+    return idem.created(response, user, f"/api/v1/admin/users/{user.id}")
 
 
-@router.patch("/users/{user_id}", response_model=UserInfo)
+@router.get("/users/{user_id}", response_model=UserInfo)
+def get_user(user_id: str, _: AdminPrincipal, ctx: ContextDep) -> UserInfo:
+    """A user by id (or username)."""
+    return user_info(ctx.accounts.find_user(user_id))
+
+
+@router.patch("/users/{user_id}", response_model=UserInfo, responses=errors(409))
 def update_user(user_id: str, body: UserUpdate, admin: AdminPrincipal, ctx: ContextDep) -> UserInfo:
+    """Role, disable, password. The last admin cannot be demoted or disabled (409 ``last_admin``);
+    changing your own role or password needs ``current_password`` (403 ``reauthentication_required``)."""
     return user_info(
         ctx.accounts.update_user(
-            user_id, disabled=body.disabled, role=body.role, password=body.password, actor=admin
+            user_id,
+            disabled=body.disabled,
+            role=body.role,
+            password=body.password,
+            actor=admin,
+            current_password=body.current_password,
         )
     )
 
 
 @router.post("/users/{user_id}/keys", response_model=NewKeyResponse, status_code=201)
-def create_user_key(user_id: str, body: KeyCreate, admin: AdminPrincipal, ctx: ContextDep) -> NewKeyResponse:
+def create_user_key(
+    user_id: str, body: KeyCreate, admin: AdminPrincipal, ctx: ContextDep, response: Response
+) -> NewKeyResponse:
     new = ctx.accounts.create_key(user_id, body.name, expires_in_days=body.expires_in_days, actor=admin)
+    response.headers["Location"] = f"/api/v1/admin/users/{new.key.user_id}/keys"
     return NewKeyResponse(**key_info(new.key).model_dump(), key=new.plaintext)
 
 
-@router.get("/audit", response_model=AuditPage)
+@router.get("/audit", response_model=Page[AuditEntry])
 def audit_log(
     _: AdminPrincipal,
     ctx: ContextDep,
-    limit: Annotated[int, Query(ge=1, le=500)] = 100,
-    before: Annotated[int | None, Query(ge=1, description="page backwards from this seq")] = None,
-    action: Annotated[str | None, Query(max_length=64)] = None,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+    action: Annotated[str | None, Query(max_length=64, description="Prefix, e.g. auth.")] = None,
     actor: Annotated[str | None, Query(max_length=64)] = None,
     outcome: Annotated[Literal["success", "denied", "failure"] | None, Query()] = None,
     since: Annotated[datetime | None, Query()] = None,
-) -> AuditPage:
-    stmt = select(AuditEvent).order_by(AuditEvent.seq.desc()).limit(limit)
-    if before is not None:
-        stmt = stmt.where(AuditEvent.seq < before)
+) -> Page[AuditEntry]:
+    """The audit log, newest first."""
+    stmt = select(AuditEvent)
     if action:
         stmt = stmt.where(AuditEvent.action.startswith(action, autoescape=True))
     if actor:
@@ -115,7 +108,7 @@ def audit_log(
     if since:
         stmt = stmt.where(AuditEvent.ts >= since.isoformat())
     with ctx.db.session() as s:
-        rows = s.scalars(stmt).all()
+        rows = s.scalars(AUDIT.apply(stmt, cursor, limit)).all()
         events = [
             AuditEntry(
                 seq=r.seq,
@@ -130,6 +123,6 @@ def audit_log(
                 details=json.loads(r.details),
                 hash=r.hash,
             )
-            for r in rows
+            for r in rows[:limit]
         ]
-    return AuditPage(events=events, next_before=events[-1].seq if len(events) == limit else None)
+    return Page[AuditEntry](data=events, next_cursor=AUDIT.next_cursor(rows, limit))

@@ -4,22 +4,27 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query
-from pydantic import BaseModel, Field
+from fastapi import APIRouter, Header, Query, Response
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import ContextDep, CurrentPrincipal, UserPrincipal
+from bastion.api.idempotency import Idempotent
+from bastion.api.openapi import errors
+from bastion.api.pagination import CursorQuery, LimitQuery, Page
 from bastion.catalog.models import ModelRegistry
+from bastion.contract.catalog import (
+    BestVersion,
+    ModelDetail,
+    ModelSummary,
+    Prediction,
+    PredictRequest,
+    QuantizeRequest,
+    QuantizeResult,
+)
 from bastion.errors import Invalid
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
-
-
-class PredictRequest(BaseModel):
-    rows: list[dict[str, Any]] = Field(min_length=1, max_length=10000)
-    version: int | None = Field(None, ge=1)
-    probabilities: bool = False
 
 
 def registry(ctx: ContextDep) -> ModelRegistry:
@@ -27,17 +32,21 @@ def registry(ctx: ContextDep) -> ModelRegistry:
     return svc
 
 
-@router.get("")
-def list_models(principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return {"models": registry(ctx).list_for(principal)}
+@router.get("", response_model=Page[ModelSummary])
+def list_models(
+    principal: CurrentPrincipal, ctx: ContextDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+) -> dict[str, Any]:
+    """Your registered models, oldest first."""
+    data, next_cursor = registry(ctx).list_for(principal, limit, cursor)
+    return {"data": data, "next_cursor": next_cursor}
 
 
-@router.get("/{model_id}")
+@router.get("/{model_id}", response_model=ModelDetail)
 def get_model(model_id: str, principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
     return registry(ctx).get(principal, model_id)
 
 
-@router.get("/{model_id}/best")
+@router.get("/{model_id}/best", response_model=BestVersion)
 def best_version(
     model_id: str,
     principal: CurrentPrincipal,
@@ -47,21 +56,23 @@ def best_version(
     return registry(ctx).best(principal, model_id, metric)
 
 
-class QuantizeRequest(BaseModel):
-    version: int | None = Field(None, ge=1)
-
-
-@router.post("/{model_id}/quantize", status_code=201)
+@router.post(
+    "/{model_id}/quantize", status_code=201, response_model=QuantizeResult, responses=errors(409, 423)
+)
 async def quantize(
     model_id: str,
     body: QuantizeRequest,
     principal: UserPrincipal,
     ctx: ContextDep,
+    idem: Idempotent,
+    response: Response,
     access_code: AccessCode = None,
-) -> dict[str, Any]:
+) -> Any:
     """A new int8 version; the report gives size and accuracy before and after on held-out rows."""
+    if (replay := idem.replay()) is not None:
+        return replay
 
-    def run() -> dict[str, Any]:
+    def run() -> QuantizeResult:
         from bastion.catalog.models import quantize_version
         from bastion.data.builtin import load_dataset
 
@@ -80,20 +91,24 @@ async def quantize(
             kaggle_path=ctx.settings.kaggle_alzheimer_path,
             seed=int(lineage.get("seed") or 0),
         )
-        return quantize_version(
-            registry(ctx),
-            principal,
-            model_id,
-            body.version,
-            dataset,
-            seed=int(lineage.get("seed") or 0),
-            access_code=access_code,
+        result = QuantizeResult.model_validate(
+            quantize_version(
+                registry(ctx),
+                principal,
+                model_id,
+                body.version,
+                dataset,
+                seed=int(lineage.get("seed") or 0),
+                access_code=access_code,
+            )
         )
+        location = f"/api/v1/models/{result.version.model_id}"
+        return idem.created(response, result, location)
 
     return await run_in_threadpool(run)
 
 
-@router.post("/{model_id}/predict")
+@router.post("/{model_id}/predict", response_model=Prediction, responses=errors(423))
 async def predict(
     model_id: str,
     body: PredictRequest,

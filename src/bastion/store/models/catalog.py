@@ -24,6 +24,8 @@ class DatasetRecord(Base):
     deid_json: Mapped[str] = mapped_column(Text)
     artifact_id: Mapped[str] = mapped_column(String(100))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Set by DELETE (the payload is gone, the row stays) so a repeated DELETE answers like the first.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class ModelRecord(Base):
