@@ -185,9 +185,7 @@ def test_site_credentials(client: TestClient, alice: Caller, admin: Caller) -> N
     assert revoked["revoked_at"] is not None
     r = info(bearer)
     assert (r.status_code, r.json()["error"]["code"]) == (401, "participant_revoked")
-    audit = client.get("/api/v1/admin/audit?action=fl.&outcome=denied", headers=admin.headers).json()[
-        "data"
-    ]
+    audit = client.get("/api/v1/admin/audit?action=fl.&outcome=denied", headers=admin.headers).json()["data"]
     reasons = {e["details"]["reason"] for e in audit}
     assert {
         "unknown_participant",

@@ -3,7 +3,8 @@
 FastAPI documents success bodies and its own 422; what else a route can answer follows from how it is
 built, so it is derived here from each route's dependencies instead of being typed by hand per route:
 
-- authenticated (``current_principal`` in its dependencies): the user schemes, 401 and 429;
+- authenticated (``current_principal`` in its dependencies): the user schemes, 401, 423 (the
+  source address is locked out after failures) and 429;
 - a role gate (``require``): 403;
 - a path parameter: 404 (a missing or foreign object look alike);
 - any parameter or body: 422;
@@ -20,7 +21,7 @@ from collections.abc import Callable, Iterator
 from http import HTTPStatus
 from typing import Any
 
-from fastapi import FastAPI
+from fastapi import FastAPI, routing
 from fastapi.dependencies.models import Dependant
 from fastapi.openapi.utils import get_openapi
 from fastapi.routing import APIRoute
@@ -75,13 +76,20 @@ def _phrase(status: int) -> str:
         return "Error"
 
 
+def api_routes(app: FastAPI) -> Iterator[Any]:
+    """Every API route with its effective (prefixed) path, through included routers."""
+    for context in routing.iter_route_contexts(app.routes):
+        if isinstance(context.original_route, APIRoute):
+            yield context
+
+
 def _walk(dependant: Dependant) -> Iterator[Dependant]:
     yield dependant
     for sub in dependant.dependencies:
         yield from _walk(sub)
 
 
-def derived_statuses(route: APIRoute, has_body: bool) -> tuple[set[int], list[dict[str, list[str]]]]:
+def derived_statuses(route: Any, has_body: bool) -> tuple[set[int], list[dict[str, list[str]]]]:
     """The error statuses a route can answer by construction, and its security requirement."""
     statuses: set[int] = set()
     security: list[dict[str, list[str]]] = []
@@ -89,7 +97,7 @@ def derived_statuses(route: APIRoute, has_body: bool) -> tuple[set[int], list[di
     for dep in _walk(route.dependant):
         call = dep.call
         if getattr(call, USER_AUTH, False):
-            statuses |= {401, 429}
+            statuses |= {401, 423, 429}
             security = USER_SECURITY
         if getattr(call, SITE_AUTH, False):
             statuses |= {401, 429}
@@ -127,8 +135,8 @@ def build(app: FastAPI) -> dict[str, Any]:
     schemas["Problem"] = Problem.model_json_schema(ref_template="#/components/schemas/{model}")
     for name, sub in schemas["Problem"].pop("$defs", {}).items():
         schemas.setdefault(name, sub)
-    for route in app.routes:
-        if not isinstance(route, APIRoute) or not route.include_in_schema:
+    for route in api_routes(app):
+        if not route.include_in_schema:
             continue
         for method in route.methods or ():
             op = schema["paths"].get(route.path_format, {}).get(method.lower())

@@ -12,12 +12,11 @@ from http import HTTPStatus
 from typing import Any, Literal
 
 import structlog
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, Request, routing
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.routing import Match
 
 from bastion.errors import BastionError, Locked, RateLimited, Unauthorized
 
@@ -138,10 +137,11 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 def _allowed_methods(request: Request) -> str:
     """Every method any route on this path serves (Starlette's own 405 names only the first route's)."""
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        match, _ = route.matches({**request.scope, "method": "\x00"})
-        if match != Match.NONE:
-            methods |= set(getattr(route, "methods", None) or ())
+    path = request.url.path
+    for context in routing.iter_route_contexts(request.app.router.routes):
+        regex = getattr(context, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(context.methods or ())
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))

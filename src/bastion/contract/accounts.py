@@ -6,21 +6,27 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from bastion.contract.common import UtcDateTime
+from bastion.contract.common import STRICT, UtcDateTime
 
 RoleName = Literal["admin", "user", "viewer"]
 
 
 class LoginRequest(BaseModel):
+    model_config = STRICT
+
     username: str = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
 
 
 class RefreshRequest(BaseModel):
+    model_config = STRICT
+
     refresh_token: str = Field(min_length=1, max_length=4096)
 
 
 class LogoutRequest(BaseModel):
+    model_config = STRICT
+
     refresh_token: str | None = Field(None, max_length=4096)
 
 
@@ -39,6 +45,8 @@ class Me(BaseModel):
 
 
 class KeyCreate(BaseModel):
+    model_config = STRICT
+
     name: str = Field("default", min_length=1, max_length=100)
     expires_in_days: float | None = Field(None, gt=0, le=3650)
 
@@ -58,6 +66,8 @@ class NewKeyResponse(KeyInfo):
 
 
 class UserCreate(BaseModel):
+    model_config = STRICT
+
     username: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.@-]+$")
     role: RoleName = "user"
     password: str | None = Field(None, min_length=12, max_length=1024)
@@ -65,6 +75,8 @@ class UserCreate(BaseModel):
 
 
 class UserUpdate(BaseModel):
+    model_config = STRICT
+
     role: RoleName | None = None
     disabled: bool | None = None
     password: str | None = Field(None, min_length=12, max_length=1024)

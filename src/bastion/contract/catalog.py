@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.contract.common import UtcDateTime
+from bastion.contract.common import STRICT, UtcDateTime
 
 
 class DeidAction(BaseModel):
@@ -73,6 +73,8 @@ class BestVersion(ModelVersion):
 
 
 class QuantizeRequest(BaseModel):
+    model_config = STRICT
+
     version: int | None = Field(None, ge=1, le=2**31 - 1)
 
 
@@ -82,6 +84,8 @@ class QuantizeResult(BaseModel):
 
 
 class PredictRequest(BaseModel):
+    model_config = STRICT
+
     rows: list[dict[str, Any]] = Field(min_length=1, max_length=10000)
     version: int | None = Field(None, ge=1, le=2**31 - 1)
     probabilities: bool = False

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 T = TypeVar("T")
+# Request bodies take JSON types as they are: no "1" for 1, no 0 for false (the schema says so too).
+STRICT = ConfigDict(strict=True)
 # The largest integer SQLite and PostgreSQL (BIGINT) store; a larger one would crash the driver.
 DB_INT_MAX = 2**63 - 1
 

@@ -6,10 +6,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.contract.common import UtcDateTime
+from bastion.contract.common import STRICT, UtcDateTime
 
 
 class EnrollRequest(BaseModel):
+    model_config = STRICT
+
     name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
 
 

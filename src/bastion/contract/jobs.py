@@ -6,7 +6,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from bastion.contract.common import DbInt, UtcDateTime
+from bastion.contract.common import STRICT, DbInt, UtcDateTime
 
 StateName = Literal["pending", "running", "completed", "failed", "cancelled"]
 
@@ -14,7 +14,7 @@ StateName = Literal["pending", "running", "completed", "failed", "cancelled"]
 class SubmitRequest(BaseModel):
     """One training job as submitted (the route's body and the service's input)."""
 
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+    model_config = ConfigDict(extra="forbid", protected_namespaces=(), strict=True)
 
     model_type: str = Field(min_length=1, max_length=64, examples=["alzheimer_classifier"])
     dataset_source: str = Field(min_length=1, max_length=64, examples=["synthetic_test_data"])
@@ -152,6 +152,8 @@ class CostEstimate(BaseModel):
 
 
 class PriceSpec(BaseModel):
+    model_config = STRICT
+
     hourly_cost: float = Field(ge=0, lt=1e6)
     currency: str = Field("USD", min_length=3, max_length=8)
     speedup: float = Field(1.0, gt=0, le=1e4, description="How much faster than the reference CPU")
@@ -167,19 +169,35 @@ class ResourceProfiles(BaseModel):
 
 
 # bastion.jobs.pricing.PROFILE_NAME, stated in the schema.
-ProfileName = Annotated[str, Field(pattern=r"^[a-z0-9][a-z0-9._-]{0,31}$")]
+PROFILE_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,31}$"
+ProfileName = Annotated[str, Field(pattern=PROFILE_PATTERN)]
+
+
+def _profile_keys(schema: dict[str, Any]) -> None:
+    """pydantic states pattern-checked keys as patternProperties, which lets other keys through;
+    the server refuses them, so say so: propertyNames plus additionalProperties."""
+    patterns = schema.pop("patternProperties", None)
+    if patterns:
+        schema["propertyNames"] = {"pattern": PROFILE_PATTERN}
+        schema["additionalProperties"] = next(iter(patterns.values()))
 
 
 class PriceTableBody(BaseModel):
+    model_config = STRICT
+
     """PUT: the whole table (profiles not listed are removed)."""
 
-    prices: dict[ProfileName, PriceSpec] = Field(min_length=1, max_length=50)
+    prices: dict[ProfileName, PriceSpec] = Field(min_length=1, max_length=50, json_schema_extra=_profile_keys)
 
 
 class PricePatch(BaseModel):
+    model_config = STRICT
+
     """PATCH (RFC 7396 merge): listed profiles are set, ``null`` removes one, others are kept."""
 
-    prices: dict[ProfileName, PriceSpec | None] = Field(min_length=1, max_length=50)
+    prices: dict[ProfileName, PriceSpec | None] = Field(
+        min_length=1, max_length=50, json_schema_extra=_profile_keys
+    )
 
 
 class PriceTable(BaseModel):
@@ -214,6 +232,8 @@ class AdminStatus(BaseModel):
 
 
 class PublicKeyBody(BaseModel):
+    model_config = STRICT
+
     public_key: str = Field(
         min_length=43,
         max_length=43,

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from bastion.errors import Invalid
+from bastion.errors import Conflict, Invalid
 from bastion.store import Database
 from bastion.store.base import utcnow
 from bastion.store.models import TrainingPrice
@@ -79,6 +79,8 @@ class PriceTable:
                 table.pop(name, None)
             else:
                 table[name] = spec
+        if not table:
+            raise Conflict("the price table needs at least one resource profile", code="last_profile")
         return self.replace(table, updated_by=updated_by)
 
     def replace(self, prices: Mapping[str, Mapping[str, Any]], *, updated_by: str | None) -> dict[str, Price]:

@@ -374,9 +374,7 @@ def test_a_peer_key_list_given_out_of_band_replaces_trust_on_first_use(fed: Fede
     from bastion.client.fl import load_peer_keys
 
     fed.create(3)
-    listing = fed.client.get(f"{BASE}/{fed.fid}/participants", headers=fed.owner.headers).json()[
-        "participants"
-    ]
+    listing = fed.client.get(f"{BASE}/{fed.fid}/participants", headers=fed.owner.headers).json()["data"]
     good = load_peer_keys(listing)
     assert len(good) == 3
     forged = dict(good)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response
+from pydantic import BeforeValidator
 from sqlalchemy import select
 
 from bastion.api.deps import AdminPrincipal, ContextDep
@@ -26,7 +28,15 @@ from bastion.store.models import AuditEvent
 from bastion.store.paging import Keyset
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}.*)?$")
 AUDIT = Keyset(AuditEvent.seq)  # newest first
+
+
+def _date_time(value: object) -> object:
+    """RFC 3339 text only (pydantic would also read a bare number as a Unix time)."""
+    if (isinstance(value, str) and not value[:4].isdigit()) or (isinstance(value, str) and len(value) < 10):
+        raise ValueError("since must be an RFC 3339 date-time")
+    return value
 
 
 def user_info(user: object) -> UserInfo:
@@ -95,7 +105,7 @@ def audit_log(
     action: Annotated[str | None, Query(max_length=64, description="Prefix, e.g. auth.")] = None,
     actor: Annotated[str | None, Query(max_length=64)] = None,
     outcome: Annotated[Literal["success", "denied", "failure"] | None, Query()] = None,
-    since: Annotated[datetime | None, Query()] = None,
+    since: Annotated[datetime | None, Query(), BeforeValidator(_date_time)] = None,
 ) -> Page[AuditEntry]:
     """The audit log, newest first."""
     stmt = select(AuditEvent)

@@ -61,7 +61,7 @@ def get_prices(_: AdminPrincipal, ctx: ContextDep) -> PriceTable:
     return PriceTable(prices=_public(jobs(ctx).prices.all()))
 
 
-@router.put("/prices", response_model=PriceTableUpdated)
+@router.put("/prices", response_model=PriceTableUpdated, responses=errors(409))
 def put_prices(
     body: PriceTableBody, admin: AdminPrincipal, request: Request, ctx: ContextDep
 ) -> PriceTableUpdated:
@@ -72,7 +72,7 @@ def put_prices(
     return _updated(ctx, admin, request, table)
 
 
-@router.patch("/prices", response_model=PriceTableUpdated)
+@router.patch("/prices", response_model=PriceTableUpdated, responses=errors(409))
 def patch_prices(
     body: PricePatch, admin: AdminPrincipal, request: Request, ctx: ContextDep
 ) -> PriceTableUpdated:

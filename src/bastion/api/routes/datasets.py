@@ -61,7 +61,11 @@ async def upload(
     response: Response,
     name: Annotated[str | None, Query(max_length=200)] = None,
     policy: Annotated[
-        str | None, Query(max_length=20000, description="de-identification policy JSON")
+        str | None,
+        Query(
+            max_length=2000,
+            description="de-identification policy JSON (a longer one goes in the multipart field)",
+        ),
     ] = None,
     content_type: Annotated[str, Header(include_in_schema=False)] = "",
 ) -> Any:

@@ -186,7 +186,12 @@ def logs(
 @router.get(
     "/jobs/{job_id}/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {
+            "description": "Events until ``end``; each event's data is one JSON object",
+            "content": {"text/event-stream": {"schema": {"type": "object"}}},
+        }
+    },
 )
 def events(
     job_id: str,
@@ -250,7 +255,7 @@ def cost_estimate(
     dataset_source: Annotated[str, Query(min_length=1, max_length=64)],
     resource_profile: Annotated[str | None, Query(max_length=32)] = None,
     dataset_id: Annotated[str | None, Query(max_length=64)] = None,
-    params: Annotated[str | None, Query(max_length=4096, description="JSON object of params")] = None,
+    params: Annotated[str | None, Query(max_length=2000, description="JSON object of params")] = None,
 ) -> dict[str, Any]:
     """Time and cost of a job before submitting it: the model's compute estimate x the profile's price."""
     from bastion.errors import Invalid

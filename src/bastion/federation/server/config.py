@@ -7,14 +7,15 @@ the server-signed global model.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from bastion.errors import Invalid
 from bastion.federation.dp import DPConfig
 from bastion.federation.server.privacy import PrivacySettings, check_budget, dp_config, value_range
 from bastion.federation.strategies import STRATEGIES, available_strategies, create_strategy
+from bastion.ml.fl_configs import model_config_schema
 
 MAX_ROUND_TIMEOUT_S = 7 * 24 * 3600.0
 
@@ -53,10 +54,10 @@ class EvaluationConfig(BaseModel):
 
 
 class FederationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
-    model: dict[str, Any] = Field(
+    model: Annotated[dict[str, Any], WithJsonSchema(model_config_schema())] = Field(
         description="model spec, e.g. {'type': 'tabular_mlp', 'in_features': 64, ...}"
     )
     rounds: int = Field(10, ge=1, le=10_000)
@@ -81,6 +82,12 @@ class FederationCreate(BaseModel):
             self.target_clients = self.min_clients
         if self.target_clients < self.min_clients:
             raise ValueError("target_clients cannot be smaller than min_clients")
+        secagg = self.privacy.secure_aggregation if self.privacy else None
+        if secagg is not None and secagg.threshold is not None:
+            if secagg.neighbours is not None and secagg.threshold > secagg.neighbours:
+                raise ValueError("secure_aggregation.threshold cannot exceed neighbours")
+            if secagg.threshold > self.target_clients:
+                raise ValueError("secure_aggregation.threshold cannot exceed target_clients")
         return self
 
     @property

@@ -1,0 +1,50 @@
+"""The JSON configs of the federated models: torch-free, so the server's API schema can state them."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MRI_CLASSES = ("glioma", "meningioma", "notumor", "pituitary")
+
+
+class TabularMLPConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["tabular_mlp"] = "tabular_mlp"
+    in_features: int = Field(ge=1, le=100_000)
+    num_classes: int = Field(ge=2, le=10_000)
+    hidden: list[Annotated[int, Field(ge=1, le=65_536)]] = Field(default_factory=lambda: [64], max_length=16)
+    dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+
+
+class BrainTumourCNNConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["brain_tumour_cnn"] = "brain_tumour_cnn"
+    in_channels: int = Field(default=1, ge=1, le=4)
+    image_size: int = Field(default=128, ge=16, le=1024)
+    num_classes: int = Field(default=len(MRI_CLASSES), ge=2, le=1000)
+    channels: list[Annotated[int, Field(ge=1, le=1024)]] = Field(
+        default_factory=lambda: [16, 32, 64, 64], min_length=1, max_length=6
+    )
+    hidden: int = Field(default=64, ge=1, le=8192)
+    dropout: float = Field(default=0.25, ge=0.0, lt=1.0)
+
+
+ModelConfig = Annotated[TabularMLPConfig | BrainTumourCNNConfig, Field(discriminator="type")]
+
+
+def model_config_schema() -> dict[str, Any]:
+    """The JSON schema of a model config (both types inline, no references), for the API document."""
+    variants = []
+    for config in (TabularMLPConfig, BrainTumourCNNConfig):
+        schema = config.model_json_schema()
+        schema["required"] = sorted({"type", *schema.get("required", [])})  # the union needs the tag
+        variants.append(schema)
+    return {
+        "oneOf": variants,
+        "discriminator": {"propertyName": "type"},
+        "description": "model spec, e.g. {'type': 'tabular_mlp', 'in_features': 64, 'num_classes': 10}",
+    }
