@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bastion.cli import catalog, fl, server, train, vault, worker
+from bastion.cli import account, catalog, fl, server, train, vault, worker
 
 app = typer.Typer(
     name="bastion",
@@ -22,6 +22,9 @@ app.command("worker")(worker.worker)
 app.add_typer(catalog.data_app, name="data")
 app.add_typer(catalog.models_app, name="models")
 app.add_typer(fl.app, name="fl")
+app.add_typer(account.account_app, name="account")
+app.add_typer(account.admin_app, name="admin")
+app.command("health")(account.health)
 
 if __name__ == "__main__":
     app()
