@@ -9,6 +9,7 @@ client.download(job_id).save("model.skops")
 from __future__ import annotations
 
 import json
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -73,7 +74,7 @@ class BastionClient(CatalogMixin):
         api_key: str | None = None,
         *,
         timeout: float = 30.0,
-        verify: bool | str | None = None,
+        verify: bool | str | ssl.SSLContext | None = None,
         http: httpx.Client | None = None,
     ) -> None:
         # ``http`` lets callers bring their own client (a FastAPI TestClient in tests); ours is closed by close().

@@ -9,6 +9,7 @@ server's OpenAPI document against that record (tests/client/test_sdk_coverage.py
 from __future__ import annotations
 
 import os
+import ssl
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -44,7 +45,7 @@ class Transport:
         api_key: str | None = None,
         *,
         timeout: float = 30.0,
-        verify: bool | str | None = None,
+        verify: bool | str | ssl.SSLContext | None = None,
         http: httpx.Client | None = None,
     ) -> None:
         self.url = (url or os.environ.get("BASTION_URL") or DEFAULT_URL).rstrip("/")
@@ -52,9 +53,10 @@ class Transport:
         self.access_token: str | None = None
         self.timeout = timeout
         self._owns_http = http is None
-        self.http = http or httpx.Client(
-            base_url=self.url, timeout=timeout, verify=default_verify() if verify is None else verify
-        )
+        trust = default_verify() if verify is None else verify
+        if isinstance(trust, str):  # a CA bundle: httpx wants an SSL context for it
+            trust = ssl.create_default_context(cafile=trust)
+        self.http = http or httpx.Client(base_url=self.url, timeout=timeout, verify=trust)
 
     @property
     def auth_headers(self) -> dict[str, str]:
