@@ -4,7 +4,6 @@ CA: --ca-cert / BASTION_CA_CERT, -q for ids, full ids in tables, the account and
 from __future__ import annotations
 
 import json
-import ssl
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,19 +12,12 @@ from typer.testing import CliRunner
 
 from bastion.cli.main import app
 from tests.conftest import ServerProcess
+from tests.e2e.support import tls_server
 
 
 @pytest.fixture
-def tls_server(server_factory: Callable[..., ServerProcess], tmp_path: Path) -> tuple[ServerProcess, Path]:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_pem, key_pem, ca_pem = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_pem))
-    cert.private_key_pem.write_to_path(str(key_pem))
-    ca.cert_pem.write_to_path(str(ca_pem))
-    server = server_factory(args=["--ssl-cert", str(cert_pem), "--ssl-key", str(key_pem), "--no-worker"])
-    server.scheme, server.verify = "https", ssl.create_default_context(cafile=str(ca_pem))
+def tls(server_factory: Callable[..., ServerProcess], tmp_path: Path) -> tuple[ServerProcess, Path]:
+    server, ca_pem = tls_server(server_factory, tmp_path, "--no-worker")
     return server.start(), ca_pem
 
 
@@ -39,8 +31,8 @@ def run(server: ServerProcess, role: str | None, *args: str, ca: Path | None = N
     return result.exit_code, result.stdout + (result.stderr or "")
 
 
-def test_client_commands_over_a_private_ca(tls_server: tuple[ServerProcess, Path], tmp_path: Path) -> None:
-    server, ca = tls_server
+def test_client_commands_over_a_private_ca(tls: tuple[ServerProcess, Path]) -> None:
+    server, ca = tls
     code, out = run(server, "user", "account", "me", "--json")
     assert code == 1 and "ca-cert" in out, "without the CA: a hint, not a traceback"
     code, out = run(server, "user", "account", "me", "--json", "--ca-cert", str(ca))
