@@ -19,11 +19,8 @@ from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
 from bastion.errors import Invalid
-from bastion.ml.fl_configs import (
-    BrainTumourCNNConfig,
-    ModelConfig,
-    TabularMLPConfig,
-)
+from bastion.ml.fl_configs import MRI_CLASSES as MRI_CLASSES  # re-exported: callers import it from here
+from bastion.ml.fl_configs import BrainTumourCNNConfig, ModelConfig, TabularMLPConfig
 
 _CONFIG = TypeAdapter(ModelConfig)
 
