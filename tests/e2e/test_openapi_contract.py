@@ -52,6 +52,7 @@ def _server(tmp: Path) -> ServerProcess:
 
 
 def _run(server: ServerProcess, key: str) -> subprocess.CompletedProcess[str]:
+    """Run from the server's temp dir: Schemathesis and Hypothesis keep their caches in the cwd."""
     cmd = [
         sys.executable,
         "-m",
@@ -72,7 +73,7 @@ def _run(server: ServerProcess, key: str) -> subprocess.CompletedProcess[str]:
         "1",
         "--no-color",
     ]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=900, check=False, cwd=server.data_dir)
 
 
 @pytest.mark.parametrize("role", ["user", "admin"])
