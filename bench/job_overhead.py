@@ -89,7 +89,8 @@ class JobBench:
         from bastion.jobs.service import SubmitRequest
 
         start = time.perf_counter()
-        job = self.svc.submit(self.principal, SubmitRequest(model_type, dataset, params=params))
+        request = SubmitRequest(model_type=model_type, dataset_source=dataset, params=params)
+        job = self.svc.submit(self.principal, request)
         submit_seconds = time.perf_counter() - start
         running_seen: float | None = None
         while True:

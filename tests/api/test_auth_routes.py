@@ -52,7 +52,7 @@ def test_revoked_key_stops_working(client: TestClient, alice: Caller) -> None:
 
 
 def test_key_listing_never_shows_the_key(client: TestClient, alice: Caller) -> None:
-    listed = client.get("/api/v1/auth/keys", headers=alice.headers).json()
+    listed = client.get("/api/v1/auth/keys", headers=alice.headers).json()["data"]
     assert listed and all("key" not in k and alice.key not in str(k) for k in listed)
 
 
@@ -68,7 +68,7 @@ def test_expired_key_is_401(client: TestClient, ctx, alice: Caller) -> None:  # 
 
 
 def test_foreign_key_revoke_is_404(client: TestClient, alice: Caller, bob: Caller) -> None:
-    bobs = client.get("/api/v1/auth/keys", headers=bob.headers).json()[0]
+    bobs = client.get("/api/v1/auth/keys", headers=bob.headers).json()["data"][0]
     assert client.delete(f"/api/v1/auth/keys/{bobs['id']}", headers=alice.headers).status_code == 404
     assert client.get(ME, headers=bob.headers).status_code == 200
 
@@ -205,5 +205,5 @@ def test_admin_manages_users(client: TestClient, admin: Caller) -> None:
         client.patch("/api/v1/admin/users/nobody", json={"disabled": True}, headers=admin.headers).status_code
         == 404
     )
-    names = [u["username"] for u in client.get("/api/v1/admin/users", headers=admin.headers).json()]
+    names = [u["username"] for u in client.get("/api/v1/admin/users", headers=admin.headers).json()["data"]]
     assert "frank" in names

@@ -90,7 +90,7 @@ def test_metrics_count_requests_by_route(client: TestClient, alice: Caller) -> N
 
 def test_state_changing_requests_are_audited(client: TestClient, admin: Caller) -> None:
     client.post("/api/v1/admin/users", json={"username": "zed"}, headers=admin.headers)
-    events = client.get("/api/v1/admin/audit", headers=admin.headers).json()["events"]
+    events = client.get("/api/v1/admin/audit", headers=admin.headers).json()["data"]
     actions = {e["action"] for e in events}
     assert {"user.create", "http.post"} <= actions
 
@@ -99,13 +99,13 @@ def test_audit_page_and_filters(client: TestClient, admin: Caller) -> None:
     for i in range(5):
         client.post("/api/v1/admin/users", json={"username": f"p{i}"}, headers=admin.headers)
     first = client.get("/api/v1/admin/audit", params={"limit": 3}, headers=admin.headers).json()
-    assert len(first["events"]) == 3 and first["next_before"]
+    assert len(first["data"]) == 3 and first["next_cursor"]
     second = client.get(
-        "/api/v1/admin/audit", params={"limit": 3, "before": first["next_before"]}, headers=admin.headers
+        "/api/v1/admin/audit", params={"limit": 3, "cursor": first["next_cursor"]}, headers=admin.headers
     ).json()
-    assert max(e["seq"] for e in second["events"]) < min(e["seq"] for e in first["events"])
+    assert max(e["seq"] for e in second["data"]) < min(e["seq"] for e in first["data"])
     only = client.get("/api/v1/admin/audit", params={"action": "user.create"}, headers=admin.headers).json()
-    assert {e["action"] for e in only["events"]} == {"user.create"}
+    assert {e["action"] for e in only["data"]} == {"user.create"}
 
 
 def test_log_redaction_covers_keys_site_tokens_and_jwts() -> None:

@@ -69,8 +69,8 @@ def test_coordinator_routes_and_owner_scoping(
     fed = create(client, alice)
     fid = fed["id"]
     assert fed["state"] == "waiting" and fed["strategy"] == "fedavg" and len(fed["history"]) == 1
-    assert [f["id"] for f in client.get(BASE, headers=alice.headers).json()["federations"]] == [fid]
-    assert client.get(BASE, headers=bob.headers).json()["federations"] == []
+    assert [f["id"] for f in client.get(BASE, headers=alice.headers).json()["data"]] == [fid]
+    assert client.get(BASE, headers=bob.headers).json()["data"] == []
     status = client.get(f"{BASE}/{fid}/status", headers=alice.headers).json()
     assert {
         "round": 1,
@@ -78,7 +78,7 @@ def test_coordinator_routes_and_owner_scoping(
         "required_updates": 2,
         "clients_online": 0,
     }.items() <= status.items()
-    rounds = client.get(f"{BASE}/{fid}/rounds", headers=alice.headers).json()["rounds"]
+    rounds = client.get(f"{BASE}/{fid}/rounds", headers=alice.headers).json()["data"]
     assert rounds[0]["round"] == 1 and rounds[0]["state"] == "open"
     model = client.get(f"{BASE}/{fid}/model", headers=alice.headers)
     assert model.status_code == 200 and model.headers["x-bastion-global-version"] == "1"
@@ -141,7 +141,7 @@ def test_site_credentials(client: TestClient, alice: Caller, admin: Caller) -> N
     a = enroll(client, alice, fid, "a")
     token = a["token"]
     assert token.startswith("bsp_") and a["server_signing_key"]
-    listed = client.get(f"{BASE}/{fid}/participants", headers=alice.headers).json()["participants"]
+    listed = client.get(f"{BASE}/{fid}/participants", headers=alice.headers).json()["data"]
     assert token not in str(listed) and listed[0]["credential_prefix"] == token[:10], (
         "the token is shown once"
     )
@@ -185,9 +185,7 @@ def test_site_credentials(client: TestClient, alice: Caller, admin: Caller) -> N
     assert revoked["revoked_at"] is not None
     r = info(bearer)
     assert (r.status_code, r.json()["error"]["code"]) == (401, "participant_revoked")
-    audit = client.get("/api/v1/admin/audit?action=fl.&outcome=denied", headers=admin.headers).json()[
-        "events"
-    ]
+    audit = client.get("/api/v1/admin/audit?action=fl.&outcome=denied", headers=admin.headers).json()["data"]
     reasons = {e["details"]["reason"] for e in audit}
     assert {
         "unknown_participant",
@@ -219,7 +217,7 @@ def test_rounds_over_http_with_custom_training_hooks(
     np.testing.assert_allclose(end - start, 2 * (30 * 1.0 + 10 * 3.0) / 40, atol=1e-5)
     config = trainers["a"].configs[0]
     assert config["training"]["epochs"] == 3 and config["round"] == 1 and config["model"] == TINY
-    rounds = client.get(f"{BASE}/{fid}/rounds", headers=alice.headers).json()["rounds"]
+    rounds = client.get(f"{BASE}/{fid}/rounds", headers=alice.headers).json()["data"]
     assert [r["close_reason"] for r in rounds] == ["quorum", "quorum"]
     assert rounds[0]["metrics"]["val_accuracy"] == pytest.approx((0.6 + 0.8) / 2)
     assert sites["a"].run()["state"] == "completed", "a finished federation ends the site loop at once"
@@ -276,7 +274,7 @@ def test_oversized_and_malformed_updates_over_http(client: TestClient, alice: Ca
     r = client.post(f"{BASE}/{fid}/site/update", content=b"BSTU junk", headers=bearer)
     assert (r.status_code, r.json()["error"]["code"]) == (400, "malformed_update")
     audit = client.get("/api/v1/admin/audit?action=fl.update&outcome=denied", headers=admin.headers).json()
-    assert sorted(e["details"]["reason"] for e in audit["events"]) == ["malformed_update", "update_too_large"]
+    assert sorted(e["details"]["reason"] for e in audit["data"]) == ["malformed_update", "update_too_large"]
     r = client.post(f"{BASE}/{fid}/model", content=b"\0" * 300_000, headers=alice.headers)
     assert (r.status_code, r.json()["error"]["code"]) == (413, "model_too_large")
 

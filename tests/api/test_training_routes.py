@@ -96,7 +96,7 @@ def test_quick_start_real_training_and_download(api: ApiFactory, alice: Caller, 
     assert client.get(f"{T}/model/{job_id}", headers=bob.headers).status_code == 404
 
     # the finished job's model is a registry version whose lineage is the job
-    registered = client.get("/api/v1/models", headers=alice.headers).json()["models"]
+    registered = client.get("/api/v1/models", headers=alice.headers).json()["data"]
     assert [m["name"] for m in registered] == ["alzheimer_classifier"]
     detail = client.get(f"/api/v1/models/{registered[0]['id']}", headers=alice.headers).json()
     assert detail["history"][0]["lineage"]["job_id"] == job_id
@@ -105,7 +105,7 @@ def test_quick_start_real_training_and_download(api: ApiFactory, alice: Caller, 
         f"/api/v1/models/{registered[0]['id']}/predict", json={"rows": rows}, headers=alice.headers
     )
     assert served.status_code == 200 and served.json()["predictions"] == list(predictor.predict(rows))
-    assert client.get("/api/v1/models", headers=bob.headers).json()["models"] == []
+    assert client.get("/api/v1/models", headers=bob.headers).json()["data"] == []
 
 
 @pytest.mark.parametrize(
@@ -338,7 +338,7 @@ def test_admin_status_real_counts_and_capacity(api: ApiFactory, alice: Caller, a
     assert (status["active_jobs"], status["pending_jobs"], status["completed_jobs"]) == (1, 1, 0)
     assert status["max_concurrent_jobs"] == 1 and status["capacity_available"] == 0
     assert status["system_healthy"] is True and len(status["workers"]) == 1
-    every = client.get("/api/v1/admin/training/jobs", headers=admin.headers).json()["jobs"]
+    every = client.get("/api/v1/admin/training/jobs", headers=admin.headers).json()["data"]
     assert {j["job_id"] for j in every} == {first, second} and every[0]["owner_id"] == alice.user_id
     harness.release(first)
     harness.release(second)

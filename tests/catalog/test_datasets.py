@@ -124,7 +124,7 @@ def test_scoping_and_delete(client: TestClient, alice: Caller, bob: Caller, view
     url = f"/api/v1/datasets/{ds['id']}"
     assert client.get(url, headers=bob.headers).status_code == 404
     assert client.delete(url, headers=bob.headers).status_code == 404
-    assert client.get("/api/v1/datasets", headers=bob.headers).json()["datasets"] == []
+    assert client.get("/api/v1/datasets", headers=bob.headers).json()["data"] == []
     assert upload(client, viewer, b"a,b\n1,2\n").status_code == 403
     assert client.get(url, headers=alice.headers).status_code == 200
     assert client.delete(url, headers=alice.headers).status_code == 200

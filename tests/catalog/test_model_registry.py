@@ -42,7 +42,7 @@ def rows(trained: Any, n: int = 3) -> list[dict[str, float]]:
 
 def test_register_list_get_predict(client: TestClient, ctx: Context, alice: Caller, trained: Any) -> None:
     view = register(ctx, alice, trained)
-    models = client.get("/api/v1/models", headers=alice.headers).json()["models"]
+    models = client.get("/api/v1/models", headers=alice.headers).json()["data"]
     assert [m["name"] for m in models] == ["cancer"] and models[0]["latest_version"] == 1
     detail = client.get(f"/api/v1/models/{view.model_id}", headers=alice.headers).json()
     assert detail["history"][0]["lineage"] == {"job_id": "j1"}
@@ -70,7 +70,7 @@ def test_foreign_user_gets_404_everywhere(
     assert (
         client.post(base + "/predict", json={"rows": rows(trained)}, headers=bob.headers).status_code == 404
     )
-    assert client.get("/api/v1/models", headers=bob.headers).json()["models"] == []
+    assert client.get("/api/v1/models", headers=bob.headers).json()["data"] == []
 
 
 def test_best_version_by_metric(ctx: Context, client: TestClient, alice: Caller, trained: Any) -> None:

@@ -31,7 +31,9 @@ def api(ctx: Context, tmp_path: Path) -> Iterator[ApiFactory]:
 
 def _wire(monkeypatch: pytest.MonkeyPatch, http: Any, key: str) -> None:
     monkeypatch.setattr(
-        train_cli, "_client", lambda url, api_key: BastionClient(api_key=api_key or key, http=http)
+        train_cli,
+        "_client",
+        lambda url, api_key, ca_cert=None: BastionClient(api_key=api_key or key, http=http),
     )
 
 

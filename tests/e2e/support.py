@@ -135,3 +135,26 @@ def status(server: ServerProcess, fid: str) -> dict[str, Any]:
     r = httpx.get(f"{server.url}/api/v1/federations/{fid}/status", headers={"X-API-Key": server.keys["user"]})
     assert r.status_code == 200, r.text
     return dict(r.json())
+
+
+def tls_server(
+    server_factory: Callable[..., ServerProcess], tmp: Path, *args: str
+) -> tuple[ServerProcess, Path]:
+    """A `bastion serve` over HTTPS with a certificate from a private CA (trustme); not started.
+
+    Returns the server (its ``verify`` trusts the CA) and the CA's PEM file, as a hospital would hand it out.
+    """
+    import ssl
+
+    import pytest
+
+    trustme = pytest.importorskip("trustme")
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    cert_pem, key_pem, ca_pem = tmp / "cert.pem", tmp / "key.pem", tmp / "ca.pem"
+    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_pem))
+    cert.private_key_pem.write_to_path(str(key_pem))
+    ca.cert_pem.write_to_path(str(ca_pem))
+    server = server_factory(args=["--ssl-cert", str(cert_pem), "--ssl-key", str(key_pem), *args])
+    server.scheme, server.verify = "https", ssl.create_default_context(cafile=str(ca_pem))
+    return server, ca_pem

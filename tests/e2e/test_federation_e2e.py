@@ -135,7 +135,7 @@ def test_faults_are_refused_and_a_killed_site_does_not_stall_rounds(
         f"{server.url}/api/v1/admin/audit",
         params={"action": "fl.update", "outcome": "denied"},
         headers={"X-API-Key": server.keys["admin"]},
-    ).json()["events"]
+    ).json()["data"]
     reasons = sorted(e["details"]["reason"] for e in audit)
     assert reasons == sorted(
         [
@@ -200,7 +200,7 @@ def test_server_restart_mid_round_resumes_from_persisted_state(
             assert sites.wait(name) == 0, sites.log(name)
         rounds = httpx.get(
             f"{again.url}/api/v1/federations/{fid}/rounds", headers={"X-API-Key": again.keys["user"]}
-        ).json()["rounds"]
+        ).json()["data"]
         assert [(r["state"], r["updates"]) for r in rounds] == [("closed", 2), ("closed", 2)], (
             "round 1 closed with a's pre-restart update (re-folded from the vault) and b's"
         )
@@ -208,7 +208,7 @@ def test_server_restart_mid_round_resumes_from_persisted_state(
             f"{again.url}/api/v1/admin/audit",
             params={"action": "fl.update", "outcome": "success"},
             headers={"X-API-Key": again.keys["admin"]},
-        ).json()["events"]
+        ).json()["data"]
         assert sorted((e["actor"], e["details"]["round"]) for e in accepted) == [
             ("site:a", 1),
             ("site:a", 2),

@@ -51,7 +51,7 @@ def audited(server: ServerProcess, fid: str, action: str) -> list[dict[str, Any]
         f"{server.url}/api/v1/admin/audit",
         params={"action": action, "outcome": "success", "limit": 500},
         headers={"X-API-Key": server.keys["admin"]},
-    ).json()["events"]
+    ).json()["data"]
     return [e for e in events if e.get("target_id") == fid]
 
 

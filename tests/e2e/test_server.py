@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import ssl
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import ServerProcess
+from tests.e2e.support import tls_server
 
 pytestmark = pytest.mark.e2e
 
@@ -51,16 +51,8 @@ def test_first_start_prints_keys_once_and_they_work(
 
 
 def test_tls_end_to_end(server_factory: Callable[..., ServerProcess], tmp_path: Path) -> None:
-    trustme = pytest.importorskip("trustme")
-    ca = trustme.CA()
-    cert = ca.issue_cert("127.0.0.1", "localhost")
-    cert_pem, key_pem, ca_pem = tmp_path / "cert.pem", tmp_path / "key.pem", tmp_path / "ca.pem"
-    cert.private_key_and_cert_chain_pem.write_to_path(str(cert_pem))
-    cert.private_key_pem.write_to_path(str(key_pem))
-    ca.cert_pem.write_to_path(str(ca_pem))
-    server = server_factory(args=["--ssl-cert", str(cert_pem), "--ssl-key", str(key_pem)])
-    trust = ssl.create_default_context(cafile=str(ca_pem))
-    server.scheme, server.verify = "https", trust
+    server, _ca_pem = tls_server(server_factory, tmp_path)
+    trust = server.verify
     server.start()
     r = httpx.get(server.url + "/api/v1/auth/me", headers={"X-API-Key": server.keys["user"]}, verify=trust)
     assert r.status_code == 200
@@ -128,6 +120,6 @@ def test_forwarded_for_is_believed_only_from_a_trusted_proxy(
     assert r.status_code == 401
     events = httpx.get(
         f"{server.url}/api/v1/admin/audit", headers={"X-API-Key": server.keys["admin"]}, params={"limit": 50}
-    ).json()["events"]
+    ).json()["data"]
     sources = {e["source_ip"] for e in events if e["outcome"] == "denied"}
     assert sources == {seen}, events

@@ -201,7 +201,7 @@ def test_per_user_active_job_cap(harness: Harness, alice: Caller, bob: Caller) -
         harness.submit(principal(alice))
     assert err.value.code == "active_job_limit" and "limit is 2" in err.value.message
     harness.submit(principal(bob))
-    first = svc.list_for(principal(alice))[0]
+    first = svc.list_for(principal(alice))[0][0]
     svc.cancel(principal(alice), first.id)
     harness.submit(principal(alice))  # room again
 
@@ -224,7 +224,7 @@ def test_two_hundred_submissions_from_four_users(
         submitted = [job_id for ids in pool.map(submit_many, users) for job_id in ids]
     assert len(submitted) == len(set(submitted)) == 200
     for who in users:
-        assert len(svc.list_for(who, limit=100)) == 50
+        assert len(svc.list_for(who, limit=100)[0]) == 50
     wait_for(lambda: queue.counts_by_state(harness.ctx.db)["completed"] == 200, 240, 0.2, "all 200 jobs")
     runs = harness.intervals()
     assert sorted(r["job_id"] for r in runs) == sorted(submitted), "every job ran exactly once"

@@ -10,7 +10,7 @@ from fastapi import APIRouter, FastAPI
 from starlette.formparsers import MultiPartParser
 
 from bastion import __version__
-from bastion.api import docs, problems
+from bastion.api import docs, openapi, problems
 from bastion.api.middleware import GatewayMiddleware, Metrics
 from bastion.api.routes import (
     admin,
@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, ctx.settings.max_upload_bytes + 1)
     problems.install(app)
     docs.install(app)
+    openapi.install(app)
     for router in ROUTERS:
         app.include_router(router)
     install_web(app)

@@ -8,6 +8,7 @@ from typing import Annotated
 import anyio
 from fastapi import Depends, Request
 
+from bastion.api.openapi import ROLE_GATE, USER_AUTH
 from bastion.audit import AuditRecord
 from bastion.auth.principal import Principal
 from bastion.auth.roles import Role
@@ -88,6 +89,7 @@ async def _charge_anonymous(ctx: Context, ip: str | None) -> None:
         )
 
 
+setattr(current_principal, USER_AUTH, True)  # bastion.api.openapi: 401, 429 and the user schemes
 CurrentPrincipal = Annotated[Principal, Depends(current_principal)]
 
 
@@ -115,6 +117,7 @@ def require(minimum: Role) -> Callable[..., Awaitable[Principal]]:
         await enforce_role(request, principal, ctx, minimum)
         return principal
 
+    setattr(gate, ROLE_GATE, True)  # bastion.api.openapi: 403
     return gate
 
 

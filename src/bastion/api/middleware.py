@@ -17,6 +17,7 @@ from fastapi import HTTPException
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from bastion.api.problems import PROBLEM_JSON, problem_body
 from bastion.audit import AuditLog, AuditRecord
 from bastion.audit.coalesce import DenialCoalescer
 from bastion.audit.log import Outcome
@@ -253,21 +254,14 @@ def _content_length(scope: Scope) -> int | None:
 
 
 async def _reject_too_large(send: Any, limit: int) -> None:
-    body = json.dumps(
-        {
-            "success": False,
-            "error": {
-                "code": "payload_too_large",
-                "message": f"request body exceeds the limit of {limit} bytes",
-            },
-        }
-    ).encode()
+    message = f"request body exceeds the limit of {limit} bytes"
+    body = json.dumps(problem_body(413, "payload_too_large", message, limit=limit)).encode()
     await send(
         {
             "type": "http.response.start",
             "status": 413,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", PROBLEM_JSON.encode()),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
             ],

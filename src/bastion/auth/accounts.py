@@ -10,13 +10,17 @@ from sqlalchemy.orm import Session
 
 from bastion.audit import AuditLog, AuditRecord
 from bastion.auth import apikeys
-from bastion.auth.passwords import hash_password
+from bastion.auth.passwords import hash_password, verify_password
 from bastion.auth.principal import Principal
 from bastion.auth.roles import Role
-from bastion.errors import Conflict, Invalid, NotFound
+from bastion.errors import Conflict, Forbidden, Invalid, NotFound
 from bastion.store import Database
 from bastion.store.base import utcnow
 from bastion.store.models import ApiKey, AuthSession, User
+from bastion.store.paging import Keyset
+
+USERS = Keyset(User.created_at, User.id, descending=False)
+KEYS = Keyset(ApiKey.created_at, ApiKey.id, descending=False)
 
 
 @dataclass(frozen=True)
@@ -59,6 +63,15 @@ class Accounts:
         with self.db.session() as s:
             return list(s.scalars(select(User).order_by(User.created_at)))
 
+    def page_users(self, limit: int, cursor: str | None) -> tuple[list[User], str | None]:
+        with self.db.session() as s:
+            rows = list(s.scalars(USERS.apply(select(User), cursor, limit)))
+        return rows[:limit], USERS.next_cursor(rows, limit)
+
+    def find_user(self, ref: str) -> User:
+        with self.db.session() as s:
+            return self.get_user(s, ref)
+
     def get_user(self, s: Session, ref: str) -> User:
         user = s.get(User, ref) or s.scalar(select(User).where(User.username == ref))
         if user is None:
@@ -73,9 +86,26 @@ class Accounts:
         role: str | None = None,
         password: str | None = None,
         actor: Principal | None = None,
+        current_password: str | None = None,
     ) -> User:
+        """Change a user. The last enabled admin cannot lose the role or be disabled; a caller changing
+        their own role or password proves it is them with ``current_password`` (a stolen key alone
+        must not be able to lock the owner out or take the account over)."""
         with self.db.session() as s:
             user = self.get_user(s, ref)
+            if actor is not None and actor.user_id == user.id:
+                role_change = role is not None and role != user.role
+                if (role_change or password is not None) and not (
+                    current_password and verify_password(user.password_hash, current_password)
+                ):
+                    raise Forbidden(
+                        "changing your own role or password needs current_password",
+                        code="reauthentication_required",
+                    )
+            if user.role == Role.ADMIN.value and not user.disabled:
+                demoted = role is not None and role != Role.ADMIN.value
+                if (demoted or disabled) and self._other_admins(s, user.id) == 0:
+                    raise Conflict("the last admin cannot be demoted or disabled", code="last_admin")
             changes: dict[str, object] = {}
             if role is not None:
                 if role not in {r.value for r in Role}:
@@ -96,6 +126,17 @@ class Accounts:
                 changes["sessions_ended"] = int(getattr(ended, "rowcount", 0) or 0)
             self._audit(s, actor, "user.update", user.id, changes)
             return user
+
+    @staticmethod
+    def _other_admins(s: Session, user_id: str) -> int:
+        return int(
+            s.scalar(
+                select(func.count())
+                .select_from(User)
+                .where(User.role == Role.ADMIN.value, User.disabled.is_(False), User.id != user_id)
+            )
+            or 0
+        )
 
     def count_users(self) -> int:
         with self.db.session() as s:
@@ -132,6 +173,19 @@ class Accounts:
             return list(
                 s.scalars(select(ApiKey).where(ApiKey.user_id == user.id).order_by(ApiKey.created_at))
             )
+
+    def page_keys(self, user_id: str, limit: int, cursor: str | None) -> tuple[list[ApiKey], str | None]:
+        with self.db.session() as s:
+            stmt = KEYS.apply(select(ApiKey).where(ApiKey.user_id == user_id), cursor, limit)
+            rows = list(s.scalars(stmt))
+        return rows[:limit], KEYS.next_cursor(rows, limit)
+
+    def get_key(self, key_id: str, owner_id: str) -> ApiKey:
+        with self.db.session() as s:
+            key = s.get(ApiKey, key_id)
+            if key is None or key.user_id != owner_id:
+                raise NotFound("API key not found")
+            return key
 
     def revoke_key(self, key_id: str, *, owner_id: str | None, actor: Principal | None = None) -> ApiKey:
         """Revoke; ``owner_id`` scopes the lookup (None = any owner, for admins and the CLI)."""

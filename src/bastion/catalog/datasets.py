@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from datetime import datetime
 from typing import Any
 
 from cryptography.hazmat.primitives import hashes
@@ -21,10 +22,13 @@ from bastion.catalog.access import AccessCodeGuard
 from bastion.data.sandbox import ParseLimits, Sandbox
 from bastion.errors import Invalid, NotFound, PayloadTooLarge
 from bastion.store import Database
+from bastion.store.base import utcnow
 from bastion.store.models import DatasetRecord
+from bastion.store.paging import Keyset
 from bastion.vault.store import VaultStore
 
 PSEUDONYM_KEY_ARTIFACT = "pseudonym-key"
+DATASETS = Keyset(DatasetRecord.created_at, DatasetRecord.id, descending=False)
 
 
 def pseudonym_key(master_secret: bytes) -> bytes:
@@ -60,7 +64,7 @@ def _view(row: DatasetRecord, schema: list[dict[str, Any]] | None = None) -> dic
         "size_bytes": row.size_bytes,
         "rows": row.rows,
         "columns": row.columns,
-        "created_at": row.created_at.isoformat(),
+        "created_at": row.created_at,
         "access_protected": bool(row.access_protected),
         "schema": schema if schema is not None else json.loads(row.schema_json),
         "deidentification": json.loads(row.deid_json),
@@ -96,7 +100,7 @@ class DatasetCatalog:
         with self.db.session() as s:
             used = s.scalar(
                 select(func.coalesce(func.sum(DatasetRecord.size_bytes), 0)).where(
-                    DatasetRecord.owner_id == principal.user_id
+                    DatasetRecord.owner_id == principal.user_id, DatasetRecord.deleted_at.is_(None)
                 )
             )
         if int(used or 0) + incoming > self.quota_bytes:
@@ -157,22 +161,26 @@ class DatasetCatalog:
             )
             return _view(record, stats)
 
-    def _owned(self, principal: Principal | str, dataset_id: str) -> DatasetRecord:
+    def _owned(self, principal: Principal | str, dataset_id: str, *, deleted: bool = False) -> DatasetRecord:
+        """The caller's dataset (``principal`` may be a user id, for jobs; a deleted one only when
+        ``deleted``); anyone else's is not found."""
         owner_id = principal if isinstance(principal, str) else principal.user_id
         with self.db.session() as s:
             row = s.get(DatasetRecord, dataset_id)
-        if row is None or row.owner_id != owner_id:
+        if row is None or row.owner_id != owner_id or (row.deleted_at and not deleted):
             raise NotFound("dataset not found")
         return row
 
-    def list_for(self, principal: Principal) -> list[dict[str, Any]]:
+    def list_for(
+        self, principal: Principal, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The caller's datasets, oldest first, and the next page's cursor."""
+        stmt = select(DatasetRecord).where(
+            DatasetRecord.owner_id == principal.user_id, DatasetRecord.deleted_at.is_(None)
+        )
         with self.db.session() as s:
-            rows = s.scalars(
-                select(DatasetRecord)
-                .where(DatasetRecord.owner_id == principal.user_id)
-                .order_by(DatasetRecord.created_at)
-            ).all()
-        return [_view(r) for r in rows]
+            rows = list(s.scalars(DATASETS.apply(stmt, cursor, limit)))
+        return [_view(r) for r in rows[:limit]], DATASETS.next_cursor(rows, limit)
 
     def get(self, principal: Principal, dataset_id: str) -> dict[str, Any]:
         """The record with its full statistics, read from the vault (the database keeps none)."""
@@ -183,12 +191,16 @@ class DatasetCatalog:
             return _view(row)
         return _view(row, stored["schema"])
 
-    def delete(self, principal: Principal, dataset_id: str) -> None:
-        row = self._owned(principal, dataset_id)
+    def delete(self, principal: Principal, dataset_id: str) -> datetime:
+        """Delete the payload; the row stays as a tombstone so a repeated DELETE answers alike."""
+        row = self._owned(principal, dataset_id, deleted=True)
+        if row.deleted_at is not None:
+            return row.deleted_at
+        now = utcnow()
         with self.db.session() as s:
             obj = s.get(DatasetRecord, row.id)
             if obj is not None:
-                s.delete(obj)
+                obj.deleted_at = now
             self.audit.append(
                 AuditRecord(
                     "dataset.delete",
@@ -199,9 +211,11 @@ class DatasetCatalog:
                 ),
                 s,
             )
-        self.vault.delete(row.artifact_id)
+        with contextlib.suppress(NotFound):
+            self.vault.delete(row.artifact_id)
         with contextlib.suppress(NotFound):
             self.vault.delete(meta_artifact(row.artifact_id))
+        return now
 
     def load_frame(self, principal: Principal | str, dataset_id: str, access_code: str | None = None) -> Any:
         """The de-identified frame, for its owner (``principal`` may be a user id, for jobs); a

@@ -16,6 +16,7 @@ from bastion.catalog.access import AccessCodeGuard
 from bastion.errors import Conflict, Invalid, NotFound
 from bastion.store import Database
 from bastion.store.models import ModelRecord, ModelVersionRecord
+from bastion.store.paging import Keyset
 from bastion.vault.store import VaultStore
 
 # Metrics where smaller is better; every other metric is maximised.
@@ -57,6 +58,9 @@ class VersionView:
         out = self.__dict__.copy()
         out.pop("config")
         return out
+
+
+MODELS = Keyset(ModelRecord.created_at, ModelRecord.id, descending=False)
 
 
 def better(metric: str, a: float, b: float) -> bool:
@@ -169,14 +173,14 @@ class ModelRegistry:
             )
         )
 
-    def list_for(self, principal: Principal) -> list[dict[str, Any]]:
+    def list_for(
+        self, principal: Principal, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The caller's models, oldest first, and the next page's cursor."""
+        stmt = select(ModelRecord).where(ModelRecord.owner_id == principal.user_id)
         with self.db.session() as s:
-            models = s.scalars(
-                select(ModelRecord)
-                .where(ModelRecord.owner_id == principal.user_id)
-                .order_by(ModelRecord.created_at)
-            ).all()
-            return [self._summary(s, m) for m in models]
+            models = list(s.scalars(MODELS.apply(stmt, cursor, limit)))
+            return [self._summary(s, m) for m in models[:limit]], MODELS.next_cursor(models, limit)
 
     def _summary(self, s: Session, model: ModelRecord) -> dict[str, Any]:
         versions = [VersionView.of(v) for v in self._versions(s, model.id)]

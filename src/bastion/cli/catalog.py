@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bastion.cli.client_common import JsonOpt, KeyOpt, UrlOpt, connect
+from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, QuietOpt, UrlOpt, connect
 from bastion.cli.output import console, emit
 
 data_app = typer.Typer(help="Upload and list datasets (de-identified before storage).", no_args_is_help=True)
@@ -24,12 +24,13 @@ def upload(
     ] = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Upload a CSV, JSON, Excel or Parquet file."""
     if policy and policy.startswith("@"):
         policy = Path(policy[1:]).read_text()
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         result = client.upload_dataset(file, name=name, policy=policy)
     if as_json:
         emit(result, as_json=True)
@@ -47,13 +48,20 @@ def upload(
 
 
 @data_app.command("list")
-def list_datasets(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+def list_datasets(
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Your datasets."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         rows = client.list_datasets()
     emit(
         [{k: r[k] for k in ("id", "name", "format", "rows", "columns", "created_at")} for r in rows],
         as_json=as_json,
+        quiet=quiet,
         columns=["id", "name", "format", "rows", "columns", "created_at"],
         title="Datasets",
     )
@@ -61,30 +69,43 @@ def list_datasets(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt =
 
 @data_app.command("delete")
 def delete_dataset(
-    dataset_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False
+    dataset_id: str,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Delete a dataset and its encrypted payload."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         emit(client.delete_dataset(dataset_id), as_json=as_json)
 
 
 @models_app.command("list")
-def list_models(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+def list_models(
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Your registered models."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         rows = client.list_models()
     emit(
         rows,
         as_json=as_json,
+        quiet=quiet,
         columns=["id", "name", "versions", "latest_version", "best_version", "created_at"],
         title="Models",
     )
 
 
 @models_app.command("show")
-def show_model(model_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+def show_model(
+    model_id: str, url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+) -> None:
     """A model and its versions, with metrics and lineage."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         model = client.get_model(model_id)
     if as_json:
         emit(model, as_json=True)
@@ -114,10 +135,11 @@ def best_model(
     ] = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The best version of a model by a metric (rmse/mae/loss are minimised, others maximised)."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         best = client.best_model(model_id, metric)
     emit(
         best
@@ -171,11 +193,12 @@ def model_access_code(
     version: Annotated[int | None, typer.Option(help="One version (default: every version).")] = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Set, change (--current OLD) or remove (--remove --current OLD) a model's access code."""
     new = _new_code(code, remove)
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         if new is None:
             result = client.remove_model_access_code(model_id, current=current or "", version=version)
         else:
@@ -190,10 +213,11 @@ def quantize_model(
     access_code: AccessCodeOpt = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Store an int8 version of a PyTorch model; shows size and held-out accuracy before and after."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         result = client.quantize_model(model_id, version=version, access_code=access_code)
     if as_json:
         emit(result, as_json=True)
@@ -210,10 +234,11 @@ def download_model(
     access_code: AccessCodeOpt = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Download a registered version (quantized ones too), decrypt it here, write FILE and FILE.json."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         model = client.download_model_version(model_id, version=version, access_code=access_code)
     model_path, config_path = model.save(output or Path(model.default_filename()))
     emit(
@@ -237,11 +262,12 @@ def dataset_access_code(
     remove: RemoveOpt = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Set, change (--current OLD) or remove (--remove --current OLD) a dataset's access code."""
     new = _new_code(code, remove)
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         if new is None:
             result = client.remove_dataset_access_code(dataset_id, current=current or "")
         else:
@@ -259,10 +285,11 @@ def show_dataset(
     access_code: AccessCodeOpt = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A dataset's schema and the decision taken for every column (and, with --preview, its rows)."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         info = client.get_dataset(dataset_id)
         shown = client.preview_dataset(dataset_id, limit=limit, access_code=access_code) if preview else None
     if as_json:

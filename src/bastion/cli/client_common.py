@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -23,6 +24,16 @@ KeyOpt = Annotated[
     str | None, typer.Option("--api-key", envvar="BASTION_API_KEY", help="API key.", show_default=False)
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+CaOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--ca-cert",
+        envvar="BASTION_CA_CERT",
+        help="CA bundle (PEM) to trust for the server's TLS, e.g. a hospital's own CA.",
+        show_default=False,
+    ),
+]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print ids only, one a line.")]
 
 
 def client_failure(exc: BastionClientError, as_json: bool) -> typer.Exit:
@@ -47,12 +58,15 @@ def _duration(seconds: float) -> str:
 
 
 @contextmanager
-def connect(url: str | None, api_key: str | None, *, as_json: bool = False) -> Iterator[BastionClient]:
+def connect(
+    url: str | None, api_key: str | None, ca_cert: Path | None = None, *, as_json: bool = False
+) -> Iterator[BastionClient]:
     """A client for the duration of one command; API errors go through :func:`client_failure`."""
     from bastion.client.errors import BastionClientError
     from bastion.client.sdk import BastionClient
+    from bastion.client.transport import default_verify
 
-    client = BastionClient(url, api_key)
+    client = BastionClient(url, api_key, verify=default_verify(str(ca_cert) if ca_cert else None))
     try:
         yield client
     except BastionClientError as exc:

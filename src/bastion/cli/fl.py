@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bastion.cli.client_common import JsonOpt, KeyOpt, UrlOpt, connect
+from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, QuietOpt, UrlOpt, connect
 from bastion.cli.output import console, emit, err_console, fail
 
 if TYPE_CHECKING:
@@ -109,6 +109,7 @@ def create(
     ] = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a federation; round 1 opens when min-clients sites have registered."""
@@ -150,7 +151,7 @@ def create(
         body["privacy"] = privacy
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         fed = Federations(client).create(body)
     emit(
         fed
@@ -173,15 +174,22 @@ def create(
 
 
 @app.command("list")
-def list_federations(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+def list_federations(
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
     """Your federations."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         rows = Federations(client).list_all()
     emit(
         rows,
         as_json=as_json,
+        quiet=quiet,
         columns=["id", "name", "state", "current_round", "completed_rounds", "rounds"],
         title="Federations",
     )
@@ -193,12 +201,13 @@ def enroll(
     name: Annotated[str, typer.Option(help="The site's name, e.g. hospital-a.")],
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Enrol a site; prints its participant token ONCE (hand it to the site operator)."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         out = Federations(client).enroll(federation, name)
         server = client.url
     emit(
@@ -219,10 +228,11 @@ def status(
     federation: FederationArg,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Round, pending and required updates, sites online."""
-    _show(url, api_key, as_json, lambda feds: feds.status(federation))
+    _show(url, api_key, ca_cert, as_json, lambda feds: feds.status(federation))
 
 
 @app.command("delete")
@@ -230,17 +240,24 @@ def delete(
     federation: FederationArg,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Archive a federation: sites are refused; its model, keys and received updates are deleted."""
-    _show(url, api_key, as_json, lambda feds: feds.archive(federation))
+    _show(url, api_key, ca_cert, as_json, lambda feds: feds.archive(federation))
 
 
-def _show(url: str | None, api_key: str | None, as_json: bool, call: Callable[[Federations], Any]) -> None:
+def _show(
+    url: str | None,
+    api_key: str | None,
+    ca_cert: Path | None,
+    as_json: bool,
+    call: Callable[[Federations], Any],
+) -> None:
     """One SDK call on the federations namespace, its answer printed."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         emit(call(Federations(client)), as_json=as_json)
 
 
@@ -249,12 +266,13 @@ def rounds(
     federation: FederationArg,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Per-round metrics."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         rows = Federations(client).rounds(federation)
     if as_json:
         emit(rows, as_json=True)
@@ -277,12 +295,13 @@ def model_download(
     out: Annotated[Path, typer.Argument(help="Where to write the .safetensors file.")],
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Save the current global model (safetensors), e.g. to fine-tune it."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         version, blob = Federations(client).download_model(federation)
     from bastion.client.modelfile import write_private
 
@@ -298,12 +317,13 @@ def model_upload(
     ],
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Hand a fine-tuned model back: it becomes the next global version (the open round restarts)."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         emit(Federations(client).upload_model(federation, path.read_bytes()), as_json=as_json)
 
 
@@ -312,12 +332,13 @@ def peers(
     federation: FederationArg,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """The registered sites' signing keys, {participant id: key}: give it to each site out of band."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         rows = Federations(client).participants(federation)
     keys = {
         r["id"]: r["signing_public_key"]
@@ -365,7 +386,7 @@ def client(
             help="Secure aggregation: JSON of the members' signing keys (from 'fl peers'), shared out of band."
         ),
     ] = None,
-    ca_cert: Annotated[Path | None, typer.Option(help="CA bundle to trust for the server's TLS.")] = None,
+    ca_cert: CaOpt = None,
     threads: Annotated[int | None, typer.Option(help="Torch threads for local training.")] = None,
     base_model: Annotated[
         Path | None,
@@ -484,3 +505,52 @@ def feature_stats(
     except BastionError as exc:
         raise fail(exc.message) from None
     emit(stats, as_json=as_json)
+
+
+@app.command("show")
+def show_federation(
+    federation: FederationArg,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A federation in full: config, rounds, participants, privacy."""
+    from bastion.client.federations import Federations
+
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+        emit(Federations(client).get(federation), as_json=as_json)
+
+
+@app.command("participants")
+def list_participants(
+    federation: FederationArg,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Enrolled sites."""
+    from bastion.client.federations import Federations
+
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+        rows = Federations(client).participants(federation)
+    columns = ["id", "name", "registered", "last_seen_at", "revoked_at"]
+    emit(rows, as_json=as_json, quiet=quiet, columns=columns, title="Participants")
+
+
+@app.command("remove")
+def remove_participant(
+    federation: FederationArg,
+    participant_id: str,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Revoke a site's credential (its updates are refused from now on)."""
+    from bastion.client.federations import Federations
+
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+        emit(Federations(client).revoke(federation, participant_id), as_json=as_json)

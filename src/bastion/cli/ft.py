@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bastion.cli.client_common import JsonOpt, KeyOpt, UrlOpt, connect
+from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, UrlOpt, connect
 from bastion.cli.output import console, emit
 
 if TYPE_CHECKING:
@@ -106,10 +106,11 @@ def upload(
     ] = "placeholder",
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Upload a JSONL training file; PHI is scrubbed before it is stored."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         out = client.upload_ft_file(file, model=model, scrub=scrub)
     if as_json:
         emit(out, as_json=True)
@@ -142,6 +143,7 @@ def create(
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow the job until it ends.")] = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a fine-tuning job (or, with --estimate, show its time and cost per profile)."""
@@ -152,7 +154,7 @@ def create(
         "seed": seed,
         "resource_profile": profile,
     }
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         if estimate_only:
             est = client.ft_estimate(model, training_file, **options)
             if as_json:
@@ -182,10 +184,11 @@ def list_jobs(
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Your fine-tuning jobs, newest first."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         page = client.ft_list(limit, cursor)
     if as_json:
         emit(page, as_json=True)
@@ -196,9 +199,11 @@ def list_jobs(
 
 
 @ft_app.command("show")
-def show(job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+def show(
+    job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+) -> None:
     """One job: status, metrics, estimated and actual cost."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         _show(client.ft_get(job_id), as_json)
 
 
@@ -211,10 +216,11 @@ def events(
     limit: Annotated[int, typer.Option(min=1, max=100)] = 50,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A job's events (state changes, progress, per-epoch metrics)."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         if follow:
             _follow(client, job_id, as_json)
             return
@@ -227,9 +233,11 @@ def events(
 
 
 @ft_app.command("checkpoints")
-def checkpoints(job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+def checkpoints(
+    job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+) -> None:
     """The per-epoch checkpoints of a job (kept encrypted in the vault)."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         rows = client.ft_checkpoints(job_id)
     emit(
         rows if as_json else [{**r, **r["metrics"]} for r in rows],
@@ -250,10 +258,11 @@ def download(
     ] = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Download the adapter (or the merged model) encrypted for you, and decrypt it here."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         model = client.ft_download(job_id, merged=merged)
     model_path, config_path = model.save(
         output or Path(f"{job_id[:8]}{'-merged' if merged else '-adapter'}.safetensors")
@@ -270,9 +279,11 @@ def download(
 
 
 @ft_app.command("cancel")
-def cancel(job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+def cancel(
+    job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+) -> None:
     """Cancel a queued or running job (the job process is killed at once)."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         job = client.ft_cancel(job_id)
     emit({"id": job["id"], "status": job["status"]}, as_json=as_json)
 
@@ -283,17 +294,20 @@ def register(
     name: Annotated[str, typer.Option("--name", "-n")],
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Register a local Hugging Face model directory (admin; safetensors only, no remote code)."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         emit(client.register_base_model(Path(path).expanduser().resolve(), name), as_json=as_json)
 
 
 @llm_app.command("list")
-def list_bases(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+def list_bases(
+    url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+) -> None:
     """Registered base models."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         rows = client.list_base_models()
     emit(
         rows,
@@ -336,6 +350,7 @@ def generate(
     stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they come.")] = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Generate text with a model (the test page of seeds/004)."""
@@ -353,7 +368,7 @@ def generate(
         "top_p": top_p,
         "seed": seed,
     }
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         if stream and not as_json:
             for piece in client.generate_stream(model_id, prompt=prompt, messages=messages, **options):
                 typer.echo(piece, nl=False)

@@ -21,14 +21,30 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def emit(data: Any, *, as_json: bool, columns: Sequence[str] | None = None, title: str | None = None) -> None:
+def emit(
+    data: Any,
+    *,
+    as_json: bool,
+    columns: Sequence[str] | None = None,
+    title: str | None = None,
+    quiet: bool = False,
+) -> None:
+    """JSON, or a table whose ids are never cut short; ``quiet`` prints the first column (the id)
+    of each row, one a line, for scripts."""
     if as_json:
         typer.echo(json.dumps(data, default=_plain, indent=2))
+        return
+    if quiet and isinstance(data, list) and columns:
+        for row in data:
+            typer.echo(str(row.get(columns[0], "")))
         return
     if isinstance(data, list) and columns:
         table = Table(title=title)
         for col in columns:
-            table.add_column(col)
+            if col == "id" or col.endswith("_id"):
+                table.add_column(col, no_wrap=True, min_width=36, overflow="fold")
+            else:
+                table.add_column(col, overflow="fold")
         for row in data:
             table.add_row(*("" if row.get(c) is None else str(_plain(row.get(c))) for c in columns))
         console.print(table)

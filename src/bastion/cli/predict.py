@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bastion.cli.client_common import JsonOpt, KeyOpt, UrlOpt, connect
+from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, UrlOpt, connect
 from bastion.cli.output import emit, fail
 
 
@@ -27,6 +27,7 @@ def predict(
     access_code: Annotated[str | None, typer.Option("--access-code", envvar="BASTION_ACCESS_CODE")] = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Predict with a registered model; with --encrypted the server never sees rows or results."""
@@ -37,7 +38,7 @@ def predict(
         rows = _read_rows(input_file)
     except (OSError, ValueError) as exc:
         raise fail(f"cannot read {input_file}: {type(exc).__name__}") from None
-    with connect(url, api_key, as_json=as_json) as client:
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
         try:
             out: dict[str, Any] = (
                 client.predict_encrypted(model_id, rows, version=version, access_code=access_code)

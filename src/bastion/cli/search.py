@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bastion.cli.client_common import JsonOpt, KeyOpt, UrlOpt
+from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, UrlOpt
 from bastion.cli.output import console, emit, err_console
 from bastion.cli.train import (
     ParamOpt,
@@ -81,6 +81,7 @@ def search(
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Show a live table of trials.")] = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Search hyper-parameters (Optuna TPE + median pruning, k-fold CV per trial); the best trial is
@@ -89,7 +90,7 @@ def search(
         space_spec = json.loads(space.read_text())
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(f"--space must be a readable JSON file: {exc}") from None
-    client = _client(url, api_key)
+    client = _client(url, api_key, ca_cert)
     job_id = _call(
         as_json,
         lambda: client.search(

@@ -9,9 +9,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from bastion.cli.client_common import JsonOpt, KeyOpt, UrlOpt, client_failure
+from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, QuietOpt, UrlOpt, client_failure
 from bastion.cli.output import console, emit, err_console, fail
 from bastion.client import BastionClient, BastionClientError, Event
+from bastion.client.transport import default_verify
 
 app = typer.Typer(
     help="Remote training jobs: submit, watch, cancel, download, predict.", no_args_is_help=True
@@ -28,8 +29,8 @@ ResourcesOpt = Annotated[
 TERMINAL = ("completed", "failed", "cancelled")
 
 
-def _client(url: str | None, api_key: str | None) -> BastionClient:
-    return BastionClient(url, api_key)
+def _client(url: str | None, api_key: str | None, ca_cert: Path | None = None) -> BastionClient:
+    return BastionClient(url, api_key, verify=default_verify(str(ca_cert) if ca_cert else None))
 
 
 def _call(as_json: bool, fn: Callable[[], T]) -> T:
@@ -152,6 +153,7 @@ def submit(
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow progress until the job ends.")] = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
     resources: ResourcesOpt = None,
     num_workers: Annotated[
@@ -163,7 +165,7 @@ def submit(
     params = parse_params(param)
     if num_workers is not None:
         params["num_workers"] = num_workers
-    client = _client(url, api_key)
+    client = _client(url, api_key, ca_cert)
     job_id = _call(
         as_json,
         lambda: client.submit(
@@ -196,10 +198,11 @@ def status(
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow until the job ends.")] = False,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Show a job's status, progress and results."""
-    client = _client(url, api_key)
+    client = _client(url, api_key, ca_cert)
     if watch:
         final = _call(as_json, lambda: _watch(client, job_id, as_json))
         _show_final(final, as_json)
@@ -228,19 +231,23 @@ def list_jobs(
     state: Annotated[str | None, typer.Option("--status", help="Only jobs in this state.")] = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    quiet: QuietOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
     """List your jobs."""
-    client = _client(url, api_key)
+    client = _client(url, api_key, ca_cert)
     rows = _call(as_json, lambda: client.list_jobs(limit, state))
     columns = ["job_id", "status", "progress", "model_type", "dataset_source", "created_at"]
-    emit(rows, as_json=as_json, columns=columns, title="Training jobs")
+    emit(rows, as_json=as_json, quiet=quiet, columns=columns, title="Training jobs")
 
 
 @app.command("cancel")
-def cancel(job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+def cancel(
+    job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+) -> None:
     """Cancel a pending or running job (at once)."""
-    client = _client(url, api_key)
+    client = _client(url, api_key, ca_cert)
     emit(_call(as_json, lambda: client.cancel(job_id)), as_json=as_json)
 
 
@@ -250,10 +257,11 @@ def logs(
     after: Annotated[int, typer.Option(help="Only lines after this seq.")] = 0,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print a job's captured output (stdout, stderr, progress notes)."""
-    client = _client(url, api_key)
+    client = _client(url, api_key, ca_cert)
     page = _call(as_json, lambda: client.logs(job_id, after=after, limit=5000))
     if as_json:
         emit(page, as_json=True)
@@ -268,10 +276,11 @@ def download(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Model file to write.")] = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Download a completed job's model, decrypt it here, and write FILE plus FILE.json."""
-    client = _client(url, api_key)
+    client = _client(url, api_key, ca_cert)
     model = _call(as_json, lambda: client.download(job_id))
     path = output or Path(model.default_filename())
     model_path, config_path = model.save(path)
@@ -354,10 +363,11 @@ def estimate(
     param: ParamOpt = None,
     url: UrlOpt = None,
     api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Estimated time and cost of a job on a resource profile."""
-    client = _client(url, api_key)
+    client = _client(url, api_key, ca_cert)
     params = parse_params(param)
     emit(
         _call(as_json, lambda: client.cost_estimate(model_type, dataset, profile, params or None)),
@@ -366,9 +376,11 @@ def estimate(
 
 
 @app.command("types")
-def types(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+def types(
+    url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+) -> None:
     """Model types and their parameters."""
-    client = _client(url, api_key)
+    client = _client(url, api_key, ca_cert)
     found = _call(as_json, client.model_types)
     if as_json:
         emit(found, as_json=True)
@@ -377,3 +389,45 @@ def types(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) 
         console.print(f"[bold]{spec['name']}[/bold] ({', '.join(spec['tasks'])}): {spec['description']}")
         for name, prop in spec["params"].get("properties", {}).items():
             console.print(f"  {name} = {prop.get('default')!r}  {prop.get('description', '')}")
+
+
+@app.command("examples")
+def examples(url: UrlOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False) -> None:
+    """Example configurations (no key needed)."""
+    client = _client(url, None, ca_cert)
+    found = _call(as_json, client.examples)
+    if as_json:
+        emit(found, as_json=True)
+        return
+    rows = [{"name": name, **ex} for name, ex in found["examples"].items()]
+    emit(rows, as_json=False, columns=["name", "model_type", "dataset_source", "description"])
+
+
+@app.command("profiles")
+def profiles(
+    url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+) -> None:
+    """Priced resource profiles (pass one to submit or estimate)."""
+    client = _client(url, api_key, ca_cert)
+    rows = _call(as_json, client.training.resource_profiles)
+    emit(rows, as_json=as_json, columns=["profile", "hourly_cost", "currency", "speedup", "description"])
+
+
+@app.command("download-key")
+def download_key(
+    register: Annotated[
+        str | None, typer.Option(help="Register this X25519 public key (base64url, 43 characters).")
+    ] = None,
+    forget: Annotated[bool, typer.Option("--forget", help="Remove the registered key.")] = False,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The X25519 public key downloads are sealed to: show it, --register one, or --forget it."""
+    client = _client(url, api_key, ca_cert)
+    if register:
+        emit(_call(as_json, lambda: client.register_download_key(register)), as_json=as_json)
+        return
+    call = client.training.delete_download_key if forget else client.training.download_key
+    emit(_call(as_json, call), as_json=as_json)

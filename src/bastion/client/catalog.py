@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from bastion.client.transport import operation
+
 
 class CatalogMixin:
     """Needs ``_request(method, path, **httpx_kwargs)`` from the client it is mixed into."""
@@ -13,6 +15,18 @@ class CatalogMixin:
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:  # pragma: no cover - provided
         raise NotImplementedError
 
+    def _pages(self, path: str) -> list[dict[str, Any]]:
+        """Every item of a paged collection (follows next_cursor)."""
+        items: list[dict[str, Any]] = []
+        cursor: str | None = None
+        while True:
+            page = self._request("GET", path, params={"limit": 500, **({"cursor": cursor} if cursor else {})})
+            items.extend(page["data"])
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return items
+
+    @operation("POST", "/api/v1/datasets")
     def upload_dataset(
         self, path: str | Path, *, name: str | None = None, policy: dict[str, Any] | str | None = None
     ) -> dict[str, Any]:
@@ -30,31 +44,36 @@ class CatalogMixin:
             )
         return result
 
+    @operation("GET", "/api/v1/datasets")
     def list_datasets(self) -> list[dict[str, Any]]:
-        datasets: list[dict[str, Any]] = self._request("GET", "/api/v1/datasets")["datasets"]
-        return datasets
+        return self._pages("/api/v1/datasets")
 
+    @operation("GET", "/api/v1/datasets/{dataset_id}")
     def get_dataset(self, dataset_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", f"/api/v1/datasets/{dataset_id}")
         return result
 
+    @operation("DELETE", "/api/v1/datasets/{dataset_id}")
     def delete_dataset(self, dataset_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("DELETE", f"/api/v1/datasets/{dataset_id}")
         return result
 
+    @operation("GET", "/api/v1/models")
     def list_models(self) -> list[dict[str, Any]]:
-        models: list[dict[str, Any]] = self._request("GET", "/api/v1/models")["models"]
-        return models
+        return self._pages("/api/v1/models")
 
+    @operation("GET", "/api/v1/models/{model_id}")
     def get_model(self, model_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", f"/api/v1/models/{model_id}")
         return result
 
+    @operation("GET", "/api/v1/models/{model_id}/best")
     def best_model(self, model_id: str, metric: str | None = None) -> dict[str, Any]:
         params = {"metric": metric} if metric else None
         result: dict[str, Any] = self._request("GET", f"/api/v1/models/{model_id}/best", params=params)
         return result
 
+    @operation("POST", "/api/v1/models/{model_id}/predict")
     def predict_registered(
         self,
         model_id: str,
@@ -73,6 +92,7 @@ class CatalogMixin:
 
     # -- access codes, review, quantization, download ----------------------------------------------
 
+    @operation("PUT", "/api/v1/models/{model_id}/access-code")
     def set_model_access_code(
         self, model_id: str, code: str, *, current: str | None = None, version: int | None = None
     ) -> dict[str, Any]:
@@ -85,6 +105,7 @@ class CatalogMixin:
         )
         return result
 
+    @operation("DELETE", "/api/v1/models/{model_id}/access-code")
     def remove_model_access_code(
         self, model_id: str, *, current: str, version: int | None = None
     ) -> dict[str, Any]:
@@ -96,6 +117,7 @@ class CatalogMixin:
         )
         return result
 
+    @operation("PUT", "/api/v1/datasets/{dataset_id}/access-code")
     def set_dataset_access_code(
         self, dataset_id: str, code: str, *, current: str | None = None
     ) -> dict[str, Any]:
@@ -107,12 +129,14 @@ class CatalogMixin:
         )
         return result
 
+    @operation("DELETE", "/api/v1/datasets/{dataset_id}/access-code")
     def remove_dataset_access_code(self, dataset_id: str, *, current: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request(
             "DELETE", f"/api/v1/datasets/{dataset_id}/access-code", headers=_code_header(current)
         )
         return result
 
+    @operation("GET", "/api/v1/datasets/{dataset_id}/preview")
     def preview_dataset(
         self, dataset_id: str, *, limit: int = 20, access_code: str | None = None
     ) -> dict[str, Any]:
@@ -125,18 +149,25 @@ class CatalogMixin:
         )
         return result
 
+    @operation("POST", "/api/v1/models/{model_id}/quantize")
     def quantize_model(
-        self, model_id: str, *, version: int | None = None, access_code: str | None = None
+        self,
+        model_id: str,
+        *,
+        version: int | None = None,
+        access_code: str | None = None,
+        idempotency_key: str | None = None,
     ) -> dict[str, Any]:
         """A new int8 version of a PyTorch version, with size and held-out accuracy before and after."""
+        headers = {
+            k: v for k, v in (("X-Access-Code", access_code), ("Idempotency-Key", idempotency_key)) if v
+        }
         result: dict[str, Any] = self._request(
-            "POST",
-            f"/api/v1/models/{model_id}/quantize",
-            json={"version": version},
-            headers=_code_header(access_code),
+            "POST", f"/api/v1/models/{model_id}/quantize", json={"version": version}, headers=headers
         )
         return result
 
+    @operation("GET", "/api/v1/models/{model_id}/download")
     def download_model_version(
         self,
         model_id: str,
@@ -156,6 +187,7 @@ class CatalogMixin:
         )
         return open_download(body, api_key=getattr(self, "api_key", None), private_key=private_key)
 
+    @operation("GET", "/api/v1/models/{model_id}/encrypted/spec")
     def encryption_spec(
         self, model_id: str, *, version: int | None = None, access_code: str | None = None
     ) -> dict[str, Any]:
@@ -167,6 +199,7 @@ class CatalogMixin:
         )
         return result
 
+    @operation("POST", "/api/v1/models/{model_id}/predict/encrypted")
     def predict_encrypted(
         self,
         model_id: str,

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from bastion.client.errors import TransportError, from_response
+from bastion.client.transport import operation
 
 if TYPE_CHECKING:
     from bastion.client.sdk import BastionClient
@@ -25,59 +25,60 @@ class Federations:
         self.client = client
 
     def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        api_key = getattr(self.client, "api_key", None)
-        headers = {**({"X-API-Key": api_key} if api_key else {}), **kwargs.pop("headers", {})}
-        try:
-            response = self.client.http.request(method, BASE + path, headers=headers, **kwargs)
-        except httpx.HTTPError as exc:
-            raise TransportError(
-                f"cannot reach {self.client.url}: {type(exc).__name__}", code="transport"
-            ) from None
-        if response.status_code >= 400:
-            try:
-                body = response.json()
-            except ValueError:
-                body = None
-            raise from_response(response.status_code, body, response.headers)
-        return response
+        return self.client.transport.send(method, BASE + path, **kwargs)
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
         body: dict[str, Any] = self._send(method, path, **kwargs).json()
         return body
 
+    @operation("POST", "/api/v1/federations")
     def create(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", "", json=spec)
 
+    @operation("GET", "/api/v1/federations")
     def list_all(self) -> list[dict[str, Any]]:
-        return list(self._json("GET", "")["federations"])
+        return list(self.client.transport.pages(BASE))
 
+    @operation("GET", "/api/v1/federations/{federation_id}")
     def get(self, federation_id: str) -> dict[str, Any]:
         return self._json("GET", f"/{federation_id}")
 
+    @operation("DELETE", "/api/v1/federations/{federation_id}")
     def archive(self, federation_id: str) -> dict[str, Any]:
         """End the federation for good (``DELETE``): archived, its model, keys and updates deleted."""
         return self._json("DELETE", f"/{federation_id}")
 
+    @operation("GET", "/api/v1/federations/{federation_id}/status")
     def status(self, federation_id: str) -> dict[str, Any]:
         return self._json("GET", f"/{federation_id}/status")
 
+    @operation("GET", "/api/v1/federations/{federation_id}/rounds")
     def rounds(self, federation_id: str) -> list[dict[str, Any]]:
-        return list(self._json("GET", f"/{federation_id}/rounds")["rounds"])
+        return list(self.client.transport.pages(f"{BASE}/{federation_id}/rounds"))
 
+    @operation("POST", "/api/v1/federations/{federation_id}/participants")
     def enroll(self, federation_id: str, name: str) -> dict[str, Any]:
         return self._json("POST", f"/{federation_id}/participants", json={"name": name})
 
+    @operation("GET", "/api/v1/federations/{federation_id}/participants")
     def participants(self, federation_id: str) -> list[dict[str, Any]]:
-        return list(self._json("GET", f"/{federation_id}/participants")["participants"])
+        return list(self.client.transport.pages(f"{BASE}/{federation_id}/participants"))
 
+    @operation("GET", "/api/v1/federations/{federation_id}/participants/{participant_id}")
+    def participant(self, federation_id: str, participant_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/{federation_id}/participants/{participant_id}")
+
+    @operation("DELETE", "/api/v1/federations/{federation_id}/participants/{participant_id}")
     def revoke(self, federation_id: str, participant_id: str) -> dict[str, Any]:
         return self._json("DELETE", f"/{federation_id}/participants/{participant_id}")
 
+    @operation("GET", "/api/v1/federations/{federation_id}/model")
     def download_model(self, federation_id: str) -> tuple[int, bytes]:
         """The current global model: its version and safetensors bytes."""
         response = self._send("GET", f"/{federation_id}/model")
         return int(response.headers.get("x-bastion-global-version", "0")), response.content
 
+    @operation("POST", "/api/v1/federations/{federation_id}/model")
     def upload_model(self, federation_id: str, safetensors_bytes: bytes) -> dict[str, Any]:
         return self._json(
             "POST",

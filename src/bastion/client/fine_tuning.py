@@ -23,7 +23,10 @@ class FineTuningMixin:
 
     http: Any
     timeout: float
-    _auth: dict[str, str]
+
+    @property
+    def _auth(self) -> dict[str, str]:  # pragma: no cover - provided
+        raise NotImplementedError
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:  # pragma: no cover - provided
         raise NotImplementedError

@@ -9,7 +9,7 @@ client.download(job_id).save("model.skops")
 from __future__ import annotations
 
 import json
-import os
+import ssl
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -19,10 +19,13 @@ import httpx
 
 from bastion.client.catalog import CatalogMixin
 from bastion.client.errors import APIError, BastionClientError, TransportError, from_response
+from bastion.client.federations import Federations
 from bastion.client.fine_tuning import FineTuningMixin
 from bastion.client.modelfile import DownloadedModel, open_download
+from bastion.client.resources import Admin, Auth, Keys, Training
+from bastion.client.transport import Transport, operation
+from bastion.contract.jobs import SubmitRequest
 
-DEFAULT_URL = "http://127.0.0.1:5000"
 TERMINAL = ("completed", "failed", "cancelled")
 
 
@@ -63,7 +66,8 @@ def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
 
 
 class BastionClient(CatalogMixin, FineTuningMixin):
-    """Jobs here; datasets and models from CatalogMixin; federations via bastion.client.federations."""
+    """Jobs here; datasets and models from CatalogMixin, fine-tuning from FineTuningMixin; the rest in
+    namespaces on one transport: ``auth``, ``keys``, ``admin``, ``training``, ``federations``."""
 
     def __init__(
         self,
@@ -71,20 +75,26 @@ class BastionClient(CatalogMixin, FineTuningMixin):
         api_key: str | None = None,
         *,
         timeout: float = 30.0,
-        verify: bool | str = True,
+        verify: bool | str | ssl.SSLContext | None = None,
         http: httpx.Client | None = None,
     ) -> None:
-        self.url = (url or os.environ.get("BASTION_URL") or DEFAULT_URL).rstrip("/")
-        self.api_key = api_key if api_key is not None else os.environ.get("BASTION_API_KEY")
-        self._auth = {"X-API-Key": self.api_key} if self.api_key else {}
         # ``http`` lets callers bring their own client (a FastAPI TestClient in tests); ours is closed by close().
-        self._owns_http = http is None
-        self.http = http or httpx.Client(base_url=self.url, timeout=timeout, verify=verify)
+        # ``verify``: a CA bundle path, False, or None for BASTION_CA_CERT / the system's store.
+        self.transport = Transport(url, api_key, timeout=timeout, verify=verify, http=http)
+        self.url, self.api_key, self.http = self.transport.url, self.transport.api_key, self.transport.http
         self.timeout = timeout
+        self.auth = Auth(self.transport)
+        self.keys = Keys(self.transport)
+        self.admin = Admin(self.transport)
+        self.training = Training(self.transport)
+        self.federations = Federations(self)
+
+    @property
+    def _auth(self) -> dict[str, str]:
+        return self.transport.auth_headers
 
     def close(self) -> None:
-        if self._owns_http:
-            self.http.close()
+        self.transport.close()
 
     def __enter__(self) -> BastionClient:
         return self
@@ -95,15 +105,11 @@ class BastionClient(CatalogMixin, FineTuningMixin):
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            headers = {**self._auth, **(kwargs.pop("headers", None) or {})}
-            response = self.http.request(method, path, headers=headers, **kwargs)
-        except httpx.HTTPError as exc:
-            raise TransportError(f"cannot reach {self.url}: {type(exc).__name__}", code="transport") from None
-        return self._json(response)
+        return self.transport.json(method, path, **kwargs)
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:
+
         try:
             body = response.json()
         except ValueError:
@@ -114,12 +120,15 @@ class BastionClient(CatalogMixin, FineTuningMixin):
 
     # -- the API ----------------------------------------------------------------------------------
 
+    @operation("POST", "/api/v1/admin/lockouts/unlock")
     def unlock(self, username: str | None = None, address: str | None = None) -> int:
         """Admin: lift the lockout of an account and/or an address; the number of counters cleared."""
         body = {"username": username, "address": address}
         return int(self._request("POST", "/api/v1/admin/lockouts/unlock", json=body)["cleared"])
 
+    @operation("GET", "/api/v1/health")
     def health(self) -> dict[str, Any]:
+        """Health in seeds/000's shape (503 with the same body when unhealthy: returned, not raised)."""
         try:
             response = self.http.get("/api/v1/health", headers=self._auth)
         except httpx.HTTPError as exc:
@@ -127,14 +136,17 @@ class BastionClient(CatalogMixin, FineTuningMixin):
         body: dict[str, Any] = response.json()
         return body
 
+    @operation("GET", "/api/v1/training/examples")
     def examples(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "/api/v1/training/examples")
         return result
 
+    @operation("GET", "/api/v1/training/model-types")
     def model_types(self) -> list[dict[str, Any]]:
         result: list[dict[str, Any]] = self._request("GET", "/api/v1/training/model-types")["model_types"]
         return result
 
+    @operation("POST", "/api/v1/training/submit")
     def submit(
         self,
         model_type: str,
@@ -149,25 +161,29 @@ class BastionClient(CatalogMixin, FineTuningMixin):
         model_name: str | None = None,
         resources: dict[str, Any] | None = None,
         search: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
     ) -> str:
         """Queue a job; returns its id. Raises ValidationError listing valid choices on bad input.
 
         ``resources`` ({cpus, gpus, memory}) is what the executor reserves; ``search`` makes the job a
-        hyper-parameter search (see :meth:`search`)."""
-        body: dict[str, Any] = {"model_type": model_type, "dataset_source": dataset_source, "seed": seed}
-        for key, value in (
-            ("params", params),
-            ("dataset_id", dataset_id),
-            ("target", target),
-            ("resource_profile", resource_profile),
-            ("max_runtime_seconds", max_runtime_seconds),
-            ("model_name", model_name),
-            ("resources", resources),
-            ("search", search),
-        ):
-            if value is not None:
-                body[key] = value
-        return str(self._request("POST", "/api/v1/training/submit", json=body)["job_id"])
+        hyper-parameter search (see :meth:`search`). With ``idempotency_key`` a retried submit returns
+        the first job instead of queueing another."""
+        request = SubmitRequest(
+            model_type=model_type,
+            dataset_source=dataset_source,
+            params=params or {},
+            dataset_id=dataset_id,
+            target=target,
+            resource_profile=resource_profile,
+            max_runtime_seconds=max_runtime_seconds,
+            seed=seed,
+            model_name=model_name,
+            resources=resources,
+            search=search,
+        )
+        body = request.model_dump(mode="json", exclude_none=True)
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
+        return str(self._request("POST", "/api/v1/training/submit", json=body, headers=headers)["job_id"])
 
     def search(
         self,
@@ -190,10 +206,12 @@ class BastionClient(CatalogMixin, FineTuningMixin):
             search["time_budget_seconds"] = time_budget_seconds
         return self.submit(model_type, dataset_source, search=search, **submit)
 
+    @operation("GET", "/api/v1/training/status/{job_id}")
     def status(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", f"/api/v1/training/status/{job_id}")
         return result
 
+    @operation("GET", "/api/v1/training/jobs")
     def list_jobs(self, limit: int = 10, status: str | None = None) -> list[dict[str, Any]]:
         params: dict[str, Any] = {"limit": limit}
         if status:
@@ -201,16 +219,19 @@ class BastionClient(CatalogMixin, FineTuningMixin):
         result: list[dict[str, Any]] = self._request("GET", "/api/v1/training/jobs", params=params)["jobs"]
         return result
 
+    @operation("POST", "/api/v1/training/cancel/{job_id}")
     def cancel(self, job_id: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("POST", f"/api/v1/training/cancel/{job_id}")
         return result
 
+    @operation("GET", "/api/v1/training/jobs/{job_id}/logs")
     def logs(self, job_id: str, after: int = 0, limit: int = 500) -> dict[str, Any]:
         result: dict[str, Any] = self._request(
             "GET", f"/api/v1/training/jobs/{job_id}/logs", params={"after": after, "limit": limit}
         )
         return result
 
+    @operation("GET", "/api/v1/training/cost-estimate")
     def cost_estimate(
         self,
         model_type: str,
@@ -226,12 +247,14 @@ class BastionClient(CatalogMixin, FineTuningMixin):
         result: dict[str, Any] = self._request("GET", "/api/v1/training/cost-estimate", params=query)
         return result
 
+    @operation("PUT", "/api/v1/training/download-key")
     def register_download_key(self, public_key: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request(
             "PUT", "/api/v1/training/download-key", json={"public_key": public_key}
         )
         return result
 
+    @operation("GET", "/api/v1/training/model/{job_id}")
     def download(self, job_id: str, *, private_key: Any = None, scheme: str | None = None) -> DownloadedModel:
         """Fetch the model and decrypt it here, with our API key or ``private_key`` (X25519)."""
         if scheme is None:
@@ -241,6 +264,7 @@ class BastionClient(CatalogMixin, FineTuningMixin):
 
     # -- watching ---------------------------------------------------------------------------------
 
+    @operation("GET", "/api/v1/training/jobs/{job_id}/events")
     def events(self, job_id: str, *, after: int | None = None, reconnect: bool = True) -> Iterator[Event]:
         """Server-Sent Events of one job until its ``end`` event; resumes after a dropped connection."""
         last = after

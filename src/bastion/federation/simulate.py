@@ -95,7 +95,7 @@ def simulate(
                     info = site.info()
                     if info["state"] == "running":
                         site.step(info)
-            rounds = coordinator.get(f"/api/v1/federations/{fid}/rounds", headers=headers).json()["rounds"]
+            rounds = coordinator.get(f"/api/v1/federations/{fid}/rounds", headers=headers).json()["data"]
             params = decode(coordinator.get(f"/api/v1/federations/{fid}/model", headers=headers).content)
             accuracy = _evaluate(spec["model"], dict(params), source, spec.get("evaluation", {}))
             return SimulationResult(fid, rounds, rounds[-1]["metrics"], accuracy)

@@ -121,9 +121,8 @@ class DownloadKeys:
 
     def delete(self, principal: Principal, ip: str | None = None) -> None:
         with self.db.session() as s:
-            gone = s.execute(delete(DownloadKey).where(DownloadKey.user_id == principal.user_id))
-            if gone.rowcount != 1:  # type: ignore[attr-defined]
-                raise NotFound("no download key registered", code="download_key_not_found")
+            # Idempotent: removing a key that is already gone answers the same as the first time.
+            s.execute(delete(DownloadKey).where(DownloadKey.user_id == principal.user_id))
             self.audit.append(
                 AuditRecord(
                     "training.download_key.delete",

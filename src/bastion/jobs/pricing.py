@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import delete, select
 
-from bastion.errors import Invalid
+from bastion.errors import Conflict, Invalid
 from bastion.store import Database
 from bastion.store.base import utcnow
 from bastion.store.models import TrainingPrice
@@ -74,6 +74,20 @@ class PriceTable:
                 choices=list(table),
             )
         return table[name]
+
+    def patch(
+        self, changes: Mapping[str, Mapping[str, Any] | None], *, updated_by: str | None
+    ) -> dict[str, Price]:
+        """Merge (RFC 7396): listed profiles are set, ``None`` removes one, the others are kept."""
+        table: dict[str, Mapping[str, Any]] = {name: p.public() for name, p in self.all().items()}
+        for name, spec in changes.items():
+            if spec is None:
+                table.pop(name, None)
+            else:
+                table[name] = spec
+        if not table:
+            raise Conflict("the price table needs at least one resource profile", code="last_profile")
+        return self.replace(table, updated_by=updated_by)
 
     def replace(self, prices: Mapping[str, Mapping[str, Any]], *, updated_by: str | None) -> dict[str, Price]:
         """Replace the whole table in one transaction; refuses empty tables and odd names."""

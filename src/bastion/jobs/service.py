@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 import uuid
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import func, select, update
 
 from bastion.audit import AuditRecord
+from bastion.contract.jobs import SubmitRequest
 from bastion.errors import Conflict, NotFound, RateLimited
 from bastion.jobs import queue, rl, states
 from bastion.jobs.config import JobConfig
@@ -23,14 +23,13 @@ from bastion.jobs.resources import resolve as resolve_resources
 from bastion.jobs.rl import RL_MODEL_TYPES
 from bastion.store.base import utcnow
 from bastion.store.models import JobEvent, JobLogLine, TrainingJob, User
+from bastion.store.paging import Keyset
 
 if TYPE_CHECKING:
     from bastion.auth.principal import Principal
     from bastion.context import Context
 
 MAX_LIST = 100
-# Registry model names: printable, no path or control characters (they appear in URLs and the CLI).
-MODEL_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 ._:+-]{0,199}$"
 
 
 def default_model_name(model_type: str, dataset_source: str, dataset_id: str | None) -> str:
@@ -40,21 +39,7 @@ def default_model_name(model_type: str, dataset_source: str, dataset_id: str | N
     )
 
 
-@dataclass(frozen=True)
-class SubmitRequest:
-    model_type: str
-    dataset_source: str
-    dataset_id: str | None = None
-    target: str | None = None
-    params: dict[str, Any] = field(default_factory=dict)
-    resource_profile: str | None = None
-    max_runtime_seconds: float | None = None
-    seed: int = 0
-    model_name: str | None = None
-    # {cpus, gpus, memory}: what the executor reserves; unset ones come from the resource profile.
-    resources: dict[str, Any] | None = None
-    # A hyper-parameter search (bastion.jobs.search) instead of one training run.
-    search: dict[str, Any] | None = None
+JOBS = Keyset(TrainingJob.created_at, TrainingJob.id)  # newest first
 
 
 class _LimitReached(Exception):
@@ -247,13 +232,20 @@ class JobService:
         with self.db.session() as s:
             return s.get(TrainingJob, job_id.lower())
 
-    def list_for(self, principal: Principal, limit: int = 10, state: str | None = None) -> list[TrainingJob]:
-        return self._list(limit, state, principal.user_id)
+    def list_for(
+        self, principal: Principal, limit: int = 10, state: str | None = None, cursor: str | None = None
+    ) -> tuple[list[TrainingJob], str | None]:
+        """The caller's jobs, newest first, and the cursor of the next page (None at the end)."""
+        return self._list(limit, state, principal.user_id, cursor)
 
     def admin_list(
-        self, limit: int = 50, state: str | None = None, owner_id: str | None = None
-    ) -> list[TrainingJob]:
-        return self._list(limit, state, owner_id)
+        self,
+        limit: int = 50,
+        state: str | None = None,
+        owner_id: str | None = None,
+        cursor: str | None = None,
+    ) -> tuple[list[TrainingJob], str | None]:
+        return self._list(limit, state, owner_id, cursor)
 
     def usernames(self, user_ids: set[str]) -> dict[str, str]:
         """Owner names for an admin's job list (ids alone say nothing to a person)."""
@@ -263,18 +255,18 @@ class JobService:
             rows = s.execute(select(User.id, User.username).where(User.id.in_(list(user_ids)))).all()
         return {str(i): str(n) for i, n in rows}
 
-    def _list(self, limit: int, state: str | None, owner_id: str | None) -> list[TrainingJob]:
-        stmt = (
-            select(TrainingJob)
-            .order_by(TrainingJob.created_at.desc(), TrainingJob.id)
-            .limit(min(limit, MAX_LIST))
-        )
+    def _list(
+        self, limit: int, state: str | None, owner_id: str | None, cursor: str | None
+    ) -> tuple[list[TrainingJob], str | None]:
+        limit = min(limit, MAX_LIST)
+        stmt = select(TrainingJob)
         if owner_id is not None:
             stmt = stmt.where(TrainingJob.owner_id == owner_id)
         if state is not None:
             stmt = stmt.where(TrainingJob.state == state)
         with self.db.session() as s:
-            return list(s.scalars(stmt))
+            rows = list(s.scalars(JOBS.apply(stmt, cursor, limit)))
+        return rows[:limit], JOBS.next_cursor(rows, limit)
 
     def logs(self, job: TrainingJob, after: int = 0, limit: int = 500) -> dict[str, Any]:
         with self.db.session() as s:

@@ -68,3 +68,29 @@ def parameter_count(config: TabularMLPConfig | BrainTumourCNNConfig) -> int:
         + config.hidden * config.num_classes
         + config.num_classes
     )
+
+
+def model_config_schema() -> dict[str, Any]:
+    """The JSON schema of a model config (both types inline, no references), for the API document."""
+    variants = []
+    for config in (TabularMLPConfig, BrainTumourCNNConfig):
+        schema = config.model_json_schema()
+        schema["required"] = sorted({"type", *schema.get("required", [])})  # the union needs the tag
+        variants.append(schema)
+    variants.append(  # bastion.llm.federated validates the rest against a registered base model
+        {
+            "title": "LoraAdapterSpec",
+            "type": "object",
+            "properties": {
+                "type": {"const": "lora_adapter"},
+                "base_model": {"type": "string", "minLength": 1, "maxLength": 200},
+                "lora": {"type": "object"},
+            },
+            "required": ["type", "base_model"],
+        }
+    )
+    return {
+        "oneOf": variants,
+        "discriminator": {"propertyName": "type"},
+        "description": "model spec, e.g. {'type': 'tabular_mlp', 'in_features': 64, 'num_classes': 10}",
+    }

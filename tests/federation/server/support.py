@@ -111,7 +111,7 @@ class World:
         return self.svc.status(self.owner, fid)
 
     def rounds(self, fid: str) -> list[dict[str, Any]]:
-        return self.svc.rounds(self.owner, fid)
+        return self.svc.rounds(self.owner, fid)[0]
 
 
 def principal_for(ctx: Context, username: str) -> Principal:

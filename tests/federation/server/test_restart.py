@@ -117,4 +117,4 @@ def test_other_users_never_see_a_federation(world: World) -> None:
             assert getattr(exc, "status_code", None) == 404, exc
         else:
             raise AssertionError("a foreign user reached another user's federation")
-    assert svc.list_for(mallory) == []
+    assert svc.list_for(mallory) == ([], None)

@@ -111,7 +111,7 @@ class Federation:
         return dict(self.client.get(f"{BASE}/{self.fid}/status", headers=self.owner.headers).json())
 
     def rounds(self) -> list[dict[str, Any]]:
-        return list(self.client.get(f"{BASE}/{self.fid}/rounds", headers=self.owner.headers).json()["rounds"])
+        return list(self.client.get(f"{BASE}/{self.fid}/rounds", headers=self.owner.headers).json()["data"])
 
     def round_closed(self, number: int) -> Callable[[], bool]:
         return lambda: any(r["round"] == number and r["state"] == "closed" for r in self.rounds())
@@ -374,9 +374,7 @@ def test_a_peer_key_list_given_out_of_band_replaces_trust_on_first_use(fed: Fede
     from bastion.client.fl import load_peer_keys
 
     fed.create(3)
-    listing = fed.client.get(f"{BASE}/{fed.fid}/participants", headers=fed.owner.headers).json()[
-        "participants"
-    ]
+    listing = fed.client.get(f"{BASE}/{fed.fid}/participants", headers=fed.owner.headers).json()["data"]
     good = load_peer_keys(listing)
     assert len(good) == 3
     forged = dict(good)

@@ -2,71 +2,92 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, Field
 
 from bastion.api.deps import AdminPrincipal, ContextDep, client_ip
+from bastion.api.openapi import errors
+from bastion.api.pagination import CursorQuery, Page
 from bastion.api.routes.training import jobs
 from bastion.audit import AuditRecord
+from bastion.context import Context
+from bastion.contract.jobs import (
+    AdminJobSummary,
+    AdminStatus,
+    CancelResponse,
+    Price,
+    PricePatch,
+    PriceTable,
+    PriceTableBody,
+    PriceTableUpdated,
+    StateName,
+)
 from bastion.jobs import views
+from bastion.jobs.pricing import Price as StoredPrice
 
 router = APIRouter(prefix="/api/v1/admin/training", tags=["admin"])
 
 
-class PriceSpec(BaseModel):
-    hourly_cost: float = Field(ge=0, le=1e6)
-    currency: str = Field("USD", min_length=3, max_length=8)
-    speedup: float = Field(1.0, gt=0, le=1e4, description="How much faster than the reference CPU")
-    description: str = Field("", max_length=200)
-
-
-class PriceTableBody(BaseModel):
-    prices: dict[str, PriceSpec] = Field(min_length=1, max_length=50)
-
-
-@router.get("/status")
+@router.get("/status", response_model=AdminStatus)
 def training_status(_: AdminPrincipal, ctx: ContextDep) -> dict[str, Any]:
     """System-wide counts, capacity of the live workers, and health."""
     return jobs(ctx).admin_status()
 
 
-@router.get("/jobs")
+@router.get("/jobs", response_model=Page[AdminJobSummary])
 def all_jobs(
     _: AdminPrincipal,
     ctx: ContextDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
-    status: Annotated[
-        Literal["pending", "running", "completed", "failed", "cancelled"] | None, Query()
-    ] = None,
+    cursor: CursorQuery = None,
+    status: Annotated[StateName | None, Query()] = None,
     owner_id: Annotated[str | None, Query(max_length=36)] = None,
 ) -> dict[str, Any]:
-    rows = jobs(ctx).admin_list(limit, status, owner_id)
+    """Every user's jobs, newest first."""
+    rows, next_cursor = jobs(ctx).admin_list(limit, status, owner_id, cursor)
     names = jobs(ctx).usernames({j.owner_id for j in rows})
-    return {"jobs": [views.admin_summary(j, names.get(j.owner_id)) for j in rows]}
+    return {"data": [views.admin_summary(j, names.get(j.owner_id)) for j in rows], "next_cursor": next_cursor}
 
 
-@router.post("/cancel/{job_id}")
+@router.post("/cancel/{job_id}", response_model=CancelResponse, responses=errors(409))
 def admin_cancel(job_id: str, admin: AdminPrincipal, request: Request, ctx: ContextDep) -> dict[str, Any]:
     job, already = jobs(ctx).cancel(admin, job_id, ip=client_ip(request), as_admin=True)
     message = "Job was already cancelled" if already else "Job cancelled successfully"
     return {"success": True, "message": message, "job_id": job.id, "status": job.state}
 
 
-@router.get("/prices")
-def get_prices(_: AdminPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return {"prices": {name: p.public() for name, p in jobs(ctx).prices.all().items()}}
+@router.get("/prices", response_model=PriceTable)
+def get_prices(_: AdminPrincipal, ctx: ContextDep) -> PriceTable:
+    return PriceTable(prices=_public(jobs(ctx).prices.all()))
 
 
-@router.put("/prices")
+@router.put("/prices", response_model=PriceTableUpdated, responses=errors(409))
 def put_prices(
     body: PriceTableBody, admin: AdminPrincipal, request: Request, ctx: ContextDep
-) -> dict[str, Any]:
-    """Replace the whole price table (profiles not listed are removed)."""
+) -> PriceTableUpdated:
+    """Replace the whole table (profiles not listed are removed). To change some, use PATCH."""
     table = jobs(ctx).prices.replace(
         {name: spec.model_dump() for name, spec in body.prices.items()}, updated_by=admin.user_id
     )
+    return _updated(ctx, admin, request, table)
+
+
+@router.patch("/prices", response_model=PriceTableUpdated, responses=errors(409))
+def patch_prices(
+    body: PricePatch, admin: AdminPrincipal, request: Request, ctx: ContextDep
+) -> PriceTableUpdated:
+    """Merge (RFC 7396): listed profiles are set, ``null`` removes one, the others are kept."""
+    changes = {name: None if spec is None else spec.model_dump() for name, spec in body.prices.items()}
+    table = jobs(ctx).prices.patch(changes, updated_by=admin.user_id)
+    return _updated(ctx, admin, request, table)
+
+
+def _public(table: dict[str, StoredPrice]) -> dict[str, Price]:
+    return {name: Price(**p.public()) for name, p in table.items()}
+
+
+def _updated(ctx: Context, admin: Any, request: Request, table: dict[str, StoredPrice]) -> PriceTableUpdated:
     ctx.audit.append(
         AuditRecord(
             "training.prices.update",
@@ -79,4 +100,4 @@ def put_prices(
             {"profiles": sorted(table)},
         )
     )
-    return {"success": True, "prices": {name: p.public() for name, p in table.items()}}
+    return PriceTableUpdated(prices=_public(table))

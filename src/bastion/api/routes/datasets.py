@@ -4,16 +4,41 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
 from bastion.api.deps import ContextDep, UserPrincipal
-from bastion.api.responses import errors
+from bastion.api.idempotency import Idempotent
+from bastion.api.openapi import errors
+from bastion.api.pagination import CursorQuery, LimitQuery, Page
 from bastion.catalog.datasets import DatasetCatalog
+from bastion.contract.catalog import Dataset, DatasetDeleted
 from bastion.errors import Invalid, UnsupportedMedia
 
 router = APIRouter(prefix="/api/v1/datasets", tags=["datasets"])
+_RAW = {"schema": {"type": "string", "format": "binary"}}
+# The two ways to send a file, declared so generated clients (and fuzzers) can build a valid call.
+UPLOAD_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "name": {"type": "string", "maxLength": 200},
+                        "policy": {"type": "string", "maxLength": 20000},
+                    },
+                }
+            },
+            "application/octet-stream": _RAW,
+            "text/csv": _RAW,
+        },
+    }
+}
 
 
 def catalog(ctx: ContextDep) -> DatasetCatalog:
@@ -21,21 +46,36 @@ def catalog(ctx: ContextDep) -> DatasetCatalog:
     return svc
 
 
-@router.post("", status_code=201, summary="Upload a CSV, JSON, Excel or Parquet table")
+@router.post(
+    "",
+    status_code=201,
+    summary="Upload a CSV, JSON, Excel or Parquet table",
+    response_model=Dataset,
+    responses=errors(400, 409, 415),
+    openapi_extra=UPLOAD_BODY,
+)
 async def upload(
     request: Request,
     principal: UserPrincipal,
     ctx: ContextDep,
+    idem: Idempotent,
+    response: Response,
     name: Annotated[str | None, Query(max_length=200)] = None,
     policy: Annotated[
-        str | None, Query(max_length=20000, description="de-identification policy JSON")
+        str | None,
+        Query(
+            max_length=2000,
+            description="de-identification policy JSON (a longer one goes in the multipart field)",
+        ),
     ] = None,
-    content_type: Annotated[str, Header()] = "",
-) -> dict[str, Any]:
+    content_type: Annotated[str, Header(include_in_schema=False)] = "",
+) -> Any:
     """Send ``multipart/form-data`` (field ``file``, optional ``name`` and ``policy``) or the raw file
     as the body (``application/octet-stream``, name and policy as query parameters)."""
     from starlette.concurrency import run_in_threadpool
 
+    if (replay := idem.replay()) is not None:
+        return replay
     if content_type.startswith("multipart/form-data"):
         # Limits are the body limit itself: parts stay in memory, so no plaintext spills to disk.
         form = await request.form(max_files=1, max_fields=10, max_part_size=ctx.settings.max_upload_bytes)
@@ -63,27 +103,34 @@ async def upload(
         raise UnsupportedMedia("send multipart/form-data or the raw file as application/octet-stream")
     if not data:
         raise Invalid("the upload is empty", code="empty_upload")
-    return await run_in_threadpool(catalog(ctx).upload, principal, data, name=name[:200], policy=policy)
+    view = await run_in_threadpool(catalog(ctx).upload, principal, data, name=name[:200], policy=policy)
+    dataset = Dataset.model_validate(view)
+    return await run_in_threadpool(idem.created, response, dataset, f"/api/v1/datasets/{dataset.id}")
 
 
 def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-@router.get("")
-def list_datasets(principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return {"datasets": catalog(ctx).list_for(principal)}
+@router.get("", response_model=Page[Dataset])
+def list_datasets(
+    principal: UserPrincipal, ctx: ContextDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+) -> dict[str, Any]:
+    """Your datasets, oldest first."""
+    data, next_cursor = catalog(ctx).list_for(principal, limit, cursor)
+    return {"data": data, "next_cursor": next_cursor}
 
 
-@router.get("/{dataset_id}")
+@router.get("/{dataset_id}", response_model=Dataset)
 def get_dataset(dataset_id: str, principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
     return catalog(ctx).get(principal, dataset_id)
 
 
-@router.delete("/{dataset_id}")
-def delete_dataset(dataset_id: str, principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    catalog(ctx).delete(principal, dataset_id)
-    return {"success": True, "message": "dataset deleted"}
+@router.delete("/{dataset_id}", response_model=DatasetDeleted)
+def delete_dataset(dataset_id: str, principal: UserPrincipal, ctx: ContextDep) -> DatasetDeleted:
+    """Delete a dataset's encrypted payload. Repeating it answers the same."""
+    deleted_at = catalog(ctx).delete(principal, dataset_id)
+    return DatasetDeleted(message="dataset deleted", id=dataset_id, deleted_at=deleted_at)
 
 
 AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]

@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import ContextDep, CurrentPrincipal, client_ip
 from bastion.api.middleware import audits_success
+from bastion.api.openapi import errors
 from bastion.catalog.encrypted import EncryptedInference
 from bastion.errors import Invalid
 
@@ -24,20 +25,6 @@ router = APIRouter(prefix="/api/v1/models", tags=["encrypted inference"])
 AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
 # A base64 string bound well above any allowed ciphertext; exact byte caps are settings, checked later.
 MAX_B64 = 96 * 1024 * 1024
-
-
-class ErrorDetail(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorBody(BaseModel):
-    success: Literal[False] = False
-    error: ErrorDetail
-
-
-def _errors(*codes: int) -> dict[int | str, dict[str, Any]]:
-    return {c: {"model": ErrorBody} for c in codes}
 
 
 class InputColumn(BaseModel):
@@ -128,7 +115,7 @@ def _decode(text: str, what: str) -> bytes:
 @router.get(
     "/{model_id}/encrypted/spec",
     response_model=EncryptionSpec,
-    responses=_errors(401, 403, 404, 422, 423),
+    responses=errors(401, 403, 404, 422, 423),
 )
 async def encryption_spec(
     model_id: str,
@@ -144,7 +131,7 @@ async def encryption_spec(
 @router.post(
     "/{model_id}/predict/encrypted",
     response_model=EncryptedPredictResponse,
-    responses=_errors(400, 401, 403, 404, 413, 422, 423, 429, 503),
+    responses=errors(400, 401, 403, 404, 413, 422, 423, 429, 503),
 )
 @audits_success
 async def predict_encrypted(

@@ -10,18 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import ContextDep, client_ip
 from bastion.api.middleware import audits_success
-from bastion.api.routes.federations import read_capped
+from bastion.api.openapi import SITE_AUTH, errors
+from bastion.api.routes.federations import BINARY_RESPONSE, RAW_BODY, read_capped
 from bastion.context import Context
+from bastion.contract.federations import SiteAnswer
 from bastion.errors import BastionError, Unauthorized
 from bastion.federation.secagg import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
 from bastion.federation.server.admission import SiteIdentity
@@ -56,7 +58,9 @@ def _token(request: Request) -> str | None:
         return None
     scheme, _, value = auth.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
-        raise Unauthorized("Authorization header must be 'Bearer bsp_...'", code="bad_auth_scheme")
+        raise Unauthorized(
+            "Authorization header must be 'Bearer bsp_...'", code="bad_auth_scheme", scheme="site"
+        )
     return value.strip()
 
 
@@ -73,26 +77,29 @@ def _authenticate(
     return site
 
 
-async def _site(ctx: Context, request: Request, federation_id: str, action: str) -> SiteIdentity:
-    """The site :class:`SiteRoute` authenticated before the body was read."""
-    site = getattr(request.state, "site", None)
-    if isinstance(site, SiteIdentity):
-        return site
-    return await run_in_threadpool(
-        _authenticate, ctx, federation_id, _token(request), client_ip(request), action
-    )
-
-
 # The audit action of each route's authentication (default fl.site.auth).
 _ACTIONS = {"register": "fl.participant.register", "submit_update": "fl.update"}
+
+
+async def _authenticate_async(
+    ctx: Context, request: Request, federation_id: str, action: str
+) -> SiteIdentity:
+    try:
+        return await run_in_threadpool(
+            _authenticate, ctx, federation_id, _token(request), client_ip(request), action
+        )
+    except Unauthorized as exc:
+        exc.details["scheme"] = "site"  # WWW-Authenticate names the site scheme
+        raise
 
 
 class SiteRoute(APIRoute):
     """Authenticates the site before FastAPI reads (and parses) the body.
 
     FastAPI reads a route's body before it resolves dependencies, so an anonymous caller could make
-    the server buffer and parse a large JSON body only to be refused afterwards. Here the ``bsp_``
-    credential is checked first; the endpoint then finds the site in ``request.state.site``.
+    the server buffer and parse a large JSON body (and learn its fields from a 422) only to be refused
+    afterwards. Here the ``bsp_`` credential is checked first; :func:`site_auth` then finds the site
+    in ``request.state.site``.
     """
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
@@ -101,43 +108,54 @@ class SiteRoute(APIRoute):
 
         async def authenticated(request: Request) -> Response:
             ctx: Context = request.app.state.ctx
-            request.state.site = await run_in_threadpool(
-                _authenticate,
-                ctx,
-                request.path_params["federation_id"],
-                _token(request),
-                client_ip(request),
-                action,
-            )
+            fid = request.path_params["federation_id"]
+            request.state.site = await _authenticate_async(ctx, request, fid, action)
             return await handler(request)
 
         return authenticated
 
 
+def site_auth(action: str) -> Callable[..., Awaitable[SiteIdentity]]:
+    """The authenticated site as a dependency (the route class authenticated it before the body)."""
+
+    async def authenticate(federation_id: str, request: Request) -> SiteIdentity:
+        site = getattr(request.state, "site", None)
+        if isinstance(site, SiteIdentity):
+            return site
+        ctx: Context = request.app.state.ctx
+        return await _authenticate_async(ctx, request, federation_id, action)
+
+    setattr(authenticate, SITE_AUTH, True)  # bastion.api.openapi: 401, 429 and the site scheme
+    return authenticate
+
+
+SiteAuth = Annotated[SiteIdentity, Depends(site_auth("fl.site.auth"))]
 router = APIRouter(
     prefix="/api/v1/federations/{federation_id}/site", tags=["federation sites"], route_class=SiteRoute
 )
 
 
-@router.post("/register")
+@router.post("/register", response_model=SiteAnswer, responses=errors(409))
 async def register(
-    federation_id: str, body: RegisterRequest, ctx: ContextDep, request: Request
+    federation_id: str,
+    body: RegisterRequest,
+    ctx: ContextDep,
+    request: Request,
+    site: Annotated[SiteIdentity, Depends(site_auth("fl.participant.register"))],
 ) -> dict[str, Any]:
-    site = await _site(ctx, request, federation_id, "fl.participant.register")
     return await run_in_threadpool(
         _sites(ctx).register, site, body.signing_public_key, client_ip(request), body.num_samples
     )
 
 
-@router.get("/info")
+@router.get("/info", response_model=SiteAnswer)
 async def info(
     federation_id: str,
     ctx: ContextDep,
-    request: Request,
-    wait_round: Annotated[int | None, Query(ge=0)] = None,
+    site: SiteAuth,
+    wait_round: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     timeout: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 20.0,
 ) -> dict[str, Any]:
-    site = await _site(ctx, request, federation_id, "fl.site.auth")
     sites, coordinator = _sites(ctx), _coordinator(ctx)
     epoch = coordinator.epoch(federation_id)
     state = await run_in_threadpool(sites.info, site)
@@ -151,11 +169,11 @@ async def info(
     return await run_in_threadpool(sites.info, site)
 
 
-@router.get("/secagg")
+@router.get("/secagg", response_model=SiteAnswer, responses=errors(409))
 async def secagg_state(
     federation_id: str,
     ctx: ContextDep,
-    request: Request,
+    site: SiteAuth,
     wait_session: Annotated[str | None, Query(max_length=200)] = None,
     wait_stage: Annotated[str | None, Query(max_length=20)] = None,
     timeout: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 20.0,
@@ -164,7 +182,6 @@ async def secagg_state(
 
     With ``wait_session``/``wait_stage`` it long-polls while the session is still at that stage.
     """
-    site = await _site(ctx, request, federation_id, "fl.site.auth")
     sites, coordinator = _sites(ctx), _coordinator(ctx)
     epoch = coordinator.epoch(federation_id)
     view = await run_in_threadpool(sites.secagg_view, site)
@@ -178,25 +195,30 @@ async def secagg_state(
     return await run_in_threadpool(sites.secagg_view, site)
 
 
-async def _secagg_send(
-    ctx: Context, request: Request, federation_id: str, message: SiteMessage
-) -> dict[str, Any]:
-    site = await _site(ctx, request, federation_id, "fl.secagg")
-    return await run_in_threadpool(_sites(ctx).secagg_receive, site, message, client_ip(request))
+SecaggSite = Annotated[SiteIdentity, Depends(site_auth("fl.secagg"))]
 
 
 def _secagg_route(kind: str, message: type[SiteMessage], summary: str) -> None:
     """One POST route per stage; the body type is the stage's message, validated by pydantic."""
 
-    async def send(federation_id: str, body: Any, ctx: ContextDep, request: Request) -> dict[str, Any]:
-        return await _secagg_send(ctx, request, federation_id, body)
+    async def send(
+        federation_id: str, body: Any, ctx: ContextDep, request: Request, site: SecaggSite
+    ) -> dict[str, Any]:
+        return await run_in_threadpool(_sites(ctx).secagg_receive, site, body, client_ip(request))
 
     if kind == "masked":  # an accepted masked input is audited as fl.update by the session
         audits_success(send)
 
     send.__annotations__["body"] = message
     send.__doc__ = summary
-    router.add_api_route(f"/secagg/{kind}", send, methods=["POST"], name=f"secagg_{kind}")
+    router.add_api_route(
+        f"/secagg/{kind}",
+        send,
+        methods=["POST"],
+        name=f"secagg_{kind}",
+        response_model=SiteAnswer,
+        responses=errors(400, 409),
+    )
 
 
 for _kind, _message, _summary in (
@@ -216,19 +238,28 @@ for _kind, _message, _summary in (
     _secagg_route(_kind, _message, _summary)
 
 
-@router.get("/model")
-async def model(federation_id: str, ctx: ContextDep, request: Request) -> Response:
+@router.get("/model", response_class=Response, responses={**BINARY_RESPONSE, **errors(409)})
+async def model(federation_id: str, ctx: ContextDep, site: SiteAuth) -> Response:
     """The open round's global model, signed by the server (Bastion's BSTG format)."""
-    site = await _site(ctx, request, federation_id, "fl.site.auth")
     number, blob = await run_in_threadpool(_sites(ctx).signed_model, site)
     return Response(blob, media_type="application/octet-stream", headers={"X-Bastion-Round": str(number)})
 
 
-@router.post("/update", status_code=202)
+@router.post(
+    "/update",
+    status_code=202,
+    response_model=SiteAnswer,
+    responses=errors(400, 409),
+    openapi_extra=RAW_BODY,
+)
 @audits_success
-async def submit_update(federation_id: str, ctx: ContextDep, request: Request) -> dict[str, Any]:
+async def submit_update(
+    federation_id: str,
+    ctx: ContextDep,
+    request: Request,
+    site: Annotated[SiteIdentity, Depends(site_auth("fl.update"))],
+) -> dict[str, Any]:
     """A sealed, signed update; each refusal is audited and answered with a 4xx and a reason code."""
-    site = await _site(ctx, request, federation_id, "fl.update")
     sites, coordinator = _sites(ctx), _coordinator(ctx)
     ip = client_ip(request)
     limit = await run_in_threadpool(sites.update_limit, federation_id)

@@ -13,17 +13,35 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import ContextDep, CurrentPrincipal, UserPrincipal, client_ip
+from bastion.api.idempotency import Idempotent
+from bastion.api.openapi import errors
+from bastion.api.pagination import CursorQuery, LimitQuery, Page
 from bastion.context import Context
+from bastion.contract.federations import (
+    Enrolled,
+    EnrollRequest,
+    FederationDetail,
+    FederationStatus,
+    FederationSummary,
+    Participant,
+    Round,
+    UploadedModel,
+)
 from bastion.errors import PayloadTooLarge
 from bastion.federation.server.config import FederationCreate
 from bastion.federation.server.service import FederationService
 
 router = APIRouter(prefix="/api/v1/federations", tags=["federations"])
 SAFETENSORS = "application/octet-stream"
-
-
-class EnrollRequest(BaseModel):
-    name: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
+RAW_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {SAFETENSORS: {"schema": {"type": "string", "format": "binary"}}},
+    }
+}
+BINARY_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {"content": {SAFETENSORS: {"schema": {"type": "string", "format": "binary"}}}}
+}
 
 
 def service(ctx: Context) -> FederationService:
@@ -56,31 +74,51 @@ async def read_capped(request: Request, limit: int, code: str) -> bytes:
     return bytes(buf)
 
 
-@router.post("", status_code=201)
+@router.post("", status_code=201, response_model=FederationDetail, responses=errors(409))
 def create_federation(
-    body: FederationCreate, principal: UserPrincipal, ctx: ContextDep, request: Request
+    body: FederationCreate,
+    principal: UserPrincipal,
+    ctx: ContextDep,
+    request: Request,
+    idem: Idempotent,
+    response: Response,
+) -> Any:
+    if (replay := idem.replay()) is not None:
+        return replay
+    fed = FederationDetail.model_validate(service(ctx).create(principal, body, client_ip(request)))
+    return idem.created(response, fed, f"/api/v1/federations/{fed.id}")
+
+
+@router.get("", response_model=Page[FederationSummary])
+def list_federations(
+    principal: CurrentPrincipal, ctx: ContextDep, limit: LimitQuery = 100, cursor: CursorQuery = None
 ) -> dict[str, Any]:
-    return service(ctx).create(principal, body, client_ip(request))
+    """Your federations, oldest first."""
+    data, next_cursor = service(ctx).list_for(principal, limit, cursor)
+    return {"data": data, "next_cursor": next_cursor}
 
 
-@router.get("")
-def list_federations(principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return {"federations": service(ctx).list_for(principal)}
-
-
-@router.get("/{federation_id}")
+@router.get("/{federation_id}", response_model=FederationDetail)
 def get_federation(federation_id: str, principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
     return service(ctx).get(principal, federation_id)
 
 
-@router.get("/{federation_id}/status")
+@router.get("/{federation_id}/status", response_model=FederationStatus)
 def federation_status(federation_id: str, principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
     return service(ctx).status(principal, federation_id)
 
 
-@router.get("/{federation_id}/rounds")
-def federation_rounds(federation_id: str, principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return {"federation_id": federation_id, "rounds": service(ctx).rounds(principal, federation_id)}
+@router.get("/{federation_id}/rounds", response_model=Page[Round])
+def federation_rounds(
+    federation_id: str,
+    principal: CurrentPrincipal,
+    ctx: ContextDep,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+) -> dict[str, Any]:
+    """Rounds in order, first round first."""
+    data, next_cursor = service(ctx).rounds(principal, federation_id, limit, cursor)
+    return {"data": data, "next_cursor": next_cursor}
 
 
 class FederationArchived(BaseModel):
@@ -89,38 +127,60 @@ class FederationArchived(BaseModel):
     state: str = Field(description="'archived': sites are refused and the vault artifacts are deleted")
 
 
-@router.delete(
-    "/{federation_id}",
-    response_model=FederationArchived,
-    responses={404: {"description": "no such federation (or someone else's)"}},
-)
+@router.delete("/{federation_id}", response_model=FederationArchived)
 def archive_federation(
     federation_id: str, principal: UserPrincipal, ctx: ContextDep, request: Request
 ) -> dict[str, Any]:
-    """End a federation: it is archived (rows kept), its model, keys and updates are deleted."""
+    """End a federation: it is archived (rows kept), its model, keys and updates are deleted.
+    Repeating it answers the same."""
     return service(ctx).archive(principal, federation_id, client_ip(request))
 
 
-@router.post("/{federation_id}/participants", status_code=201)
+@router.post("/{federation_id}/participants", status_code=201, response_model=Enrolled, responses=errors(409))
 def enroll_participant(
-    federation_id: str, body: EnrollRequest, principal: UserPrincipal, ctx: ContextDep, request: Request
+    federation_id: str,
+    body: EnrollRequest,
+    principal: UserPrincipal,
+    ctx: ContextDep,
+    request: Request,
+    response: Response,
 ) -> dict[str, Any]:
-    return service(ctx).enroll(principal, federation_id, body.name, client_ip(request))
+    """Enrol a site; its ``bsp_`` token is in this answer only (so no Idempotency-Key: it is not
+    kept). A second enrolment under the same name is 409."""
+    out = service(ctx).enroll(principal, federation_id, body.name, client_ip(request))
+    response.headers["Location"] = f"/api/v1/federations/{federation_id}/participants/{out['id']}"
+    return out
 
 
-@router.get("/{federation_id}/participants")
-def list_participants(federation_id: str, principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return {"participants": service(ctx).participants(principal, federation_id)}
+@router.get("/{federation_id}/participants", response_model=Page[Participant])
+def list_participants(
+    federation_id: str,
+    principal: CurrentPrincipal,
+    ctx: ContextDep,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+) -> dict[str, Any]:
+    """Enrolled sites, in enrolment order."""
+    data, next_cursor = service(ctx).participants(principal, federation_id, limit, cursor)
+    return {"data": data, "next_cursor": next_cursor}
 
 
-@router.delete("/{federation_id}/participants/{participant_id}")
+@router.get("/{federation_id}/participants/{participant_id}", response_model=Participant)
+def get_participant(
+    federation_id: str, participant_id: str, principal: CurrentPrincipal, ctx: ContextDep
+) -> dict[str, Any]:
+    return service(ctx).participant(principal, federation_id, participant_id)
+
+
+@router.delete("/{federation_id}/participants/{participant_id}", response_model=Participant)
 def revoke_participant(
     federation_id: str, participant_id: str, principal: UserPrincipal, ctx: ContextDep, request: Request
 ) -> dict[str, Any]:
+    """Revoke a site's credential. Repeating it answers the same (the site, with its revocation time)."""
     return service(ctx).revoke(principal, federation_id, participant_id, client_ip(request))
 
 
-@router.get("/{federation_id}/model")
+@router.get("/{federation_id}/model", response_class=Response, responses=BINARY_RESPONSE)
 def download_model(federation_id: str, principal: CurrentPrincipal, ctx: ContextDep) -> Response:
     """The current global model as plain safetensors (float32), e.g. to fine-tune it."""
     version, blob = service(ctx).download_model(principal, federation_id)
@@ -134,9 +194,15 @@ def download_model(federation_id: str, principal: CurrentPrincipal, ctx: Context
     )
 
 
-@router.post("/{federation_id}/model", status_code=201)
+@router.post(
+    "/{federation_id}/model",
+    status_code=201,
+    response_model=UploadedModel,
+    responses=errors(400, 409),
+    openapi_extra=RAW_BODY,
+)
 async def upload_model(
-    federation_id: str, principal: UserPrincipal, ctx: ContextDep, request: Request
+    federation_id: str, principal: UserPrincipal, ctx: ContextDep, request: Request, response: Response
 ) -> dict[str, Any]:
     """Hand-off of a fine-tuned model: becomes the new global version (safetensors, shapes checked)."""
     svc = service(ctx)
@@ -146,4 +212,6 @@ async def upload_model(
     except PayloadTooLarge as exc:
         await run_in_threadpool(svc.deny_upload, principal, federation_id, exc, client_ip(request))
         raise
-    return await run_in_threadpool(svc.upload_model, principal, federation_id, body, client_ip(request))
+    out = await run_in_threadpool(svc.upload_model, principal, federation_id, body, client_ip(request))
+    response.headers["Location"] = f"/api/v1/federations/{federation_id}/model"
+    return out

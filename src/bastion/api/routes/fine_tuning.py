@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import UploadFile
 
 from bastion.api.deps import ContextDep, UserPrincipal, client_ip
-from bastion.api.error_responses import ErrorBody, errors
+from bastion.api.openapi import errors
 from bastion.context import Context
 from bastion.errors import Invalid, UnsupportedMedia
 from bastion.jobs import states
@@ -372,4 +372,4 @@ async def _stream(
         await asyncio.sleep(SSE_POLL_SECONDS)
 
 
-__all__ = ["ErrorBody", "router"]
+__all__ = ["router"]

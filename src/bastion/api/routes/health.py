@@ -23,7 +23,11 @@ class Health(BaseModel):
     components: dict[str, ComponentState]
 
 
-@router.get("/api/v1/health", response_model=Health)
+@router.get(
+    "/api/v1/health",
+    response_model=Health,
+    responses={503: {"model": Health, "description": "Unhealthy: the same body, status unhealthy"}},
+)
 def health(ctx: ContextDep, response: Response) -> Health:
     components: dict[str, ComponentState] = {"api": "operational"}
     for name, check in ctx.health_checks.items():

@@ -12,7 +12,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bastion.api.deps import AdminPrincipal, ContextDep, UserPrincipal
-from bastion.api.error_responses import errors
+from bastion.api.openapi import errors
 from bastion.llm.generate import MAX_NEW_TOKENS, GenerateParams, Generator
 
 router = APIRouter(tags=["llm"])

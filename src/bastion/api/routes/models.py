@@ -4,23 +4,30 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import ContextDep, CurrentPrincipal, UserPrincipal, presented_credential
-from bastion.api.responses import errors
+from bastion.api.idempotency import Idempotent
+from bastion.api.openapi import errors
+from bastion.api.pagination import CursorQuery, LimitQuery, Page
+from bastion.auth.principal import Principal
 from bastion.catalog.models import ModelRegistry
+from bastion.context import Context
+from bastion.contract.catalog import (
+    BestVersion,
+    ModelDetail,
+    ModelSummary,
+    Prediction,
+    PredictRequest,
+    QuantizeRequest,
+    QuantizeResult,
+)
 from bastion.errors import Invalid
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
-
-
-class PredictRequest(BaseModel):
-    rows: list[dict[str, Any]] = Field(min_length=1, max_length=10000)
-    version: int | None = Field(None, ge=1)
-    probabilities: bool = False
 
 
 def registry(ctx: ContextDep) -> ModelRegistry:
@@ -28,17 +35,21 @@ def registry(ctx: ContextDep) -> ModelRegistry:
     return svc
 
 
-@router.get("")
-def list_models(principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return {"models": registry(ctx).list_for(principal)}
+@router.get("", response_model=Page[ModelSummary])
+def list_models(
+    principal: CurrentPrincipal, ctx: ContextDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+) -> dict[str, Any]:
+    """Your registered models, oldest first."""
+    data, next_cursor = registry(ctx).list_for(principal, limit, cursor)
+    return {"data": data, "next_cursor": next_cursor}
 
 
-@router.get("/{model_id}")
+@router.get("/{model_id}", response_model=ModelDetail)
 def get_model(model_id: str, principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
     return registry(ctx).get(principal, model_id)
 
 
-@router.get("/{model_id}/best")
+@router.get("/{model_id}/best", response_model=BestVersion)
 def best_version(
     model_id: str,
     principal: CurrentPrincipal,
@@ -48,67 +59,78 @@ def best_version(
     return registry(ctx).best(principal, model_id, metric)
 
 
-class QuantizeRequest(BaseModel):
-    version: int | None = Field(None, ge=1)
+def quantize_measured(
+    ctx: Context, principal: Principal, model_id: str, version: int | None, access_code: str | None
+) -> dict[str, Any]:
+    """Quantize a version and measure it on its lineage's held-out rows (the API and dashboard path)."""
+    from bastion.catalog.models import quantize_version
+    from bastion.data.builtin import load_dataset
+
+    view = registry(ctx).version(principal, model_id, version)
+    lineage = view.lineage
+    source = lineage.get("dataset_source")
+    if not source:
+        if view.config.get("origin") != "federation":
+            raise Invalid("this version has no dataset in its lineage to measure accuracy on")
+        return quantize_version(registry(ctx), principal, model_id, version, None, access_code=access_code)
+
+    def build(frame: Any) -> Any:
+        return load_dataset(
+            str(source),
+            target=lineage.get("target"),
+            frame=frame,
+            kaggle_path=ctx.settings.kaggle_alzheimer_path,
+            seed=int(lineage.get("seed") or 0),
+        )
+
+    if source == "user_provided":
+        from bastion.data.deid import training_exclusions
+        from bastion.jobs.datasets import without_excluded
+
+        catalog = ctx.services["datasets"]
+        dataset_id = str(lineage.get("dataset_id"))
+        exclude = training_exclusions(catalog.get(principal, dataset_id)["deidentification"])
+        dataset = without_excluded(catalog.load_frame(principal, dataset_id), exclude, build)
+    else:
+        dataset = build(None)
+    return quantize_version(
+        registry(ctx),
+        principal,
+        model_id,
+        version,
+        dataset,
+        seed=int(lineage.get("seed") or 0),
+        access_code=access_code,
+    )
 
 
-@router.post("/{model_id}/quantize", status_code=201)
+@router.post(
+    "/{model_id}/quantize", status_code=201, response_model=QuantizeResult, responses=errors(409, 423)
+)
 async def quantize(
     model_id: str,
     body: QuantizeRequest,
     principal: UserPrincipal,
     ctx: ContextDep,
+    idem: Idempotent,
+    response: Response,
     access_code: AccessCode = None,
-) -> dict[str, Any]:
+) -> Any:
     """A new int8 version; the report gives size and accuracy before and after on held-out rows."""
+    if (replay := idem.replay()) is not None:
+        return replay
 
-    def run() -> dict[str, Any]:
-        from bastion.catalog.models import quantize_version
-        from bastion.data.builtin import load_dataset
-
-        view = registry(ctx).version(principal, model_id, body.version)
-        lineage = view.lineage
-        source = lineage.get("dataset_source")
-        if not source:
-            if view.config.get("origin") != "federation":
-                raise Invalid("this version has no dataset in its lineage to measure accuracy on")
-            return quantize_version(
-                registry(ctx), principal, model_id, body.version, None, access_code=access_code
-            )
-
-        def build(frame: Any) -> Any:
-            return load_dataset(
-                str(source),
-                target=lineage.get("target"),
-                frame=frame,
-                kaggle_path=ctx.settings.kaggle_alzheimer_path,
-                seed=int(lineage.get("seed") or 0),
-            )
-
-        if source == "user_provided":
-            from bastion.data.deid import training_exclusions
-            from bastion.jobs.datasets import without_excluded
-
-            catalog = ctx.services["datasets"]
-            dataset_id = str(lineage.get("dataset_id"))
-            exclude = training_exclusions(catalog.get(principal, dataset_id)["deidentification"])
-            dataset = without_excluded(catalog.load_frame(principal, dataset_id), exclude, build)
-        else:
-            dataset = build(None)
-        return quantize_version(
-            registry(ctx),
-            principal,
-            model_id,
-            body.version,
-            dataset,
-            seed=int(lineage.get("seed") or 0),
-            access_code=access_code,
+    def run() -> Any:
+        result = QuantizeResult.model_validate(
+            quantize_measured(ctx, principal, model_id, body.version, access_code)
         )
+        location = f"/api/v1/models/{result.version.model_id}"
+        return idem.created(response, result, location)
 
     return await run_in_threadpool(run)
 
 
-@router.post("/{model_id}/predict")
+@router.post("/{model_id}/predict", response_model=Prediction, responses=errors(423))
 async def predict(
     model_id: str,
     body: PredictRequest,

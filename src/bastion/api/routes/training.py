@@ -8,22 +8,41 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.api.deps import ContextDep, UserPrincipal, client_ip, presented_credential
+from bastion.api.idempotency import Idempotent
+from bastion.api.openapi import errors
+from bastion.api.pagination import CursorQuery, SeqQuery
 from bastion.context import Context
+from bastion.contract.common import DB_INT_MAX, Ack
+from bastion.contract.jobs import (
+    CancelResponse,
+    CostEstimate,
+    DownloadKey,
+    DownloadKeyStored,
+    EncryptedModel,
+    Examples,
+    JobList,
+    JobStatus,
+    LogPage,
+    ModelTypes,
+    PublicKeyBody,
+    ResourceProfiles,
+    StateName,
+    SubmitRequest,
+    SubmitResponse,
+)
 from bastion.jobs import states, views
 from bastion.jobs.download import DownloadKeys, check_public_key, download
 from bastion.jobs.pricing import RESOURCE_PROFILE_NOTE
-from bastion.jobs.service import MODEL_NAME_PATTERN, JobService, SubmitRequest
+from bastion.jobs.service import JobService
 
 router = APIRouter(prefix="/api/v1/training", tags=["training"])
 SSE_POLL_SECONDS = 0.25
 SSE_KEEPALIVE_SECONDS = 15.0
-StateName = Literal["pending", "running", "completed", "failed", "cancelled"]
 
 
 def jobs(ctx: Context) -> JobService:
@@ -31,48 +50,8 @@ def jobs(ctx: Context) -> JobService:
     return svc
 
 
-class SubmitBody(BaseModel):
-    model_config = ConfigDict(extra="forbid", protected_namespaces=())
-
-    model_type: str = Field(min_length=1, max_length=64, examples=["alzheimer_classifier"])
-    dataset_source: str = Field(min_length=1, max_length=64, examples=["synthetic_test_data"])
-    dataset_id: str | None = Field(None, max_length=64, description="Uploaded dataset (user_provided)")
-    target: str | None = Field(None, max_length=200, description="Column to predict (user_provided)")
-    params: dict[str, Any] = Field(default_factory=dict, description="Hyper-parameters of the model type")
-    resource_profile: str | None = Field(None, max_length=32, description="Priced profile; see cost-estimate")
-    max_runtime_seconds: float | None = Field(None, gt=0, le=30 * 24 * 3600)
-    seed: int = Field(0, ge=0, le=2**31 - 1)
-    model_name: str | None = Field(
-        None,
-        min_length=1,
-        max_length=200,
-        pattern=MODEL_NAME_PATTERN,
-        description="Registry model the result joins as a new version (default: model_type-dataset)",
-    )
-    resources: dict[str, float | int | str] | None = Field(
-        None,
-        max_length=3,
-        description="What the executor reserves: cpus, gpus, memory (MiB or '8GiB'); "
-        "unset ones come from the resource profile",
-        examples=[{"cpus": 2, "gpus": 1, "memory": "8GiB"}],
-    )
-    search: dict[str, Any] | None = Field(
-        None,
-        description="Make this a hyper-parameter search: space, trials, parallel, cv, time_budget_seconds "
-        "(see docs/ray_and_search.md)",
-        examples=[{"space": {"C": {"type": "float", "low": 0.001, "high": 100, "log": True}}, "trials": 20}],
-    )
-
-
-class SubmitResponse(BaseModel):
-    success: bool
-    job_id: str
-    message: str
-    status: str
-
-
-class PublicKeyBody(BaseModel):
-    public_key: str = Field(min_length=40, max_length=64, description="X25519 public key, base64url")
+# seeds/000's name for the body; one model shared by the route, the service and the SDK.
+SubmitBody = SubmitRequest
 
 
 EXAMPLES: dict[str, dict[str, Any]] = {
@@ -101,7 +80,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
-@router.get("/examples")
+@router.get("/examples", response_model=Examples)
 def examples() -> dict[str, Any]:
     """Example configurations (no authentication)."""
     from bastion.jobs.datasets import source_names
@@ -115,7 +94,7 @@ def examples() -> dict[str, Any]:
     }
 
 
-@router.get("/model-types")
+@router.get("/model-types", response_model=ModelTypes)
 def model_types(_: UserPrincipal) -> dict[str, Any]:
     """Every model type with its parameter schema (bounds, defaults, choices)."""
     from bastion.ml.registry import list_model_types
@@ -123,50 +102,52 @@ def model_types(_: UserPrincipal) -> dict[str, Any]:
     return {"model_types": list_model_types()}
 
 
-@router.post("/submit", response_model=SubmitResponse)
-def submit(body: SubmitBody, principal: UserPrincipal, request: Request, ctx: ContextDep) -> SubmitResponse:
-    req = SubmitRequest(
-        model_type=body.model_type,
-        dataset_source=body.dataset_source,
-        dataset_id=body.dataset_id,
-        target=body.target,
-        params=body.params,
-        resource_profile=body.resource_profile,
-        max_runtime_seconds=body.max_runtime_seconds,
-        seed=body.seed,
-        model_name=body.model_name,
-        resources=body.resources,
-        search=body.search,
-    )
-    job = jobs(ctx).submit(principal, req, ip=client_ip(request))
-    return SubmitResponse(
+@router.post("/submit", response_model=SubmitResponse, responses=errors(409))
+def submit(
+    body: SubmitRequest,
+    principal: UserPrincipal,
+    request: Request,
+    ctx: ContextDep,
+    idem: Idempotent,
+    response: Response,
+) -> SubmitResponse | Response:
+    """Queue a job (seeds/000: answers 200). With ``Idempotency-Key`` a retried submit returns the
+    first job instead of queueing a second one."""
+    if (replay := idem.replay()) is not None:
+        return replay
+    job = jobs(ctx).submit(principal, body, ip=client_ip(request))
+    out = SubmitResponse(
         success=True, job_id=job.id, message="Training job submitted successfully", status=job.state
     )
+    return idem.created(response, out, f"/api/v1/training/status/{job.id}", status=200)
 
 
-@router.get("/status/{job_id}")
+@router.get("/status/{job_id}", response_model=JobStatus)
 def status(job_id: str, principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
     return views.status(jobs(ctx).get(principal, job_id))
 
 
-@router.get("/jobs")
+@router.get("/jobs", response_model=JobList)
 def list_jobs(
     principal: UserPrincipal,
     ctx: ContextDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     status: Annotated[StateName | None, Query(description="Only jobs in this state")] = None,
+    cursor: CursorQuery = None,
 ) -> dict[str, Any]:
-    return {"jobs": [views.summary(j) for j in jobs(ctx).list_for(principal, limit, status)]}
+    """Your jobs, newest first (seeds/000's shape, plus ``next_cursor``)."""
+    rows, next_cursor = jobs(ctx).list_for(principal, limit, status, cursor)
+    return {"jobs": [views.summary(j) for j in rows], "next_cursor": next_cursor}
 
 
-@router.post("/cancel/{job_id}")
+@router.post("/cancel/{job_id}", response_model=CancelResponse, responses=errors(409))
 def cancel(job_id: str, principal: UserPrincipal, request: Request, ctx: ContextDep) -> dict[str, Any]:
     job, already = jobs(ctx).cancel(principal, job_id, ip=client_ip(request))
     message = "Job was already cancelled" if already else "Job cancelled successfully"
     return {"success": True, "message": message, "job_id": job.id, "status": job.state}
 
 
-@router.get("/model/{job_id}")
+@router.get("/model/{job_id}", response_model=EncryptedModel, responses=errors(409))
 def model(
     job_id: str,
     principal: UserPrincipal,
@@ -181,12 +162,16 @@ def model(
     return download(jobs(ctx), principal, job_id, api_key=api_key, scheme=scheme, ip=client_ip(request))
 
 
-@router.get("/jobs/{job_id}/logs", response_model=None)
+@router.get(
+    "/jobs/{job_id}/logs",
+    response_model=LogPage,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
 def logs(
     job_id: str,
     principal: UserPrincipal,
     ctx: ContextDep,
-    after: Annotated[int, Query(ge=0, description="Only lines after this seq")] = 0,
+    after: SeqQuery = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     format: Annotated[Literal["json", "text"], Query()] = "json",
 ) -> dict[str, Any] | PlainTextResponse:
@@ -199,13 +184,24 @@ def logs(
     return page
 
 
-@router.get("/jobs/{job_id}/events", response_class=StreamingResponse)
+@router.get(
+    "/jobs/{job_id}/events",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "Events until ``end``; each event's data is one JSON object",
+            "content": {"text/event-stream": {"schema": {"type": "object"}}},
+        }
+    },
+)
 def events(
     job_id: str,
     principal: UserPrincipal,
     request: Request,
     ctx: ContextDep,
-    after: Annotated[int | None, Query(ge=0, description="Replay events after this id")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=DB_INT_MAX, description="Replay events after this id")
+    ] = None,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID", max_length=20)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: ``status`` first, then ``state``, ``progress`` and ``metrics`` as they happen,
@@ -214,7 +210,7 @@ def events(
     job = svc.get(principal, job_id)
     start = after if after is not None else 0
     if after is None and last_event_id is not None and last_event_id.isdigit():
-        start = int(last_event_id)
+        start = min(int(last_event_id), DB_INT_MAX)  # an id past every event replays nothing
     return StreamingResponse(
         _event_stream(svc, job.id, start, request),
         media_type="text/event-stream",
@@ -252,7 +248,7 @@ async def _event_stream(svc: JobService, job_id: str, after: int, request: Reque
         await asyncio.sleep(SSE_POLL_SECONDS)
 
 
-@router.get("/cost-estimate")
+@router.get("/cost-estimate", response_model=CostEstimate)
 def cost_estimate(
     principal: UserPrincipal,
     ctx: ContextDep,
@@ -260,7 +256,7 @@ def cost_estimate(
     dataset_source: Annotated[str, Query(min_length=1, max_length=64)],
     resource_profile: Annotated[str | None, Query(max_length=32)] = None,
     dataset_id: Annotated[str | None, Query(max_length=64)] = None,
-    params: Annotated[str | None, Query(max_length=4096, description="JSON object of params")] = None,
+    params: Annotated[str | None, Query(max_length=2000, description="JSON object of params")] = None,
 ) -> dict[str, Any]:
     """Time and cost of a job before submitting it: the model's compute estimate x the profile's price."""
     from bastion.errors import Invalid
@@ -278,7 +274,7 @@ def cost_estimate(
     )
 
 
-@router.get("/resource-profiles")
+@router.get("/resource-profiles", response_model=ResourceProfiles)
 def resource_profiles(_: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
     return {
         "resource_profiles": [p.public() for p in jobs(ctx).prices.all().values()],
@@ -286,7 +282,7 @@ def resource_profiles(_: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
     }
 
 
-@router.get("/download-key")
+@router.get("/download-key", response_model=DownloadKey)
 def get_download_key(principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
     from bastion.errors import NotFound
 
@@ -296,7 +292,7 @@ def get_download_key(principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any
     return {"public_key": row.public_key, "created_at": views.iso(row.created_at)}
 
 
-@router.put("/download-key")
+@router.put("/download-key", response_model=DownloadKeyStored)
 def put_download_key(
     body: PublicKeyBody, principal: UserPrincipal, request: Request, ctx: ContextDep
 ) -> dict[str, Any]:
@@ -305,7 +301,8 @@ def put_download_key(
     return {"success": True, "public_key": row.public_key, "created_at": views.iso(row.created_at)}
 
 
-@router.delete("/download-key")
-def delete_download_key(principal: UserPrincipal, request: Request, ctx: ContextDep) -> dict[str, Any]:
+@router.delete("/download-key", response_model=Ack)
+def delete_download_key(principal: UserPrincipal, request: Request, ctx: ContextDep) -> Ack:
+    """Forget the registered key (answers the same whether or not one was registered)."""
     DownloadKeys(jobs(ctx)).delete(principal, client_ip(request))
-    return {"success": True}
+    return Ack(message="download key removed")

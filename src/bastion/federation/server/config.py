@@ -7,15 +7,16 @@ the server-signed global model.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from bastion.errors import Invalid
 from bastion.federation.dp import DPConfig
 from bastion.federation.features import FeatureDeclaration
 from bastion.federation.server.privacy import PrivacySettings, check_budget, dp_config, value_range
 from bastion.federation.strategies import STRATEGIES, available_strategies, create_strategy
+from bastion.ml.fl_config import model_config_schema
 
 MAX_ROUND_TIMEOUT_S = 7 * 24 * 3600.0
 
@@ -54,10 +55,10 @@ class EvaluationConfig(BaseModel):
 
 
 class FederationCreate(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
-    model: dict[str, Any] = Field(
+    model: Annotated[dict[str, Any], WithJsonSchema(model_config_schema())] = Field(
         description="model spec, e.g. {'type': 'tabular_mlp', 'in_features': 64, ...}"
     )
     rounds: int = Field(10, ge=1, le=10_000)
@@ -109,6 +110,12 @@ class FederationCreate(BaseModel):
                 )
             if self.model.get("num_classes") != len(self.features.classes):
                 raise ValueError("model.num_classes must equal the number of declared classes")
+        secagg = self.privacy.secure_aggregation if self.privacy else None
+        if secagg is not None and secagg.threshold is not None:
+            if secagg.neighbours is not None and secagg.threshold > secagg.neighbours:
+                raise ValueError("secure_aggregation.threshold cannot exceed neighbours")
+            if secagg.threshold > self.target_clients:
+                raise ValueError("secure_aggregation.threshold cannot exceed target_clients")
         return self
 
     @property

@@ -31,10 +31,10 @@ class SecureAggregationSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     neighbours: int | None = Field(
-        None, ge=3, description="k: neighbourhood size (odd); omit for classic SecAgg (k = n)"
+        None, ge=3, le=10_000, description="k: neighbourhood size (odd); omit for classic SecAgg (k = n)"
     )
     threshold: int | None = Field(
-        None, ge=2, description="t: shares needed to unmask; default the smallest majority of k"
+        None, ge=2, le=10_000, description="t: shares needed to unmask; default the smallest majority of k"
     )
     value_range: float | None = Field(
         None,

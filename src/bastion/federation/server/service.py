@@ -30,9 +30,13 @@ from bastion.federation.server.views import federation_view, participant_view, r
 from bastion.federation.tensors import TensorSpec, decode, encode, validate
 from bastion.store.base import new_id
 from bastion.store.models import Federation, FederationParticipant, FederationRound, FederationUpdate
+from bastion.store.paging import Keyset
 
 ONLINE_WINDOW = timedelta(seconds=60)
 ARCHIVED = "archived"
+FEDERATIONS = Keyset(Federation.created_at, Federation.id, descending=False)
+ROUNDS = Keyset(FederationRound.number, descending=False)  # unique per federation
+PARTICIPANTS = Keyset(FederationParticipant.created_at, FederationParticipant.id, descending=False)
 
 
 def initial_parameters(cfg: FederationCreate, bases: Any = None) -> dict[str, Any]:
@@ -236,14 +240,14 @@ class FederationService:
             return federation_view(self._owned(s, principal, federation_id))
 
     # -- read -------------------------------------------------------------------------------------
-    def list_for(self, principal: Principal) -> list[dict[str, Any]]:
+    def list_for(
+        self, principal: Principal, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """The caller's federations, oldest first, and the next page's cursor."""
+        stmt = select(Federation).where(Federation.owner_id == principal.user_id)
         with self.db.session() as s:
-            feds = s.scalars(
-                select(Federation)
-                .where(Federation.owner_id == principal.user_id)
-                .order_by(Federation.created_at)
-            ).all()
-            return [federation_view(f) for f in feds]
+            feds = list(s.scalars(FEDERATIONS.apply(stmt, cursor, limit)))
+            return [federation_view(f) for f in feds[:limit]], FEDERATIONS.next_cursor(feds, limit)
 
     def get(self, principal: Principal, federation_id: str) -> dict[str, Any]:
         self._exists(principal, federation_id)
@@ -333,12 +337,17 @@ class FederationService:
                 **self._privacy(fed),
             }
 
-    def rounds(self, principal: Principal, federation_id: str) -> list[dict[str, Any]]:
+    def rounds(
+        self, principal: Principal, federation_id: str, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Rounds in order (attempts of a round by their id), and the next page's cursor."""
         self._exists(principal, federation_id)
         self.coordinator.check_deadline(federation_id)
         with self.db.session() as s:
             fed = self._owned(s, principal, federation_id)
-            return [round_view(r) for r in self._rounds(s, fed.id)]
+            stmt = select(FederationRound).where(FederationRound.federation_id == fed.id)
+            rows = list(s.scalars(ROUNDS.apply(stmt, cursor, limit)))
+            return [round_view(r) for r in rows[:limit]], ROUNDS.next_cursor(rows, limit)
 
     # -- participants -----------------------------------------------------------------------------
     def enroll(
@@ -367,10 +376,23 @@ class FederationService:
             raise Conflict(f"a site named {name!r} is already enrolled", code="participant_exists") from None
         return {**out, "federation_id": federation_id, "token": token, "server_signing_key": signing_key}
 
-    def participants(self, principal: Principal, federation_id: str) -> list[dict[str, Any]]:
+    def participants(
+        self, principal: Principal, federation_id: str, limit: int = 100, cursor: str | None = None
+    ) -> tuple[list[dict[str, Any]], str | None]:
+        """Enrolled sites in enrolment order, and the next page's cursor."""
         with self.db.session() as s:
             fed = self._owned(s, principal, federation_id)
-            return [participant_view(p) for p in self._participants(s, fed.id)]
+            stmt = select(FederationParticipant).where(FederationParticipant.federation_id == fed.id)
+            rows = list(s.scalars(PARTICIPANTS.apply(stmt, cursor, limit)))
+            return [participant_view(p) for p in rows[:limit]], PARTICIPANTS.next_cursor(rows, limit)
+
+    def participant(self, principal: Principal, federation_id: str, participant_id: str) -> dict[str, Any]:
+        with self.db.session() as s:
+            fed = self._owned(s, principal, federation_id)
+            row = s.get(FederationParticipant, participant_id)
+            if row is None or row.federation_id != fed.id:
+                raise NotFound("participant not found")
+            return participant_view(row)
 
     def revoke(
         self, principal: Principal, federation_id: str, participant_id: str, ip: str | None

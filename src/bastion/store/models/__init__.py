@@ -9,6 +9,7 @@ from bastion.store.models.federation import (
     FederationRound,
     FederationUpdate,
 )
+from bastion.store.models.idempotency import IdempotencyRecord
 from bastion.store.models.jobs import (
     DownloadKey,
     JobEvent,
@@ -31,6 +32,7 @@ __all__ = [
     "FederationParticipant",
     "FederationRound",
     "FederationUpdate",
+    "IdempotencyRecord",
     "JobEvent",
     "JobLogLine",
     "JobWorker",

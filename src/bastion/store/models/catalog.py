@@ -25,6 +25,8 @@ class DatasetRecord(Base):
     artifact_id: Mapped[str] = mapped_column(String(100))
     access_protected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
+    # Set by DELETE (the payload is gone, the row stays) so a repeated DELETE answers like the first.
+    deleted_at: Mapped[datetime | None] = mapped_column(DateTime)
 
 
 class ModelRecord(Base):

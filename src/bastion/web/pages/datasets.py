@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse, Response
 from bastion.catalog.datasets import DatasetCatalog
 from bastion.context import Context
 from bastion.errors import Invalid
+from bastion.web.listing import gather
 from bastion.web.pages.base import Ctx, Session, Writer, page_router, redirect, threaded, uploaded
 from bastion.web.render import page
 
@@ -25,7 +26,11 @@ def catalog(ctx: Context) -> DatasetCatalog:
 
 @router.get("")
 def dataset_list(request: Request, ctx: Ctx, session: Session) -> Response:
-    return page(request, "datasets.html", datasets=catalog(ctx).list_for(session.principal)[::-1])
+    return page(
+        request,
+        "datasets.html",
+        datasets=gather(lambda n, c: catalog(ctx).list_for(session.principal, n, c))[::-1],
+    )
 
 
 @router.post("/upload")

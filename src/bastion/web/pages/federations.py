@@ -19,6 +19,7 @@ from bastion.context import Context
 from bastion.errors import BastionError, Invalid
 from bastion.federation.server.config import FederationCreate
 from bastion.federation.server.service import FederationService
+from bastion.web.listing import gather
 from bastion.web.pages.base import Ctx, Session, Writer, form_fields, page_router, redirect, threaded
 from bastion.web.render import page
 
@@ -36,7 +37,11 @@ def service(ctx: Context) -> FederationService:
 
 @router.get("")
 def federation_list(request: Request, ctx: Ctx, session: Session) -> Response:
-    return page(request, "federations.html", federations=service(ctx).list_for(session.principal)[::-1])
+    return page(
+        request,
+        "federations.html",
+        federations=gather(lambda n, c: service(ctx).list_for(session.principal, n, c))[::-1],
+    )
 
 
 # -- create ---------------------------------------------------------------------------------------

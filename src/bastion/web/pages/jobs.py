@@ -17,6 +17,7 @@ from bastion.errors import BastionError, Invalid
 from bastion.jobs import views
 from bastion.jobs.service import MAX_LIST, JobService, SubmitRequest
 from bastion.web.forms import fields_of, parse_params
+from bastion.web.listing import gather
 from bastion.web.pages.base import Ctx, Session, Writer, form_fields, page_router, redirect, threaded
 from bastion.web.render import page
 
@@ -39,7 +40,7 @@ def job_list(
     model_type: Annotated[str, Query(max_length=64)] = "",
     limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
 ) -> Response:
-    jobs = [views.summary(j) for j in service(ctx).list_for(session.principal, limit, status)]
+    jobs = [views.summary(j) for j in service(ctx).list_for(session.principal, limit, status)[0]]
     if model_type:
         jobs = [j for j in jobs if j["model_type"] == model_type]
     template = "partials/job_rows.html" if "hx-request" in request.headers else "jobs.html"
@@ -73,7 +74,8 @@ def _dataset_choices(ctx: Context, principal: Principal) -> list[tuple[str, str]
     if not principal.has(Role.USER):
         return builtin
     uploads = [
-        (f"upload:{d['id']}", f"{d['name']} (uploaded)") for d in ctx.services["datasets"].list_for(principal)
+        (f"upload:{d['id']}", f"{d['name']} (uploaded)")
+        for d in gather(lambda n, c: ctx.services["datasets"].list_for(principal, n, c))
     ]
     return builtin + uploads
 

@@ -13,6 +13,7 @@ from starlette.responses import Response
 from bastion.catalog.models import ModelRegistry
 from bastion.context import Context
 from bastion.errors import BastionError, Invalid, NotFound
+from bastion.web.listing import gather
 from bastion.web.pages.base import Ctx, Session, Writer, form_fields, page_router, redirect, threaded
 from bastion.web.render import page
 
@@ -27,7 +28,11 @@ def registry(ctx: Context) -> ModelRegistry:
 
 @router.get("")
 def model_list(request: Request, ctx: Ctx, session: Session) -> Response:
-    return page(request, "models.html", models=registry(ctx).list_for(session.principal)[::-1])
+    return page(
+        request,
+        "models.html",
+        models=gather(lambda n, c: registry(ctx).list_for(session.principal, n, c))[::-1],
+    )
 
 
 def numeric_metrics(history: list[dict[str, Any]]) -> list[str]:
@@ -72,13 +77,14 @@ def model_page(
 @router.post("/{model_id}/quantize")
 async def quantize(request: Request, ctx: Ctx, session: Writer, model_id: str) -> Response:
     """The API's own handler (int8 version + report): one code path for both."""
-    from bastion.api.routes.models import QuantizeRequest
-    from bastion.api.routes.models import quantize as api_quantize
+    from starlette.concurrency import run_in_threadpool
+
+    from bastion.api.routes.models import quantize_measured
 
     form = await form_fields(request)
     version = int(form["version"]) if (form.get("version") or "").isdigit() else None
-    await api_quantize(
-        model_id, QuantizeRequest(version=version), session.principal, ctx, form.get("access_code") or None
+    await run_in_threadpool(
+        quantize_measured, ctx, session.principal, model_id, version, form.get("access_code") or None
     )
     return redirect(f"/models/{model_id}")
 

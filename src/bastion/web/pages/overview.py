@@ -13,6 +13,7 @@ from bastion.context import Context
 from bastion.federation.server.service import FederationService
 from bastion.jobs import views
 from bastion.jobs.service import JobService
+from bastion.web.listing import gather
 from bastion.web.pages.base import Ctx, Session, page_router
 from bastion.web.render import page
 
@@ -41,10 +42,12 @@ def machine(ctx: Context) -> dict[str, Any]:
 def overview_data(ctx: Context, principal: Principal) -> dict[str, Any]:
     jobs: JobService = ctx.services["jobs"]
     feds: FederationService = ctx.services["federations"]
-    running = [views.summary(j) for j in jobs.list_for(principal, 20, "running")]
-    queued = [views.summary(j) for j in jobs.list_for(principal, 20, "pending")]
-    federations = [f for f in feds.list_for(principal) if f["state"] in LIVE_FEDERATION_STATES]
-    models = ctx.services["models"].list_for(principal)[-5:][::-1]
+    running = [views.summary(j) for j in jobs.list_for(principal, 20, "running")[0]]
+    queued = [views.summary(j) for j in jobs.list_for(principal, 20, "pending")[0]]
+    federations = [
+        f for f in gather(lambda n, c: feds.list_for(principal, n, c)) if f["state"] in LIVE_FEDERATION_STATES
+    ]
+    models = gather(lambda n, c: ctx.services["models"].list_for(principal, n, c))[-5:][::-1]
     capacity = jobs.admin_status() if principal.is_admin else None
     return {
         "running": running,
