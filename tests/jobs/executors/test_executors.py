@@ -9,6 +9,8 @@ from __future__ import annotations
 import json
 import os
 import signal
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,9 +18,9 @@ import pytest
 
 from bastion.context import Context
 from bastion.store.models import JobEvent
-from tests.conftest import Caller
+from tests.conftest import MASTER, Caller
 from tests.jobs.ray_cluster import RayCluster
-from tests.jobs.support import Harness, pid_gone, principal, wait_for
+from tests.jobs.support import REPO, Harness, pid_gone, principal, wait_for
 
 
 @pytest.fixture
@@ -113,3 +115,43 @@ def test_maximum_runtime(runs: Harness, alice: Caller) -> None:
     failed = runs.wait_state(job.id, "failed", timeout=60)
     assert "maximum runtime" in (failed.error_message or "")
     wait_for(lambda: pid_gone(pid), 20, what="the timed-out job to be killed")
+
+
+def test_bastion_worker_killed_with_a_job_in_flight(
+    runs: Harness, alice: Caller, executor: str, request: pytest.FixtureRequest
+) -> None:
+    """A ``bastion worker`` process dies (SIGKILL) while its job runs. Local: the job process sees its
+    stdin close and exits. Ray: Ray ends the tasks of their dead owner. Either way the next worker
+    re-queues the job under the attempt counter and runs it once to completion."""
+    settings = runs.ctx.settings
+    env = dict(os.environ) | {
+        "BASTION_DATA_DIR": str(settings.data_dir),
+        "BASTION_DATABASE_URL": str(settings.database_url),
+        "BASTION_MASTER_KEY": MASTER,
+        "BASTION_JOB_TARGET": "tests.jobs.fake_targets:block",
+        "BASTION_TEST_JOB_DIR": str(runs.dir),
+        "PYTHONPATH": str(REPO),
+    }
+    if executor == "ray":
+        cluster = request.getfixturevalue("ray_cluster")
+        env |= cluster.env() | {"BASTION_EXECUTOR": "ray", "BASTION_RAY_ADDRESS": cluster.address}
+    runs.service(runs.config("block"))
+    job = runs.submit(principal(alice), resources={"cpus": 1})
+    first = subprocess.Popen(
+        [sys.executable, "-m", "bastion.cli.main", "worker"],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        task_pid = runs.started_pid(job.id, 1, timeout=120)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    wait_for(lambda: pid_gone(task_pid), 60, what="the orphaned attempt to end")
+    runs.worker(runs.config("block"))
+    runs.started_pid(job.id, 2, timeout=120)
+    runs.release(job.id)
+    done = runs.wait_state(job.id, "completed")
+    assert done.attempt == 2, "attempt 1 died with its worker; only attempt 2 ran to completion"
