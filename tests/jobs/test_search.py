@@ -173,30 +173,14 @@ def test_search_resumes_after_its_worker_is_killed(harness: Harness, alice: Call
     drops the trials that died with it and finishes the study from the database."""
     import os
     import signal
-    import subprocess
-    import sys
 
-    from tests.conftest import MASTER
-    from tests.jobs.support import REPO
+    from tests.jobs.support import spawn_worker
 
-    settings = harness.ctx.settings
     config = harness.config("bastion.jobs.runner:run_training")
     svc = harness.service(config)
     search = {"space": SPACE, "trials": 8, "parallel": 2, "cv": 3, "include_defaults": False}
     job = harness.submit(principal(alice), dataset_source="breast_cancer", params=BASE, search=search)
-    env = dict(os.environ) | {
-        "BASTION_DATA_DIR": str(settings.data_dir),
-        "BASTION_DATABASE_URL": str(settings.database_url),
-        "BASTION_MASTER_KEY": MASTER,
-        "PYTHONPATH": str(REPO),
-    }
-    first = subprocess.Popen(
-        [sys.executable, "-m", "bastion.cli.main", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    first = spawn_worker(harness.ctx.settings)
     try:
         wait_for(lambda: len(trial_events(harness, job.id)) >= 3, 240, what="three trials to finish")
     finally:

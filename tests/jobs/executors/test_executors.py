@@ -9,8 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,9 +16,9 @@ import pytest
 
 from bastion.context import Context
 from bastion.store.models import JobEvent
-from tests.conftest import MASTER, Caller
+from tests.conftest import Caller
 from tests.jobs.ray_cluster import RayCluster
-from tests.jobs.support import REPO, Harness, pid_gone, principal, wait_for
+from tests.jobs.support import Harness, pid_gone, principal, spawn_worker, wait_for
 
 
 @pytest.fixture
@@ -123,27 +121,13 @@ def test_bastion_worker_killed_with_a_job_in_flight(
     """A ``bastion worker`` process dies (SIGKILL) while its job runs. Local: the job process sees its
     stdin close and exits. Ray: Ray ends the tasks of their dead owner. Either way the next worker
     re-queues the job under the attempt counter and runs it once to completion."""
-    settings = runs.ctx.settings
-    env = dict(os.environ) | {
-        "BASTION_DATA_DIR": str(settings.data_dir),
-        "BASTION_DATABASE_URL": str(settings.database_url),
-        "BASTION_MASTER_KEY": MASTER,
-        "BASTION_JOB_TARGET": "tests.jobs.fake_targets:block",
-        "BASTION_TEST_JOB_DIR": str(runs.dir),
-        "PYTHONPATH": str(REPO),
-    }
+    env = {"BASTION_JOB_TARGET": "tests.jobs.fake_targets:block", "BASTION_TEST_JOB_DIR": str(runs.dir)}
     if executor == "ray":
         cluster = request.getfixturevalue("ray_cluster")
         env |= cluster.env() | {"BASTION_EXECUTOR": "ray", "BASTION_RAY_ADDRESS": cluster.address}
     runs.service(runs.config("block"))
     job = runs.submit(principal(alice), resources={"cpus": 1})
-    first = subprocess.Popen(
-        [sys.executable, "-m", "bastion.cli.main", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
+    first = spawn_worker(runs.ctx.settings, **env)
     try:
         task_pid = runs.started_pid(job.id, 1, timeout=120)
     finally:
