@@ -59,6 +59,9 @@ def start_cluster() -> RayCluster:
             "--head",
             "--node-ip-address=127.0.0.1",
             f"--port={port}",
+            # Free ports, not Ray's fixed defaults, so two clusters on one machine cannot collide.
+            f"--ray-client-server-port={free_port()}",
+            f"--dashboard-agent-listen-port={free_port()}",
             "--num-cpus=2",
             "--num-gpus=0",
             "--object-store-memory=200000000",
@@ -76,18 +79,22 @@ def start_cluster() -> RayCluster:
 
 
 def _our_pids(cluster: RayCluster) -> list[int]:
-    """Processes of this cluster: its temp dir on their command line, or its token in their
-    environment (Ray's agents rename themselves, e.g. ``ray::DashboardAgent``)."""
+    """Processes of this cluster: its temp dir on their command line or its token in their environment,
+    and the agents its raylet started (they rename themselves, e.g. ``ray::DashboardAgent``, and carry
+    only ``RAY_RAYLET_PID``)."""
     marks = (str(cluster.temp_dir).encode(), f"RAY_AUTH_TOKEN={cluster.token}".encode())
-    pids = []
+    seen: dict[int, bytes] = {}
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():
             continue
         with contextlib.suppress(OSError):
-            seen = (entry / "cmdline").read_bytes() + b"\0" + (entry / "environ").read_bytes()
-            if any(mark in seen for mark in marks):
-                pids.append(int(entry.name))
-    return pids
+            seen[int(entry.name)] = (
+                (entry / "cmdline").read_bytes() + b"\0" + (entry / "environ").read_bytes()
+            )
+    pids = {pid for pid, text in seen.items() if any(mark in text for mark in marks)}
+    parents = {f"RAY_RAYLET_PID={pid}\0".encode() for pid in pids}
+    pids |= {pid for pid, text in seen.items() if any(parent in text for parent in parents)}
+    return sorted(pids)
 
 
 def stop_cluster(cluster: RayCluster) -> None:

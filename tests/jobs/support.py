@@ -172,3 +172,26 @@ def api_factory(ctx: Context, tmp_path: Path) -> Iterator[ApiFactory]:
     for client in clients:
         client.__exit__(None, None, None)
     harness.close()
+
+
+def spawn_worker(settings: Any, **env: str) -> Any:
+    """A real ``bastion worker`` process on the test's store and vault (its own session, so a test can
+    SIGKILL it like a crashed machine)."""
+    import subprocess
+    import sys
+
+    from tests.conftest import MASTER
+
+    full = dict(os.environ) | {
+        "BASTION_DATA_DIR": str(settings.data_dir),
+        "BASTION_DATABASE_URL": str(settings.database_url),
+        "BASTION_MASTER_KEY": MASTER,
+        "PYTHONPATH": str(REPO),
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "bastion.cli.main", "worker"],
+        env=full | env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

@@ -164,3 +164,35 @@ def test_time_budget_stops_starting_trials(harness: Harness, alice: Caller) -> N
     assert done.state == "completed", done.error_message
     summary = json.loads(done.results or "{}")["search"]
     assert 1 <= len(summary["trials"]) < 200 and done.model_artifact_id
+
+
+@SQLITE_ONLY
+@pytest.mark.slow
+def test_search_resumes_after_its_worker_is_killed(harness: Harness, alice: Caller) -> None:
+    """SIGKILL the ``bastion worker`` process mid-search: the next worker re-queues the job (attempt 2),
+    drops the trials that died with it and finishes the study from the database."""
+    import os
+    import signal
+
+    from tests.jobs.support import spawn_worker
+
+    config = harness.config("bastion.jobs.runner:run_training")
+    svc = harness.service(config)
+    search = {"space": SPACE, "trials": 8, "parallel": 2, "cv": 3, "include_defaults": False}
+    job = harness.submit(principal(alice), dataset_source="breast_cancer", params=BASE, search=search)
+    first = spawn_worker(harness.ctx.settings)
+    try:
+        wait_for(lambda: len(trial_events(harness, job.id)) >= 3, 240, what="three trials to finish")
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait(30)
+    harness.worker(config)
+    done = harness.wait_state(job.id, "completed", "failed", timeout=300)
+    assert done.state == "completed", done.error_message
+    assert done.attempt == 2
+    summary = json.loads(done.results or "{}")["search"]
+    assert summary["n_complete"] + summary["n_pruned"] == 8
+    lines = " ".join(ln["line"] for ln in svc.logs(done, limit=2000)["lines"])
+    assert "search resumed" in lines, lines[-2000:]
+    dropped = sum(1 for t in summary["trials"] if t["state"] == "fail")
+    assert f"{dropped} interrupted ones dropped" in lines, "trials in flight at the kill are marked failed"

@@ -9,13 +9,13 @@ from typing import Annotated, Any
 import typer
 
 from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, UrlOpt
-from bastion.cli.output import console, emit, err_console
+from bastion.cli.output import console
 from bastion.cli.train import (
     ParamOpt,
     ResourcesOpt,
     _call,
     _client,
-    _show_final,
+    follow_submitted,
     parse_params,
     parse_resources,
 )
@@ -108,17 +108,19 @@ def search(
             resources=parse_resources(resources),
         ),
     )
-    if not watch:
-        emit({"success": True, "job_id": job_id, "status": "pending"}, as_json=as_json)
-        return
-    if not as_json:
-        err_console.print(f"submitted search {job_id}")
     live = not as_json and console.is_terminal
-    final = _call(as_json, lambda: _watch_trials(client, job_id) if live else client.wait(job_id))
-    _show_final(final, as_json)
+    follow_submitted(
+        job_id,
+        "search",
+        watch,
+        as_json,
+        lambda: _watch_trials(client, job_id) if live else client.wait(job_id),
+        _show_trials,
+    )
+
+
+def _show_trials(final: dict[str, Any]) -> None:
     summary = (final.get("results") or {}).get("search")
-    if summary and not as_json:
+    if summary:
         console.print(trial_table(summary["trials"], summary["best_trial"]))
         console.print(f"best trial {summary['best_trial']}: {summary['best_params']} CV {summary['best_cv']}")
-    if final["status"] != "completed":
-        raise typer.Exit(1)

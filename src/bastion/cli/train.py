@@ -181,13 +181,28 @@ def submit(
             resources=parse_resources(resources),
         ),
     )
+    follow_submitted(job_id, "job", watch, as_json, lambda: _watch(client, job_id, as_json))
+
+
+def follow_submitted(
+    job_id: str,
+    what: str,
+    watch: bool,
+    as_json: bool,
+    follow: Callable[[], dict[str, Any]],
+    show: Callable[[dict[str, Any]], None] | None = None,
+) -> None:
+    """After a submit: print the id, or (``--watch``) follow the job to its end, show it, exit 1 unless
+    it completed."""
     if not watch:
         emit({"success": True, "job_id": job_id, "status": "pending"}, as_json=as_json)
         return
     if not as_json:
-        err_console.print(f"submitted job {job_id}")
-    final = _call(as_json, lambda: _watch(client, job_id, as_json))
+        err_console.print(f"submitted {what} {job_id}")
+    final = _call(as_json, follow)
     _show_final(final, as_json)
+    if show is not None and not as_json:
+        show(final)
     if final["status"] != "completed":
         raise typer.Exit(1)
 

@@ -18,7 +18,7 @@ from bastion.context import Context
 from bastion.store.models import JobEvent
 from tests.conftest import Caller
 from tests.jobs.ray_cluster import RayCluster
-from tests.jobs.support import Harness, pid_gone, principal, wait_for
+from tests.jobs.support import Harness, pid_gone, principal, spawn_worker, wait_for
 
 
 @pytest.fixture
@@ -113,3 +113,29 @@ def test_maximum_runtime(runs: Harness, alice: Caller) -> None:
     failed = runs.wait_state(job.id, "failed", timeout=60)
     assert "maximum runtime" in (failed.error_message or "")
     wait_for(lambda: pid_gone(pid), 20, what="the timed-out job to be killed")
+
+
+def test_bastion_worker_killed_with_a_job_in_flight(
+    runs: Harness, alice: Caller, executor: str, request: pytest.FixtureRequest
+) -> None:
+    """A ``bastion worker`` process dies (SIGKILL) while its job runs. Local: the job process sees its
+    stdin close and exits. Ray: Ray ends the tasks of their dead owner. Either way the next worker
+    re-queues the job under the attempt counter and runs it once to completion."""
+    env = {"BASTION_JOB_TARGET": "tests.jobs.fake_targets:block", "BASTION_TEST_JOB_DIR": str(runs.dir)}
+    if executor == "ray":
+        cluster = request.getfixturevalue("ray_cluster")
+        env |= cluster.env() | {"BASTION_EXECUTOR": "ray", "BASTION_RAY_ADDRESS": cluster.address}
+    runs.service(runs.config("block"))
+    job = runs.submit(principal(alice), resources={"cpus": 1})
+    first = spawn_worker(runs.ctx.settings, **env)
+    try:
+        task_pid = runs.started_pid(job.id, 1, timeout=120)
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    wait_for(lambda: pid_gone(task_pid), 60, what="the orphaned attempt to end")
+    runs.worker(runs.config("block"))
+    runs.started_pid(job.id, 2, timeout=120)
+    runs.release(job.id)
+    done = runs.wait_state(job.id, "completed")
+    assert done.attempt == 2, "attempt 1 died with its worker; only attempt 2 ran to completion"

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from bastion.jobs.executors.ray import check_security, is_loopback
 from tests.conftest import MASTER, Caller
 from tests.jobs.executors.test_executors import events, use_ray
 from tests.jobs.ray_cluster import RayCluster
-from tests.jobs.support import REPO, Harness, pid_gone, principal, wait_for
+from tests.jobs.support import Harness, principal, wait_for
 
 
 @pytest.fixture
@@ -131,45 +130,6 @@ def test_real_training_model_is_sealed_by_the_worker(ray_runs: Harness, alice: C
     package = unpack(ray_runs.ctx.vault.get_bytes(done.model_artifact_id, done.model_version))
     assert package.job_id == job.id and package.model_format == done.model_format
     assert json.loads(done.results or "{}")["accuracy"] > 0.9
-
-
-@pytest.mark.ray
-def test_bastion_worker_killed_with_a_task_in_flight(
-    ray_runs: Harness, alice: Caller, ray_cluster: RayCluster, tmp_path: Path
-) -> None:
-    """A ``bastion worker`` process dies (SIGKILL) while its Ray task runs: Ray ends the orphaned task,
-    the next worker re-queues the job under the attempt counter and runs it once to completion."""
-    settings = ray_runs.ctx.settings
-    env = dict(os.environ) | ray_cluster.env()
-    env.update(
-        BASTION_DATA_DIR=str(settings.data_dir),
-        BASTION_DATABASE_URL=str(settings.database_url),
-        BASTION_MASTER_KEY=MASTER,
-        BASTION_EXECUTOR="ray",
-        BASTION_RAY_ADDRESS=ray_cluster.address,
-        BASTION_JOB_TARGET="tests.jobs.fake_targets:block",
-        PYTHONPATH=str(REPO),
-    )
-    ray_runs.service(ray_runs.config("block"))
-    job = ray_runs.submit(principal(alice), resources={"cpus": 1})
-    first = subprocess.Popen(
-        [sys.executable, "-m", "bastion.cli.main", "worker"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    try:
-        task_pid = ray_runs.started_pid(job.id, 1, timeout=120)
-    finally:
-        first.send_signal(signal.SIGKILL)
-        first.wait(30)
-    wait_for(lambda: pid_gone(task_pid), 60, what="Ray to end the task of the dead worker")
-    ray_runs.worker(ray_runs.config("block"))
-    ray_runs.started_pid(job.id, 2, timeout=120)
-    ray_runs.release(job.id)
-    done = ray_runs.wait_state(job.id, "completed")
-    assert done.attempt == 2, "attempt 1 died with its worker; only attempt 2 ran to completion"
 
 
 @pytest.mark.ray
