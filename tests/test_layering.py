@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1] / "src"
@@ -130,7 +131,7 @@ def _violations() -> set[tuple[str, str, str, str]]:
     return found
 
 
-def _show(rows: set[tuple[str, str, str, str]]) -> str:
+def _show(rows: AbstractSet[tuple[str, str, str, str]]) -> str:
     return "\n".join(f"  {rule}: src/{where} {imp} imports {tgt}" for rule, where, imp, tgt in sorted(rows))
 
 
