@@ -37,6 +37,13 @@ ADVERSARIAL: dict[str, str] = {
     "digits_and_spaces": "1 " * (SIZE // 2),
     "ipv6_hex_groups": "a:" * (SIZE // 2) + "g",
     "apostrophe_words": "Ab'c" * (SIZE // 4),
+    "month_names": "Jan " * (SIZE // 4),
+    "name_context_words": "patient " * (SIZE // 8),
+    "residence_context": "lives in " * (SIZE // 9),
+    "state_abbreviations": "CA " * (SIZE // 3),
+    "listed_names_and_commas": "john smith, " * (SIZE // 12),
+    "url_prefixes": "www." * (SIZE // 4),
+    "email_at_signs": "x@" * (SIZE // 2),
 }
 
 
