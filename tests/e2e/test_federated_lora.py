@@ -35,9 +35,8 @@ def sites(tmp_path: Path) -> Iterator[NoteSites]:
     s.kill_all()
 
 
-def test_three_sites_train_one_adapter(
-    server_factory: Callable[..., ServerProcess], sites: NoteSites, tmp_path: Path
-) -> None:
+def serve_tiny(server_factory: Callable[..., ServerProcess], tmp_path: Path) -> tuple[ServerProcess, Path]:
+    """A real server with the tiny base model registered as ``tiny`` (the sites get the same directory)."""
     server = server_factory().start()
     model_dir = build_model(tmp_path / "base")
     admin = {"BASTION_URL": server.url, "BASTION_API_KEY": server.keys["admin"]}
@@ -45,6 +44,13 @@ def test_three_sites_train_one_adapter(
         CliRunner().invoke(app, ["llm", "register", str(model_dir), "--name", "tiny"], env=admin).exit_code
         == 0
     )
+    return server, model_dir
+
+
+def test_three_sites_train_one_adapter(
+    server_factory: Callable[..., ServerProcess], sites: NoteSites, tmp_path: Path
+) -> None:
+    server, model_dir = serve_tiny(server_factory, tmp_path)
     spec = {"type": "lora_adapter", "base_model": "tiny", "lora": {"r": 4, "alpha": 8}}
     fed = cli(
         server, "create", "notes", "--model", json.dumps(spec), "--rounds", "2", "--min-clients", "3",
@@ -91,13 +97,7 @@ def test_three_sites_train_an_adapter_through_secure_aggregation_with_distribute
     from tests.conftest import MASTER
 
     noise, clip, delta = 0.8, 1.0, 1e-5
-    server = server_factory().start()
-    model_dir = build_model(tmp_path / "base")
-    admin = {"BASTION_URL": server.url, "BASTION_API_KEY": server.keys["admin"]}
-    assert (
-        CliRunner().invoke(app, ["llm", "register", str(model_dir), "--name", "tiny"], env=admin).exit_code
-        == 0
-    )
+    server, model_dir = serve_tiny(server_factory, tmp_path)
     spec = {"type": "lora_adapter", "base_model": "tiny", "lora": {"r": 2, "alpha": 4}}
     fid = cli(
         server, "create", "secure-notes", "--model", json.dumps(spec), "--rounds", "1", "--min-clients", "3",
