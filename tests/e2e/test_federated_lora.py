@@ -35,9 +35,8 @@ def sites(tmp_path: Path) -> Iterator[NoteSites]:
     s.kill_all()
 
 
-def test_three_sites_train_one_adapter(
-    server_factory: Callable[..., ServerProcess], sites: NoteSites, tmp_path: Path
-) -> None:
+def serve_tiny(server_factory: Callable[..., ServerProcess], tmp_path: Path) -> tuple[ServerProcess, Path]:
+    """A real server with the tiny base model registered as ``tiny`` (the sites get the same directory)."""
     server = server_factory().start()
     model_dir = build_model(tmp_path / "base")
     admin = {"BASTION_URL": server.url, "BASTION_API_KEY": server.keys["admin"]}
@@ -45,6 +44,13 @@ def test_three_sites_train_one_adapter(
         CliRunner().invoke(app, ["llm", "register", str(model_dir), "--name", "tiny"], env=admin).exit_code
         == 0
     )
+    return server, model_dir
+
+
+def test_three_sites_train_one_adapter(
+    server_factory: Callable[..., ServerProcess], sites: NoteSites, tmp_path: Path
+) -> None:
+    server, model_dir = serve_tiny(server_factory, tmp_path)
     spec = {"type": "lora_adapter", "base_model": "tiny", "lora": {"r": 4, "alpha": 8}}
     fed = cli(
         server, "create", "notes", "--model", json.dumps(spec), "--rounds", "2", "--min-clients", "3",
@@ -81,3 +87,54 @@ def test_three_sites_train_one_adapter(
     )
     assert out.status_code == 200, out.text
     assert out.json()["base_model"] == "tiny"
+
+
+def test_three_sites_train_an_adapter_through_secure_aggregation_with_distributed_dp(
+    server_factory: Callable[..., ServerProcess], sites: NoteSites, tmp_path: Path
+) -> None:
+    from bastion.federation.dp import RdpAccountant
+    from bastion.vault.store import VaultStore
+    from tests.conftest import MASTER
+
+    noise, clip, delta = 0.8, 1.0, 1e-5
+    server, model_dir = serve_tiny(server_factory, tmp_path)
+    spec = {"type": "lora_adapter", "base_model": "tiny", "lora": {"r": 2, "alpha": 4}}
+    fid = cli(
+        server, "create", "secure-notes", "--model", json.dumps(spec), "--rounds", "1", "--min-clients", "3",
+        "--lr", "0.01", "--batch-size", "4", "--round-timeout", "300",
+        "--secure-aggregation", "--dp-noise", str(noise), "--dp-clip", str(clip),
+    )["id"]  # fmt: skip
+    tokens = {n: cli(server, "enroll", fid, "--name", n)["token"] for n in ("a", "b", "c")}
+    for name, token in tokens.items():
+        sites.register(server, fid, token, name)
+    peers = tmp_path / "peers.json"
+    peers.write_text(json.dumps(cli(server, "peers", fid)))
+    for i, (name, token) in enumerate(tokens.items(), start=1):
+        sites.start(
+            server, fid, name, token, f"{i}/3", "--base-model", str(model_dir), "--peer-keys", str(peers)
+        )
+    for name in tokens:
+        assert sites.wait(name, 600) == 0, sites.log(name)
+    final = wait_for(
+        "the federation to complete", lambda: (s := status(server, fid))["state"] == "completed" and s
+    )
+    assert final["completed_rounds"] == 1
+    (r,) = cli(server, "rounds", fid)
+    assert (r["state"], r["close_reason"], r["updates"]) == ("closed", "secure_aggregation", 3), r
+    accountant = RdpAccountant(noise, sampling_rate=1.0)
+    accountant.step(1)
+    assert r["metrics"]["dp_delta"] == delta
+    assert r["metrics"]["dp_epsilon"] == pytest.approx(accountant.epsilon(delta), rel=1e-6)
+    # Only the masked sum was ever unmasked: no single site's adapter is stored anywhere.
+    vault = VaultStore.open(server.data_dir / ".bastion" / "vault", MASTER.encode())
+    assert not [i for i in vault.list() if i.startswith("flu-")]
+    headers = {"X-API-Key": server.keys["user"]}
+    model = httpx.get(f"{server.url}/api/v1/models/fl-secure-notes", headers=headers).json()
+    assert [v["lineage"].get("round") for v in model["history"]] == [0, 1]
+    out = httpx.post(
+        f"{server.url}/api/v1/models/{model['id']}/generate",
+        json={"prompt": "Patient has cough.", "max_new_tokens": 2},
+        headers=headers,
+        timeout=120,
+    )
+    assert out.status_code == 200, out.text

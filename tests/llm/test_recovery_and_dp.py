@@ -60,6 +60,9 @@ def test_worker_killed_mid_epoch_resumes_from_last_checkpoint(
     assert done["status"] == "succeeded", done["error"]
     assert done["attempt"] == 2
     assert done["metrics"]["resumed_from_epoch"] >= 1
+    # The optimizer and LR schedule came back from the vault at the checkpoint's step (not step 0).
+    step = done["metrics"]["resumed_schedule_step"]
+    assert step > 0 and step % done["metrics"]["resumed_from_epoch"] == 0
     epochs = [c["epoch"] for c in client.get(ckpts, headers=alice.headers).json()["data"]]
     assert epochs == [1, 2, 3, 4]
 

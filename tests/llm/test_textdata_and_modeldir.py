@@ -75,3 +75,32 @@ def test_model_directories_refused(tiny_model: Path, tmp_path: Path) -> None:
         assert err.value.code == code
     with pytest.raises(IntegrityError):
         load_base(str(tiny_model), "0" * 64)
+
+
+def test_multi_turn_chat_trains_every_assistant_turn(tiny_model: Path) -> None:
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(tiny_model), local_files_only=True)
+    turns = ["Give acetaminophen.", "Twice a day.", "Recheck in two weeks."]
+    messages = [{"role": "system", "content": "You are a clinician."}]
+    for q, a in zip(["Fever, treatment?", "How often?", "Follow up?"], turns, strict=True):
+        messages += [{"role": "user", "content": q}, {"role": "assistant", "content": a}]
+    ex = encode_all(tok, "chat", [{"messages": messages}], 512)[0]
+    ids, labels = ex["input_ids"], ex["labels"]
+    answers = [tok(a, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for a in turns]
+    # The trained tokens are exactly the three answers (with their EOS), in order ...
+    assert [t for t in labels if t != IGNORE] == [t for a in answers for t in a]
+    # ... each sitting at its place in the input (labels equal the ids wherever they are trained) ...
+    assert all(lab in (IGNORE, i) for lab, i in zip(labels, ids, strict=True))
+    # ... as three separate runs: user turns, the system prompt and role headers are masked.
+    runs, inside = 0, False
+    for lab in labels:
+        if lab != IGNORE and not inside:
+            runs += 1
+        inside = lab != IGNORE
+    assert runs == 3
+    masked = tok.decode([i for i, lab in zip(ids, labels, strict=True) if lab == IGNORE])
+    assert "Fever" in masked and "How often" in masked and "clinician" in masked
+    assert "acetaminophen" not in masked and "Twice" not in masked
+    # The sequence is the chat template of the whole conversation (no context repeated).
+    assert tok.decode(ids).count("Fever") == 1 and tok.decode(ids).count("<|assistant|>") == 3

@@ -7,6 +7,11 @@ and for person names three signals: a title (``Dr.``, ``Mrs.``), a context word 
 is not also a common English word. A detector returns candidate spans; overlaps are resolved by
 :func:`bastion.data.textscrub.find_phi`. Recall is preferred to precision: a missed name leaks PHI,
 an extra placeholder costs a word.
+
+Every repetition is bounded (names <= 32 letters, domain labels <= 63, whitespace runs <= 8,
+repeated labels <= 3): each match attempt costs a constant, so a crafted cell is scrubbed in linear
+time (``tests/data/test_textscrub_adversarial.py``); an unbounded ``+`` over overlapping classes made
+``"a." * 15000 + "@x"`` take 15 s.
 """
 
 from __future__ import annotations
@@ -284,17 +289,19 @@ _MONTH = (
     r"Sep(?:t(?:ember)?)?|Oct(?:ober)?|Nov(?:ember)?|Dec(?:ember)?)\.?"
 )
 _ORD = r"(?:st|nd|rd|th)?"
-_CAP = r"[A-Z][^\W\d_'\u2019]*[^\W\d_](?:['\u2019][^\W\d_]+)?(?:-[A-Z][^\W\d_]+)?"
+_CAP = r"[A-Z][^\W\d_'\u2019]{0,30}[^\W\d_](?:['\u2019][^\W\d_]{1,30})?(?:-[A-Z][^\W\d_]{1,30})?"
 _STREET = (
     r"(?:Street|St|Avenue|Ave|Road|Rd|Boulevard|Blvd|Lane|Ln|Drive|Dr|Court|Ct|Way|Place|Pl|"
     r"Terrace|Ter|Circle|Cir|Parkway|Pkwy|Highway|Hwy|Square|Sq|Trail|Trl|Row|Alley|Plaza)"
 )
-_ID_VALUE = r"((?=[A-Za-z0-9-]*\d)[A-Za-z0-9][A-Za-z0-9-]{2,}[A-Za-z0-9])"
-_ID_GLUE = r"[\s:#=.]*(?i:(?:number|num|no|nbr|id|is|was|of)\b[\s:#=.]*)*"
+_ID_VALUE = r"((?=[A-Za-z0-9-]{0,40}\d)[A-Za-z0-9][A-Za-z0-9-]{2,}[A-Za-z0-9])"
+_ID_GLUE = r"[\s:#=.]{0,6}(?i:(?:number|num|no|nbr|id|is|was|of)\b[\s:#=.]{0,6}){0,3}"
 
 
 def _labelled(label: str) -> re.Pattern[str]:
-    return re.compile(rf"(?i:\b(?:{label})(?:[\s-]+(?:{label}))*)(?![A-Za-z]){_ID_GLUE}{_ID_VALUE}")
+    return re.compile(
+        rf"(?i:\b(?:{label})(?:[\s-]{{1,3}}(?:{label})){{0,3}})(?![A-Za-z]){_ID_GLUE}{_ID_VALUE}"
+    )
 
 
 _LABELS: list[tuple[PhiKind, re.Pattern[str]]] = [
@@ -326,10 +333,13 @@ _LABELS: list[tuple[PhiKind, re.Pattern[str]]] = [
     ),
 ]
 
-_EMAIL = re.compile(r"(?<![\w.%+-])[\w.%+-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}\b")
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])[\w.%+-]{1,64}@[A-Za-z0-9-]{1,63}(?:\.[A-Za-z0-9-]{1,63}){0,8}\.[A-Za-z]{2,24}\b"
+)
 _URL = re.compile(
     r"\b(?:(?:https?|ftp)://|www\.)[^\s<>\"'\])]+"
-    r"|\b[a-z0-9-]+(?:\.[a-z0-9-]+)*\.(?:com|org|net|edu|gov|io|health|info|us)(?:/[^\s<>\"'\])]*)?\b"
+    r"|\b[a-z0-9-]{1,63}(?:\.[a-z0-9-]{1,63}){0,8}\.(?:com|org|net|edu|gov|io|health|info|us)"
+    r"(?:/[^\s<>\"'\])]*)?\b"
 )
 _IPV4 = re.compile(r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?!\d|\.\d)")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}[0-9A-Fa-f]{0,4}(?![\w:])")
@@ -343,55 +353,56 @@ _DATES = [
     re.compile(r"(?<![\d/.-])\d{1,2}[/-]\d{1,2}[/-](?:\d{4}|\d{2})(?![\d/-]|\.\d)"),
     re.compile(r"(?<![\d/.-])(?:19|20)\d{2}[-/.]\d{1,2}[-/.]\d{1,2}(?![\d/-]|\.\d)"),
     re.compile(r"(?<![\d.])\d{1,2}\.\d{1,2}\.(?:19|20)\d{2}(?![\d.])"),
-    re.compile(rf"(?i:\b{_MONTH})\s+\d{{1,2}}{_ORD}(?:,?\s+(?:19|20)\d{{2}})?\b"),
-    re.compile(rf"\b\d{{1,2}}{_ORD}\s+(?:of\s+)?(?i:{_MONTH})(?:,?\s+(?:19|20)\d{{2}})?\b"),
-    re.compile(rf"(?i:\b{_MONTH}),?\s+(?:19|20)\d{{2}}\b"),
+    re.compile(rf"(?i:\b{_MONTH})\s{{1,8}}\d{{1,2}}{_ORD}(?:,?\s{{1,8}}(?:19|20)\d{{2}})?\b"),
+    re.compile(rf"\b\d{{1,2}}{_ORD}\s{{1,8}}(?:of\s{{1,8}})?(?i:{_MONTH})(?:,?\s{{1,8}}(?:19|20)\d{{2}})?\b"),
+    re.compile(rf"(?i:\b{_MONTH}),?\s{{1,8}}(?:19|20)\d{{2}}\b"),
     re.compile(rf"\b\d{{1,2}}-(?i:{_MONTH})-(?:\d{{4}}|\d{{2}})\b"),
 ]
 # m/d without a year is a date only after a word that introduces one ("5/10 pain" is not).
 _SHORT_DATE = re.compile(
     r"(?i:\b(?:on|since|from|until|till|by|dated?|dob|d\.o\.b\.|admitted|discharged|seen|"
-    r"through|thru|of|before|after)\s*:?\s*)(\d{1,2}/\d{1,2})(?![\d/])"
+    r"through|thru|of|before|after)\s{0,8}:?\s{0,8})(\d{1,2}/\d{1,2})(?![\d/])"
 )
 _AGE = [
     re.compile(
-        r"(?<!\d)(9\d|1[0-4]\d)(?=\s*-?\s*(?:years?|yrs?|y/o|y\.o\.?|yo|year-old|yr-old)(?![A-Za-z]))", re.I
+        r"(?<!\d)(9\d|1[0-4]\d)(?=\s{0,8}-?\s{0,8}(?:years?|yrs?|y/o|y\.o\.?|yo|year-old|yr-old)(?![A-Za-z]))",
+        re.I,
     ),
-    re.compile(r"(?i:\bage[d]?\s*:?\s*(?:of\s+)?)(9\d|1[0-4]\d)(?!\d)"),
+    re.compile(r"(?i:\bage[d]?\s{0,8}:?\s{0,8}(?:of\s{1,8})?)(9\d|1[0-4]\d)(?!\d)"),
     re.compile(r"(?<!\d)(9\d|1[0-4]\d)\s?(?:M|F|yo[mf]?)\b"),
     re.compile(r"(?i:\b(?:nonagenarian|centenarian)\b)"),
 ]
 _ZIP = [
-    re.compile(rf"\b{_STATE},?\s+(\d{{5}}(?:-\d{{4}})?)(?![\d-])"),
-    re.compile(r"(?i:\bzip(?:\s*code)?\s*:?\s*)(\d{5}(?:-\d{4})?)(?![\d-])"),
+    re.compile(rf"\b{_STATE},?\s{{1,8}}(\d{{5}}(?:-\d{{4}})?)(?![\d-])"),
+    re.compile(r"(?i:\bzip(?:\s{0,8}code)?\s{0,8}:?\s{0,8})(\d{5}(?:-\d{4})?)(?![\d-])"),
 ]
 _ADDRESS = [
     re.compile(
-        rf"\b\d{{1,6}}\s+(?:[NSEW]\.?\s+)?(?:(?:{_CAP}|\d+{_ORD})\s+){{1,3}}{_STREET}\b\.?"
-        r"(?:,?\s+(?:Apt|Apartment|Unit|Suite|Ste|#)\.?\s*#?\s*[A-Za-z0-9-]+)?"
+        rf"\b\d{{1,6}}\s{{1,8}}(?:[NSEW]\.?\s{{1,8}})?(?:(?:{_CAP}|\d{{1,6}}{_ORD})\s{{1,8}}){{1,3}}{_STREET}\b\.?"
+        r"(?:,?\s{1,8}(?:Apt|Apartment|Unit|Suite|Ste|#)\.?\s{0,8}#?\s{0,8}[A-Za-z0-9-]{1,12})?"
     ),
-    re.compile(r"\bP\.?\s?O\.?\s+Box\s+\d+\b", re.I),
+    re.compile(r"\bP\.?\s?O\.?\s{1,8}Box\s{1,8}\d+\b", re.I),
     # "Springfield, IL" / "Ann Arbor, Michigan": the city; the state itself is not PHI.
-    re.compile(rf"\b((?:{_CAP}\s){{0,2}}{_CAP}),\s+(?={_STATE}\b)"),
+    re.compile(rf"\b((?:{_CAP}\s){{0,2}}{_CAP}),\s{{1,8}}(?={_STATE}\b)"),
     re.compile(
-        rf"(?i:\b(?:lives|living|resides|residing|moved|relocated|home|address|located|from)\s+"
-        rf"(?:in|at|to|is)?\s*:?\s*)(?![A-Z]{{2,}}\b)((?:\d+\s+)?{_CAP}(?:\s+{_CAP}){{0,3}})"
+        rf"(?i:\b(?:lives|living|resides|residing|moved|relocated|home|address|located|from)\s{{1,8}}"
+        rf"(?:in|at|to|is)?\s{{0,8}}:?\s{{0,8}})(?![A-Z]{{2,40}}\b)((?:\d{{1,6}}\s{{1,8}})?{_CAP}(?:\s{{1,8}}{_CAP}){{0,3}})"
     ),
     # "... 12 Oak St in Boise": the town after a street address.
     re.compile(
-        rf"\b\d{{1,6}}\s+(?:(?:{_CAP}|\d+{_ORD})\s+){{1,3}}{_STREET}\b\.?,?\s+in\s+({_CAP}(?:\s{_CAP})?)"
+        rf"\b\d{{1,6}}\s{{1,8}}(?:(?:{_CAP}|\d{{1,6}}{_ORD})\s{{1,8}}){{1,3}}{_STREET}\b\.?,?\s{{1,8}}in\s{{1,8}}({_CAP}(?:\s{_CAP})?)"
     ),
 ]
 
-_NAME_SEQ = rf"(?:[A-Z]\.\s*)?{_CAP}(?:\s+(?:[A-Z]\.\s*)?{_CAP}){{0,2}}"
-_TITLE = re.compile(rf"\b(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Rev|Sr|Fr)\.?\s+({_NAME_SEQ})")
+_NAME_SEQ = rf"(?:[A-Z]\.\s{{0,8}})?{_CAP}(?:\s{{1,8}}(?:[A-Z]\.\s{{0,8}})?{_CAP}){{0,2}}"
+_TITLE = re.compile(rf"\b(?:Dr|Mr|Mrs|Ms|Mx|Miss|Prof|Rev|Sr|Fr)\.?\s{{1,8}}({_NAME_SEQ})")
 _NAME_CONTEXT = re.compile(
     r"(?i:\b(?:patient|pt|name|named|seen by|signed by|electronically signed by|dictated by|"
     r"transcribed by|attending|resident|fellow|intern|physician|pcp|provider|surgeon|nurse|rn|np|"
     r"pa-c|son|daughter|wife|husband|mother|father|brother|sister|spouse|partner|friend|neighbor|"
     r"caregiver|guardian|grandson|granddaughter|niece|nephew|aunt|uncle|referred by|cc|"
     r"discussed with|accompanied by|spoke with|contact|witness|consent from|called|informed)"
-    r"\b\s*(?:is|was|named|:|,|-)?\s*)"
+    r"\b\s{0,8}(?:is|was|named|:|,|-)?\s{0,8})"
     rf"({_NAME_SEQ})"
 )
 _RELATION = (
@@ -399,11 +410,11 @@ _RELATION = (
     r"neighbou?r|caregiver|guardian|grandson|granddaughter|aunt|uncle|cousin|md|do|rn|np|pa-c|phd"
 )
 _NAME_AFTER = re.compile(
-    rf"({_NAME_SEQ})(?=\s*[(,]\s*(?:the\s+)?(?:patient['\u2019]s\s+|pt['\u2019]s\s+|her\s+|his\s+)?(?i:{_RELATION})\b)"
+    rf"({_NAME_SEQ})(?=\s{{0,8}}[(,]\s{{0,8}}(?:the\s{{1,8}})?(?:patient['\u2019]s\s{{1,8}}|pt['\u2019]s\s{{1,8}}|her\s{{1,8}}|his\s{{1,8}})?(?i:{_RELATION})\b)"
 )
 _WORD = re.compile(r"[^\W\d_][^\W\d_'\u2019]*(?:['\u2019][^\W\d_]+)?(?:-[^\W\d_]+)?")
 _EPONYM_AFTER = re.compile(
-    r"^(?:['\u2019]s?)?\s+(?:disease|syndrome|sign|test|maneuver|manoeuvre|law|palsy|sarcoma|lymphoma|"
+    r"^(?:['\u2019]s?)?\s{1,8}(?:disease|syndrome|sign|test|maneuver|manoeuvre|law|palsy|sarcoma|lymphoma|"
     r"ulcer|phenomenon|criteria|score|scale|reflex|triad|node|classification|catheter|tube|"
     r"procedure|operation|fracture|cyst|hernia|contracture|disorder|diet|position|method|"
     r"protocol|tumou?r|anomaly|equation|formula|hospital|clinic|center|centre|university)\b",

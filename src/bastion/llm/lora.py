@@ -144,9 +144,11 @@ def train_with_trainer(
     callbacks: list[Any] | None = None,
     bf16: bool = False,
     gradient_checkpointing: bool = False,
+    optimizers: tuple[Any, Any] | None = None,
 ) -> Any:
     """transformers' Trainer over the encoded examples: eval every epoch when there is a validation set,
-    no checkpoint files on disk (callers keep what they need, encrypted). Returns the Trainer's state."""
+    no checkpoint files on disk (callers keep what they need, encrypted). ``optimizers`` (optimizer,
+    LR schedule) lets a resumed job continue its own schedule. Returns the Trainer's state."""
     from transformers import Trainer, TrainingArguments
 
     with tempfile.TemporaryDirectory(prefix="bastion-ft-") as out:
@@ -176,6 +178,7 @@ def train_with_trainer(
             eval_dataset=val or None,
             data_collator=lambda b: collate(b, pad_id),
             callbacks=callbacks or [],
+            optimizers=optimizers if optimizers is not None else (None, None),
         )
         trainer.train()
         return trainer.state

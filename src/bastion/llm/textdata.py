@@ -3,7 +3,7 @@
 Three shapes, one per file (the first valid line decides; every other line must match):
 
 * chat: ``{"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}``, ending
-  with an assistant message (the one the loss is computed on);
+  with an assistant message (the loss covers every assistant message, not only the last);
 * instruction: ``{"prompt": "...", "completion": "..."}`` (loss on the completion only);
 * plain: ``{"text": "..."}`` (loss on every token).
 
@@ -134,20 +134,48 @@ def scrub_records(parsed: ParsedText, policy: Any = None) -> ParsedText:
 
 
 def encode(tokenizer: Any, shape: str, record: dict[str, Any]) -> tuple[list[int], list[int]]:
-    """(input_ids, labels): labels are IGNORE on the prompt, so the loss covers the completion only."""
+    """(input_ids, labels): labels are IGNORE on prompts, so the loss covers completions only (every
+    assistant turn of a chat, each followed by EOS so the model learns where a turn ends)."""
     eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
     if shape == "plain":
-        ids = tokenizer(record["text"], add_special_tokens=False)["input_ids"] + eos
-        return ids, list(ids)
+        text_ids: list[int] = tokenizer(record["text"], add_special_tokens=False)["input_ids"] + eos
+        return text_ids, list(text_ids)
     if shape == "instruction":
-        prompt, completion = record["prompt"], record["completion"]
+        turns = [(record["prompt"], record["completion"])]
     else:
-        msgs = record["messages"]
-        prompt = _chat_prompt(tokenizer, msgs[:-1])
-        completion = msgs[-1]["content"]
-    p = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
-    c = tokenizer(completion, add_special_tokens=False)["input_ids"] + eos
-    return p + c, [IGNORE] * len(p) + c
+        turns = _chat_turns(tokenizer, record["messages"])
+    ids: list[int] = []
+    labels: list[int] = []
+    for prompt, completion in turns:
+        p = tokenizer(prompt, add_special_tokens=False)["input_ids"] if prompt else []
+        c = tokenizer(completion, add_special_tokens=False)["input_ids"] + eos
+        ids += p + c
+        labels += [IGNORE] * len(p) + c
+    return ids, labels
+
+
+def _chat_turns(tokenizer: Any, messages: list[dict[str, str]]) -> list[tuple[str, str]]:
+    """(context since the previous answer, answer) per assistant message.
+
+    The context of answer k is the chat template of every message before it minus what earlier
+    pieces already hold (the template renders earlier answers verbatim; an EOS the template puts
+    right after an answer is dropped, ``encode`` appends the EOS token itself). A template that does
+    not render earlier answers verbatim gets one piece per answer with its full context, which is
+    still correct for that answer, at the cost of repeating the context."""
+    eos_text = getattr(tokenizer, "eos_token", None) or ""
+    turns: list[tuple[str, str]] = []
+    seen = ""
+    for i, m in enumerate(messages):
+        if m["role"] != "assistant":
+            continue
+        context = _chat_prompt(tokenizer, messages[:i])
+        if seen and context.startswith(seen):
+            context = context[len(seen) :]
+            if eos_text and context.startswith(eos_text):
+                context = context[len(eos_text) :]
+        turns.append((context, m["content"]))
+        seen = _chat_prompt(tokenizer, messages[:i]) + m["content"]
+    return turns
 
 
 def _chat_prompt(tokenizer: Any, messages: list[dict[str, str]]) -> str:

@@ -7,9 +7,11 @@ attempt left one → transformers' Trainer (eval loss and perplexity every epoch
 epoch into the vault) or, with ``dp.enabled``, Bastion's Opacus DP-SGD on the LoRA parameters →
 the adapter (safetensors) packed into the job's artifact.
 
-Resuming restores the adapter weights and the epoch count; optimizer and scheduler state are not
-kept (Trainer stores them as pickles, which never enter the vault), so a resumed run restarts its
-learning-rate schedule for the remaining epochs.
+Resuming restores the adapter weights, the epoch count and (Trainer path) the optimizer's moments
+and the learning-rate schedule, stored next to each checkpoint as safetensors + JSON
+(:mod:`bastion.llm.optstate`; Trainer's own ``optimizer.pt`` is a pickle and never enters the
+vault), so a resumed run continues its schedule instead of restarting it. The DP-SGD path keeps a
+constant learning rate and restores weights and epoch count only.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from bastion.llm.lora import (
 )
 
 LORA_MODEL_TYPE = "llm_lora"
+_OPT_PREFIX = "ftopt-"
 _CKPT = re.compile(r"ftckpt-(?P<job>[0-9a-f-]{36})-e(?P<epoch>\d+)")
 
 
@@ -47,6 +50,10 @@ def peak_rss_mb() -> float:
 
 def checkpoint_id(job_id: str, epoch: int) -> str:
     return f"ftckpt-{job_id}-e{epoch}"
+
+
+def optimizer_state_id(job_id: str, epoch: int) -> str:
+    return f"{_OPT_PREFIX}{job_id}-e{epoch}"
 
 
 def _latest_checkpoint(vault: Any, job_id: str) -> tuple[int, str] | None:
@@ -113,10 +120,37 @@ def run_finetune(ctx: JobContext) -> dict[str, Any]:
     initial = eval_loss(model, val_examples, pad_id, int(params["batch_size"]))
     ctx.progress(done_epochs / epochs_total, {"stage": "train", "initial_eval_loss": initial})
 
+    optimizers: tuple[Any, Any] | None = None
+    restored_step: int | None = None
+    if not params["dp"].get("enabled"):
+        from bastion.llm import optstate
+
+        bs = int(params["batch_size"])
+        steps_per_epoch = max(math.ceil(len(train_examples) / bs), 1)
+        optimizers = optstate.make_optimizer(
+            model, float(params["learning_rate"]), steps_per_epoch * epochs_total
+        )
+        if resumed is not None and optimizer_state_id(job_id, resumed[0]) in set(vault.list()):
+            restored_step = optstate.load_state(
+                *optimizers, vault.get_bytes(optimizer_state_id(job_id, resumed[0]))
+            )
+            ctx.log(f"optimizer and learning-rate schedule restored at step {restored_step}")
+        elif done_epochs:  # an older checkpoint without optimizer state: at least keep the schedule
+            for _ in range(done_epochs * steps_per_epoch):
+                optimizers[1].step()
+
     def checkpoint(epoch: int, metrics: dict[str, Any], step: int) -> None:
         blob = pack_model(
             ModelPackage(job_id, LORA_MODEL_TYPE, "safetensors", {"epoch": epoch}, adapter_bytes(model))
         )
+        if optimizers is not None:  # first, so an adapter checkpoint never lacks its optimizer state
+            from bastion.llm import optstate
+
+            vault.put_bytes(
+                optimizer_state_id(job_id, epoch),
+                optstate.state_bytes(*optimizers),
+                meta={"kind": "ft-optimizer-state", "job_id": job_id},
+            )
         vault.put_bytes(checkpoint_id(job_id, epoch), blob, meta={"kind": "ft-checkpoint", "job_id": job_id})
         event = {
             "stage": "train",
@@ -145,6 +179,7 @@ def run_finetune(ctx: JobContext) -> dict[str, Any]:
             epochs_total,
             trained_tokens,
             checkpoint,
+            optimizers,
         )
     elapsed = time.perf_counter() - started
     final = eval_loss(model, val_examples, pad_id, int(params["batch_size"]))
@@ -175,6 +210,7 @@ def run_finetune(ctx: JobContext) -> dict[str, Any]:
         "tokens_per_second": round(trained_tokens * remaining / elapsed, 2) if elapsed > 0 else None,
         "epochs": epochs_total,
         "resumed_from_epoch": done_epochs if resumed else None,
+        "resumed_schedule_step": restored_step,
         "adapter_bytes": len(weights),
         "peak_rss_mb": peak_rss_mb(),
     }
@@ -204,6 +240,7 @@ def _train_trainer(
     epochs_total: int,
     tokens_per_epoch: int,
     checkpoint: Any,
+    optimizers: tuple[Any, Any] | None = None,
 ) -> None:
     from transformers import TrainerCallback
 
@@ -263,6 +300,7 @@ def _train_trainer(
         callbacks=[Progress()],
         bf16=bool(params.get("bf16")),
         gradient_checkpointing=bool(params.get("gradient_checkpointing")),
+        optimizers=optimizers,
     )
 
 
