@@ -24,6 +24,8 @@ from bastion.api.routes import (
     health,
     llm,
     models,
+    signup,
+    sso,
     training,
 )
 from bastion.config import Settings, resolve_secrets
@@ -46,6 +48,7 @@ ROUTERS: list[APIRouter] = [
     llm.router,
     encrypted.router,
 ]
+ROUTERS += [signup.router, signup.admin_router, sso.router]
 # Routes that accept file uploads get the upload limit; everything else (JSON) the small body limit.
 UPLOAD_ROUTES = re.compile(
     r"/api/v1/(?:datasets|fine_tuning/files|federations/[^/]+/(?:model|site/update|site/secagg/masked))"
