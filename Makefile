@@ -47,3 +47,13 @@ bench-peers: $(STAMP)
 	$(BIN)/python -c 'import sysconfig; print("import site; site.addsitedir(%r)" % sysconfig.get_paths()["purelib"])' > "$$(cat $(BENCH_VENV)/.purelib)/zz_bastion_venv.pth"
 	$(BENCH_VENV)/bin/python -m pip install -q 'flwr[simulation]==1.42.0'
 	$(BENCH_VENV)/bin/python -c 'import flwr; print("flwr", flwr.__version__, "in $(BENCH_VENV)")'
+
+# The OpenID provider the SSO tests start (node-oidc-provider, run with the machine's node), installed
+# from the committed lock file into git-ignored tests/oidc/node_modules; re-runs only when it changes.
+OIDC_DIR := tests/oidc
+$(OIDC_DIR)/node_modules/.installed: $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
+	cd $(OIDC_DIR) && npm ci --no-audit --no-fund --silent
+	touch $@
+.PHONY: oidc-provider
+oidc-provider: $(OIDC_DIR)/node_modules/.installed
+unit: oidc-provider

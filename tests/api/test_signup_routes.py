@@ -45,7 +45,7 @@ def test_signup_is_off_by_default(client: TestClient) -> None:
 
 
 def test_pending_signup_needs_admin_approval(open_client: TestClient, open_ctx: Context) -> None:
-    status, body = register(open_client, "newbie", "newbie@example.org")
+    status, _ = register(open_client, "newbie", "newbie@example.org")
     assert status == 202
     login = {"username": "newbie", "password": PASSWORD}
     r = open_client.post(LOGIN, json=login)

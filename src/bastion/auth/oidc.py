@@ -28,7 +28,6 @@ from bastion.errors import BadRequest, Unavailable
 
 LEEWAY_S = 60
 MAX_TOKEN_AGE = timedelta(minutes=10)
-JWKS_MIN_REFRESH_S = 1.0
 SAFE_ALGORITHMS = frozenset(
     {"RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA"}
 )
@@ -64,7 +63,6 @@ class OidcProvider:
         self._lock = threading.Lock()
         self._metadata: dict[str, Any] | None = None
         self._keys: KeySet | None = None
-        self._keys_fetched_at = 0.0
 
     def close(self) -> None:
         self.http.close()
@@ -102,15 +100,15 @@ class OidcProvider:
     def keys(self, *, refresh: bool = False) -> KeySet:
         jwks_uri = self.metadata()["jwks_uri"]
         with self._lock:
-            stale = refresh and time.monotonic() - self._keys_fetched_at >= JWKS_MIN_REFRESH_S
-            if self._keys is None or stale:
+            # ID tokens only arrive over the back channel from the token endpoint, so an unknown kid
+            # costs one fetch per login attempt, which the login rate limit already bounds.
+            if self._keys is None or refresh:
                 try:
                     self._keys = KeySet.import_key_set(self._get_json(jwks_uri))  # type: ignore[arg-type]
                 except (JoseError, ValueError, TypeError):
                     raise Unavailable(
                         "the provider's JWKS is malformed", code="sso_provider_unavailable"
                     ) from None
-                self._keys_fetched_at = time.monotonic()
             return self._keys
 
     def verify_id_token(self, raw: str, nonce: str) -> dict[str, Any]:
