@@ -360,3 +360,53 @@ def test_open_redirect_through_return_to_is_refused(app: SsoApp, return_to: str)
 def test_relative_return_to_survives_the_round_trip(app: SsoApp) -> None:
     client, _ = app
     sso_login(client, "carol", return_to="/models?page=2")
+
+
+# -- the SDK and the CLI ---------------------------------------------------------------------------
+
+
+def test_sdk_login_sso_polls_until_the_browser_is_done(app: SsoApp) -> None:
+    from bastion.client import BastionClient
+
+    client, _ = app
+    sdk = BastionClient(http=client)
+    assert sdk.sso_info()["enabled"] is True
+    seen: list[str] = []
+
+    def browser(url: str) -> None:  # the person signs in while the SDK waits
+        seen.append(url)
+        assert callback(client, at_provider(url, "carol")).status_code == 200
+
+    tokens = sdk.login_sso(browser, interval=0.05)
+    assert seen and me(client, tokens["access_token"])["role"] == "user"
+
+
+def test_cli_login_sso_json(app: SsoApp, monkeypatch: pytest.MonkeyPatch) -> None:
+    from typer.testing import CliRunner
+
+    from bastion.cli.main import app as cli
+    from bastion.client import BastionClient
+    from bastion.client import sdk as sdk_module
+
+    client, _ = app
+
+    class Browsing(BastionClient):
+        """The real SDK; the person finishes the browser sign-in right after the URL is issued."""
+
+        def sso_cli_start(self) -> dict[str, Any]:
+            started = super().sso_cli_start()
+            assert callback(client, at_provider(started["authorization_url"], "alice")).status_code == 200
+            return started
+
+    monkeypatch.setattr(sdk_module, "BastionClient", lambda url=None, api_key=None: Browsing(http=client))
+    result = CliRunner().invoke(cli, ["login", "--sso", "--json"])
+    assert result.exit_code == 0, result.output
+    tokens = json.loads(result.stdout)
+    assert me(client, tokens["access_token"])["role"] == "admin"
+    # Not configured: a clean error under --json, no traceback.
+    monkeypatch.setattr(
+        sdk_module, "BastionClient", lambda url=None, api_key=None: BastionClient(http=client)
+    )
+    client.app.state.ctx.services.pop("sso")
+    failed = CliRunner().invoke(cli, ["login", "--sso", "--json"])
+    assert failed.exit_code == 1 and json.loads(failed.stdout)["error"]["code"] == "sso_not_configured"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from bastion.cli import accounts as accounts_cli
 from bastion.cli import backup, catalog, fl, ft, predict, server, train, vault, worker
 from bastion.cli import search as search_cli
 
@@ -30,6 +31,8 @@ app.command("restore")(backup.restore)
 app.add_typer(ft.ft_app, name="ft")
 app.add_typer(ft.llm_app, name="llm")
 catalog.models_app.command("generate")(ft.generate)
+app.command("login")(accounts_cli.login)
+app.command("signup")(accounts_cli.signup)  # accounts_cli also adds `users signups|approve|reject`
 
 if __name__ == "__main__":
     app()

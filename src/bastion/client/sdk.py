@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from bastion.client.accounts import AccountsMixin
 from bastion.client.catalog import CatalogMixin
 from bastion.client.errors import APIError, BastionClientError, TransportError, from_response
 from bastion.client.fine_tuning import FineTuningMixin
@@ -62,7 +63,7 @@ def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
             event_id = int(value)
 
 
-class BastionClient(CatalogMixin, FineTuningMixin):
+class BastionClient(CatalogMixin, FineTuningMixin, AccountsMixin):
     """Jobs here; datasets and models from CatalogMixin; federations via bastion.client.federations."""
 
     def __init__(
