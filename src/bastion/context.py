@@ -24,6 +24,7 @@ from bastion.store import Database
 from bastion.vault.store import VaultStore
 
 if TYPE_CHECKING:
+    from bastion.auth.oidc import OidcConfig
     from bastion.auth.sso import SingleSignOn
 
 HealthCheck = Callable[[], bool]
@@ -105,23 +106,22 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
 
 def build_sso(settings: Settings, db: Database, audit: AuditLog, auth: AuthService) -> SingleSignOn:
     """The OIDC relying party from settings; nothing is fetched from the provider until first use."""
-    from bastion.auth.oidc import OidcConfig, OidcProvider
+    from bastion.auth.oidc import OidcProvider
     from bastion.auth.sso import SingleSignOn, parse_role_map
 
     missing = [
         n for n in ("oidc_client_id", "oidc_client_secret", "oidc_redirect_uri") if not getattr(settings, n)
     ]
     if missing:
-        raise ConfigError(f"BASTION_OIDC_ISSUER is set but not {', '.join(m.upper() for m in missing)}")
+        raise ConfigError(
+            f"BASTION_OIDC_ISSUER is set but not {', '.join('BASTION_' + m.upper() for m in missing)}"
+        )
     secret = settings.oidc_client_secret
-    config = OidcConfig(
-        issuer=str(settings.oidc_issuer),
-        client_id=str(settings.oidc_client_id),
-        client_secret=secret.get_secret_value() if secret else "",
-        redirect_uri=str(settings.oidc_redirect_uri),
-        scopes=settings.oidc_scopes,
-        algorithms=tuple(a.strip() for a in settings.oidc_algorithms.split(",") if a.strip()),
-    )
+    try:
+        config = _oidc_config(settings, secret.get_secret_value() if secret else "")
+        role_map = parse_role_map(settings.oidc_role_map)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     return SingleSignOn(
         OidcProvider(config),
         db,
@@ -129,8 +129,21 @@ def build_sso(settings: Settings, db: Database, audit: AuditLog, auth: AuthServi
         auth,
         allow_provisioning=settings.oidc_allow_provisioning,
         groups_claim=settings.oidc_groups_claim,
-        role_map=parse_role_map(settings.oidc_role_map),
+        role_map=role_map,
         default_role=settings.oidc_default_role,
+    )
+
+
+def _oidc_config(settings: Settings, secret: str) -> OidcConfig:
+    from bastion.auth.oidc import OidcConfig
+
+    return OidcConfig(
+        issuer=str(settings.oidc_issuer),
+        client_id=str(settings.oidc_client_id),
+        client_secret=secret,
+        redirect_uri=str(settings.oidc_redirect_uri),
+        scopes=settings.oidc_scopes,
+        algorithms=tuple(a.strip() for a in settings.oidc_algorithms.split(",") if a.strip()),
     )
 
 
