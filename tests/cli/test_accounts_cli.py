@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -14,26 +13,19 @@ from bastion.cli.main import app
 from bastion.cli.server import open_context
 from bastion.client import BastionClient
 from bastion.client import sdk as sdk_module
-from tests.conftest import JWT, MASTER
+from tests.cli.test_server_commands import env  # noqa: F401  (the server-side CLI's environment)
 
 runner = CliRunner()
 PASSWORD = "correct horse battery staple"
 
 
 @pytest.fixture
-def env(tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    for k, v in {
-        "BASTION_DATA_DIR": str(tmp_path / "data"),
-        "BASTION_DATABASE_URL": db_url,
-        "BASTION_MASTER_KEY": MASTER,
-        "BASTION_JWT_SECRET": JWT,
-        "BASTION_SIGNUP_ENABLED": "true",
-        "BASTION_LOGIN_RATE_LIMIT": "1000/minute",
-    }.items():
-        monkeypatch.setenv(k, v)
+def signup_env(env: str, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+    monkeypatch.setenv("BASTION_SIGNUP_ENABLED", "true")
+    monkeypatch.setenv("BASTION_LOGIN_RATE_LIMIT", "1000/minute")
 
 
-def test_signup_then_admin_approves_from_the_cli(env: None, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_signup_then_admin_approves_from_the_cli(signup_env: None, monkeypatch: pytest.MonkeyPatch) -> None:
     ctx = open_context()
     try:
         with TestClient(create_app(context=ctx), raise_server_exceptions=False) as http:
