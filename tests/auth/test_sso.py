@@ -13,6 +13,7 @@ import os
 import select
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from bastion.api.app import CONTEXT_HOOKS, create_app
 from bastion.context import Context, build_context
 from bastion.errors import BastionError
 from bastion.store.models import AuditEvent, OidcIdentity, User
+from tests.cli.test_accounts_cli import cli_json
 from tests.conftest import REPO, free_port, make_settings
 
 CLIENT_ID = "bastion-test"
@@ -43,6 +45,11 @@ OIDC_DIR = REPO / "tests" / "oidc"
 class OpenIdProvider:
     issuer: str
     proc: subprocess.Popen[str]
+    server_port: int  # a real `bastion serve` on this port may use the client too (e2e test)
+
+    @property
+    def server_callback(self) -> str:
+        return f"http://127.0.0.1:{self.server_port}/api/v1/auth/sso/callback"
 
     def rotate(self) -> str:
         kid: str = httpx.post(self.issuer + "/test/rotate").json()["kid"]
@@ -59,9 +66,10 @@ def oidc_provider() -> Iterator[OpenIdProvider]:
     assert node, "Node.js is required for the SSO tests (the machine's `node`)"
     if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
         subprocess.run(["make", "-C", str(REPO), "oidc-provider"], check=True)
-    port = free_port()
+    port, server_port = free_port(), free_port()
+    callbacks = f"{CALLBACK},http://127.0.0.1:{server_port}/api/v1/auth/sso/callback"
     proc = subprocess.Popen(
-        [node, "provider.mjs", str(port), CLIENT_ID, CLIENT_SECRET, CALLBACK],
+        [node, "provider.mjs", str(port), CLIENT_ID, CLIENT_SECRET, callbacks],
         cwd=OIDC_DIR,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -77,7 +85,7 @@ def oidc_provider() -> Iterator[OpenIdProvider]:
             seen += proc.stdout.readline()
     assert "ready" in seen, seen
     try:
-        yield OpenIdProvider(f"http://127.0.0.1:{port}", proc)
+        yield OpenIdProvider(f"http://127.0.0.1:{port}", proc, server_port)
     finally:
         proc.terminate()
         proc.wait(timeout=10)
@@ -119,7 +127,7 @@ def app(make_app: Callable[..., SsoApp]) -> SsoApp:
     return make_app()
 
 
-def at_provider(authorization_url: str, account: str = "alice", **tamper: str) -> str:
+def at_provider(authorization_url: str, account: str = "alice", until: str = CALLBACK, **tamper: str) -> str:
     """Play the browser at the provider (login + consent); the callback URL it sends us back to."""
     if tamper:
         parts = urlsplit(authorization_url)
@@ -131,7 +139,7 @@ def at_provider(authorization_url: str, account: str = "alice", **tamper: str) -
             r = browser.get(url)
             assert r.status_code in (302, 303), r.text[:500]
             location = r.headers["location"]
-            if location.startswith(CALLBACK):
+            if location.startswith(until):
                 return location
             url = url.join(location)
             if url.path.startswith("/interaction/"):
@@ -401,7 +409,7 @@ def test_cli_login_sso_json(app: SsoApp, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(sdk_module, "BastionClient", lambda url=None, api_key=None: Browsing(http=client))
     result = CliRunner().invoke(cli, ["login", "--sso", "--json"])
     assert result.exit_code == 0, result.output
-    tokens = json.loads(result.stdout)
+    tokens = cli_json(result.stdout)
     assert me(client, tokens["access_token"])["role"] == "admin"
     # Not configured: a clean error under --json, no traceback.
     monkeypatch.setattr(
@@ -409,4 +417,60 @@ def test_cli_login_sso_json(app: SsoApp, monkeypatch: pytest.MonkeyPatch) -> Non
     )
     client.app.state.ctx.services.pop("sso")
     failed = CliRunner().invoke(cli, ["login", "--sso", "--json"])
-    assert failed.exit_code == 1 and json.loads(failed.stdout)["error"]["code"] == "sso_not_configured"
+    assert failed.exit_code == 1 and cli_json(failed.stdout)["error"]["code"] == "sso_not_configured"
+
+
+@pytest.mark.e2e
+def test_cli_signs_in_to_a_real_server_through_sso(
+    oidc_provider: OpenIdProvider, server_factory: Callable[..., Any]
+) -> None:
+    """`bastion serve` configured from the environment; `bastion login --sso` in its own process."""
+    server = server_factory(
+        BASTION_OIDC_ISSUER=oidc_provider.issuer,
+        BASTION_OIDC_CLIENT_ID=CLIENT_ID,
+        BASTION_OIDC_CLIENT_SECRET=CLIENT_SECRET,
+        BASTION_OIDC_REDIRECT_URI=oidc_provider.server_callback,
+        BASTION_OIDC_SCOPES="openid email profile groups",
+        BASTION_OIDC_ALLOW_PROVISIONING="true",
+        BASTION_OIDC_ROLE_MAP="researchers=user,bastion-admins=admin",
+    )
+    server.port = oidc_provider.server_port
+    server.start()
+    cli = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bastion.cli.main",
+            "login",
+            "--sso",
+            "--json",
+            "--url",
+            server.url,
+            "--timeout",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=server.env,
+    )
+    try:
+        assert cli.stderr is not None
+        link = ""
+        for line in cli.stderr:  # blocks until the CLI prints the URL (or exits: EOF)
+            if line.strip().startswith("http"):
+                link = line.strip()
+                break
+        assert link.startswith(oidc_provider.issuer), (link, cli.poll())
+        landed = httpx.get(at_provider(link, "carol", until=oidc_provider.server_callback))
+        assert landed.status_code == 200 and "return to your terminal" in landed.text
+        out, err = cli.communicate(timeout=60)
+    finally:
+        if cli.poll() is None:
+            cli.kill()
+    assert cli.returncode == 0, err
+    tokens = json.loads(out)
+    who = httpx.get(
+        server.url + "/api/v1/auth/me", headers={"Authorization": f"Bearer {tokens['access_token']}"}
+    )
+    assert who.status_code == 200 and who.json()["username"] == "carol" and who.json()["role"] == "user"

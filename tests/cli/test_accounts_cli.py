@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,6 +18,13 @@ from tests.cli.test_server_commands import env  # noqa: F401  (the server-side C
 
 runner = CliRunner()
 PASSWORD = "correct horse battery staple"
+
+
+def cli_json(stdout: str) -> dict[str, Any]:
+    """The command's JSON document, skipping the in-process server's request log lines around it."""
+    start = min(i for i in (stdout.find("{\n"), stdout.find('{"')) if i >= 0)
+    body: dict[str, Any] = json.JSONDecoder().raw_decode(stdout[start:])[0]
+    return body
 
 
 @pytest.fixture
@@ -38,7 +46,7 @@ def test_signup_then_admin_approves_from_the_cli(signup_env: None, monkeypatch: 
                 input=f"{PASSWORD}\n{PASSWORD}\n",
             )
             assert signed.exit_code == 0, signed.output
-            assert json.loads(signed.stdout[signed.stdout.index("{") :])["success"] is True
+            assert cli_json(signed.stdout)["success"] is True
             listed = runner.invoke(app, ["users", "signups", "--json"])
             assert listed.exit_code == 0 and [r["username"] for r in json.loads(listed.stdout)] == ["dana"]
             approved = runner.invoke(app, ["users", "approve", "dana", "--json"])
@@ -47,7 +55,7 @@ def test_signup_then_admin_approves_from_the_cli(signup_env: None, monkeypatch: 
             assert again.exit_code == 1 and "not found" in again.output
             logged = runner.invoke(app, ["login", "--username", "dana", "--json"], input=f"{PASSWORD}\n")
             assert logged.exit_code == 0, logged.output
-            token = json.loads(logged.stdout[logged.stdout.index("{") :])["access_token"]
+            token = cli_json(logged.stdout)["access_token"]
             assert (
                 http.get("/api/v1/auth/me", headers={"Authorization": f"Bearer {token}"}).json()["username"]
                 == "dana"

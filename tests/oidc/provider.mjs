@@ -1,6 +1,6 @@
 // A real OpenID provider (node-oidc-provider) for Bastion's SSO tests, on 127.0.0.1 only.
 //
-// Usage: node provider.mjs PORT CLIENT_ID CLIENT_SECRET REDIRECT_URI
+// Usage: node provider.mjs PORT CLIENT_ID CLIENT_SECRET REDIRECT_URI[,REDIRECT_URI...]
 // One confidential client (PKCE required), three accounts, an automatic interaction handler
 // (GET /interaction/:uid?account=NAME logs NAME in and grants every requested scope), and two
 // test-only control routes: POST /test/rotate (a fresh signing key replaces the old one) and
@@ -33,7 +33,7 @@ function build(jwk) {
     clients: [{
       client_id: clientId,
       client_secret: clientSecret,
-      redirect_uris: [redirectUri],
+      redirect_uris: redirectUri.split(','),
       grant_types: ['authorization_code'],
       response_types: ['code'],
     }],
