@@ -252,6 +252,13 @@ def test_signing_key_rotated_mid_test(app: SsoApp, oidc_provider: OpenIdProvider
 # -- attacks ---------------------------------------------------------------------------------------
 
 
+def test_state_and_code_never_reach_the_request_log() -> None:
+    from bastion.logs import redact_text
+
+    line = redact_text("code=abc123&state=s3cr3t-state&iss=http%3A%2F%2Fidp&session_state=x")
+    assert "abc123" not in line and "s3cr3t-state" not in line and "iss=http" in line
+
+
 def test_wrong_state_is_refused(app: SsoApp) -> None:
     client, _ = app
     url = at_provider(start(client), "alice")
