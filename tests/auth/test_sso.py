@@ -362,6 +362,35 @@ def test_unverified_email_never_takes_over_an_account(make_app: Callable[..., Ss
     assert r.status_code == 403 and error_code(r) == "sso_no_account"
 
 
+def test_signed_in_user_links_an_identity_and_nobody_else_can(
+    make_app: Callable[..., SsoApp], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from typer.testing import CliRunner
+
+    from bastion.cli.main import app as cli
+    from bastion.client import BastionClient
+    from bastion.client import sdk as sdk_module
+
+    client, ctx = make_app(oidc_allow_provisioning=False)
+    alice = ctx.accounts.create_user("alice-pw", "user", password="correct horse battery staple")
+    key = ctx.accounts.create_key(alice.id).plaintext
+    assert client.post("/api/v1/auth/sso/link").status_code == 401
+    monkeypatch.setattr(
+        sdk_module, "BastionClient", lambda url=None, api_key=None: BastionClient(api_key=key, http=client)
+    )
+    started = CliRunner().invoke(cli, ["sso-link", "--json"])
+    assert started.exit_code == 0, started.output
+    link = cli_json(started.stdout)["authorization_url"]
+    r = callback(client, at_provider(link, "mallory"))
+    assert r.status_code == 303 and r.headers["location"] == "/#sso_linked=1"
+    assert me(client, sso_login(client, "mallory")["access_token"])["user_id"] == alice.id
+    bob = ctx.accounts.create_user("bob-pw", "user")
+    bob_key = ctx.accounts.create_key(bob.id).plaintext
+    link = client.post("/api/v1/auth/sso/link", headers={"X-API-Key": bob_key}).json()["authorization_url"]
+    taken = callback(client, at_provider(link, "mallory"))
+    assert taken.status_code == 409 and error_code(taken) == "sso_identity_taken"
+
+
 @pytest.mark.parametrize(
     "return_to",
     ["https://evil.example/", "//evil.example/x", "/\\evil.example", "javascript:alert(1)", "/ok\r\nX: y"],

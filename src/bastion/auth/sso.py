@@ -76,6 +76,7 @@ class Started:
 class Completed:
     return_to: str
     handoff_code: str | None  # None for a CLI login: the CLI's poll picks the session up
+    linked: bool = False  # a signed-in user linked this identity; no new session
 
 
 class SingleSignOn:
@@ -115,7 +116,7 @@ class SingleSignOn:
         )
 
     # -- the login -------------------------------------------------------------------------------
-    def begin(self, return_to: str | None, *, cli: bool = False) -> Started:
+    def begin(self, return_to: str | None, *, cli: bool = False, link_user_id: str | None = None) -> Started:
         target = safe_return_to(return_to)
         state, nonce, verifier = (secrets.token_urlsafe(32) for _ in range(3))
         poll = secrets.token_urlsafe(32) if cli else None
@@ -133,6 +134,7 @@ class SingleSignOn:
                     code_verifier=verifier,
                     return_to=target,
                     poll_hash=digest(poll) if poll else None,
+                    link_user_id=link_user_id,
                     expires_at=utcnow() + FLOW_TTL,
                 )
             )
@@ -147,7 +149,8 @@ class SingleSignOn:
                 self._deny(s, source_ip, "state")
             else:
                 flow.state_used_at = utcnow()
-                flow_id, nonce, verifier = flow.id, flow.nonce, flow.code_verifier
+                flow_id, nonce, verifier, linking = flow.id, flow.nonce, flow.code_verifier, flow.link_user_id
+                target = flow.return_to
         if not usable:
             raise BadRequest("unknown, used or expired login state", code="sso_state_invalid")
         try:
@@ -158,6 +161,9 @@ class SingleSignOn:
             with self.db.session() as s:
                 self._deny(s, source_ip, exc.code)
             raise
+        if linking is not None:
+            self._link(linking, claims, source_ip)
+            return Completed(target, None, linked=True)
         with self.db.session() as s:
             user = self._account(s, claims, source_ip)
             if user is None:
@@ -235,6 +241,32 @@ class SingleSignOn:
             raise Forbidden("account disabled", code="account_disabled")
         link.last_login_at = utcnow()
         return user
+
+    def _link(self, user_id: str, claims: dict[str, Any], source_ip: str | None) -> None:
+        """Attach the identity to the signed-in account that started the flow (it proved both sides)."""
+        issuer, subject = self.provider.config.issuer, str(claims["sub"])
+        with self.db.session() as s:
+            link = s.scalar(
+                select(OidcIdentity).where(OidcIdentity.issuer == issuer, OidcIdentity.subject == subject)
+            )
+            taken = link is not None and link.user_id != user_id
+            if taken:
+                self._deny(s, source_ip, "identity_linked_elsewhere")
+            elif link is None:
+                s.add(OidcIdentity(issuer=issuer, subject=subject, user_id=user_id))
+                self.audit.append(
+                    AuditRecord(
+                        "user.sso_link",
+                        actor_id=user_id,
+                        source_ip=source_ip,
+                        target_type="user",
+                        target_id=user_id,
+                        details={"issuer": issuer},
+                    ),
+                    s,
+                )
+        if taken:
+            raise Conflict("this identity is linked to another account", code="sso_identity_taken")
 
     def _mapped_role(self, claims: dict[str, Any]) -> str | None:
         groups = claims.get(self.groups_claim)

@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
-from bastion.cli.client_common import JsonOpt, UrlOpt, connect
+from bastion.cli.client_common import JsonOpt, KeyOpt, UrlOpt, connect
 from bastion.cli.output import emit, fail
 from bastion.cli.server import open_context, users_app
 from bastion.errors import BastionError
@@ -90,3 +90,13 @@ def users_reject(
     except BastionError as exc:
         raise fail(exc.message) from exc
     emit({"rejected": ref}, as_json=as_json)
+
+
+def sso_link(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+    """Link your identity at the server's provider to this account: prints a URL to open."""
+    with connect(url, api_key, as_json=as_json) as client:
+        started = client.sso_link()
+    if as_json:
+        emit(started, as_json=True)
+        return
+    typer.echo(f"Open this URL in a browser to link your identity:\n\n  {started['authorization_url']}\n")

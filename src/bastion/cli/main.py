@@ -33,6 +33,7 @@ app.add_typer(ft.llm_app, name="llm")
 catalog.models_app.command("generate")(ft.generate)
 app.command("login")(accounts_cli.login)
 app.command("signup")(accounts_cli.signup)  # accounts_cli also adds `users signups|approve|reject`
+app.command("sso-link")(accounts_cli.sso_link)
 
 if __name__ == "__main__":
     app()

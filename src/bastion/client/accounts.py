@@ -52,6 +52,13 @@ class AccountsMixin:
         )
         return result
 
+    def sso_link(self, return_to: str = "/") -> dict[str, Any]:
+        """Start linking a provider identity to the caller's account: open ``authorization_url``."""
+        result: dict[str, Any] = self._request(
+            "POST", "/api/v1/auth/sso/link", params={"return_to": return_to}
+        )
+        return result
+
     def sso_exchange(self, code: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("POST", "/api/v1/auth/sso/exchange", json={"code": code})
         return result

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from bastion.api.deps import ContextDep, client_ip
+from bastion.api.deps import ContextDep, CurrentPrincipal, client_ip
 from bastion.api.error_responses import errors
 from bastion.api.routes.auth import TokenResponse
 from bastion.auth.sso import SingleSignOn
@@ -90,7 +90,10 @@ def sso_start(
     status_code=303,
     response_class=RedirectResponse,
     response_model=None,
-    responses={**errors(400, 403, 404, 429), 200: {"description": "CLI sign-in finished (an HTML page)"}},
+    responses={
+        **errors(400, 403, 404, 409, 429),
+        200: {"description": "CLI sign-in finished (an HTML page)"},
+    },
 )
 def sso_callback(
     request: Request,
@@ -101,9 +104,29 @@ def sso_callback(
 ) -> RedirectResponse | HTMLResponse:
     _limit(ctx, request)
     done = service(ctx).complete(code, state, iss, client_ip(request))
+    if done.linked:
+        return RedirectResponse(f"{done.return_to}#sso_linked=1", status_code=303)
     if done.handoff_code is None:
         return HTMLResponse(DONE_PAGE)
     return RedirectResponse(f"{done.return_to}#sso_code={done.handoff_code}", status_code=303)
+
+
+class LinkStart(BaseModel):
+    authorization_url: str = Field(description="open this in the same browser to link the identity")
+    expires_in: int
+
+
+@router.post("/link", response_model=LinkStart, status_code=201, responses=errors(400, 401, 404, 429))
+def sso_link_start(
+    principal: CurrentPrincipal,
+    request: Request,
+    ctx: ContextDep,
+    return_to: Annotated[str, Query(max_length=500)] = "/",
+) -> LinkStart:
+    """Link an identity at the provider to the signed-in account (the only way to join existing ones)."""
+    _limit(ctx, request)
+    started = service(ctx).begin(return_to, link_user_id=principal.user_id)
+    return LinkStart(authorization_url=started.authorization_url, expires_in=started.expires_in)
 
 
 @router.post("/exchange", response_model=TokenResponse, responses=errors(400, 404, 429))

@@ -51,6 +51,8 @@ class SsoFlow(Base):
     poll_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # CLI hand-off only
     grant_hash: Mapped[str | None] = mapped_column(String(64), unique=True)  # browser hand-off only
     user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # Set when a signed-in user links this identity to their own account instead of signing in.
+    link_user_id: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(DateTime, index=True)
     state_used_at: Mapped[datetime | None] = mapped_column(DateTime)

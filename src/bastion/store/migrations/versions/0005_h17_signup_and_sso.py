@@ -45,6 +45,9 @@ def upgrade() -> None:
         sa.Column("poll_hash", sa.String(64), nullable=True, unique=True),
         sa.Column("grant_hash", sa.String(64), nullable=True, unique=True),
         sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True),
+        sa.Column(
+            "link_user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), nullable=True
+        ),
         sa.Column("created_at", sa.DateTime(), nullable=False),
         sa.Column("expires_at", sa.DateTime(), nullable=False),
         sa.Column("state_used_at", sa.DateTime(), nullable=True),
