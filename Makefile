@@ -61,3 +61,13 @@ screenshots: $(STAMP) chromium
 web-assets: $(STAMP)
 	$(BIN)/python scripts/vendor_web_assets.py
 	$(BIN)/python scripts/vendor_web_assets.py --check
+
+# The OpenID provider the SSO tests start (node-oidc-provider, run with the machine's node), installed
+# from the committed lock file into git-ignored tests/oidc/node_modules; re-runs only when it changes.
+OIDC_DIR := tests/oidc
+$(OIDC_DIR)/node_modules/.installed: $(OIDC_DIR)/package.json $(OIDC_DIR)/package-lock.json
+	cd $(OIDC_DIR) && npm ci --no-audit --no-fund --silent
+	touch $@
+.PHONY: oidc-provider
+oidc-provider: $(OIDC_DIR)/node_modules/.installed
+unit: oidc-provider

@@ -129,6 +129,33 @@ class Settings(BaseSettings):
         validation_alias=_env("BASTION_WEB_IDLE_MINUTES"),
         description="a dashboard session unused this long ends (the next page asks to sign in again)",
     )
+    # Sign-up (off by default) and OpenID Connect single sign-on: see docs/sso.md.
+    signup_enabled: bool = Field(False, validation_alias=_env("BASTION_SIGNUP_ENABLED"))
+    signup_allowed_domains: str = Field(
+        "",
+        validation_alias=_env("BASTION_SIGNUP_ALLOWED_DOMAINS"),
+        description="comma-separated email domains whose sign-ups need no approval; empty: all wait",
+    )
+    oidc_issuer: str | None = Field(None, validation_alias=_env("BASTION_OIDC_ISSUER"))
+    oidc_client_id: str | None = Field(None, validation_alias=_env("BASTION_OIDC_CLIENT_ID"))
+    oidc_client_secret: SecretStr | None = Field(None, validation_alias=_env("BASTION_OIDC_CLIENT_SECRET"))
+    oidc_redirect_uri: str | None = Field(
+        None,
+        validation_alias=_env("BASTION_OIDC_REDIRECT_URI"),
+        description="this server's callback as the provider knows it (.../api/v1/auth/sso/callback)",
+    )
+    oidc_scopes: str = Field("openid email profile", validation_alias=_env("BASTION_OIDC_SCOPES"))
+    oidc_algorithms: str = Field("RS256,ES256,PS256", validation_alias=_env("BASTION_OIDC_ALGORITHMS"))
+    oidc_allow_provisioning: bool = Field(False, validation_alias=_env("BASTION_OIDC_ALLOW_PROVISIONING"))
+    oidc_groups_claim: str = Field("groups", validation_alias=_env("BASTION_OIDC_GROUPS_CLAIM"))
+    oidc_role_map: str = Field(
+        "",
+        validation_alias=_env("BASTION_OIDC_ROLE_MAP"),
+        description="comma-separated group=role pairs (e.g. 'bastion-admins=admin,staff=user')",
+    )
+    oidc_default_role: str = Field(
+        "user", pattern="^(admin|user|viewer)$", validation_alias=_env("BASTION_OIDC_DEFAULT_ROLE")
+    )
 
     host: str = Field("127.0.0.1", validation_alias=_env("BASTION_HOST"))
     port: int = Field(5000, ge=0, le=65535, validation_alias=_env("BASTION_PORT"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bastion.audit import AuditLog
 from bastion.audit.coalesce import DenialCoalescer
@@ -13,14 +13,20 @@ from bastion.auth.accounts import Accounts
 from bastion.auth.lockout import LockoutPolicy
 from bastion.auth.ratelimit import RateLimiter
 from bastion.auth.service import AuthService
+from bastion.auth.signup import SignupPolicy, Signups
 from bastion.auth.tokens import TokenService
 from bastion.catalog.access import AccessCodeGuard
 from bastion.catalog.datasets import DatasetCatalog, stored_pseudonym_key
 from bastion.catalog.models import ModelRegistry
 from bastion.config import Settings, ensure_private_dir
 from bastion.data.sandbox import ParseLimits
+from bastion.errors import ConfigError
 from bastion.store import Database
 from bastion.vault.store import VaultStore
+
+if TYPE_CHECKING:
+    from bastion.auth.oidc import OidcConfig
+    from bastion.auth.sso import SingleSignOn
 
 HealthCheck = Callable[[], bool]
 
@@ -90,9 +96,57 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
         quota_bytes=settings.user_storage_quota_bytes,
     )
     ctx.services["encrypted"] = _encrypted_inference(settings, ctx.services["models"], audit)
+    ctx.services["signups"] = Signups(
+        db, audit, lockout, SignupPolicy.parse(settings.signup_enabled, settings.signup_allowed_domains)
+    )
+    if settings.oidc_issuer:
+        ctx.services["sso"] = build_sso(settings, db, audit, ctx.auth)
     ctx.health_checks["database"] = db.ping
     ctx.health_checks["security"] = limiter.healthy
     return ctx
+
+
+def build_sso(settings: Settings, db: Database, audit: AuditLog, auth: AuthService) -> SingleSignOn:
+    """The OIDC relying party from settings; nothing is fetched from the provider until first use."""
+    from bastion.auth.oidc import OidcProvider
+    from bastion.auth.sso import SingleSignOn, parse_role_map
+
+    missing = [
+        n for n in ("oidc_client_id", "oidc_client_secret", "oidc_redirect_uri") if not getattr(settings, n)
+    ]
+    if missing:
+        raise ConfigError(
+            f"BASTION_OIDC_ISSUER is set but not {', '.join('BASTION_' + m.upper() for m in missing)}"
+        )
+    secret = settings.oidc_client_secret
+    try:
+        config = _oidc_config(settings, secret.get_secret_value() if secret else "")
+        role_map = parse_role_map(settings.oidc_role_map)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    return SingleSignOn(
+        OidcProvider(config),
+        db,
+        audit,
+        auth,
+        allow_provisioning=settings.oidc_allow_provisioning,
+        groups_claim=settings.oidc_groups_claim,
+        role_map=role_map,
+        default_role=settings.oidc_default_role,
+    )
+
+
+def _oidc_config(settings: Settings, secret: str) -> OidcConfig:
+    from bastion.auth.oidc import OidcConfig
+
+    return OidcConfig(
+        issuer=str(settings.oidc_issuer),
+        client_id=str(settings.oidc_client_id),
+        client_secret=secret,
+        redirect_uri=str(settings.oidc_redirect_uri),
+        scopes=settings.oidc_scopes,
+        algorithms=tuple(a.strip() for a in settings.oidc_algorithms.split(",") if a.strip()),
+    )
 
 
 def parse_limits(settings: Settings) -> ParseLimits:

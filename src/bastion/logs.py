@@ -16,7 +16,7 @@ _SECRET_VALUES = re.compile(
 )
 # Any parameter whose *name* looks secret-bearing (access_code, password, client_secret, id_token,
 # api_key, X-Auth, credential, session, signature...): a pattern over names, not a list of them.
-SECRET_NAME = r"[^=&\s?]*(?:pass|secret|token|key|code|auth|cred|session|sig)[^=&\s]*"
+SECRET_NAME = r"[^=&\s?]*(?:pass|secret|token|key|code|auth|cred|session|sig|state|nonce)[^=&\s]*"
 _QUERY_SECRET = re.compile(rf"((?:^|(?<=[?&;\s])){SECRET_NAME}=)[^&;\s]*", re.IGNORECASE)
 
 

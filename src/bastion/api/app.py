@@ -24,6 +24,8 @@ from bastion.api.routes import (
     health,
     llm,
     models,
+    signup,
+    sso,
     training,
 )
 from bastion.config import Settings, resolve_secrets
@@ -47,6 +49,7 @@ ROUTERS: list[APIRouter] = [
     llm.router,
     encrypted.router,
 ]
+ROUTERS += [signup.router, signup.admin_router, sso.router]
 # Routes that accept file uploads get the upload limit; everything else (JSON) the small body limit.
 UPLOAD_ROUTES = re.compile(
     r"/datasets/upload"

@@ -216,6 +216,25 @@ class AuthService:
         self._fail(source_ip, username if known else None, "auth.login", exc, attempted=username)
         raise exc
 
+    def login_sso(self, user_id: str, source_ip: str | None, *, issuer: str) -> TokenPair:
+        """A session for an account the identity provider vouched for (``bastion.auth.sso``)."""
+        with self.db.session() as s:
+            user = s.get(User, user_id)
+            if user is None or user.disabled:
+                raise Unauthorized("account disabled", code="account_disabled")
+            pair = self._new_session(s, user)
+            self.audit.append(
+                AuditRecord(
+                    "auth.login",
+                    actor_id=user.id,
+                    actor=user.username,
+                    source_ip=source_ip,
+                    details={"via": "sso", "issuer": issuer},
+                ),
+                s,
+            )
+            return pair
+
     def _reserve(self, subjects: tuple[str, ...], username: str, source_ip: str | None) -> None:
         """Count one login attempt on every subject, or refuse it (uncounted) if one is locked."""
         refused: datetime | None = None

@@ -17,6 +17,7 @@ from typing import Any
 
 import httpx
 
+from bastion.client.accounts import AccountsMixin
 from bastion.client.catalog import CatalogMixin
 from bastion.client.errors import APIError, BastionClientError, TransportError, from_response
 from bastion.client.federations import Federations
@@ -65,9 +66,10 @@ def parse_sse(lines: Iterator[str]) -> Iterator[Event]:
             event_id = int(value)
 
 
-class BastionClient(CatalogMixin, FineTuningMixin):
-    """Jobs here; datasets and models from CatalogMixin, fine-tuning from FineTuningMixin; the rest in
-    namespaces on one transport: ``auth``, ``keys``, ``admin``, ``training``, ``federations``."""
+class BastionClient(CatalogMixin, FineTuningMixin, AccountsMixin):
+    """Jobs here; datasets and models from CatalogMixin, fine-tuning from FineTuningMixin, sign-up and
+    SSO from AccountsMixin; the rest in namespaces on one transport: ``auth``, ``keys``, ``admin``,
+    ``training``, ``federations``."""
 
     def __init__(
         self,

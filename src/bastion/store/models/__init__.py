@@ -20,6 +20,7 @@ from bastion.store.models.jobs import (
     TrainingPrice,
 )
 from bastion.store.models.llm import LlmBaseModel
+from bastion.store.models.sso import OidcIdentity, SignupRequest, SsoFlow
 
 __all__ = [
     "ApiKey",
@@ -40,7 +41,10 @@ __all__ = [
     "Lockout",
     "ModelRecord",
     "ModelVersionRecord",
+    "OidcIdentity",
     "SearchJournalEntry",
+    "SignupRequest",
+    "SsoFlow",
     "TrainingJob",
     "TrainingPrice",
     "User",
