@@ -31,10 +31,10 @@ def test_new_versions_are_format_2_with_a_blake3_digest(store: VaultStore, root:
 def test_format_1_versions_stay_readable_and_verified(root: Path) -> None:
     old = open_store(root, write_format=FORMAT_SHA256)
     data = os.urandom(4 * SEG + 9)
-    old.put_bytes("m", data, access_code="c0de-c0de")
-    old.put_bytes("plain", data)
+    written = [old.put_bytes("m", data, access_code="c0de-c0de"), old.put_bytes("plain", data)]
     new = open_store(root)  # today's reader over yesterday's files
-    new.put_bytes("m", data[::-1], access_code="c0de-c0de")
+    written.append(new.put_bytes("m", data[::-1], access_code="c0de-c0de"))
+    assert written == [new.info("m", 1), new.info("plain"), new.info("m", 2)]  # put's info = read-back
     assert data_path(root, "m", 1).read_bytes()[4] == FORMAT_SHA256
     v1, v2 = new.info("m", 1), new.info("m", 2)
     assert (v1.format, v1.digest_alg, v1.sha256) == (

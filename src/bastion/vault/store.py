@@ -255,7 +255,23 @@ class VaultStore:
             raise
         if self.keep_versions is not None:
             self._prune(directory, self.keep_versions)
-        return self.info(artifact_id, version)
+        # What info() would read back, from what was just written (saves a re-open and a KEK unwrap).
+        trailer = env.Trailer.decode(trailer_bytes)
+        return ArtifactInfo(
+            artifact_id=artifact_id,
+            version=version,
+            size=trailer.size,
+            digest=trailer.digest.hex(),
+            created=header.created,
+            meta=header.meta,
+            kek_version=slot.wrapped.kek_version,
+            access_code_required=slot.access is not None,
+            stored_size=len(header_bytes)
+            + aead.ciphertext_length(trailer.size, header.segment_size)
+            + len(trailer_bytes),
+            digest_alg=header.digest_alg,
+            format=header.format,
+        )
 
     def _reserve(self, directory: Path) -> int:
         data, keys = self._scan(directory)
