@@ -154,7 +154,9 @@ def start_bastion(workdir: Path, database_url: str | None) -> tuple[Server, str]
         )
     server = Server("bastion", proc, port, log)
     server.wait_ready("/api/v1/health", {})
-    match = _KEY_LINE.search(log.read_text(errors="replace"))
+    keys_file = workdir / ".bastion" / "bootstrap-keys.txt"  # where serve puts them without a terminal
+    keys_text = keys_file.read_text() if keys_file.exists() else ""
+    match = _KEY_LINE.search(log.read_text(errors="replace") + keys_text)
     if match is None:
         server.stop()
         raise RuntimeError("bastion printed no bootstrap user key:\n" + log.read_text(errors="replace"))

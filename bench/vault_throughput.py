@@ -33,6 +33,7 @@ from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from bastion.vault import VaultStore
+from bastion.vault.envelope import FORMAT_SHA256
 
 MIB = 1024 * 1024
 CHUNK = MIB
@@ -198,6 +199,15 @@ def main() -> int:
             lambda: drain(store.open_stream("bench", verify_digest=True)),
         )
         assert drain(store.open_stream("bench", verify_digest=True)) == size
+        # The same bytes in vault format 1 (SHA-256 trailer): what a verified read cost before format 2.
+        old = VaultStore(store.root, store.keyring, write_format=FORMAT_SHA256)
+        old.put_stream("bench-v1", chunks(pool, size))
+        results["vault_read_v1"] = measure(
+            "vault_read_verified_fmt1",
+            size,
+            args.repeat,
+            lambda: drain(old.open_stream("bench-v1", verify_digest=True)),
+        )
         raw_path.unlink()
         shutil.rmtree(scratch / "vault")
         results["mem_enc"] = measure(
@@ -226,6 +236,7 @@ def main() -> int:
     print(f"vault_write_vs_raw_gcm: {ratio('vault_write', 'raw_write')}")
     print(f"vault_read_vs_raw_gcm: {ratio('vault_read', 'raw_read')}")
     print(f"vault_read_verified_vs_raw_gcm: {ratio('vault_read_sha', 'raw_read')}")
+    print(f"vault_read_verified_format1_sha256_vs_raw_gcm: {ratio('vault_read_v1', 'raw_read')}")
     print(f"vault_write_vs_raw_gcm_no_io: {ratio('vault_write', 'mem_enc')}")
     print(f"vault_read_vs_raw_gcm_no_io: {ratio('vault_read', 'mem_dec')}")
     if "fernet_write" in results:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 import threading
@@ -10,6 +9,7 @@ import tracemalloc
 from collections.abc import Iterator
 from pathlib import Path
 
+import blake3
 import pytest
 
 from bastion.errors import Invalid, NotFound
@@ -24,7 +24,7 @@ def test_round_trip_and_info(store: VaultStore, size: int) -> None:
     assert store.get_bytes("model-1") == data
     assert b"".join(store.open_stream("model-1")) == data
     assert info == store.info("model-1")
-    assert info.size == size and info.sha256 == hashlib.sha256(data).hexdigest()
+    assert info.size == size and info.digest == blake3.blake3(data).hexdigest()
     assert info.meta == {"kind": "sklearn", "round": 3}
     assert info.version == 1 and info.kek_version == 1 and not info.access_code_required
     assert info.stored_size == (store.root / "artifacts" / "model-1" / "v1.data").stat().st_size

@@ -43,11 +43,13 @@ class AuditLog:
     def _append(session: Session, record: AuditRecord) -> int:
         # Bumping the head first takes its row lock (PostgreSQL) or the write lock (SQLite), so two
         # appenders can never both read the same predecessor and fork the chain.
-        seq = session.execute(
-            update(AuditHead).where(AuditHead.id == 1).values(seq=AuditHead.seq + 1).returning(AuditHead.seq)
-        ).scalar_one()
-        head = session.get(AuditHead, 1, populate_existing=True)
-        assert head is not None
+        # One statement takes the lock, the number and the predecessor's hash (no ORM load of the head).
+        seq, prev_hash = session.execute(
+            update(AuditHead)
+            .where(AuditHead.id == 1)
+            .values(seq=AuditHead.seq + 1)
+            .returning(AuditHead.seq, AuditHead.hash)
+        ).one()
         fields: dict[str, Any] = {
             "seq": seq,
             "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
@@ -61,7 +63,7 @@ class AuditLog:
             "details": canonical_json(scrub(record.details)),
         }
         assert tuple(fields) == HASHED_FIELDS
-        digest = row_hash(head.hash, fields)
-        session.add(AuditEvent(**fields, prev_hash=head.hash, hash=digest))
-        head.hash = digest
-        return seq
+        digest = row_hash(prev_hash, fields)
+        session.add(AuditEvent(**fields, prev_hash=prev_hash, hash=digest))
+        session.execute(update(AuditHead).where(AuditHead.id == 1).values(hash=digest))
+        return int(seq)

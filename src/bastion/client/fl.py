@@ -322,19 +322,31 @@ class SiteClient:
         return None
 
     def _secure_step(self, info: dict[str, Any]) -> dict[str, Any]:
-        """Advance the secure round, then wait (long-poll) for whatever it waits on; returns fresh info."""
+        """Advance the secure round, then wait (long-poll) for whatever it waits on; returns fresh info.
+
+        After acting on a stage, the site long-polls for the session to leave that stage and acts on the
+        long poll's answer directly (no ``/info`` + ``/secagg`` pair per stage). Anything unexpected
+        (another round, a closed round, a poll that timed out) goes back through ``/info``.
+        """
         number = int(info["round"])
-        outcome = self.secure.step(info)
-        if outcome == "wait_stage":
-            view = self.secure.last_view
-            if view.get("round") == number:
-                self.secagg_state(wait_session=view.get("session"), wait_stage=view.get("stage"))
-            return self.info()
-        if outcome == "wait_round":
-            if info.get("round_state") == "open" and not info.get("selected", True):
-                self.emit("waiting", number, f"not drawn for round {number}", info=info)
-            return self.info(wait_round=number)
-        return self.info()
+        view: dict[str, Any] | None = None
+        while True:
+            outcome = self.secure.step(info, view)
+            if outcome == "wait_round":
+                if info.get("round_state") == "open" and not info.get("selected", True):
+                    self.emit("waiting", number, f"not drawn for round {number}", info=info)
+                return self.info(wait_round=number)
+            last = self.secure.last_view
+            if last.get("round") != number:
+                return self.info()
+            waited = (last.get("session"), last.get("stage"))
+            view = self.secagg_state(wait_session=waited[0], wait_stage=waited[1])
+            if (
+                view.get("round") != number
+                or view.get("round_state") != "open"
+                or (view.get("session"), view.get("stage")) == waited
+            ):
+                return self.info()
 
     def secagg_state(self, wait_session: str | None = None, wait_stage: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] | None = None

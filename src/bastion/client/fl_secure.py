@@ -80,8 +80,11 @@ class SecureParticipant:
         return pins
 
     # -- one step -------------------------------------------------------------------------------
-    def step(self, info: Mapping[str, Any]) -> str:
-        """Do what the current stage asks of this site, if anything; returns what to wait for next."""
+    def step(self, info: Mapping[str, Any], view: Mapping[str, Any] | None = None) -> str:
+        """Do what the current stage asks of this site, if anything; returns what to wait for next.
+
+        ``view`` is a session view the caller already holds (a long poll's answer), saving a request.
+        """
         number = int(info["round"])
         if info.get("round_state") != "open" or not info.get("selected", True):
             return WAIT_ROUND
@@ -89,8 +92,9 @@ class SecureParticipant:
             return WAIT_ROUND
         if self._round != number:
             self._prepare(number)
-        view = self.site.secagg_state()
-        self.last_view = view
+        if view is None:
+            view = self.site.secagg_state()
+        self.last_view = dict(view)
         return self.handle(view, number)
 
     def handle(self, view: Mapping[str, Any], number: int) -> str:

@@ -32,7 +32,7 @@ from bastion.crypto import _fs, aead, kdf
 from bastion.crypto.keyring import KeyRing
 from bastion.errors import IntegrityError, Invalid, NotFound
 from bastion.vault import envelope as env
-from bastion.vault.digest import PipelinedSha256
+from bastion.vault.digest import PipelinedDigest
 
 ARTIFACT_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 MAX_META_BYTES = 16 * 1024
@@ -86,12 +86,19 @@ class ArtifactInfo:
     artifact_id: str
     version: int
     size: int
-    sha256: str
+    digest: str  # hex; SHA-256 for format-1 versions, BLAKE3 for format 2 (see ``digest_alg``)
     created: str
     meta: dict[str, Any]
     kek_version: int
     access_code_required: bool
     stored_size: int
+    digest_alg: str = "blake3"
+    format: int = env.FORMAT
+
+    @property
+    def sha256(self) -> str | None:
+        """The plaintext SHA-256 where the stored format has one (format 1), else None."""
+        return self.digest if self.digest_alg == "sha256" else None
 
 
 class VaultStore:
@@ -105,6 +112,7 @@ class VaultStore:
         segment_size: int = aead.DEFAULT_SEGMENT_SIZE,
         kdf_params: kdf.KdfParams = kdf.DEFAULT_PARAMS,
         keep_versions: int | None = None,
+        write_format: int = env.FORMAT,
     ) -> None:
         self.root = _fs.ensure_private_dir(Path(root))
         self.keyring = keyring
@@ -113,6 +121,9 @@ class VaultStore:
         if keep_versions is not None and keep_versions < 1:
             raise Invalid("keep_versions must be at least 1")
         self.keep_versions = keep_versions
+        if write_format not in env.DIGEST_ALGS:
+            raise Invalid(f"unknown vault format {write_format}")
+        self.write_format = write_format  # older formats only to test that they stay readable
         self._artifacts = _fs.ensure_private_dir(self.root / "artifacts")
 
     @classmethod
@@ -214,6 +225,7 @@ class VaultStore:
                 nonce_prefix=aead.new_nonce_prefix(),
                 created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
                 meta=meta,
+                format=self.write_format,
             )
             key = aead.new_key()
             header_bytes = header.encode()
@@ -243,7 +255,23 @@ class VaultStore:
             raise
         if self.keep_versions is not None:
             self._prune(directory, self.keep_versions)
-        return self.info(artifact_id, version)
+        # What info() would read back, from what was just written (saves a re-open and a KEK unwrap).
+        trailer = env.Trailer.decode(trailer_bytes)
+        return ArtifactInfo(
+            artifact_id=artifact_id,
+            version=version,
+            size=trailer.size,
+            digest=trailer.digest.hex(),
+            created=header.created,
+            meta=header.meta,
+            kek_version=slot.wrapped.kek_version,
+            access_code_required=slot.access is not None,
+            stored_size=len(header_bytes)
+            + aead.ciphertext_length(trailer.size, header.segment_size)
+            + len(trailer_bytes),
+            digest_alg=header.digest_alg,
+            format=header.format,
+        )
 
     def _reserve(self, directory: Path) -> int:
         data, keys = self._scan(directory)
@@ -264,7 +292,7 @@ class VaultStore:
         chunks: Iterable[bytes | bytearray | memoryview],
     ) -> bytes:
         """Stream header, sealed segments and trailer into ``tmp`` and fsync it; returns the trailer."""
-        hasher = PipelinedSha256()
+        hasher = PipelinedDigest(header.digest_alg)
         size = 0
         try:
             with os.fdopen(_fs.open_private(tmp), "wb") as f:
@@ -339,12 +367,14 @@ class VaultStore:
             artifact_id=artifact_id,
             version=version,
             size=opened.trailer.size,
-            sha256=opened.trailer.sha256.hex(),
+            digest=opened.trailer.digest.hex(),
             created=opened.header.created,
             meta=opened.header.meta,
             kek_version=opened.slot.wrapped.kek_version,
             access_code_required=opened.slot.access is not None,
             stored_size=opened.stored_size,
+            digest_alg=opened.header.digest_alg,
+            format=opened.header.format,
         )
 
     def open_stream(
@@ -359,7 +389,7 @@ class VaultStore:
 
         Key, code and header checks run now, before this returns (a wrong code raises here, not on
         the first ``next``). A bad segment raises IntegrityError naming the artifact when reached.
-        ``verify_digest`` also checks the whole-plaintext SHA-256 after the last segment.
+        ``verify_digest`` also checks the whole-plaintext digest (the format's) after the last segment.
         """
         version = self._resolve(artifact_id, version)
         opened = self._open(artifact_id, version, access_code=access_code, want_key=True)
@@ -370,7 +400,7 @@ class VaultStore:
         opened: env.OpenedVersion, artifact_id: str, version: int, verify_digest: bool
     ) -> Iterator[bytes]:
         assert opened.key is not None
-        digest = PipelinedSha256() if verify_digest else None
+        digest = PipelinedDigest(opened.header.digest_alg) if verify_digest else None
         with opened.file as f, contextlib.ExitStack() as stack:
             if digest is not None:
                 stack.callback(digest.close)
@@ -389,13 +419,14 @@ class VaultStore:
                     yield segment
             except IntegrityError as exc:
                 raise _named(exc, artifact_id, version) from None
-        if digest is not None and not hmac.compare_digest(digest.digest(), opened.trailer.sha256):
-            raise _named(IntegrityError("plaintext SHA-256 does not match"), artifact_id, version)
+        if digest is not None and not hmac.compare_digest(digest.digest(), opened.trailer.digest):
+            alg = opened.header.digest_alg
+            raise _named(IntegrityError(f"plaintext {alg} digest does not match"), artifact_id, version)
 
     def get_bytes(
         self, artifact_id: str, version: int | None = None, *, access_code: str | bytes | None = None
     ) -> bytes:
-        """The whole plaintext, with its SHA-256 checked too. Use ``open_stream`` for large artifacts."""
+        """The whole plaintext, with its digest checked too. Use ``open_stream`` for large artifacts."""
         return b"".join(self.open_stream(artifact_id, version, access_code=access_code, verify_digest=True))
 
     # -- rotation support --------------------------------------------------------------------------

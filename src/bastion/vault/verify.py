@@ -1,7 +1,7 @@
 """Vault verification: decrypt every version of every artifact and report on each one.
 
 A full check authenticates the key slot, binds header and trailer to it, decrypts every segment and
-compares the plaintext SHA-256. An artifact behind an access code can only be decrypted with its code;
+compares the plaintext digest (SHA-256 or BLAKE3, by format). An artifact behind an access code can only be decrypted with its code;
 without one it gets a key-only check (slot, header, trailer and length) and says so.
 """
 
