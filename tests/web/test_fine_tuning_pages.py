@@ -72,6 +72,7 @@ def test_fine_tune_live_then_compare_in_the_playground(
     assert page.eval_on_selector("#ft-chart", "el => el._data ? el._data.x.length : 0") == 2
     assert "Epoch 2 done" in page.inner_text("#ft-events")
     assert page.locator("#ft-checkpoints tbody tr").count() == 2
+    assert page.inner_text("#download-cmd").startswith("bastion ft download ")
     assert axe_violations(page) == []
     shoot(page, "fine-tuning-job")
     page.goto("/fine-tuning")

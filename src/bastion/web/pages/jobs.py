@@ -166,7 +166,20 @@ def _job_context(ctx: Context, principal: Principal, job_id: str) -> dict[str, A
     job = svc.get(principal, job_id)
     status = views.status(job)
     logs = svc.logs(job, max(0, job.log_lines - LOG_TAIL), LOG_TAIL)
-    return {"job": status, "logs": logs, "history_json": _history_series(status["history"])}
+    return {
+        "job": status,
+        "logs": logs,
+        "history_json": _history_series(status["history"]),
+        "download_key": has_download_key(svc, principal),
+    }
+
+
+def has_download_key(svc: JobService, principal: Principal) -> bool:
+    """Browser downloads are sealed to a registered X25519 key (the private half stays with the
+    CLI); without one the page shows the CLI command instead of a button that cannot work."""
+    from bastion.jobs.download import DownloadKeys
+
+    return DownloadKeys(svc).get(principal.user_id) is not None
 
 
 def _history_series(history: list[dict[str, Any]]) -> dict[str, Any]:
