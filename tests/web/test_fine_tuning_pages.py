@@ -5,6 +5,7 @@ suffixes and prompts stay text."""
 from __future__ import annotations
 
 import re
+import sqlite3
 from typing import Any
 
 import pytest
@@ -23,13 +24,18 @@ JOB_URL = re.compile(r"/fine-tuning/[0-9A-Za-z_-]{8,}$")
 @pytest.fixture(scope="module")
 def base_model(dash: Dashboard, tmp_path_factory: pytest.TempPathFactory) -> str:
     path = build_model(tmp_path_factory.mktemp("llm"))
+    # model names cannot carry markup: a fine-tuned model is named ft:<base>:<suffix>:<id>, and both
+    # the base name (here) and the suffix (in the test below) refuse it
+    r = dash.api("POST", "/llm/base_models", json={"path": str(path), "name": "<svg onload=alert(2)>"})
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_name", r.text
     r = dash.api("POST", "/llm/base_models", json={"path": str(path), "name": "tiny"})
     assert r.status_code == 201, r.text
     return "tiny"
 
 
-def upload(page: Any, name: str) -> None:
+def upload(page: Any, name: str, base: str = "tiny") -> None:
     page.goto("/fine-tuning/new")
+    page.select_option("#up-model", base)
     page.set_input_files(
         "#ft-file-input",
         files=[{"name": name, "mimeType": "application/jsonl", "buffer": jsonl(chat_records(24))}],
@@ -51,7 +57,7 @@ def test_fine_tune_live_then_compare_in_the_playground(
 ) -> None:
     page = new_page()
     sign_in(page, "admin")
-    upload(page, f"{HOSTILE}.jsonl")
+    upload(page, f"{HOSTILE}.jsonl", base_model)
     # the file name is shown as text, never as markup
     assert HOSTILE in page.inner_text("#ft-file")
     assert page.locator("#ft-file img").count() == 0
@@ -77,6 +83,10 @@ def test_fine_tune_live_then_compare_in_the_playground(
     shoot(page, "fine-tuning-job")
     page.goto("/fine-tuning")
     assert "succeeded" in page.inner_text("#ft-rows")
+    assert f"ft:{base_model}:web:" in page.inner_text("#ft-rows")
+    page.goto("/models")
+    assert f"ft:{base_model}:web:" in page.inner_text("main")
+    page.goto("/fine-tuning")
     shoot(page, "fine-tuning")
     # the playground: the same prompt to the fine-tuned and the base model, side by side
     page.click("#ft-rows a[href^='/models/']")
@@ -85,7 +95,9 @@ def test_fine_tune_live_then_compare_in_the_playground(
     page.click("#playground button[type=submit]")
     page.wait_for_selector("#pg-answers")
     answers = page.inner_text("#pg-answers")
-    assert "Fine-tuned" in answers and "Base · tiny" in answers
+    assert "Fine-tuned" in answers and f"Base · {base_model}" in answers
+    assert f"ft:{base_model}:web:" in page.inner_text("h1")
+    assert page.locator("main img[src=x]").count() == 0
     # a tiny random model may answer with blanks; both sides report what they generated
     assert answers.count(" tokens · ") == 2
     assert HOSTILE in page.input_value("#pg-prompt")
@@ -102,6 +114,17 @@ def test_cancel_a_fine_tuning_job(dash: Dashboard, base_model: str, new_page: An
     page.click("button:has-text('Cancel job')")
     page.wait_for_selector("#ft-status:has-text('cancelled')")
     assert page.locator("button:has-text('Cancel job')").count() == 0
+    # a job's runtime error text (as a failing trainer writes it) is shown as text on both job pages
+    job_id = page.url.rsplit("/", 1)[1]
+    with sqlite3.connect(dash.tmp / ".bastion" / "bastion.db") as db:
+        db.execute(
+            "UPDATE training_jobs SET state = 'failed', error_message = ? WHERE id = ?",
+            (f"trainer crashed: {HOSTILE}", job_id),
+        )
+    for url in (f"/fine-tuning/{job_id}", f"/jobs/{job_id}"):
+        page.goto(url)
+        assert HOSTILE in page.inner_text("p.error")
+        assert page.locator("main img[src=x]").count() == 0
 
 
 def test_playground_bounds_max_new_tokens() -> None:
