@@ -20,7 +20,17 @@ from bastion.errors import BastionError, Invalid
 from bastion.llm import views
 from bastion.llm.params import Hyperparameters
 from bastion.llm.service import CreateRequest, FineTuning
-from bastion.web.pages.base import Ctx, Session, Writer, page_router, redirect, threaded, uploaded
+from bastion.web.pages.base import (
+    Ctx,
+    Session,
+    Writer,
+    last_event_id,
+    page_router,
+    redirect,
+    sse,
+    threaded,
+    uploaded,
+)
 from bastion.web.render import page
 
 router = page_router(prefix="/fine-tuning")
@@ -115,6 +125,7 @@ def _form_context(ctx: Context, principal: Principal, form: dict[str, str]) -> d
     bases = ctx.services["llm_bases"].list()
     form = {**form}
     form.setdefault("model", bases[0]["name"] if bases else "")
+    form.setdefault("resource_profile", ctx.services["jobs"].prices.get(None).profile)
     file = None
     if form.get("training_file"):
         file = ctx.services["ft_files"].get(principal, form["training_file"])  # foreign: 404 page
@@ -219,12 +230,7 @@ def job_events(request: Request, ctx: Ctx, session: Session, job_id: str) -> Str
 
     svc = service(ctx)
     job = svc.get(session.principal, job_id)
-    last = request.headers.get("last-event-id", "")
-    return StreamingResponse(
-        _stream(ctx, svc, job.id, int(last) if last.isdigit() else 0, request),
-        media_type="text/event-stream",
-        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"},
-    )
+    return sse(_stream(ctx, svc, job.id, last_event_id(request), request))
 
 
 @router.post("/{job_id}/cancel")

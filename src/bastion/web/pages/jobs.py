@@ -17,7 +17,17 @@ from bastion.errors import BastionError, Invalid
 from bastion.jobs import views
 from bastion.jobs.service import MAX_LIST, JobService, SubmitRequest
 from bastion.web.forms import fields_of, parse_params
-from bastion.web.pages.base import Ctx, Session, Writer, form_fields, page_router, redirect, threaded
+from bastion.web.pages.base import (
+    Ctx,
+    Session,
+    Writer,
+    form_fields,
+    last_event_id,
+    page_router,
+    redirect,
+    sse,
+    threaded,
+)
 from bastion.web.render import page
 
 router = page_router(prefix="/jobs")
@@ -214,12 +224,7 @@ def job_events(request: Request, ctx: Ctx, session: Session, job_id: str) -> Str
 
     svc = service(ctx)
     job = svc.get(session.principal, job_id)
-    last = request.headers.get("last-event-id", "")
-    return StreamingResponse(
-        _event_stream(svc, job.id, int(last) if last.isdigit() else 0, request),
-        media_type="text/event-stream",
-        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"},
-    )
+    return sse(_event_stream(svc, job.id, last_event_id(request), request))
 
 
 @router.post("/{job_id}/cancel")
