@@ -83,3 +83,35 @@ def test_upload_refusal_is_shown(dash: Dashboard, new_page: Any) -> None:
     page.wait_for_selector("#upload-status.error")
     assert "refused" in page.inner_text("#upload-status")
     assert json.dumps(page.url).endswith('/datasets"')
+
+
+def test_protected_dataset_preview_asks_for_the_code_and_wrong_codes_lock_out(
+    dash: Dashboard, new_page: Any
+) -> None:
+    page = new_page()
+    sign_in(page, "admin")
+    dataset_id = upload(page, "protected cohort")
+    r = dash.api("PUT", f"/datasets/{dataset_id}/access-code", json={"access_code": "right code 42"})
+    assert r.status_code == 200, r.text
+    page.goto(f"/datasets/{dataset_id}")
+    # the report and schema are there; the rows wait for the code
+    assert "patient_name" in page.inner_text("section:has(#h-deid)")
+    assert page.locator("section:has(#h-preview) table").count() == 0
+    page.fill("#access-code", "wrong code")
+    page.click("#code-form button[type=submit]")
+    assert "access code" in page.inner_text("#code-error").lower()
+    assert page.locator("section:has(#h-preview) table").count() == 0
+    page.fill("#access-code", "right code 42")
+    page.click("#code-form button[type=submit]")
+    assert page.locator("section:has(#h-preview) tbody tr").count() == 20
+    assert "right code 42" not in page.content()  # never echoed back into the page
+    # five wrong codes lock the caller out of this dataset: then even the right code is refused
+    for _ in range(5):
+        page.goto(f"/datasets/{dataset_id}")
+        page.fill("#access-code", "wrong code")
+        page.click("#code-form button[type=submit]")
+    page.goto(f"/datasets/{dataset_id}")
+    page.fill("#access-code", "right code 42")
+    page.click("#code-form button[type=submit]")
+    assert "too many failed attempts" in page.inner_text("#code-error")
+    assert page.locator("section:has(#h-preview) table").count() == 0

@@ -77,3 +77,21 @@ def test_create_enrol_three_sites_and_watch_the_round_chart_fill(
     assert "round 3" in timeline and "round 1" in timeline
     for name in tokens:
         assert sites.wait(name) == 0, sites.log(name)
+
+
+def test_a_hostile_federation_name_is_refused_and_shown_as_text(dash: Dashboard, new_page: Any) -> None:
+    hostile = "<img src=x onerror=alert(1)>"
+    page = new_page()
+    sign_in(page, "admin")
+    page.goto("/federations/new")
+    page.fill("#name", hostile)
+    page.fill("#model", MODEL)
+    page.click("button:has-text('Create federation')")
+    # the browser's own check stops it first (the field's pattern) ...
+    assert page.evaluate("() => document.getElementById('name').validity.patternMismatch")
+    # ... and a crafted POST past it is refused by the server, the name echoed only as text
+    page.eval_on_selector("#name", "el => el.removeAttribute('pattern')")
+    page.click("button:has-text('Create federation')")
+    page.wait_for_selector(".error")
+    assert page.input_value("#name") == hostile
+    assert page.locator("main img[src=x]").count() == 0

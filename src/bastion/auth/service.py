@@ -23,7 +23,7 @@ from bastion.auth.lockout import LockoutPolicy, account_subject, pair_subject, s
 from bastion.auth.passwords import verify_password
 from bastion.auth.principal import Principal
 from bastion.auth.tokens import TokenService
-from bastion.errors import Locked, Unauthorized
+from bastion.errors import Locked, NotFound, Unauthorized
 from bastion.store import Database
 from bastion.store.base import new_id, utcnow
 from bastion.store.models import ApiKey, AuthSession, Lockout, User
@@ -339,6 +339,32 @@ class AuthService:
                     actor=principal.username,
                     source_ip=source_ip,
                     details={"sessions": len(session_ids)},
+                ),
+                s,
+            )
+
+    def revoke_session(self, principal: Principal, session_id: str, source_ip: str | None) -> None:
+        """End one of the caller's own sign-in sessions (another browser, a lost laptop); a session
+        that is not the caller's, or already ended, is not found (no probing of other users' ids)."""
+        with self.db.session() as s:
+            moved = s.execute(
+                update(AuthSession)
+                .where(
+                    AuthSession.id == session_id,
+                    AuthSession.user_id == principal.user_id,
+                    AuthSession.revoked_at.is_(None),
+                )
+                .values(revoked_at=utcnow())
+            )
+            if moved.rowcount != 1:  # type: ignore[attr-defined]
+                raise NotFound("session not found", code="session_not_found")
+            self.audit.append(
+                AuditRecord(
+                    "auth.session.revoke",
+                    actor_id=principal.user_id,
+                    actor=principal.username,
+                    source_ip=source_ip,
+                    details={"session": session_id},
                 ),
                 s,
             )

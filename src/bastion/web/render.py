@@ -33,6 +33,7 @@ NAV: list[NavItem] = [
     NavItem("Federations", "/federations"),
     NavItem("Datasets", "/datasets", Role.USER),
     NavItem("Models", "/models"),
+    NavItem("Fine-tuning", "/fine-tuning", Role.USER),
     NavItem("Admin", "/admin/users", Role.ADMIN),
     NavItem("Account", "/account"),
 ]

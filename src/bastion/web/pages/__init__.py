@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from bastion.web.pages import account, admin, datasets, federations, jobs, models, overview, signin
+from bastion.web.pages import (
+    account,
+    admin,
+    datasets,
+    federations,
+    fine_tuning,
+    jobs,
+    models,
+    overview,
+    signin,
+)
 
 PAGE_ROUTERS: list[APIRouter] = [
     signin.router,
@@ -13,6 +23,7 @@ PAGE_ROUTERS: list[APIRouter] = [
     federations.router,
     datasets.router,
     models.router,
+    fine_tuning.router,
     admin.router,
     account.router,
 ]

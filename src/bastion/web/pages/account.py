@@ -20,7 +20,7 @@ SESSIONS_SHOWN = 20
 
 
 def own_sessions(ctx: Context, principal: Principal) -> list[dict[str, Any]]:
-    """The caller's live login sessions, newest first (read-only)."""
+    """The caller's live login sessions, newest first."""
     now = utcnow()
     with ctx.db.session() as s:
         rows = s.scalars(
@@ -84,4 +84,13 @@ async def revoke_key(request: Request, ctx: Ctx, session: SelfWriter, key_id: st
     await threaded(
         ctx.accounts.revoke_key, key_id, owner_id=session.principal.user_id, actor=session.principal
     )
+    return redirect("/account")
+
+
+@router.post("/sessions/{session_id}/revoke")
+async def revoke_session(request: Request, ctx: Ctx, session: SelfWriter, session_id: str) -> Response:
+    """Through ``AuthService.revoke_session``: only the caller's own sessions; audited."""
+    from bastion.api.deps import client_ip
+
+    await threaded(ctx.auth.revoke_session, session.principal, session_id[:64], client_ip(request))
     return redirect("/account")

@@ -167,10 +167,74 @@ async def audit_verify(request: Request, ctx: Ctx, session: AdminWriter) -> Resp
     return page(request, "partials/audit_verify.html", verified=verified)
 
 
+MAX_PROFILES = 50
+
+
+def _prices_page(request: Request, ctx: Context, status_code: int = 200, error: str = "") -> Response:
+    table = ctx.services["jobs"].prices.all()
+    return page(
+        request, "admin_prices.html", status_code, prices=[p.public() for p in table.values()], error=error
+    )
+
+
 @router.get("/prices")
 def prices(request: Request, ctx: Ctx, session: AdminReader) -> Response:
-    table = ctx.services["jobs"].prices.all()
-    return page(request, "admin_prices.html", prices=[p.public() for p in table.values()])
+    return _prices_page(request, ctx)
+
+
+def price_rows(form: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """The edited table: one row per ``profile_N`` (rows marked ``remove_N`` or left blank dropped)."""
+    table: dict[str, dict[str, Any]] = {}
+    for i in range(MAX_PROFILES + 1):
+        name = (form.get(f"profile_{i}") or "").strip()
+        if not name or form.get(f"remove_{i}"):
+            continue
+        if name in table:
+            raise Invalid(f"resource profile {name[:40]!r} appears twice", code="duplicate_profile")
+        try:
+            table[name] = {
+                "hourly_cost": float(form.get(f"hourly_cost_{i}") or "nan"),
+                "currency": (form.get(f"currency_{i}") or "USD").strip(),
+                "speedup": float(form.get(f"speedup_{i}") or 1),
+                "description": (form.get(f"description_{i}") or "").strip(),
+            }
+        except ValueError:
+            raise Invalid(f"profile {name[:40]!r}: hourly cost and speed-up are numbers") from None
+        if table[name]["hourly_cost"] != table[name]["hourly_cost"]:  # NaN: left empty
+            raise Invalid(f"profile {name[:40]!r} needs an hourly cost", code="invalid_price")
+    return table
+
+
+@router.post("/prices")
+async def update_prices(request: Request, ctx: Ctx, session: AdminWriter) -> Response:
+    """Replaces the table through the same ``PriceTable.replace`` and audit action as
+    ``PUT /admin/training/prices``."""
+    from bastion.api.deps import client_ip
+    from bastion.audit import AuditRecord
+
+    form = await form_fields(request)
+    admin = session.principal
+
+    def run() -> None:
+        table = ctx.services["jobs"].prices.replace(price_rows(form), updated_by=admin.user_id)
+        ctx.audit.append(
+            AuditRecord(
+                "training.prices.update",
+                "success",
+                admin.user_id,
+                admin.username,
+                "price_table",
+                None,
+                client_ip(request),
+                {"profiles": sorted(table)},
+            )
+        )
+
+    try:
+        await threaded(run)
+    except BastionError as exc:
+        return await threaded(_prices_page, request, ctx, exc.status_code, exc.message)
+    return redirect("/admin/prices")
 
 
 @router.get("/workers")

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import RedirectResponse, Response, StreamingResponse
 
 from bastion.api.deps import enforce_role
 from bastion.auth.roles import Role
@@ -146,3 +146,17 @@ def redirect(location: str) -> Response:
 
 async def threaded(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
     return await run_in_threadpool(fn, *args, **kwargs)
+
+
+def last_event_id(request: Request) -> int:
+    """Where a reconnecting EventSource resumes (0: from the start)."""
+    last = request.headers.get("last-event-id", "")
+    return int(last) if last.isdigit() else 0
+
+
+def sse(stream: Any) -> StreamingResponse:
+    return StreamingResponse(
+        stream,
+        media_type="text/event-stream",
+        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"},
+    )

@@ -10,9 +10,18 @@ from starlette.responses import JSONResponse, Response
 
 from bastion.catalog.datasets import DatasetCatalog
 from bastion.context import Context
-from bastion.errors import Invalid
+from bastion.errors import BastionError, Invalid
 from bastion.web.listing import gather
-from bastion.web.pages.base import Ctx, Session, Writer, page_router, redirect, threaded, uploaded
+from bastion.web.pages.base import (
+    Ctx,
+    Session,
+    Writer,
+    form_fields,
+    page_router,
+    redirect,
+    threaded,
+    uploaded,
+)
 from bastion.web.render import page
 
 router = page_router(prefix="/datasets")
@@ -52,8 +61,8 @@ async def upload(request: Request, ctx: Ctx, session: Writer) -> Response:
     return redirect(f"/datasets/{view['id']}")
 
 
-def preview(ctx: Context, session_principal: Any, dataset_id: str) -> dict[str, Any]:
-    frame = catalog(ctx).load_frame(session_principal, dataset_id).head(PREVIEW_ROWS)
+def preview(ctx: Context, principal: Any, dataset_id: str, access_code: str | None = None) -> dict[str, Any]:
+    frame = catalog(ctx).load_frame(principal, dataset_id, access_code).head(PREVIEW_ROWS)
     return {
         "columns": [str(c) for c in frame.columns],
         "rows": [
@@ -63,13 +72,39 @@ def preview(ctx: Context, session_principal: Any, dataset_id: str) -> dict[str, 
     }
 
 
+def _dataset_page(
+    request: Request,
+    ctx: Context,
+    principal: Any,
+    dataset_id: str,
+    access_code: str | None = None,
+) -> Response:
+    """A protected dataset's rows are shown only after its access code is given (never kept: the
+    code is posted, used once for this page, and wrong codes count towards the lockout)."""
+    view = catalog(ctx).get(principal, dataset_id)
+    actions = {a["column"]: a for a in view["deidentification"]}
+    rows, code_error, status = None, "", 200
+    if not view.get("access_protected") or access_code is not None:
+        try:
+            rows = preview(ctx, principal, dataset_id, access_code)
+        except BastionError as exc:
+            code_error, status = exc.message, exc.status_code
+    return page(
+        request, "dataset.html", status, ds=view, actions=actions, preview=rows, code_error=code_error
+    )
+
+
 @router.get("/{dataset_id}")
 def dataset_page(request: Request, ctx: Ctx, session: Session, dataset_id: str) -> Response:
-    view = catalog(ctx).get(session.principal, dataset_id)
-    actions = {a["column"]: a for a in view["deidentification"]}
-    return page(
-        request, "dataset.html", ds=view, actions=actions, preview=preview(ctx, session.principal, dataset_id)
-    )
+    return _dataset_page(request, ctx, session.principal, dataset_id)
+
+
+@router.post("/{dataset_id}/preview")
+async def protected_preview(request: Request, ctx: Ctx, session: Writer, dataset_id: str) -> Response:
+    code = (await form_fields(request)).get("access_code") or ""
+    if not code:
+        raise Invalid("enter the dataset's access code", code="access_code_required")
+    return await threaded(_dataset_page, request, ctx, session.principal, dataset_id, code[:1024])
 
 
 @router.post("/{dataset_id}/delete")

@@ -18,7 +18,17 @@ from bastion.jobs import views
 from bastion.jobs.service import MAX_LIST, JobService, SubmitRequest
 from bastion.web.forms import fields_of, parse_params
 from bastion.web.listing import gather
-from bastion.web.pages.base import Ctx, Session, Writer, form_fields, page_router, redirect, threaded
+from bastion.web.pages.base import (
+    Ctx,
+    Session,
+    Writer,
+    form_fields,
+    last_event_id,
+    page_router,
+    redirect,
+    sse,
+    threaded,
+)
 from bastion.web.render import page
 
 router = page_router(prefix="/jobs")
@@ -168,7 +178,20 @@ def _job_context(ctx: Context, principal: Principal, job_id: str) -> dict[str, A
     job = svc.get(principal, job_id)
     status = views.status(job)
     logs = svc.logs(job, max(0, job.log_lines - LOG_TAIL), LOG_TAIL)
-    return {"job": status, "logs": logs, "history_json": _history_series(status["history"])}
+    return {
+        "job": status,
+        "logs": logs,
+        "history_json": _history_series(status["history"]),
+        "download_key": has_download_key(svc, principal),
+    }
+
+
+def has_download_key(svc: JobService, principal: Principal) -> bool:
+    """Browser downloads are sealed to a registered X25519 key (the private half stays with the
+    CLI); without one the page shows the CLI command instead of a button that cannot work."""
+    from bastion.jobs.download import DownloadKeys
+
+    return DownloadKeys(svc).get(principal.user_id) is not None
 
 
 def _history_series(history: list[dict[str, Any]]) -> dict[str, Any]:
@@ -203,12 +226,7 @@ def job_events(request: Request, ctx: Ctx, session: Session, job_id: str) -> Str
 
     svc = service(ctx)
     job = svc.get(session.principal, job_id)
-    last = request.headers.get("last-event-id", "")
-    return StreamingResponse(
-        _event_stream(svc, job.id, int(last) if last.isdigit() else 0, request),
-        media_type="text/event-stream",
-        headers={"X-Accel-Buffering": "no", "Cache-Control": "no-store"},
-    )
+    return sse(_event_stream(svc, job.id, last_event_id(request), request))
 
 
 @router.post("/{job_id}/cancel")

@@ -58,7 +58,15 @@ def _model_context(ctx: Context, session: Session, model_id: str, metric: str) -
         "x": [v["version"] for v in model["history"]],
         "series": {chosen: [v["metrics"].get(chosen) for v in model["history"]]} if chosen else {},
     }
-    return {"model": model, "metrics": metrics, "metric": chosen, "best": best, "compare": compare}
+    language = any(v["lineage"].get("kind") == "lora_adapter" for v in model["history"][-1:])
+    return {
+        "model": model,
+        "metrics": metrics,
+        "metric": chosen,
+        "best": best,
+        "compare": compare,
+        "language_model": language,
+    }
 
 
 @router.get("/{model_id}")
@@ -149,3 +157,61 @@ async def predict(request: Request, ctx: Ctx, session: Session, model_id: str) -
     return page(
         request, "model.html", result=result, rows_in=rows, error="", rows=form.get("rows", ""), **context
     )
+
+
+# -- prompt playground (language models) ---------------------------------------------------------
+PLAYGROUND_MAX_TOKENS = 128
+
+
+def generate_params(form: dict[str, str]) -> Any:
+    """The playground's prompt and bounded decoding settings, as the generate route's parameters."""
+    from bastion.llm.generate import GenerateParams
+
+    prompt = (form.get("prompt") or "").strip()
+    if not prompt or len(prompt) > 4000:
+        raise Invalid("enter a prompt (at most 4,000 characters)", code="invalid_prompt")
+    try:
+        tokens = int(form.get("max_new_tokens") or 32)
+        temperature = float(form.get("temperature") or 0)
+    except ValueError:
+        raise Invalid("max new tokens and temperature must be numbers", code="invalid_number") from None
+    if not 1 <= tokens <= PLAYGROUND_MAX_TOKENS:
+        raise Invalid(f"max new tokens: 1 to {PLAYGROUND_MAX_TOKENS}", code="invalid_max_new_tokens")
+    if not 0 <= temperature <= 2:
+        raise Invalid("temperature: 0 (greedy) to 2", code="invalid_temperature")
+    return GenerateParams(
+        prompt=None,
+        messages=[{"role": "user", "content": prompt}],
+        max_new_tokens=tokens,
+        temperature=temperature,
+        seed=0,
+    )
+
+
+@router.post("/{model_id}/generate")
+async def generate(request: Request, ctx: Ctx, session: Writer, model_id: str) -> Response:
+    """The generate route's compare mode: the fine-tuned answer and the base model's, side by side."""
+    form = await form_fields(request)
+    context = await threaded(_model_context, ctx, session, model_id, "")
+    try:
+        params = generate_params(form)
+        answer = await threaded(
+            ctx.services["generation"].generate,
+            session.principal,
+            model_id,
+            params,
+            access_code=form.get("access_code") or None,
+            compare=True,
+        )
+    except BastionError as exc:
+        return page(
+            request,
+            "model.html",
+            exc.status_code,
+            result=None,
+            error="",
+            gen_error=exc.message,
+            prompt=form,
+            **context,
+        )
+    return page(request, "model.html", result=None, error="", answer=answer, prompt=form, **context)

@@ -123,6 +123,44 @@
     es.onerror = function () { if (es.readyState === EventSource.CLOSED && logTimer) clearInterval(logTimer); };
   }
 
+  // -- a fine-tuning job's live page: the API's event stream, the loss curve grows per epoch ----
+  function ftLive(root) {
+    var chart = document.getElementById("ft-chart");
+    var list = document.getElementById("ft-events");
+    var es = new EventSource(root.dataset.ftEvents);
+    es.addEventListener("event", function (e) {
+      var ev = JSON.parse(e.data);
+      var d = ev.data || {};
+      if (list) {
+        var li = document.createElement("li");
+        li.textContent = ev.message;  // text, never HTML: error messages are user-influenced
+        list.appendChild(li);
+        while (list.children.length > 20) list.removeChild(list.firstChild);
+      }
+      var bar = document.getElementById("ft-progress");
+      if (bar && typeof d.progress === "number") {
+        bar.value = d.progress;
+        document.getElementById("ft-progress-text").textContent = Math.round(d.progress * 100) + "%";
+      }
+      if (ev.type !== "metrics" || typeof d.epoch !== "number") return;
+      var data = chart._data || readSeries(chart) || { x: [], series: {} };
+      if (data.x.indexOf(d.epoch) !== -1) return;
+      data.x.push(d.epoch);
+      ["train_loss", "eval_loss"].forEach(function (k) {
+        if (typeof d[k] !== "number") return;
+        if (!data.series[k]) data.series[k] = data.x.slice(0, -1).map(function () { return null; });
+      });
+      Object.keys(data.series).forEach(function (k) { data.series[k].push(typeof d[k] === "number" ? d[k] : null); });
+      draw(chart, data);
+    });
+    es.addEventListener("end", function () {
+      es.close();
+      htmx.ajax("GET", root.dataset.ftPanel, { target: "#ft-panel", swap: "innerHTML" }).then(function () {
+        root.dataset.finished = "1";
+      });
+    });
+  }
+
   // -- a federation's live page ---------------------------------------------------------------
   function fedLive(root) {
     var es = new EventSource(root.dataset.fedEvents);
@@ -191,6 +229,8 @@
     confirms(document);
     var job = document.getElementById("job-live");
     if (job) jobLive(job);
+    var ft = document.getElementById("ft-live");
+    if (ft) ftLive(ft);
     var fed = document.getElementById("fed-live");
     if (fed) fedLive(fed);
     var form = document.getElementById("upload-form");
