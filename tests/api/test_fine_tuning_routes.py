@@ -79,7 +79,7 @@ def test_bad_files_are_refused_whole(api: ApiFactory, admin: Caller, alice: Call
     r = upload(client, alice, long)
     assert r.status_code == 422 and r.json()["error"]["code"] == "example_too_long"
     assert upload(client, alice, jsonl(chat_records(2)), model="nope").status_code == 404
-    assert client.get("/api/v1/datasets", headers=alice.headers).json()["datasets"] == []
+    assert client.get("/api/v1/datasets", headers=alice.headers).json()["data"] == []
 
 
 def test_create_job_checks_every_input(

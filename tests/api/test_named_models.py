@@ -69,7 +69,7 @@ def test_named_models_best_predict_quantize_and_documented_target_epsilon(
         "cancer study",
     ]
 
-    models = {m["name"]: m for m in client.get(M, headers=alice.headers).json()["models"]}
+    models = {m["name"]: m for m in client.get(M, headers=alice.headers).json()["data"]}
     assert set(models) == {
         "adaptive_neural_net-breast_cancer",
         "alzheimer_classifier-synthetic_test_data",

@@ -132,7 +132,7 @@ def test_planted_identifiers_reach_no_store_response_or_model(
         downloads += [model.model_bytes, json.dumps(model.model_config).encode()]
         assert "notes" not in model.model_config["feature_names"]
         assert "mrn" not in model.model_config["feature_names"]
-    for name in (m["name"] for m in client.get("/api/v1/models", headers=alice.headers).json()["models"]):
+    for name in (m["name"] for m in client.get("/api/v1/models", headers=alice.headers).json()["data"]):
         body = client.get(f"/api/v1/models/{name}/download", headers=alice.headers).json()
         model = open_download(body, api_key=alice.key)
         downloads += [model.model_bytes, json.dumps(model.model_config).encode()]

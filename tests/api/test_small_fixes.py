@@ -32,7 +32,7 @@ def test_cancelled_download_owner_names_and_profile_note(
     message = r.json()["error"]["message"]
     assert "was cancelled" in message and "once it has completed" not in message
 
-    jobs = client.get("/api/v1/admin/training/jobs", headers=admin.headers).json()["jobs"]
+    jobs = client.get("/api/v1/admin/training/jobs", headers=admin.headers).json()["data"]
     assert [(j["owner"], j["owner_id"]) for j in jobs] == [(alice.username, alice.user_id)]
 
     profiles = client.get("/api/v1/training/resource-profiles", headers=alice.headers).json()

@@ -97,7 +97,8 @@ def test_quick_start_real_training_and_download(api: ApiFactory, alice: Caller, 
 
     # the finished job's model is a registry version whose lineage is the job
     registered = client.get("/api/v1/models", headers=alice.headers).json()["data"]
-    assert [m["name"] for m in registered] == ["alzheimer_classifier"]
+    # the registry names it <model_type>-<dataset> when the submit gave no model_name
+    assert [m["name"] for m in registered] == ["alzheimer_classifier-synthetic_test_data"]
     detail = client.get(f"/api/v1/models/{registered[0]['id']}", headers=alice.headers).json()
     assert detail["history"][0]["lineage"]["job_id"] == job_id
     assert detail["history"][0]["metrics"]["accuracy"] == results["accuracy"]

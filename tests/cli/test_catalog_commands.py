@@ -43,7 +43,7 @@ def test_model_and_dataset_commands(
     monkeypatch.setattr(
         sdk_module,
         "BastionClient",
-        lambda url=None, api_key=None: BastionClient(api_key=alice.key, http=http),
+        lambda url=None, api_key=None, verify=None: BastionClient(api_key=alice.key, http=http),
     )
     client = BastionClient(api_key=alice.key, http=http)
     job = client.submit(

@@ -61,7 +61,37 @@ CLI: dict[tuple[str, str], str] = {
     ("DELETE", "/api/v1/federations/{federation_id}/participants/{participant_id}"): "fl remove",
     ("GET", "/api/v1/federations/{federation_id}/model"): "fl model-download",
     ("POST", "/api/v1/federations/{federation_id}/model"): "fl model-upload",
+    ("DELETE", "/api/v1/federations/{federation_id}"): "fl delete",
+    ("PUT", "/api/v1/datasets/{dataset_id}/access-code"): "data access-code",
+    ("DELETE", "/api/v1/datasets/{dataset_id}/access-code"): "data access-code",  # --remove
+    ("GET", "/api/v1/datasets/{dataset_id}/preview"): "data show",  # --preview
+    ("PUT", "/api/v1/models/{model_id}/access-code"): "models access-code",
+    ("DELETE", "/api/v1/models/{model_id}/access-code"): "models access-code",  # --remove
+    ("GET", "/api/v1/models/{model_id}/download"): "models download",
+    ("GET", "/api/v1/models/{model_id}/encrypted/spec"): "models predict",  # --encrypted
+    ("POST", "/api/v1/models/{model_id}/predict/encrypted"): "models predict",  # --encrypted
+    ("POST", "/api/v1/models/{model_id}/generate"): "models generate",
+    ("POST", "/api/v1/auth/signup"): "signup",
+    ("POST", "/api/v1/auth/sso/cli"): "login",  # --sso
+    ("POST", "/api/v1/auth/sso/cli/poll"): "login",  # --sso
+    ("POST", "/api/v1/auth/sso/link"): "sso-link",
+    ("POST", "/api/v1/llm/base_models"): "llm register",
+    ("GET", "/api/v1/llm/base_models"): "llm list",
+    ("POST", "/api/v1/fine_tuning/files"): "ft upload",
+    ("POST", "/api/v1/fine_tuning/jobs/estimate"): "ft create",  # --estimate
+    ("POST", "/api/v1/fine_tuning/jobs"): "ft create",
+    ("GET", "/api/v1/fine_tuning/jobs"): "ft list",
+    ("GET", "/api/v1/fine_tuning/jobs/{job_id}"): "ft show",
+    ("POST", "/api/v1/fine_tuning/jobs/{job_id}/cancel"): "ft cancel",
+    ("GET", "/api/v1/fine_tuning/jobs/{job_id}/events"): "ft events",
+    ("GET", "/api/v1/fine_tuning/jobs/{job_id}/checkpoints"): "ft checkpoints",
+    ("GET", "/api/v1/fine_tuning/jobs/{job_id}/merged_model"): "ft download",  # --merged
 }
+# Admin routes whose CLI counterpart runs on the server's machine against the database, not over HTTP.
+SERVER_SIDE = (
+    "an admin on the server's machine uses the server-side `bastion users {}` (no HTTP); "
+    "remote admins use the SDK"
+)
 # (METHOD, path) -> why no command of its own.
 NO_COMMAND: dict[tuple[str, str], str] = {
     **NO_SDK_METHOD,
@@ -73,6 +103,19 @@ NO_COMMAND: dict[tuple[str, str], str] = {
     "`admin set-price` changes one profile",
     ("GET", "/api/v1/federations/{federation_id}/participants/{participant_id}"): "one site's row: "
     "`fl participants` lists them all",
+    ("GET", "/api/v1/admin/signups"): SERVER_SIDE.format("signups"),
+    ("POST", "/api/v1/admin/signups/{ref}/approve"): SERVER_SIDE.format("approve"),
+    ("DELETE", "/api/v1/admin/signups/{ref}"): SERVER_SIDE.format("reject"),
+    ("POST", "/api/v1/admin/lockouts/unlock"): SERVER_SIDE.format("unlock"),
+    ("GET", "/api/v1/auth/sso"): "the dashboard's check whether to show an SSO button; "
+    "`login --sso` just tries",
+    ("POST", "/api/v1/auth/sso/exchange"): "the dashboard's browser code for tokens; the CLI signs in "
+    "device-style with `login --sso`",
+    ("GET", "/api/v1/llm/base_models/{name}"): "one base model's row: `llm list` lists them all",
+    ("GET", "/api/v1/fine_tuning/files/{file_id}"): "one file's record: `ft upload` prints it "
+    "(SDK get_ft_file)",
+    ("POST", "/api/v1/models/{model_id}/perplexity"): "held-out perplexity is for evaluation scripts "
+    "(SDK client.perplexity); `ft checkpoints` shows each checkpoint's eval perplexity",
 }
 
 

@@ -28,7 +28,7 @@ def api(ctx: Context, tmp_path: Path) -> Iterator[ApiFactory]:
 
 
 def _wire(monkeypatch: pytest.MonkeyPatch, http: Any, key: str) -> None:
-    def make(url: str | None, api_key: str | None) -> BastionClient:
+    def make(url: str | None, api_key: str | None, ca_cert: Path | None = None) -> BastionClient:
         return BastionClient(api_key=api_key or key, http=http)
 
     monkeypatch.setattr(train_cli, "_client", make)

@@ -23,6 +23,10 @@ NO_SDK_METHOD: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/federations/{federation_id}/site/secagg/unmask"): SITE_RUNTIME,
     ("GET", "/api/v1/federations/{federation_id}/site/model"): SITE_RUNTIME,
     ("POST", "/api/v1/federations/{federation_id}/site/update"): SITE_RUNTIME,
+    ("GET", "/api/v1/auth/sso/start"): 'browser-only: the dashboard\'s "Sign in with SSO" link, a 303 '
+    "redirect to the identity provider; programs start with sso_cli_start / login_sso or sso_link",
+    ("GET", "/api/v1/auth/sso/callback"): "server-internal: the identity provider sends the browser "
+    "here after sign-in; the SDK gets its tokens from sso_cli_poll or sso_exchange",
 }
 
 

@@ -41,7 +41,7 @@ def test_encrypted_prediction_leaves_no_plaintext(
         )
         assert sdk.wait(job, timeout=180)["status"] == "completed"
         registered = wait_for(
-            lambda: [m["id"] for m in sdk.list_models() if m["name"] == "alzheimer_classifier"],
+            lambda: [m["id"] for m in sdk.list_models() if m["name"] == "alzheimer_classifier-breast_cancer"],
             60,
             0.2,
             "the job's model in the registry",

@@ -41,11 +41,13 @@ def _server(tmp: Path) -> ServerProcess:
         BASTION_MASTER_KEY=MASTER,
         BASTION_JWT_SECRET=JWT,
         PYTHONUNBUFFERED="1",
-        # Negative-auth cases send wrong keys on purpose; without these the address would be locked
-        # out (423) and rate-limited (429) for the rest of the run, and nothing else would be tested.
+        # Negative-auth cases send wrong keys (or none) on purpose; without these the address would be
+        # locked out (423) and rate-limited (429, per account and per anonymous address) for the rest
+        # of the run, and nothing else would be tested.
         BASTION_MAX_FAILED_ATTEMPTS="1000000",
         BASTION_RATE_LIMIT="1000000/minute",
         BASTION_LOGIN_RATE_LIMIT="1000000/minute",
+        BASTION_ANONYMOUS_RATE_LIMIT="1000000/minute",
     )
     # --no-worker: fuzzed submits stay queued instead of training hundreds of models on two cores.
     return ServerProcess(tmp, env, ["--no-worker"]).start()

@@ -78,8 +78,8 @@ def test_online_job_events_registration_and_predict(api: ApiFactory, alice: Call
     model_id = wait_for(
         lambda: [
             m["id"]
-            for m in client.get("/api/v1/models", headers=alice.headers).json()["models"]
-            if m["name"] == "dqn"
+            for m in client.get("/api/v1/models", headers=alice.headers).json()["data"]
+            if m["name"] == "dqn-gymnasium"
         ],
         60,
         0.2,

@@ -53,9 +53,16 @@ class Dashboard:
         return str(r.json()["id"])
 
     def user_id(self, username: str) -> str:
-        if username not in self.users:
-            rows = self.api("GET", "/admin/users").json()
-            self.users.update({u["username"]: u["id"] for u in rows})
+        cursor: str | None = None
+        while username not in self.users:
+            params = {"limit": 500, **({"cursor": cursor} if cursor else {})}
+            r = self.api("GET", "/admin/users", params=params)
+            assert r.status_code == 200, r.text
+            page = r.json()
+            self.users.update({u["username"]: u["id"] for u in page["data"]})
+            cursor = page["next_cursor"]
+            if cursor is None:
+                break
         return self.users[username]
 
 
@@ -75,9 +82,14 @@ def dash(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
     server = ServerProcess(tmp, env, []).start()
     d = Dashboard(server, tmp)
     # The admin gets a password through the API; "user" keeps only its bootstrap key, so the first
-    # sign-in test can walk the API-key path as a newcomer would.
-    admin_id = d.user_id("admin")
-    r = d.api("PATCH", f"/admin/users/{admin_id}", json={"password": PASSWORD})
+    # sign-in test can walk the API-key path as a newcomer would. Changing one's own password needs
+    # current_password, which a bootstrap account does not have, so a second admin sets it, as an
+    # operator resetting a colleague's password would.
+    helper = d.add_user("fixture.admin", "admin")
+    r = d.api("POST", f"/admin/users/{helper}/keys", json={"name": "fixture"})
+    assert r.status_code == 201, r.text
+    server.keys["fixture.admin"] = r.json()["key"]
+    r = d.api("PATCH", f"/admin/users/{d.user_id('admin')}", key="fixture.admin", json={"password": PASSWORD})
     assert r.status_code == 200, r.text
     try:
         yield d

@@ -30,7 +30,7 @@ def test_admin_edits_the_price_table_from_the_page(dash: Dashboard, new_page: An
     table = dash.api("GET", "/admin/training/prices").json()["prices"]
     assert table["web-test"]["hourly_cost"] == 2.5 and table["web-test"]["description"] == "<b>bold</b> tier"
     assert "cpu-small" in table
-    audit = dash.api("GET", "/admin/audit?action=training.prices.update").json()["events"]
+    audit = dash.api("GET", "/admin/audit?action=training.prices.update").json()["data"]
     assert audit and audit[0]["actor"] == "admin"
     # a bad row is refused with a clear message, nothing changes
     page.fill("input[aria-label='hourly cost of web-test']", "")

@@ -78,4 +78,4 @@ def test_cancel_a_running_job(dash: Dashboard, new_page: Any) -> None:
     assert page.locator("button:has-text('Cancel job')").count() == 0
     job_id = page.url.rsplit("/", 1)[1]
     status = dash.api("GET", "/admin/training/jobs?limit=50").json()
-    assert any(j["job_id"] == job_id and j["status"] == "cancelled" for j in status["jobs"])
+    assert any(j["job_id"] == job_id and j["status"] == "cancelled" for j in status["data"])

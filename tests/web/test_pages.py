@@ -74,9 +74,9 @@ def seeded(dash: Dashboard) -> dict[str, str]:
         },
     ).json()["id"]
     _wait("the job", lambda: dash.api("GET", f"/training/status/{job}").json()["status"] == "completed")
-    models = _wait("the model", lambda: dash.api("GET", "/models").json()["models"])
+    models = _wait("the model", lambda: dash.api("GET", "/models").json()["data"])
     # the screenshots show the richest federation (one that ran rounds, if an earlier test made one)
-    feds = dash.api("GET", "/federations").json()["federations"]
+    feds = dash.api("GET", "/federations").json()["data"]
     shown = max(feds, key=lambda f: f["completed_rounds"])["id"]
     return {
         "job": job,
@@ -193,7 +193,7 @@ def test_a_viewer_sees_no_write_control_and_writes_are_refused(
     ):
         r = httpx.post(f"{dash.url}{path}", data={**data, "csrf_token": token}, cookies=cookies)
         assert r.status_code == 403, (path, r.status_code)
-    denied = dash.api("GET", "/admin/audit?action=auth.forbidden&actor=val.viewer").json()["events"]
+    denied = dash.api("GET", "/admin/audit?action=auth.forbidden&actor=val.viewer").json()["data"]
     assert len(denied) >= 4
 
 
@@ -246,7 +246,7 @@ def test_hostile_text_in_job_errors_and_audit_details_is_shown_as_text(
 def test_predict_from_a_csv_row_and_quantize_a_version(
     dash: Dashboard, seeded: dict[str, str], new_page: Any
 ) -> None:
-    models = dash.api("GET", "/models").json()["models"]
+    models = dash.api("GET", "/models").json()["data"]
     model = next(m for m in models if m["name"] == "adaptive_neural_net-wine")
     detail = dash.api("GET", f"/models/{model['id']}").json()
     features = detail["history"][0]["input_schema"]["features"]

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from typing import Any
 
 from bastion.client.errors import APIError, BastionClientError
+from bastion.client.transport import operation
 
 
 class AccountsMixin:
@@ -15,21 +16,25 @@ class AccountsMixin:
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:  # pragma: no cover - provided
         raise NotImplementedError
 
+    @operation("POST", "/api/v1/auth/signup")
     def signup(self, username: str, email: str, password: str) -> dict[str, Any]:
         """Register (when the server allows sign-up); the same answer whether or not the name was free."""
         body = {"username": username, "email": email, "password": password}
         result: dict[str, Any] = self._request("POST", "/api/v1/auth/signup", json=body)
         return result
 
+    @operation("GET", "/api/v1/admin/signups")
     def list_signups(self, *, limit: int = 100, cursor: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
         result: dict[str, Any] = self._request("GET", "/api/v1/admin/signups", params=params)
         return result
 
+    @operation("POST", "/api/v1/admin/signups/{ref}/approve")
     def approve_signup(self, ref: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("POST", f"/api/v1/admin/signups/{ref}/approve")
         return result
 
+    @operation("DELETE", "/api/v1/admin/signups/{ref}")
     def reject_signup(self, ref: str) -> None:
         self._request("DELETE", f"/api/v1/admin/signups/{ref}")
 
@@ -38,20 +43,24 @@ class AccountsMixin:
         result: dict[str, Any] = self._request("POST", "/api/v1/auth/login", json=body)
         return result
 
+    @operation("GET", "/api/v1/auth/sso")
     def sso_info(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("GET", "/api/v1/auth/sso")
         return result
 
+    @operation("POST", "/api/v1/auth/sso/cli")
     def sso_cli_start(self) -> dict[str, Any]:
         result: dict[str, Any] = self._request("POST", "/api/v1/auth/sso/cli")
         return result
 
+    @operation("POST", "/api/v1/auth/sso/cli/poll")
     def sso_cli_poll(self, poll_token: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request(
             "POST", "/api/v1/auth/sso/cli/poll", json={"poll_token": poll_token}
         )
         return result
 
+    @operation("POST", "/api/v1/auth/sso/link")
     def sso_link(self, return_to: str = "/") -> dict[str, Any]:
         """Start linking a provider identity to the caller's account: open ``authorization_url``."""
         result: dict[str, Any] = self._request(
@@ -59,6 +68,7 @@ class AccountsMixin:
         )
         return result
 
+    @operation("POST", "/api/v1/auth/sso/exchange")
     def sso_exchange(self, code: str) -> dict[str, Any]:
         result: dict[str, Any] = self._request("POST", "/api/v1/auth/sso/exchange", json={"code": code})
         return result

@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from bastion.client.transport import operation
+
 FT = "/api/v1/fine_tuning"
 TERMINAL = ("succeeded", "failed", "cancelled")
 
@@ -33,6 +35,7 @@ class FineTuningMixin:
 
     # -- base models ------------------------------------------------------------------------------
 
+    @operation("POST", "/api/v1/llm/base_models")
     def register_base_model(self, path: str | Path, name: str) -> dict[str, Any]:
         """Register a model directory *on the server's machine* (admin)."""
         out: dict[str, Any] = self._request(
@@ -40,12 +43,19 @@ class FineTuningMixin:
         )
         return out
 
+    @operation("GET", "/api/v1/llm/base_models")
     def list_base_models(self) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self._request("GET", "/api/v1/llm/base_models")["data"]
         return rows
 
+    @operation("GET", "/api/v1/llm/base_models/{name}")
+    def get_base_model(self, name: str) -> dict[str, Any]:
+        out: dict[str, Any] = self._request("GET", f"/api/v1/llm/base_models/{name}")
+        return out
+
     # -- files and jobs ---------------------------------------------------------------------------
 
+    @operation("POST", "/api/v1/fine_tuning/files")
     def upload_ft_file(
         self, path: str | Path, *, model: str, name: str | None = None, scrub: str = "placeholder"
     ) -> dict[str, Any]:
@@ -59,17 +69,25 @@ class FineTuningMixin:
         )
         return out
 
+    @operation("GET", "/api/v1/fine_tuning/files/{file_id}")
+    def get_ft_file(self, file_id: str) -> dict[str, Any]:
+        """An uploaded training file's record: name, size, statistics and de-identification report."""
+        out: dict[str, Any] = self._request("GET", f"{FT}/files/{file_id}")
+        return out
+
     def _job_body(self, model: str, training_file: str, **options: Any) -> dict[str, Any]:
         body = {"model": model, "training_file": training_file}
         body.update({k: v for k, v in options.items() if v is not None})
         return body
 
+    @operation("POST", "/api/v1/fine_tuning/jobs/estimate")
     def ft_estimate(self, model: str, training_file: str, **options: Any) -> dict[str, Any]:
         out: dict[str, Any] = self._request(
             "POST", f"{FT}/jobs/estimate", json=self._job_body(model, training_file, **options)
         )
         return out
 
+    @operation("POST", "/api/v1/fine_tuning/jobs")
     def ft_create(self, model: str, training_file: str, **options: Any) -> dict[str, Any]:
         """Options: validation_file, hyperparameters, suffix, seed, resource_profile, max_runtime_seconds."""
         out: dict[str, Any] = self._request(
@@ -77,24 +95,29 @@ class FineTuningMixin:
         )
         return out
 
+    @operation("GET", "/api/v1/fine_tuning/jobs")
     def ft_list(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
         out: dict[str, Any] = self._request("GET", f"{FT}/jobs", params=params)
         return out
 
+    @operation("GET", "/api/v1/fine_tuning/jobs/{job_id}")
     def ft_get(self, job_id: str) -> dict[str, Any]:
         out: dict[str, Any] = self._request("GET", f"{FT}/jobs/{job_id}")
         return out
 
+    @operation("POST", "/api/v1/fine_tuning/jobs/{job_id}/cancel")
     def ft_cancel(self, job_id: str) -> dict[str, Any]:
         out: dict[str, Any] = self._request("POST", f"{FT}/jobs/{job_id}/cancel")
         return out
 
+    @operation("GET", "/api/v1/fine_tuning/jobs/{job_id}/events")
     def ft_events(self, job_id: str, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
         out: dict[str, Any] = self._request("GET", f"{FT}/jobs/{job_id}/events", params=params)
         return out
 
+    @operation("GET", "/api/v1/fine_tuning/jobs/{job_id}/checkpoints")
     def ft_checkpoints(self, job_id: str) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self._request("GET", f"{FT}/jobs/{job_id}/checkpoints")["data"]
         return rows
@@ -149,6 +172,7 @@ class FineTuningMixin:
                 raise TimeoutError(f"job {job_id} did not finish within {timeout} s")
             time.sleep(0.5)
 
+    @operation("GET", "/api/v1/fine_tuning/jobs/{job_id}/merged_model")
     def ft_download(self, job_id: str, *, merged: bool = False, private_key: Any = None) -> Any:
         """The adapter (or, with ``merged``, the adapter merged into the base weights), decrypted here."""
         from bastion.client.modelfile import open_download
@@ -160,6 +184,7 @@ class FineTuningMixin:
 
     # -- testing a model --------------------------------------------------------------------------
 
+    @operation("POST", "/api/v1/models/{model_id}/generate")
     def generate(
         self,
         model_id: str,
@@ -205,6 +230,7 @@ class FineTuningMixin:
                 if event.kind == "token":
                     yield str(event.data.get("text", ""))
 
+    @operation("POST", "/api/v1/models/{model_id}/perplexity")
     def perplexity(self, model_id: str, file_id: str, *, version: int | None = None) -> dict[str, Any]:
         out: dict[str, Any] = self._request(
             "POST", f"/api/v1/models/{model_id}/perplexity", json={"file": file_id, "version": version}

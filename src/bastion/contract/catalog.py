@@ -25,6 +25,7 @@ class Dataset(BaseModel):
     rows: int
     columns: int
     created_at: UtcDateTime
+    access_protected: bool = Field(False, description="Reading it needs its access code (X-Access-Code)")
     schema_: list[dict[str, Any]] = Field(alias="schema")
     deidentification: list[DeidAction]
 
@@ -99,3 +100,6 @@ class Prediction(BaseModel):
     predictions: list[Any]
     classes: list[Any] | None = None
     probabilities: list[list[float]] | None = None
+    q_values: list[list[float]] | None = Field(
+        None, description="A DQN policy only: every action's Q-value per row (the prediction is the argmax)"
+    )

@@ -76,6 +76,7 @@ class JobSummary(BaseModel):
     results: dict[str, Any] | None
     model_type: str
     dataset_source: str
+    model_name: str | None = Field(None, description="The registry model its result joins")
     started_at: UtcDateTime | None
     completed_at: UtcDateTime | None
     error_message: str | None
@@ -105,6 +106,7 @@ class JobStatus(BaseModel):
     dataset_source: str
     dataset_id: str | None
     target: str | None
+    model_name: str | None = Field(None, description="The registry model its result joins")
     params: dict[str, Any]
     resource_profile: str | None
     stage: str | None
@@ -115,6 +117,8 @@ class JobStatus(BaseModel):
     updated_at: UtcDateTime | None
     model_available: bool
     model_format: str | None
+    resources: dict[str, Any] | None = Field(None, description="What the executor reserves")
+    search: dict[str, Any] | None = Field(None, description="The search spec, for search jobs")
 
 
 class JobList(BaseModel):

@@ -12,6 +12,7 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import UploadFile
 
 from bastion.api.deps import ContextDep, UserPrincipal, client_ip
@@ -26,6 +27,22 @@ from bastion.llm.service import CreateRequest, FineTuning
 router = APIRouter(prefix="/api/v1/fine_tuning", tags=["fine-tuning"])
 SSE_POLL_SECONDS = 0.25
 SSE_KEEPALIVE_SECONDS = 15.0
+
+
+class _JobId(Convertor[str]):
+    """One path segment, but not ``estimate``: ``/jobs/estimate`` is POST's own resource, and GET
+    ``/jobs/{job_id}`` must not claim it too (a 405's ``Allow`` would then name an undocumented GET)."""
+
+    regex = "(?!estimate$)[^/]+"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+register_url_convertor("ft_job_id", _JobId())
 
 
 def service(ctx: Context) -> FineTuning:
@@ -238,7 +255,7 @@ def list_jobs(
     )
 
 
-@router.get("/jobs/{job_id}", response_model=JobObject, responses=errors(401, 403, 404))
+@router.get("/jobs/{job_id:ft_job_id}", response_model=JobObject, responses=errors(401, 403, 404))
 def get_job(job_id: str, principal: UserPrincipal, ctx: ContextDep) -> JobObject:
     return _job(ctx, service(ctx).get(principal, job_id))
 

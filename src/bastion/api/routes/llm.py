@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bastion.api.deps import AdminPrincipal, ContextDep, UserPrincipal
 from bastion.api.openapi import errors
+from bastion.errors import Invalid
 from bastion.llm.generate import MAX_NEW_TOKENS, GenerateParams, Generator
 
 router = APIRouter(tags=["llm"])
@@ -52,7 +53,10 @@ def register_base_model(
     body: RegisterBody, principal: AdminPrincipal, response: Response, ctx: ContextDep
 ) -> BaseModelObject:
     """Register a local Hugging Face directory (safetensors only, no remote code)."""
-    out = BaseModelObject(**ctx.services["llm_bases"].register(principal, body.path, body.name))
+    try:
+        out = BaseModelObject(**ctx.services["llm_bases"].register(principal, body.path, body.name))
+    except OSError as exc:  # e.g. a path component over the file system's name limit
+        raise Invalid(f"{body.path[:200]} cannot be read: {exc.strerror}", code="model_dir_invalid") from exc
     response.headers["Location"] = f"/api/v1/llm/base_models/{out.name}"
     return out
 

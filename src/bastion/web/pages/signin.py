@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Query, Request
+from sqlalchemy import update
 from starlette.responses import Response
 
 from bastion.api.deps import client_ip
+from bastion.audit import AuditRecord
+from bastion.auth.passwords import hash_password
 from bastion.errors import BastionError, Forbidden, Invalid
+from bastion.store.base import utcnow
+from bastion.store.models import AuthSession, User
 from bastion.web import session as web
 from bastion.web.pages.base import Ctx, SelfWriter, form_fields, page_router, redirect, safe_next, threaded
 from bastion.web.render import page
@@ -88,14 +93,43 @@ def _set_first_password(request: Request, ctx: Ctx, key: str, password: str) -> 
     if not key.startswith("bst_"):
         raise Invalid("paste an API key (it starts with bst_)", code="invalid_api_key")
     principal = ctx.auth.authenticate(key, ip)  # lockout and failure counting apply
+    # Not Accounts.update_user: a caller changing their own password proves it with current_password,
+    # and this account has none; its API key is its one credential, just checked above. Only an account
+    # without a password takes this path, and the conditional UPDATE makes "has none" and "set it" one
+    # step, so two racing first sign-ins cannot both set one.
+    hashed = hash_password(password)
     with ctx.db.session() as s:
-        has_password = ctx.accounts.get_user(s, principal.user_id).password_hash is not None
-    if has_password:
-        raise Forbidden(
-            "this account already has a password: sign in with it (an admin can reset it)",
-            code="password_already_set",
+        set_now = s.execute(
+            update(User)
+            .where(User.id == principal.user_id, User.password_hash.is_(None))
+            .values(password_hash=hashed)
         )
-    ctx.accounts.update_user(principal.user_id, password=password, actor=principal)
+        if not getattr(set_now, "rowcount", 0):
+            raise Forbidden(
+                "this account already has a password: sign in with it (an admin can reset it)",
+                code="password_already_set",
+            )
+        ended = s.execute(
+            update(AuthSession)
+            .where(AuthSession.user_id == principal.user_id, AuthSession.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        ctx.audit.append(
+            AuditRecord(
+                "user.update",
+                actor_id=principal.user_id,
+                actor=principal.username,
+                target_type="user",
+                target_id=principal.user_id,
+                source_ip=ip,
+                details={
+                    "password": "set",
+                    "proof": "api_key",
+                    "sessions_ended": int(getattr(ended, "rowcount", 0) or 0),
+                },
+            ),
+            s,
+        )
     web.sign_in(request, ctx, principal.username, password)
 
 
