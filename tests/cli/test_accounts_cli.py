@@ -38,7 +38,9 @@ def test_signup_then_admin_approves_from_the_cli(signup_env: None, monkeypatch: 
     try:
         with TestClient(create_app(context=ctx), raise_server_exceptions=False) as http:
             monkeypatch.setattr(
-                sdk_module, "BastionClient", lambda url=None, api_key=None, verify=None: BastionClient(http=http)
+                sdk_module,
+                "BastionClient",
+                lambda url=None, api_key=None, verify=None: BastionClient(http=http),
             )
             signed = runner.invoke(
                 app,
