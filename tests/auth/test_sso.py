@@ -376,7 +376,9 @@ def test_signed_in_user_links_an_identity_and_nobody_else_can(
     key = ctx.accounts.create_key(alice.id).plaintext
     assert client.post("/api/v1/auth/sso/link").status_code == 401
     monkeypatch.setattr(
-        sdk_module, "BastionClient", lambda url=None, api_key=None: BastionClient(api_key=key, http=client)
+        sdk_module,
+        "BastionClient",
+        lambda url=None, api_key=None, verify=None: BastionClient(api_key=key, http=client),
     )
     started = CliRunner().invoke(cli, ["sso-link", "--json"])
     assert started.exit_code == 0, started.output
@@ -442,14 +444,16 @@ def test_cli_login_sso_json(app: SsoApp, monkeypatch: pytest.MonkeyPatch) -> Non
             assert callback(client, at_provider(started["authorization_url"], "alice")).status_code == 200
             return started
 
-    monkeypatch.setattr(sdk_module, "BastionClient", lambda url=None, api_key=None: Browsing(http=client))
+    monkeypatch.setattr(
+        sdk_module, "BastionClient", lambda url=None, api_key=None, verify=None: Browsing(http=client)
+    )
     result = CliRunner().invoke(cli, ["login", "--sso", "--json"])
     assert result.exit_code == 0, result.output
     tokens = cli_json(result.stdout)
     assert me(client, tokens["access_token"])["role"] == "admin"
     # Not configured: a clean error under --json, no traceback.
     monkeypatch.setattr(
-        sdk_module, "BastionClient", lambda url=None, api_key=None: BastionClient(http=client)
+        sdk_module, "BastionClient", lambda url=None, api_key=None, verify=None: BastionClient(http=client)
     )
     client.app.state.ctx.services.pop("sso")
     failed = CliRunner().invoke(cli, ["login", "--sso", "--json"])
