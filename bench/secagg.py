@@ -33,7 +33,9 @@ from bastion.federation.secagg.local import LocalRound, Stage
 from bastion.federation.secagg.messages import B64Bytes
 
 HERE = Path(__file__).resolve().parent
-DEFAULT_FLOWER_PYTHON = "/tmp/flwrvenv2/bin/python"  # noqa: S108 - a venv path, not a temp file
+DEFAULT_FLOWER_PYTHON = str(
+    Path(__file__).resolve().parents[1] / ".bench-venv" / "bin" / "python"
+)  # make bench-peers
 
 
 class PlainUpdate(BaseModel):
@@ -158,6 +160,9 @@ def main() -> int:
     p.add_argument(
         "--flower-python", default=DEFAULT_FLOWER_PYTHON, help="a Python with flwr installed; '' to skip"
     )
+    p.add_argument(
+        "--require-peers", action="store_true", help="exit 2 unless Flower's SecAgg+ ran as the peer"
+    )
     a = p.parse_args()
     if a.quick:
         a.clients, a.params = 20, 10_000
@@ -186,6 +191,9 @@ def main() -> int:
                 raw += _raw_lines("flower_secaggplus", tag, flower)
             else:
                 raw.append(f"flower_secaggplus[{tag}]: skipped ({flower})")
+                if a.require_peers:
+                    print(f"flower_secaggplus: {flower} (run `make bench-peers`)", file=sys.stderr)
+                    return 2
     print("\n".join(ratios))
     print("--- raw figures (seconds, bytes) ---")
     print("\n".join(raw))
