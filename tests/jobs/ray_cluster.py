@@ -50,7 +50,7 @@ def start_cluster() -> RayCluster:
         BASTION_TEST_JOB_DIR=str(markers),
         RAY_USAGE_STATS_ENABLED="0",
     )
-    subprocess.run(
+    started = subprocess.run(
         [
             sys.executable,
             "-m",
@@ -59,8 +59,9 @@ def start_cluster() -> RayCluster:
             "--head",
             "--node-ip-address=127.0.0.1",
             f"--port={port}",
-            # Free ports, not Ray's fixed defaults, so two clusters on one machine cannot collide.
-            f"--ray-client-server-port={free_port()}",
+            # A free port, not Ray's fixed default, so two clusters on one machine cannot collide. (No
+            # Ray Client server: Bastion connects through the GCS address, and since Ray 2.60 naming its
+            # port needs the optional ray[client] package.)
             f"--dashboard-agent-listen-port={free_port()}",
             "--num-cpus=2",
             "--num-gpus=0",
@@ -70,11 +71,14 @@ def start_cluster() -> RayCluster:
             "--disable-usage-stats",
         ],
         env=env,
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
         timeout=120,
     )
+    if started.returncode != 0:
+        shutil.rmtree(temp, ignore_errors=True)
+        tail = started.stdout.decode(errors="replace")[-4000:]
+        raise RuntimeError(f"ray start failed (exit {started.returncode}):\n{tail}")
     return RayCluster(f"127.0.0.1:{port}", token, temp, markers)
 
 
