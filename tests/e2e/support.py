@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -76,7 +78,10 @@ class Sites:
         )
         assert r.status_code == 200, r.text
 
-    def start(self, server: ServerProcess, fid: str, name: str, token: str, part: str, *extra: str) -> None:
+    def start(
+        self, server: ServerProcess, fid: str, name: str, token: str, part: str, *extra: str, via: str = ""
+    ) -> None:
+        """Start a site process; ``via`` is another address for the server (e.g. an ``UpdateGate``)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("BASTION_")}
         env.update(BASTION_FL_TOKEN=token, PYTHONUNBUFFERED="1")
         cmd = [
@@ -86,7 +91,7 @@ class Sites:
             "fl",
             "client",
             "--server",
-            server.url,
+            via or server.url,
             "--federation",
             fid,
             "--data",
@@ -129,6 +134,62 @@ class Sites:
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+class UpdateGate:
+    """A reverse proxy in front of the server that lets one site's first N accepted updates through,
+    then holds every further update unanswered: a site killed behind it has contributed exactly N
+    rounds, whatever the machine's load, instead of however many it raced through before the test
+    noticed."""
+
+    def __init__(self, server: ServerProcess, updates: int = 1) -> None:
+        self.target, self.left = server.url, updates
+        self.release = threading.Event()
+        gate = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def _forward(self) -> None:
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                update = self.command == "POST" and self.path.endswith("/site/update")
+                if update and gate.left <= 0:  # one site, one update at a time: no race on `left`
+                    gate.release.wait()
+                    self.close_connection = True
+                    return
+                headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+                r = httpx.request(
+                    self.command, gate.target + self.path, content=body, headers=headers, timeout=60
+                )
+                if update and r.is_success:
+                    gate.left -= 1
+                self.send_response(r.status_code)
+                for k, v in r.headers.items():
+                    if k.lower() not in (
+                        "content-length",
+                        "transfer-encoding",
+                        "connection",
+                        "content-encoding",
+                    ):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(r.content)))
+                self.end_headers()
+                self.wfile.write(r.content)
+
+            do_GET = do_POST = do_PUT = do_DELETE = _forward
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+
+    def close(self) -> None:
+        self.release.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 def status(server: ServerProcess, fid: str) -> dict[str, Any]:
