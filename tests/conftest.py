@@ -322,3 +322,6 @@ def ray_cluster() -> Iterator[Any]:
             else:
                 os.environ[key] = value
         stop_cluster(cluster)
+
+
+from tests.oidc_provider import oidc_provider  # noqa: E402, F401  (session fixture: the SSO tests, API to browser)

@@ -9,17 +9,14 @@ from __future__ import annotations
 
 import base64
 import json
-import os
-import select
-import shutil
+import re
 import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
 import pytest
@@ -33,63 +30,8 @@ from bastion.context import Context, build_context
 from bastion.errors import BastionError
 from bastion.store.models import AuditEvent, OidcIdentity, User
 from tests.cli.test_accounts_cli import cli_json
-from tests.conftest import REPO, free_port, make_settings
-
-CLIENT_ID = "bastion-test"
-CLIENT_SECRET = "bastion-test-secret-" + "s" * 24
-CALLBACK = "http://testserver/api/v1/auth/sso/callback"
-OIDC_DIR = REPO / "tests" / "oidc"
-
-
-@dataclass
-class OpenIdProvider:
-    issuer: str
-    proc: subprocess.Popen[str]
-    server_port: int  # a real `bastion serve` on this port may use the client too (e2e test)
-
-    @property
-    def server_callback(self) -> str:
-        return f"http://127.0.0.1:{self.server_port}/api/v1/auth/sso/callback"
-
-    def rotate(self) -> str:
-        kid: str = httpx.post(self.issuer + "/test/rotate").json()["kid"]
-        return kid
-
-    def sign(self, claims: dict[str, Any]) -> str:
-        token: str = httpx.post(self.issuer + "/test/sign", json=claims).json()["token"]
-        return token
-
-
-@pytest.fixture(scope="session")
-def oidc_provider() -> Iterator[OpenIdProvider]:
-    node = shutil.which("node")
-    assert node, "Node.js is required for the SSO tests (the machine's `node`)"
-    if not (OIDC_DIR / "node_modules" / "oidc-provider").is_dir():
-        subprocess.run(["make", "-C", str(REPO), "oidc-provider"], check=True)
-    port, server_port = free_port(), free_port()
-    callbacks = f"{CALLBACK},http://127.0.0.1:{server_port}/api/v1/auth/sso/callback"
-    proc = subprocess.Popen(
-        [node, "provider.mjs", str(port), CLIENT_ID, CLIENT_SECRET, callbacks],
-        cwd=OIDC_DIR,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "NODE_ENV": "test"},
-    )
-    assert proc.stdout is not None
-    deadline, seen = time.monotonic() + 30, ""
-    while time.monotonic() < deadline and "ready" not in seen:
-        if proc.poll() is not None:
-            raise RuntimeError("OpenID provider exited:\n" + seen + proc.stdout.read())
-        if select.select([proc.stdout], [], [], 0.5)[0]:
-            seen += proc.stdout.readline()
-    assert "ready" in seen, seen
-    try:
-        yield OpenIdProvider(f"http://127.0.0.1:{port}", proc, server_port)
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
+from tests.conftest import make_settings
+from tests.oidc_provider import CALLBACK, CLIENT_ID, CLIENT_SECRET, OpenIdProvider, at_provider
 
 SsoApp = tuple[TestClient, Context]
 
@@ -125,26 +67,6 @@ def make_app(tmp_path: Path, db_url: str, oidc_provider: OpenIdProvider) -> Iter
 @pytest.fixture
 def app(make_app: Callable[..., SsoApp]) -> SsoApp:
     return make_app()
-
-
-def at_provider(authorization_url: str, account: str = "alice", until: str = CALLBACK, **tamper: str) -> str:
-    """Play the browser at the provider (login + consent); the callback URL it sends us back to."""
-    if tamper:
-        parts = urlsplit(authorization_url)
-        query = {k: v[0] for k, v in parse_qs(parts.query).items()} | tamper
-        authorization_url = urlunsplit(parts._replace(query=urlencode(query)))
-    url = httpx.URL(authorization_url)
-    with httpx.Client() as browser:
-        for _ in range(12):
-            r = browser.get(url)
-            assert r.status_code in (302, 303), r.text[:500]
-            location = r.headers["location"]
-            if location.startswith(until):
-                return location
-            url = url.join(location)
-            if url.path.startswith("/interaction/"):
-                url = url.copy_add_param("account", account)
-    raise AssertionError("the provider never redirected back")
 
 
 def start(client: TestClient, return_to: str = "/dashboard") -> str:
@@ -458,6 +380,40 @@ def test_cli_login_sso_json(app: SsoApp, monkeypatch: pytest.MonkeyPatch) -> Non
     client.app.state.ctx.services.pop("sso")
     failed = CliRunner().invoke(cli, ["login", "--sso", "--json"])
     assert failed.exit_code == 1 and cli_json(failed.stdout)["error"]["code"] == "sso_not_configured"
+
+
+def test_dashboard_sign_in_with_sso_opens_a_cookie_session(app: SsoApp, client: TestClient) -> None:
+    """The login page's button: provider round trip, the fragment's code posted once, cookies set."""
+    sso, _ = app
+    assert 'href="/login/sso?next=/jobs"' in sso.get("/login", params={"next": "/jobs"}).text
+    assert "Sign in with SSO" not in client.get("/login").text  # not configured: no button
+    to_start = sso.get("/login/sso", params={"next": "/jobs"}, follow_redirects=False)
+    assert to_start.status_code == 303
+    to_provider = sso.get(to_start.headers["location"], follow_redirects=False)
+    back = callback(sso, at_provider(to_provider.headers["location"], "alice"))
+    target, _, fragment = back.headers["location"].partition("#")
+    assert target == "/login/sso/done?next=%2Fjobs" and fragment.startswith("sso_code=")
+    done = sso.get(target)
+    found = re.search(r'name="login_csrf" value="([^"]+)"', done.text)
+    assert done.status_code == 200 and found and "data-sso-finish" in done.text
+    form = {"login_csrf": found.group(1), "next": "/jobs", "code": fragment.removeprefix("sso_code=")}
+    signed = sso.post("/login/sso", data=form, follow_redirects=False)
+    assert (signed.status_code, signed.headers["location"]) == (303, "/jobs")
+    assert sso.cookies.get("bastion_session") and sso.cookies.get("bastion_refresh")
+    jobs = sso.get("/jobs", follow_redirects=False)
+    assert jobs.status_code == 200 and "alice" in jobs.text
+
+    sso.cookies.delete("bastion_session")
+    sso.cookies.delete("bastion_refresh")
+    replayed = sso.post("/login/sso", data=form, follow_redirects=False)
+    assert replayed.status_code == 400 and "expired SSO code" in replayed.text
+    foreign = sso.post("/login/sso", data={**form, "next": "https://evil.example/"}, follow_redirects=False)
+    assert foreign.status_code == 400  # the used code is refused before any redirect is considered
+    assert (
+        sso.get("/login/sso", params={"next": "//evil.example"}, follow_redirects=False)
+        .headers["location"]
+        .endswith("return_to=/login/sso/done%3Fnext%3D%252F")
+    )  # an off-site next falls back to /
 
 
 @pytest.mark.e2e

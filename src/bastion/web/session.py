@@ -170,6 +170,17 @@ def sign_in(request: Request, ctx: Context, username: str, password: str) -> Non
     _queue_cookies(request, pair.access_token, pair.refresh_token)
 
 
+def sign_in_sso(request: Request, ctx: Context, code: str) -> None:
+    """Redeem the one-time code the SSO callback handed to the browser (in the URL fragment) for a
+    login session, rate-limited like a password sign-in, and set its cookies."""
+    from bastion.api.routes.sso import service
+
+    ip = client_ip(request)
+    ctx.limiter.hit(ctx.settings.login_rate_limit, "login", ip or "unknown")
+    pair = service(ctx).redeem(code, ip)
+    _queue_cookies(request, pair.access_token, pair.refresh_token)
+
+
 def sign_out(request: Request, ctx: Context, session: WebSession) -> None:
     ctx.auth.logout(session.principal, request.cookies.get(REFRESH_COOKIE), client_ip(request))
     request.state.web_clear = True

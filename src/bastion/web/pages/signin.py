@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 from typing import Annotated
+from urllib.parse import quote
 
 from fastapi import Query, Request
 from sqlalchemy import update
 from starlette.responses import Response
 
 from bastion.api.deps import client_ip
+from bastion.api.routes.sso import sso_login_path
 from bastion.audit import AuditRecord
 from bastion.auth.passwords import hash_password
 from bastion.errors import BastionError, Forbidden, Invalid
@@ -35,6 +37,7 @@ def _login_page(
         error=error,
         reason=reason,
         tab=tab,
+        sso="sso" in request.app.state.ctx.services,
     )
     web.set_cookie(request, response, web.LOGIN_CSRF_COOKIE, token)
     return response
@@ -64,6 +67,38 @@ async def login_submit(request: Request, ctx: Ctx) -> Response:
         if not username or not password:
             raise Invalid("enter your username and password")
         await threaded(web.sign_in, request, ctx, username, password)
+    except BastionError as exc:
+        return _login_page(request, form.get("next", "/"), error=exc.message, status=exc.status_code)
+    return redirect(safe_next(form.get("next")))
+
+
+@router.get("/login/sso")
+def sso_start(next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
+    """ "Sign in with SSO": to the provider through the API's start route, coming back to
+    ``/login/sso/done``, which carries the one-time code in its fragment."""
+    done = "/login/sso/done?next=" + quote(safe_next(next), safe="")
+    return redirect(sso_login_path(done))
+
+
+@router.get("/login/sso/done")
+def sso_done(request: Request, next: Annotated[str, Query(max_length=2000)] = "/") -> Response:
+    """The page the provider's round trip ends on: app.js posts the fragment's code to ``/login/sso``
+    (a fragment never reaches a server or a Referer, so the code must travel in a POST body)."""
+    token = web.login_csrf(request)
+    response = page(request, "login_sso.html", 200, next=safe_next(next), login_csrf=token)
+    web.set_cookie(request, response, web.LOGIN_CSRF_COOKIE, token)
+    return response
+
+
+@router.post("/login/sso")
+async def sso_finish(request: Request, ctx: Ctx) -> Response:
+    form = await form_fields(request)
+    web.check_login_csrf(request, form.get("login_csrf"))
+    code = form.get("code", "").strip()[:200]
+    try:
+        if not code:
+            raise Invalid("the single sign-on did not return a code: try again", code="sso_code_invalid")
+        await threaded(web.sign_in_sso, request, ctx, code)
     except BastionError as exc:
         return _login_page(request, form.get("next", "/"), error=exc.message, status=exc.status_code)
     return redirect(safe_next(form.get("next")))

@@ -224,7 +224,24 @@
     });
   }
 
+  // -- single sign-on: the provider's round trip ends with #sso_code=... (a fragment never reaches a
+  // server or a Referer); post it once and wipe it from the address bar and history
+  function ssoFinish(form) {
+    var m = /(?:^#|&)sso_code=([A-Za-z0-9_\-]+)/.exec(window.location.hash);
+    history.replaceState(null, "", window.location.pathname + window.location.search);
+    if (!m) {
+      var st = document.getElementById("sso-status");
+      st.textContent = "The sign-in did not complete. Go back and try again.";
+      st.className = "error";
+      return;
+    }
+    form.elements.code.value = m[1];
+    form.submit();
+  }
+
   document.addEventListener("DOMContentLoaded", function () {
+    var sso = document.getElementById("sso-finish");
+    if (sso) ssoFinish(sso);
     renderCharts(document);
     confirms(document);
     var job = document.getElementById("job-live");
