@@ -3,8 +3,10 @@ lockout on wrong codes; and a registered version downloaded encrypted for its ca
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
@@ -136,3 +138,43 @@ def test_a_registered_version_downloads_encrypted_for_its_caller(
     _, result = trained
     assert model.model_bytes == result.model_bytes
     assert len(model.predictor().predict(rows(trained))) == 3
+
+
+def test_parallel_wrong_codes_are_counted_before_they_are_checked(ctx: Context, alice: Caller) -> None:
+    """25 guesses at once: at most max_failed_attempts codes are ever tried, the rest get 423."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from bastion.auth.lockout import LockoutPolicy
+    from bastion.auth.principal import Principal
+    from bastion.catalog.access import AccessCodeGuard
+    from bastion.errors import Forbidden, Locked
+
+    policy = LockoutPolicy(ctx.settings.max_failed_attempts, timedelta(minutes=15))
+    guard = AccessCodeGuard(ctx.db, ctx.audit, policy)
+    principal = Principal(user_id=alice.user_id, username="alice", role="user", via="api_key")
+    tried, lock = [0], threading.Lock()
+
+    def wrong_code() -> None:
+        with lock:
+            tried[0] += 1
+        raise Forbidden("wrong access code", code="wrong_access_code")
+
+    def guess(_: int) -> str:
+        try:
+            guard.run(principal, "artifact-1", wrong_code, has_code=True)
+        except Locked:
+            return "locked"
+        except Forbidden:
+            return "wrong"
+        return "opened"
+
+    with ThreadPoolExecutor(8) as pool:
+        outcomes = list(pool.map(guess, range(25)))
+    assert tried[0] == outcomes.count("wrong") <= ctx.settings.max_failed_attempts
+    assert outcomes.count("locked") >= 25 - ctx.settings.max_failed_attempts
+    # an unprotected read (no code given) by the same caller is refused while the lock lasts
+    with pytest.raises(Locked):
+        guard.run(principal, "artifact-1", lambda: "data", has_code=False)
+    # and a correct code after the window is cleared works again (the lock is per caller and artifact)
+    assert guard.run(principal, "artifact-2", lambda: "data", has_code=True) == "data"

@@ -32,6 +32,11 @@ def pair_subject(address: str | None, username: str) -> str:
     return f"pair:{address or 'unknown'}|{username.lower()}"
 
 
+def locked_error(until: datetime) -> Locked:
+    """The 423 for a subject locked until ``until`` (with its Retry-After)."""
+    return Locked("too many failed attempts; try again later", retry_after=_seconds_until(until, utcnow()))
+
+
 @dataclass(frozen=True)
 class LockoutPolicy:
     max_failures: int

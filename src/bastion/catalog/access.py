@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, TypeVar
 
 from bastion.audit import AuditLog, AuditRecord
-from bastion.auth.lockout import LockoutPolicy
+from bastion.auth.lockout import LockoutPolicy, locked_error
 from bastion.auth.principal import Principal
 from bastion.errors import Forbidden
 from bastion.store import Database
@@ -28,12 +28,21 @@ class AccessCodeGuard:
         """Run ``attempt`` (which opens the artifact) unless this caller is locked out of ``target``."""
         subject = f"code:{target}:{principal.user_id}"
         with self.db.session() as s:
-            self.lockout.check(s, subject)
+            if not has_code:
+                self.lockout.check(s, subject)
+            else:
+                # A guess is counted before it is checked (the row lock serialises parallel ones), so
+                # at most max_failures codes are ever tried per window, however many arrive at once.
+                refused, _ = self.lockout.reserve(s, subject)
+                if refused is not None:
+                    s.rollback()
+                    raise locked_error(refused)
         try:
             result = attempt()
         except Forbidden as exc:
             with self.db.session() as s:
-                self.lockout.record_failure(s, subject)
+                if not has_code:  # a missing code is refused too (a guess was counted above)
+                    self.lockout.record_failure(s, subject)
                 self.audit.append(
                     AuditRecord(
                         "vault.access_code",
