@@ -9,7 +9,7 @@ import select
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
@@ -34,6 +34,21 @@ class OpenIdProvider:
     @property
     def server_callback(self) -> str:
         return f"http://127.0.0.1:{self.server_port}/api/v1/auth/sso/callback"
+
+    def start_server(self, server_factory: Callable[..., Any]) -> Any:
+        """A real `bastion serve` configured for this provider from the environment, started on the
+        one port whose callback the provider allows."""
+        server = server_factory(
+            BASTION_OIDC_ISSUER=self.issuer,
+            BASTION_OIDC_CLIENT_ID=CLIENT_ID,
+            BASTION_OIDC_CLIENT_SECRET=CLIENT_SECRET,
+            BASTION_OIDC_REDIRECT_URI=self.server_callback,
+            BASTION_OIDC_SCOPES="openid email profile groups",
+            BASTION_OIDC_ALLOW_PROVISIONING="true",
+            BASTION_OIDC_ROLE_MAP="researchers=user,bastion-admins=admin",
+        )
+        server.port = self.server_port
+        return server.start()
 
     def rotate(self) -> str:
         kid: str = httpx.post(self.issuer + "/test/rotate").json()["kid"]

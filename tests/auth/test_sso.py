@@ -421,17 +421,7 @@ def test_cli_signs_in_to_a_real_server_through_sso(
     oidc_provider: OpenIdProvider, server_factory: Callable[..., Any]
 ) -> None:
     """`bastion serve` configured from the environment; `bastion login --sso` in its own process."""
-    server = server_factory(
-        BASTION_OIDC_ISSUER=oidc_provider.issuer,
-        BASTION_OIDC_CLIENT_ID=CLIENT_ID,
-        BASTION_OIDC_CLIENT_SECRET=CLIENT_SECRET,
-        BASTION_OIDC_REDIRECT_URI=oidc_provider.server_callback,
-        BASTION_OIDC_SCOPES="openid email profile groups",
-        BASTION_OIDC_ALLOW_PROVISIONING="true",
-        BASTION_OIDC_ROLE_MAP="researchers=user,bastion-admins=admin",
-    )
-    server.port = oidc_provider.server_port
-    server.start()
+    server = oidc_provider.start_server(server_factory)
     cli = subprocess.Popen(
         [
             sys.executable,

@@ -8,26 +8,16 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import ServerProcess
-from tests.oidc_provider import CLIENT_ID, CLIENT_SECRET, OpenIdProvider
+from tests.oidc_provider import OpenIdProvider
 from tests.web.conftest import VIEWPORT, Watcher
 
 pytestmark = pytest.mark.e2e
 
 
 def test_sign_in_with_sso_button(
-    oidc_provider: OpenIdProvider, server_factory: Callable[..., ServerProcess], browser: Any
+    oidc_provider: OpenIdProvider, server_factory: Callable[..., Any], browser: Any
 ) -> None:
-    server = server_factory(
-        BASTION_OIDC_ISSUER=oidc_provider.issuer,
-        BASTION_OIDC_CLIENT_ID=CLIENT_ID,
-        BASTION_OIDC_CLIENT_SECRET=CLIENT_SECRET,
-        BASTION_OIDC_REDIRECT_URI=oidc_provider.server_callback,
-        BASTION_OIDC_ALLOW_PROVISIONING="true",
-        BASTION_OIDC_ROLE_MAP="researchers=user,bastion-admins=admin",
-    )
-    server.port = oidc_provider.server_port  # the one callback the provider allows a real server
-    server.start()
+    server = oidc_provider.start_server(server_factory)
     context = browser.new_context(viewport=VIEWPORT, base_url=server.url)
     try:
         page = context.new_page()
