@@ -227,6 +227,18 @@ def cpu_seconds(pid: int) -> float | None:
         return None
 
 
+def all_pages(url: str, headers: dict[str, str], **params: str) -> list[dict[str, Any]]:
+    """Every item of a paginated collection (``Page``: ``data`` + ``next_cursor``)."""
+    items: list[dict[str, Any]] = []
+    query: dict[str, Any] = {**params, "limit": 100}
+    while True:
+        page = httpx.get(url, params=query, headers=headers, timeout=60).raise_for_status().json()
+        items += page["data"]
+        if not page["next_cursor"]:
+            return items
+        query["cursor"] = page["next_cursor"]
+
+
 def ts(text: str) -> float:
     return datetime.fromisoformat(text).timestamp()
 
@@ -314,9 +326,8 @@ def bench_bastion(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         server_cpu = (
             None if cpu_before is None or cpu_after is None else (cpu_after - cpu_before) / args.rounds
         )
-        rounds = httpx.get(f"{url}/api/v1/federations/{fid}/rounds", headers=user).json()["rounds"]
-        audit = httpx.get(url + "/api/v1/admin/audit", params={"action": "fl.", "limit": 500}, headers=admin)
-        events = audit.json()["events"]
+        rounds = all_pages(f"{url}/api/v1/federations/{fid}/rounds", user)
+        events = all_pages(url + "/api/v1/admin/audit", admin, action="fl.")
     finally:
         stop_all(server, sites)
     spans = [(r["round"], ts(r["opened_at"]), ts(r["closed_at"])) for r in rounds]

@@ -169,7 +169,7 @@ def run_bastion(tmp: Path) -> dict[str, Any]:
                 if proc.wait(600) != 0:
                     raise RuntimeError(f"a Bastion site failed; see {tmp}")
             seconds = time.perf_counter() - t0
-            rounds = http.get(f"/api/v1/federations/{fid}/rounds").json()["rounds"]
+            rounds = http.get(f"/api/v1/federations/{fid}/rounds").json()["data"]
     finally:
         stop_all(server, sites)
     last = max(rounds, key=lambda r: r["round"])

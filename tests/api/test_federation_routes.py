@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -240,6 +242,31 @@ def test_site_resumes_and_long_polls(client: TestClient, alice: Caller, tmp_path
     second.join()
     second.train_and_send()
     assert first.info(wait_round=1)["state"] == "completed"
+
+
+def test_a_long_poll_is_woken_by_the_round_closing(client: TestClient, alice: Caller, tmp_path: Path) -> None:
+    """The waiting request sleeps on the coordinator's epoch (no polling) and answers at the close."""
+    fid = create(client, alice, rounds=2)["id"]
+    first, second = (
+        site(client, fid, enroll(client, alice, fid, n)["token"], ShiftTrainer(1.0, 5), tmp_path, n)
+        for n in "ab"
+    )
+    for s in (first, second):
+        s.join()
+    assert first.train_and_send() == "sent"
+    first.poll_timeout = 30.0  # far longer than this test may take: only the close can end the wait
+    answers: list[dict[str, Any]] = []
+    poller = threading.Thread(target=lambda: answers.append(first.info(wait_round=1)))
+    poller.start()
+    epochs = client.app.state.ctx.services["fl_coordinator"].epochs  # type: ignore[attr-defined]
+    deadline = time.monotonic() + 20
+    while epochs.waiting(fid) == 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert epochs.waiting(fid) == 1, "the long poll waits on the epoch"
+    assert second.train_and_send() == "sent"  # the quorum: round 1 closes, round 2 opens
+    poller.join(20)
+    assert not poller.is_alive() and answers[0]["round"] == 2 and answers[0]["round_state"] == "open"
+    assert epochs.waiting(fid) == 0
 
 
 def test_server_key_pinning(client: TestClient, alice: Caller, tmp_path: Path) -> None:

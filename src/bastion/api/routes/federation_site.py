@@ -3,13 +3,12 @@
 ``Authorization: Bearer bsp_...`` authenticates the site for the one federation in the path. Updates
 are raw bytes (``application/octet-stream``) in Bastion's envelope format; the server never unpickles.
 ``GET .../site/info?wait_round=N`` long-polls (up to ``timeout`` seconds) while round N is still the
-current round, so sites learn of a new round within milliseconds without hammering the database.
+current round; the coordinator's epoch wakes it at the transition (:mod:`bastion.federation.server.epochs`), so sites learn
+of a new round at once without polling the server or the database.
 """
 
 from __future__ import annotations
 
-import asyncio
-import time
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
@@ -32,7 +31,6 @@ from bastion.federation.server.sessions import SiteMessage
 from bastion.federation.server.site import SiteService
 
 MAX_WAIT_S = 30.0
-POLL_S = 0.02
 
 
 class RegisterRequest(BaseModel):
@@ -84,10 +82,15 @@ _ACTIONS = {"register": "fl.participant.register", "submit_update": "fl.update"}
 async def _authenticate_async(
     ctx: Context, request: Request, federation_id: str, action: str
 ) -> SiteIdentity:
+    """A credential verified moments ago (``SiteService.cached``) with an in-memory rate limit is
+    answered on the event loop; anything needing I/O (database, audit of a refusal, Redis) in a thread."""
+    token = _token(request)
     try:
-        return await run_in_threadpool(
-            _authenticate, ctx, federation_id, _token(request), client_ip(request), action
-        )
+        site = _sites(ctx).cached(federation_id, token)
+        if site is not None and ctx.limiter.storage_uri.startswith("memory"):
+            ctx.limiter.hit(ctx.settings.rate_limit, "fl-site", site.participant_id)
+            return site
+        return await run_in_threadpool(_authenticate, ctx, federation_id, token, client_ip(request), action)
     except Unauthorized as exc:
         exc.details["scheme"] = "site"  # WWW-Authenticate names the site scheme
         raise
@@ -161,11 +164,7 @@ async def info(
     state = await run_in_threadpool(sites.info, site)
     if wait_round is None or state["round"] != wait_round or state["state"] not in LIVE:
         return state
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        await asyncio.sleep(POLL_S)
-        if coordinator.epoch(federation_id) != epoch:
-            break
+    await coordinator.epochs.wait(federation_id, epoch, timeout)
     return await run_in_threadpool(sites.info, site)
 
 
@@ -187,11 +186,7 @@ async def secagg_state(
     view = await run_in_threadpool(sites.secagg_view, site)
     if wait_stage is None or (view["session"], view["stage"]) != (wait_session, wait_stage):
         return view
-    until = time.monotonic() + timeout
-    while time.monotonic() < until:
-        await asyncio.sleep(POLL_S)
-        if coordinator.epoch(federation_id) != epoch:
-            break
+    await coordinator.epochs.wait(federation_id, epoch, timeout)
     return await run_in_threadpool(sites.secagg_view, site)
 
 
@@ -262,7 +257,9 @@ async def submit_update(
     """A sealed, signed update; each refusal is audited and answered with a 4xx and a reason code."""
     sites, coordinator = _sites(ctx), _coordinator(ctx)
     ip = client_ip(request)
-    limit = await run_in_threadpool(sites.update_limit, federation_id)
+    limit = sites.cached_update_limit(federation_id)
+    if limit is None:
+        limit = await run_in_threadpool(sites.update_limit, federation_id)
     try:
         body = await read_capped(request, limit, "update_too_large")
     except BastionError as exc:

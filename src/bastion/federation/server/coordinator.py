@@ -30,6 +30,7 @@ from bastion.errors import BastionError, Conflict, Forbidden, NotFound
 from bastion.federation.server import artifacts, deadlines, transitions
 from bastion.federation.server.admission import MemoryGuard, SiteCache, SiteIdentity, admit, audit_denial
 from bastion.federation.server.config import FederationCreate
+from bastion.federation.server.epochs import Epochs
 from bastion.federation.server.hooks import RoundHooks
 from bastion.federation.server.keys import ServerKeys
 from bastion.federation.server.privacy import round_privacy, selected
@@ -71,7 +72,7 @@ class Coordinator:
         self._running: dict[str, Running] = {}
         self._keys: dict[str, ServerKeys] = {}
         self._meta: dict[str, tuple[FederationCreate, TensorSpec]] = {}
-        self._epochs: dict[str, int] = {}
+        self.epochs = Epochs()
         self._ticker: Ticker | None = None
         self.sites = SiteCache()
         self.secure = SecureRounds(self)
@@ -103,13 +104,17 @@ class Coordinator:
             meta = self._meta[federation_id] = (cfg, spec)
         return meta
 
+    def cached_meta(self, federation_id: str) -> tuple[FederationCreate, TensorSpec] | None:
+        """:meth:`meta` if this process has it already (no I/O: callable on the event loop)."""
+        return self._meta.get(federation_id)
+
     def epoch(self, federation_id: str) -> int:
         """Bumped on every round transition; long-polling sites wait for it to change."""
-        return self._epochs.get(federation_id, 0)
+        return self.epochs.get(federation_id)
 
     def changed(self, federation_id: str) -> None:
-        with self._guard:
-            self._epochs[federation_id] = self._epochs.get(federation_id, 0) + 1
+        """A round or session moved on: wake the long polls waiting on this federation."""
+        self.epochs.bump(federation_id)
 
     def submitted(self, federation_id: str, round_id: str, participant_id: str) -> bool | None:
         """Whether the site is in the open round, from memory; None when this process does not hold it."""

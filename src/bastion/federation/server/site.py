@@ -57,6 +57,15 @@ class SiteService:
             )
             raise
 
+    def cached(self, federation_id: str, token: str | None) -> SiteIdentity | None:
+        """The site if its credential was verified moments ago for this federation; no I/O, so the
+        event loop can answer it. Anything else (unknown, malformed, another federation) is None and
+        goes through :meth:`authenticate`, which refuses and audits it."""
+        if not token or not credentials.well_formed(token):
+            return None
+        hit = self.coordinator.sites.get(credentials.digest(token))
+        return hit if hit is not None and hit.federation_id == federation_id else None
+
     def _authenticate(self, federation_id: str, token: str | None) -> SiteIdentity:
         if not token:
             raise Unauthorized(
@@ -92,6 +101,11 @@ class SiteService:
 
     def update_limit(self, federation_id: str) -> int:
         return max_update_bytes(self.coordinator.meta(federation_id)[1])
+
+    def cached_update_limit(self, federation_id: str) -> int | None:
+        """The update size cap from the cached (immutable) config, without I/O; None if not cached."""
+        meta = self.coordinator.cached_meta(federation_id)
+        return None if meta is None else max_update_bytes(meta[1])
 
     def register(
         self, site: SiteIdentity, public_key: str, source_ip: str | None, num_samples: int | None = None
