@@ -47,12 +47,21 @@ def emit(
                 table.add_column(col, overflow="fold")
         for row in data:
             table.add_row(*("" if row.get(c) is None else str(_plain(row.get(c))) for c in columns))
-        console.print(table)
+        _table_console(table).print(table)
     elif isinstance(data, dict):
         for k, v in data.items():
             console.print(f"[bold]{k}[/bold]: {_plain(v)}")
     else:
         console.print(data)
+
+
+def _table_console(table: Table) -> Console:
+    """On a terminal, its width; piped or redirected (where Rich assumes 80 columns and would fold
+    every cell), the table's natural width, so ``bastion … | less`` and logs read like the terminal."""
+    if console.is_terminal:
+        return console
+    natural = console.measure(table, options=console.options.update_width(1000)).maximum
+    return Console(width=max(console.width, natural))
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

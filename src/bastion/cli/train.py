@@ -82,6 +82,11 @@ def _metrics_line(results: dict[str, Any] | None) -> dict[str, Any]:
         "mae",
         "training_samples",
         "test_samples",
+        "mean_return",  # dqn, online: the trained policy against a random one
+        "std_return",
+        "random_mean_return",
+        "value_estimate",  # dqn, offline
+        "logged_policy_value",
     )
     return {k: results[k] for k in keep if results and k in results}
 
