@@ -21,6 +21,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def plain_model(value: Any) -> Any:
+    """An SDK answer (a pydantic model) as plain JSON-ready data; anything else unchanged."""
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+
+
 def emit(
     data: Any,
     *,
