@@ -29,6 +29,10 @@ def test_every_client_command_takes_ca_cert_and_json() -> None:
     missing = [" ".join(path) for path, opts in client if not {"--ca-cert", "--json"} <= opts]
     assert missing == []
     assert ("login",) in [path for path, _ in client]
+    lists = [
+        " ".join(path) for path, opts in client if path[-1] in ("list", "users", "keys") and "-q" not in opts
+    ]
+    assert lists == []  # README: list commands take -q (ft list and llm list lacked it)
 
 
 def test_client_command_passes_one_remote_and_keeps_the_flag_order() -> None:

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bastion.cli.client_common import Remote, client_command
-from bastion.cli.options import JsonOpt
+from bastion.cli.options import JsonOpt, QuietOpt
 from bastion.cli.output import console, emit
 
 if TYPE_CHECKING:
@@ -181,6 +181,7 @@ def list_jobs(
     remote: Remote,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
+    quiet: QuietOpt = False,
 ) -> None:
     """Your fine-tuning jobs, newest first."""
     with remote.connect() as client:
@@ -188,8 +189,8 @@ def list_jobs(
     if remote.as_json:
         emit(page, as_json=True)
         return
-    emit(page["data"], as_json=False, columns=JOB_COLUMNS, title="Fine-tuning jobs")
-    if page.get("next_cursor"):
+    emit(page["data"], as_json=False, quiet=quiet, columns=JOB_COLUMNS, title="Fine-tuning jobs")
+    if page.get("next_cursor") and not quiet:
         console.print(f"more: --cursor {page['next_cursor']}")
 
 
@@ -299,13 +300,14 @@ def register(
 
 @llm_app.command("list")
 @client_command()
-def list_bases(remote: Remote) -> None:
+def list_bases(remote: Remote, quiet: QuietOpt = False) -> None:
     """Registered base models."""
     with remote.connect() as client:
         rows = client.list_base_models()
     emit(
         rows,
         as_json=remote.as_json,
+        quiet=quiet,
         columns=["name", "architecture", "parameter_count", "weights_sha256"],
         title="Base models",
     )
