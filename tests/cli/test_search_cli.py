@@ -10,10 +10,9 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from bastion.cli import search as search_cli
-from bastion.cli import train as train_cli
 from bastion.cli.main import app
 from bastion.client import BastionClient
+from bastion.client import sdk as sdk_module
 from bastion.context import Context
 from tests.conftest import Caller
 from tests.jobs.support import ApiFactory, api_factory
@@ -28,11 +27,10 @@ def api(ctx: Context, tmp_path: Path) -> Iterator[ApiFactory]:
 
 
 def _wire(monkeypatch: pytest.MonkeyPatch, http: Any, key: str) -> None:
-    def make(url: str | None, api_key: str | None, ca_cert: Path | None = None) -> BastionClient:
+    def make(url: str | None = None, api_key: str | None = None, verify: Any = None) -> BastionClient:
         return BastionClient(api_key=api_key or key, http=http)
 
-    monkeypatch.setattr(train_cli, "_client", make)
-    monkeypatch.setattr(search_cli, "_client", make)
+    monkeypatch.setattr(sdk_module, "BastionClient", make)
 
 
 def _json(args: list[str], code: int = 0) -> Any:

@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 from bastion.cli import train as train_cli
 from bastion.cli.main import app
 from bastion.client import BastionClient
+from bastion.client import sdk as sdk_module
 from bastion.context import Context
 from tests.conftest import Caller
 from tests.jobs.support import ApiFactory, Harness, api_factory
@@ -31,9 +32,9 @@ def api(ctx: Context, tmp_path: Path) -> Iterator[ApiFactory]:
 
 def _wire(monkeypatch: pytest.MonkeyPatch, http: Any, key: str) -> None:
     monkeypatch.setattr(
-        train_cli,
-        "_client",
-        lambda url, api_key, ca_cert=None: BastionClient(api_key=api_key or key, http=http),
+        sdk_module,
+        "BastionClient",
+        lambda url=None, api_key=None, verify=None: BastionClient(api_key=api_key or key, http=http),
     )
 
 

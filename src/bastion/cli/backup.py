@@ -8,10 +8,10 @@ from typing import Annotated
 
 import typer
 
+from bastion.cli.options import JsonOpt
 from bastion.cli.output import emit, fail
 from bastion.errors import BastionError
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 PassFileOpt = Annotated[
     Path | None,
     typer.Option(help="File holding the backup passphrase (else BASTION_BACKUP_PASSPHRASE, else a prompt)."),

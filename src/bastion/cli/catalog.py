@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 
-from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, QuietOpt, UrlOpt, connect
+from bastion.cli.client_common import Remote, client_command
+from bastion.cli.options import AccessCodeOpt, QuietOpt
 from bastion.cli.output import console, emit
 
 data_app = typer.Typer(help="Upload and list datasets (de-identified before storage).", no_args_is_help=True)
@@ -16,23 +17,21 @@ models_app = typer.Typer(help="Browse the model registry.", no_args_is_help=True
 
 
 @data_app.command("upload")
+@client_command()
 def upload(
+    remote: Remote,
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     name: Annotated[str | None, typer.Option(help="Dataset name (default: the file name).")] = None,
     policy: Annotated[
         str | None, typer.Option(help="De-identification policy: JSON text or @file.json.")
     ] = None,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Upload a CSV, JSON, Excel or Parquet file."""
     if policy and policy.startswith("@"):
         policy = Path(policy[1:]).read_text()
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         result = client.upload_dataset(file, name=name, policy=policy)
-    if as_json:
+    if remote.as_json:
         emit(result, as_json=True)
         return
     console.print(f"dataset [bold]{result['id']}[/bold]: {result['rows']} rows x {result['columns']} columns")
@@ -48,19 +47,17 @@ def upload(
 
 
 @data_app.command("list")
+@client_command()
 def list_datasets(
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
+    remote: Remote,
     quiet: QuietOpt = False,
-    as_json: JsonOpt = False,
 ) -> None:
     """Your datasets."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         rows = client.list_datasets()
     emit(
         [{k: r[k] for k in ("id", "name", "format", "rows", "columns", "created_at")} for r in rows],
-        as_json=as_json,
+        as_json=remote.as_json,
         quiet=quiet,
         columns=["id", "name", "format", "rows", "columns", "created_at"],
         title="Datasets",
@@ -68,32 +65,28 @@ def list_datasets(
 
 
 @data_app.command("delete")
+@client_command()
 def delete_dataset(
+    remote: Remote,
     dataset_id: str,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Delete a dataset and its encrypted payload."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
-        emit(client.delete_dataset(dataset_id), as_json=as_json)
+    with remote.connect() as client:
+        emit(client.delete_dataset(dataset_id), as_json=remote.as_json)
 
 
 @models_app.command("list")
+@client_command()
 def list_models(
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
+    remote: Remote,
     quiet: QuietOpt = False,
-    as_json: JsonOpt = False,
 ) -> None:
     """Your registered models."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         rows = client.list_models()
     emit(
         rows,
-        as_json=as_json,
+        as_json=remote.as_json,
         quiet=quiet,
         columns=["id", "name", "versions", "latest_version", "best_version", "created_at"],
         title="Models",
@@ -101,13 +94,15 @@ def list_models(
 
 
 @models_app.command("show")
+@client_command()
 def show_model(
-    model_id: str, url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+    remote: Remote,
+    model_id: str,
 ) -> None:
     """A model and its versions, with metrics and lineage."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         model = client.get_model(model_id)
-    if as_json:
+    if remote.as_json:
         emit(model, as_json=True)
         return
     console.print(f"[bold]{model['name']}[/bold] ({model['id']}), best version: {model['best_version']}")
@@ -128,28 +123,26 @@ def show_model(
 
 
 @models_app.command("best")
+@client_command()
 def best_model(
+    remote: Remote,
     model_id: str,
     metric: Annotated[
         str | None, typer.Option(help="Metric to rank by (default: the model's primary).")
     ] = None,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """The best version of a model by a metric (rmse/mae/loss are minimised, others maximised)."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         best = client.best_model(model_id, metric)
     emit(
         best
-        if as_json
+        if remote.as_json
         else {
             "version": best["version"],
             "metric": best["metric"],
             "value": best["metrics"].get(best["metric"]),
         },
-        as_json=as_json,
+        as_json=remote.as_json,
     )
 
 
@@ -167,12 +160,6 @@ CurrentCodeOpt = Annotated[
     typer.Option("--current", envvar="BASTION_ACCESS_CODE", help="The current code, to change or remove it."),
 ]
 RemoveOpt = Annotated[bool, typer.Option("--remove", help="Remove the code instead of setting one.")]
-AccessCodeOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--access-code", envvar="BASTION_ACCESS_CODE", help="The object's access code, if it has one."
-    ),
-]
 
 
 def _new_code(code: str | None, remove: bool) -> str | None:
@@ -185,41 +172,37 @@ def _new_code(code: str | None, remove: bool) -> str | None:
 
 
 @models_app.command("access-code")
+@client_command()
 def model_access_code(
+    remote: Remote,
     model_id: str,
     code: NewCodeOpt = None,
     current: CurrentCodeOpt = None,
     remove: RemoveOpt = False,
     version: Annotated[int | None, typer.Option(help="One version (default: every version).")] = None,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Set, change (--current OLD) or remove (--remove --current OLD) a model's access code."""
     new = _new_code(code, remove)
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         if new is None:
             result = client.remove_model_access_code(model_id, current=current or "", version=version)
         else:
             result = client.set_model_access_code(model_id, new, current=current, version=version)
-    emit(result, as_json=as_json)
+    emit(result, as_json=remote.as_json)
 
 
 @models_app.command("quantize")
+@client_command()
 def quantize_model(
+    remote: Remote,
     model_id: str,
     version: Annotated[int | None, typer.Option(help="Version to quantize (default: the latest).")] = None,
     access_code: AccessCodeOpt = None,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Store an int8 version of a PyTorch model; shows size and held-out accuracy before and after."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         result = client.quantize_model(model_id, version=version, access_code=access_code)
-    if as_json:
+    if remote.as_json:
         emit(result, as_json=True)
         return
     console.print(f"new version [bold]{result['version']['version']}[/bold]")
@@ -227,18 +210,16 @@ def quantize_model(
 
 
 @models_app.command("download")
+@client_command()
 def download_model(
+    remote: Remote,
     model_id: str,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Model file to write.")] = None,
     version: Annotated[int | None, typer.Option(help="Version (default: the latest).")] = None,
     access_code: AccessCodeOpt = None,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Download a registered version (quantized ones too), decrypt it here, write FILE and FILE.json."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         model = client.download_model_version(model_id, version=version, access_code=access_code)
     model_path, config_path = model.save(output or Path(model.default_filename()))
     emit(
@@ -250,49 +231,45 @@ def download_model(
             "config_file": str(config_path),
             "sha256": model.sha256,
         },
-        as_json=as_json,
+        as_json=remote.as_json,
     )
 
 
 @data_app.command("access-code")
+@client_command()
 def dataset_access_code(
+    remote: Remote,
     dataset_id: str,
     code: NewCodeOpt = None,
     current: CurrentCodeOpt = None,
     remove: RemoveOpt = False,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Set, change (--current OLD) or remove (--remove --current OLD) a dataset's access code."""
     new = _new_code(code, remove)
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         if new is None:
             result = client.remove_dataset_access_code(dataset_id, current=current or "")
         else:
             result = client.set_dataset_access_code(dataset_id, new, current=current)
-    emit(result, as_json=as_json)
+    emit(result, as_json=remote.as_json)
 
 
 @data_app.command("show")
+@client_command()
 def show_dataset(
+    remote: Remote,
     dataset_id: str,
     preview: Annotated[
         bool, typer.Option("--preview", help="Also show the first stored (de-identified) rows.")
     ] = False,
     limit: Annotated[int, typer.Option(help="Rows to preview.")] = 20,
     access_code: AccessCodeOpt = None,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """A dataset's schema and the decision taken for every column (and, with --preview, its rows)."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         info = client.get_dataset(dataset_id)
         shown = client.preview_dataset(dataset_id, limit=limit, access_code=access_code) if preview else None
-    if as_json:
+    if remote.as_json:
         emit({**info, "preview": shown} if shown is not None else info, as_json=True)
         return
     console.print(

@@ -15,7 +15,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, QuietOpt, UrlOpt, connect
+from bastion.cli.client_common import Remote, client_command
+from bastion.cli.options import CaOpt, JsonOpt, QuietOpt
 from bastion.cli.output import console, emit, err_console, fail
 
 if TYPE_CHECKING:
@@ -56,7 +57,9 @@ def _options(pairs: list[str]) -> dict[str, Any]:
 
 
 @app.command("create")
+@client_command()
 def create(
+    remote: Remote,
     name: Annotated[str, typer.Argument(help="Federation name (unique among yours).")],
     preset: Annotated[str, typer.Option(help=f"Model preset: {', '.join(PRESETS)}.")] = "digits-mlp",
     model: Annotated[
@@ -107,10 +110,6 @@ def create(
     max_site_share: Annotated[
         float | None, typer.Option(help="Most of a round's weight one site may hold (default 0.5).")
     ] = None,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Create a federation; round 1 opens when min-clients sites have registered."""
     body: dict[str, Any] = _json_arg(config, "--config") if config else {}
@@ -151,11 +150,11 @@ def create(
         body["privacy"] = privacy
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         fed = Federations(client).create(body)
     emit(
         fed
-        if as_json
+        if remote.as_json
         else {
             k: fed[k]
             for k in (
@@ -169,26 +168,24 @@ def create(
                 "server_signing_key",
             )
         },
-        as_json=as_json,
+        as_json=remote.as_json,
     )
 
 
 @app.command("list")
+@client_command()
 def list_federations(
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
+    remote: Remote,
     quiet: QuietOpt = False,
-    as_json: JsonOpt = False,
 ) -> None:
     """Your federations."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         rows = Federations(client).list_all()
     emit(
         rows,
-        as_json=as_json,
+        as_json=remote.as_json,
         quiet=quiet,
         columns=["id", "name", "state", "current_round", "completed_rounds", "rounds"],
         title="Federations",
@@ -196,25 +193,23 @@ def list_federations(
 
 
 @app.command("enroll")
+@client_command()
 def enroll(
+    remote: Remote,
     federation: FederationArg,
     name: Annotated[str, typer.Option(help="The site's name, e.g. hospital-a.")],
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Enrol a site; prints its participant token ONCE (hand it to the site operator)."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         out = Federations(client).enroll(federation, name)
         server = client.url
     emit(
-        out if as_json else {k: out[k] for k in ("id", "name", "token", "server_signing_key")},
-        as_json=as_json,
+        out if remote.as_json else {k: out[k] for k in ("id", "name", "token", "server_signing_key")},
+        as_json=remote.as_json,
     )
-    if not as_json:
+    if not remote.as_json:
         err_console.print(
             "[yellow]The token is shown once. The site runs:[/yellow]\n"
             f"  BASTION_FL_TOKEN=<token> bastion fl client --server {server} --federation {federation} "
@@ -224,57 +219,45 @@ def enroll(
 
 
 @app.command("status")
+@client_command()
 def status(
+    remote: Remote,
     federation: FederationArg,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Round, pending and required updates, sites online."""
-    _show(url, api_key, ca_cert, as_json, lambda feds: feds.status(federation))
+    _show(remote, lambda feds: feds.status(federation))
 
 
 @app.command("delete")
+@client_command()
 def delete(
+    remote: Remote,
     federation: FederationArg,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Archive a federation: sites are refused; its model, keys and received updates are deleted."""
-    _show(url, api_key, ca_cert, as_json, lambda feds: feds.archive(federation))
+    _show(remote, lambda feds: feds.archive(federation))
 
 
-def _show(
-    url: str | None,
-    api_key: str | None,
-    ca_cert: Path | None,
-    as_json: bool,
-    call: Callable[[Federations], Any],
-) -> None:
+def _show(remote: Remote, call: Callable[[Federations], Any]) -> None:
     """One SDK call on the federations namespace, its answer printed."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
-        emit(call(Federations(client)), as_json=as_json)
+    with remote.connect() as client:
+        emit(call(Federations(client)), as_json=remote.as_json)
 
 
 @app.command("rounds")
+@client_command()
 def rounds(
+    remote: Remote,
     federation: FederationArg,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Per-round metrics."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         rows = Federations(client).rounds(federation)
-    if as_json:
+    if remote.as_json:
         emit(rows, as_json=True)
         return
     for row in rows:
@@ -290,62 +273,56 @@ def _fmt(value: Any) -> str | None:
 
 
 @app.command("model-download")
+@client_command()
 def model_download(
+    remote: Remote,
     federation: FederationArg,
     out: Annotated[Path, typer.Argument(help="Where to write the .safetensors file.")],
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Save the current global model (safetensors), e.g. to fine-tune it."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         version, blob = Federations(client).download_model(federation)
     from bastion.client.modelfile import write_private
 
     write_private(out, blob)  # 0600, like every model file the client writes
-    emit({"global_version": version, "path": str(out), "bytes": len(blob)}, as_json=as_json)
+    emit({"global_version": version, "path": str(out), "bytes": len(blob)}, as_json=remote.as_json)
 
 
 @app.command("model-upload")
+@client_command()
 def model_upload(
+    remote: Remote,
     federation: FederationArg,
     path: Annotated[
         Path, typer.Argument(help="A .safetensors file with the federation's tensor names and shapes.")
     ],
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Hand a fine-tuned model back: it becomes the next global version (the open round restarts)."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
-        emit(Federations(client).upload_model(federation, path.read_bytes()), as_json=as_json)
+    with remote.connect() as client:
+        emit(Federations(client).upload_model(federation, path.read_bytes()), as_json=remote.as_json)
 
 
 @app.command("peers")
+@client_command()
 def peers(
+    remote: Remote,
     federation: FederationArg,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """The registered sites' signing keys, {participant id: key}: give it to each site out of band."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         rows = Federations(client).participants(federation)
     keys = {
         r["id"]: r["signing_public_key"]
         for r in rows
         if r.get("signing_public_key") and not r.get("revoked_at")
     }
-    emit(keys, as_json=as_json)
+    emit(keys, as_json=remote.as_json)
 
 
 def _peer_keys(path: Path) -> Any:
@@ -508,49 +485,43 @@ def feature_stats(
 
 
 @app.command("show")
+@client_command()
 def show_federation(
+    remote: Remote,
     federation: FederationArg,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """A federation in full: config, rounds, participants, privacy."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
-        emit(Federations(client).get(federation), as_json=as_json)
+    with remote.connect() as client:
+        emit(Federations(client).get(federation), as_json=remote.as_json)
 
 
 @app.command("participants")
+@client_command()
 def list_participants(
+    remote: Remote,
     federation: FederationArg,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
     quiet: QuietOpt = False,
-    as_json: JsonOpt = False,
 ) -> None:
     """Enrolled sites."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         rows = Federations(client).participants(federation)
     columns = ["id", "name", "registered", "last_seen_at", "revoked_at"]
-    emit(rows, as_json=as_json, quiet=quiet, columns=columns, title="Participants")
+    emit(rows, as_json=remote.as_json, quiet=quiet, columns=columns, title="Participants")
 
 
 @app.command("remove")
+@client_command()
 def remove_participant(
+    remote: Remote,
     federation: FederationArg,
     participant_id: str,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Revoke a site's credential (its updates are refused from now on)."""
     from bastion.client.federations import Federations
 
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
-        emit(Federations(client).revoke(federation, participant_id), as_json=as_json)
+    with remote.connect() as client:
+        emit(Federations(client).revoke(federation, participant_id), as_json=remote.as_json)

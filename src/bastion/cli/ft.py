@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, UrlOpt, connect
+from bastion.cli.client_common import Remote, client_command
+from bastion.cli.options import JsonOpt, QuietOpt
 from bastion.cli.output import console, emit
 
 if TYPE_CHECKING:
@@ -98,21 +99,19 @@ def _show(job: dict[str, Any], as_json: bool) -> None:
 
 
 @ft_app.command("upload")
+@client_command()
 def upload(
+    remote: Remote,
     file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
     model: Annotated[str, typer.Option("--model", "-m", help="Base model whose tokenizer counts tokens.")],
     scrub: Annotated[
         str, typer.Option(help="placeholder ([NAME], [DATE] ...) or surrogate.")
     ] = "placeholder",
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Upload a JSONL training file; PHI is scrubbed before it is stored."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         out = client.upload_ft_file(file, model=model, scrub=scrub)
-    if as_json:
+    if remote.as_json:
         emit(out, as_json=True)
         return
     console.print(
@@ -123,7 +122,9 @@ def upload(
 
 
 @ft_app.command("create")
+@client_command()
 def create(
+    remote: Remote,
     model: Annotated[str, typer.Option("--model", "-m", help="Registered base model.")],
     training_file: Annotated[str, typer.Option("--training-file", "-t")],
     validation_file: Annotated[str | None, typer.Option("--validation-file")] = None,
@@ -141,10 +142,6 @@ def create(
         bool, typer.Option("--estimate", help="Show the cost estimate and stop.")
     ] = False,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow the job until it ends.")] = False,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Create a fine-tuning job (or, with --estimate, show its time and cost per profile)."""
     options = {
@@ -154,10 +151,10 @@ def create(
         "seed": seed,
         "resource_profile": profile,
     }
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         if estimate_only:
             est = client.ft_estimate(model, training_file, **options)
-            if as_json:
+            if remote.as_json:
                 emit(est, as_json=True)
             else:
                 emit(
@@ -169,63 +166,62 @@ def create(
             return
         job = client.ft_create(model, training_file, **options)
         if watch:
-            job = _follow(client, job["id"], as_json) or client.ft_get(job["id"])
-            if not as_json:
+            job = _follow(client, job["id"], remote.as_json) or client.ft_get(job["id"])
+            if not remote.as_json:
                 _show(job, False)
         else:
-            _show(job, as_json)
+            _show(job, remote.as_json)
     if job.get("status") == "failed":
         raise typer.Exit(1)
 
 
 @ft_app.command("list")
+@client_command()
 def list_jobs(
+    remote: Remote,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
+    quiet: QuietOpt = False,
 ) -> None:
     """Your fine-tuning jobs, newest first."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         page = client.ft_list(limit, cursor)
-    if as_json:
+    if remote.as_json:
         emit(page, as_json=True)
         return
-    emit(page["data"], as_json=False, columns=JOB_COLUMNS, title="Fine-tuning jobs")
-    if page.get("next_cursor"):
+    emit(page["data"], as_json=False, quiet=quiet, columns=JOB_COLUMNS, title="Fine-tuning jobs")
+    if page.get("next_cursor") and not quiet:
         console.print(f"more: --cursor {page['next_cursor']}")
 
 
 @ft_app.command("show")
+@client_command()
 def show(
-    job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+    remote: Remote,
+    job_id: str,
 ) -> None:
     """One job: status, metrics, estimated and actual cost."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
-        _show(client.ft_get(job_id), as_json)
+    with remote.connect() as client:
+        _show(client.ft_get(job_id), remote.as_json)
 
 
 @ft_app.command("events")
+@client_command()
 def events(
+    remote: Remote,
     job_id: str,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Stream events live until the job ends.")
     ] = False,
     limit: Annotated[int, typer.Option(min=1, max=100)] = 50,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """A job's events (state changes, progress, per-epoch metrics)."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         if follow:
-            _follow(client, job_id, as_json)
+            _follow(client, job_id, remote.as_json)
             return
         page = client.ft_events(job_id, limit)
-    if as_json:
+    if remote.as_json:
         emit(page, as_json=True)
         return
     for event in page["data"]:
@@ -233,22 +229,26 @@ def events(
 
 
 @ft_app.command("checkpoints")
+@client_command()
 def checkpoints(
-    job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+    remote: Remote,
+    job_id: str,
 ) -> None:
     """The per-epoch checkpoints of a job (kept encrypted in the vault)."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         rows = client.ft_checkpoints(job_id)
     emit(
-        rows if as_json else [{**r, **r["metrics"]} for r in rows],
-        as_json=as_json,
+        rows if remote.as_json else [{**r, **r["metrics"]} for r in rows],
+        as_json=remote.as_json,
         columns=["id", "epoch", "step_number", "train_loss", "eval_loss", "perplexity"],
         title="Checkpoints",
     )
 
 
 @ft_app.command("download")
+@client_command()
 def download(
+    remote: Remote,
     job_id: str,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="File to write (plus FILE.json).")
@@ -256,13 +256,9 @@ def download(
     merged: Annotated[
         bool, typer.Option("--merged", help="Merge the adapter into the base weights.")
     ] = False,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Download the adapter (or the merged model) encrypted for you, and decrypt it here."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         model = client.ft_download(job_id, merged=merged)
     model_path, config_path = model.save(
         output or Path(f"{job_id[:8]}{'-merged' if merged else '-adapter'}.safetensors")
@@ -274,44 +270,44 @@ def download(
             "config_file": str(config_path),
             "sha256": model.sha256,
         },
-        as_json=as_json,
+        as_json=remote.as_json,
     )
 
 
 @ft_app.command("cancel")
+@client_command()
 def cancel(
-    job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+    remote: Remote,
+    job_id: str,
 ) -> None:
     """Cancel a queued or running job (the job process is killed at once)."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         job = client.ft_cancel(job_id)
-    emit({"id": job["id"], "status": job["status"]}, as_json=as_json)
+    emit({"id": job["id"], "status": job["status"]}, as_json=remote.as_json)
 
 
 @llm_app.command("register")
+@client_command()
 def register(
+    remote: Remote,
     path: Annotated[str, typer.Argument(help="Model directory on the server's machine.")],
     name: Annotated[str, typer.Option("--name", "-n")],
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Register a local Hugging Face model directory (admin; safetensors only, no remote code)."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
-        emit(client.register_base_model(Path(path).expanduser().resolve(), name), as_json=as_json)
+    with remote.connect() as client:
+        emit(client.register_base_model(Path(path).expanduser().resolve(), name), as_json=remote.as_json)
 
 
 @llm_app.command("list")
-def list_bases(
-    url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
-) -> None:
+@client_command()
+def list_bases(remote: Remote, quiet: QuietOpt = False) -> None:
     """Registered base models."""
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         rows = client.list_base_models()
     emit(
         rows,
-        as_json=as_json,
+        as_json=remote.as_json,
+        quiet=quiet,
         columns=["name", "architecture", "parameter_count", "weights_sha256"],
         title="Base models",
     )
@@ -334,7 +330,9 @@ def make_tiny(
     emit({"path": str(out.resolve()), "architecture": architecture}, as_json=as_json)
 
 
+@client_command()
 def generate(
+    remote: Remote,
     model_id: Annotated[
         str, typer.Argument(help="A fine-tuned model (registry id or name) or a base model.")
     ],
@@ -348,10 +346,6 @@ def generate(
     seed: Annotated[int | None, typer.Option()] = None,
     compare: Annotated[bool, typer.Option("--compare", help="Also answer with the base model.")] = False,
     stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they come.")] = False,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Generate text with a model (the test page of seeds/004)."""
     messages = None
@@ -368,14 +362,14 @@ def generate(
         "top_p": top_p,
         "seed": seed,
     }
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
-        if stream and not as_json:
+    with remote.connect() as client:
+        if stream and not remote.as_json:
             for piece in client.generate_stream(model_id, prompt=prompt, messages=messages, **options):
                 typer.echo(piece, nl=False)
             typer.echo()
             return
         out = client.generate(model_id, prompt=prompt, messages=messages, compare=compare, **options)
-    if as_json:
+    if remote.as_json:
         emit(out, as_json=True)
         return
     console.print(f"[bold]{model_id}[/bold]: {out['text']}")

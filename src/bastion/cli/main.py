@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bastion.cli import account, backup, catalog, fl, ft, predict, server, train, vault, worker
-from bastion.cli import accounts as accounts_cli
+from bastion.cli import account, admin, backup, catalog, fl, ft, predict, server, signin, train, vault, worker
 from bastion.cli import search as search_cli
 
 app = typer.Typer(
@@ -32,11 +31,11 @@ app.add_typer(ft.ft_app, name="ft")
 app.add_typer(ft.llm_app, name="llm")
 catalog.models_app.command("generate")(ft.generate)
 app.add_typer(account.account_app, name="account")
-app.add_typer(account.admin_app, name="admin")
+app.add_typer(admin.admin_app, name="admin")
 app.command("health")(account.health)
-app.command("login")(accounts_cli.login)
-app.command("signup")(accounts_cli.signup)  # accounts_cli also adds `users signups|approve|reject`
-app.command("sso-link")(accounts_cli.sso_link)
+app.command("login")(signin.login)
+app.command("signup")(signin.signup)  # signin also adds `users signups|approve|reject`
+app.command("sso-link")(signin.sso_link)
 
 if __name__ == "__main__":
     app()

@@ -21,6 +21,11 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def plain_model(value: Any) -> Any:
+    """An SDK answer (a pydantic model) as plain JSON-ready data; anything else unchanged."""
+    return value.model_dump(mode="json") if hasattr(value, "model_dump") else value
+
+
 def emit(
     data: Any,
     *,
@@ -47,12 +52,21 @@ def emit(
                 table.add_column(col, overflow="fold")
         for row in data:
             table.add_row(*("" if row.get(c) is None else str(_plain(row.get(c))) for c in columns))
-        console.print(table)
+        _table_console(table).print(table)
     elif isinstance(data, dict):
         for k, v in data.items():
             console.print(f"[bold]{k}[/bold]: {_plain(v)}")
     else:
         console.print(data)
+
+
+def _table_console(table: Table) -> Console:
+    """On a terminal, its width; piped or redirected (where Rich assumes 80 columns and would fold
+    every cell), the table's natural width, so ``bastion … | less`` and logs read like the terminal."""
+    if console.is_terminal:
+        return console
+    natural = console.measure(table, options=console.options.update_width(1000)).maximum
+    return Console(width=max(console.width, natural))
 
 
 def fail(message: str, code: int = 1) -> typer.Exit:

@@ -7,11 +7,14 @@ from typing import Annotated, Any
 
 import typer
 
-from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, UrlOpt, connect
+from bastion.cli.client_common import Remote, client_command
+from bastion.cli.options import AccessCodeOpt
 from bastion.cli.output import emit, fail
 
 
+@client_command()
 def predict(
+    remote: Remote,
     model_id: Annotated[str, typer.Argument(help="Model id or name.")],
     input_file: Annotated[
         Path, typer.Option("--input", "-i", help="CSV or JSON rows keyed by feature name.")
@@ -24,11 +27,7 @@ def predict(
         ),
     ] = False,
     version: Annotated[int | None, typer.Option("--version", min=1)] = None,
-    access_code: Annotated[str | None, typer.Option("--access-code", envvar="BASTION_ACCESS_CODE")] = None,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
+    access_code: AccessCodeOpt = None,
 ) -> None:
     """Predict with a registered model; with --encrypted the server never sees rows or results."""
     from bastion.cli.train import _read_rows
@@ -38,7 +37,7 @@ def predict(
         rows = _read_rows(input_file)
     except (OSError, ValueError) as exc:
         raise fail(f"cannot read {input_file}: {type(exc).__name__}") from None
-    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+    with remote.connect() as client:
         try:
             out: dict[str, Any] = (
                 client.predict_encrypted(model_id, rows, version=version, access_code=access_code)
@@ -49,7 +48,7 @@ def predict(
             )
         except EncryptionInputError as exc:
             raise fail(str(exc)) from None
-    if as_json:
+    if remote.as_json:
         emit(out, as_json=True)
         return
     for i, label in enumerate(out["predictions"]):

@@ -8,13 +8,12 @@ from typing import Annotated, Any
 
 import typer
 
-from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, UrlOpt
+from bastion.cli.client_common import Remote, client_command
 from bastion.cli.output import console
 from bastion.cli.train import (
     ParamOpt,
     ResourcesOpt,
     _call,
-    _client,
     follow_submitted,
     parse_params,
     parse_resources,
@@ -63,7 +62,9 @@ def _watch_trials(client: BastionClient, job_id: str) -> dict[str, Any]:
         return client.wait(job_id, on_event=on_event)
 
 
+@client_command()
 def search(
+    remote: Remote,
     model_type: Annotated[str, typer.Option("--model-type", "-m", help="e.g. alzheimer_classifier.")],
     space: Annotated[Path, typer.Option("--space", help="JSON file: parameter -> range or choices.")],
     dataset: Annotated[str, typer.Option("--dataset", "-d", help="Dataset source.")] = "synthetic_test_data",
@@ -79,10 +80,6 @@ def search(
     seed: Annotated[int, typer.Option(help="Seed of the sampler and the folds.")] = 0,
     resources: ResourcesOpt = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Show a live table of trials.")] = False,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Search hyper-parameters (Optuna TPE + median pruning, k-fold CV per trial); the best trial is
     retrained and registered as a model version."""
@@ -90,9 +87,9 @@ def search(
         space_spec = json.loads(space.read_text())
     except (OSError, ValueError) as exc:
         raise typer.BadParameter(f"--space must be a readable JSON file: {exc}") from None
-    client = _client(url, api_key, ca_cert)
+    client = remote.client()
     job_id = _call(
-        as_json,
+        remote.as_json,
         lambda: client.search(
             model_type,
             dataset,
@@ -108,12 +105,12 @@ def search(
             resources=parse_resources(resources),
         ),
     )
-    live = not as_json and console.is_terminal
+    live = not remote.as_json and console.is_terminal
     follow_submitted(
         job_id,
         "search",
         watch,
-        as_json,
+        remote.as_json,
         lambda: _watch_trials(client, job_id) if live else client.wait(job_id),
         _show_trials,
     )

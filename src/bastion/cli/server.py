@@ -9,6 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
+from bastion.cli.options import JsonOpt
 from bastion.cli.output import console, emit, err_console, fail
 from bastion.config import Settings, load_settings, resolve_secrets
 from bastion.errors import BastionError
@@ -16,7 +17,6 @@ from bastion.errors import BastionError
 users_app = typer.Typer(help="Manage user accounts (server side).", no_args_is_help=True)
 keys_app = typer.Typer(help="Manage API keys (server side).", no_args_is_help=True)
 audit_app = typer.Typer(help="Inspect the audit log.", no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def open_context(settings: Settings | None = None, *, log_stream: str = "stderr") -> Any:

@@ -9,10 +9,10 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, QuietOpt, UrlOpt, client_failure
+from bastion.cli.client_common import Remote, client_command, client_failure
+from bastion.cli.options import CaOpt, JsonOpt, KeyOpt, QuietOpt, UrlOpt
 from bastion.cli.output import console, emit, err_console, fail
 from bastion.client import BastionClient, BastionClientError, Event
-from bastion.client.transport import default_verify
 
 app = typer.Typer(
     help="Remote training jobs: submit, watch, cancel, download, predict.", no_args_is_help=True
@@ -27,10 +27,6 @@ ResourcesOpt = Annotated[
     typer.Option("--resources", help="What the executor reserves, e.g. gpus=1,cpus=4,memory=8GiB."),
 ]
 TERMINAL = ("completed", "failed", "cancelled")
-
-
-def _client(url: str | None, api_key: str | None, ca_cert: Path | None = None) -> BastionClient:
-    return BastionClient(url, api_key, verify=default_verify(str(ca_cert) if ca_cert else None))
 
 
 def _call(as_json: bool, fn: Callable[[], T]) -> T:
@@ -82,6 +78,11 @@ def _metrics_line(results: dict[str, Any] | None) -> dict[str, Any]:
         "mae",
         "training_samples",
         "test_samples",
+        "mean_return",  # dqn, online: the trained policy against a random one
+        "std_return",
+        "random_mean_return",
+        "value_estimate",  # dqn, offline
+        "logged_policy_value",
     )
     return {k: results[k] for k in keep if results and k in results}
 
@@ -165,7 +166,7 @@ def submit(
     params = parse_params(param)
     if num_workers is not None:
         params["num_workers"] = num_workers
-    client = _client(url, api_key, ca_cert)
+    client = Remote(url, api_key, ca_cert, as_json).client()
     job_id = _call(
         as_json,
         lambda: client.submit(
@@ -208,22 +209,20 @@ def follow_submitted(
 
 
 @app.command("status")
+@client_command()
 def status(
+    remote: Remote,
     job_id: str,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow until the job ends.")] = False,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Show a job's status, progress and results."""
-    client = _client(url, api_key, ca_cert)
+    client = remote.client()
     if watch:
-        final = _call(as_json, lambda: _watch(client, job_id, as_json))
-        _show_final(final, as_json)
+        final = _call(remote.as_json, lambda: _watch(client, job_id, remote.as_json))
+        _show_final(final, remote.as_json)
         return
-    current = _call(as_json, lambda: client.status(job_id))
-    if as_json:
+    current = _call(remote.as_json, lambda: client.status(job_id))
+    if remote.as_json:
         emit(current, as_json=True)
         return
     shown = {
@@ -241,44 +240,42 @@ def status(
 
 
 @app.command("list")
+@client_command()
 def list_jobs(
+    remote: Remote,
     limit: Annotated[int, typer.Option(help="How many (newest first).")] = 10,
     state: Annotated[str | None, typer.Option("--status", help="Only jobs in this state.")] = None,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
     quiet: QuietOpt = False,
-    as_json: JsonOpt = False,
 ) -> None:
     """List your jobs."""
-    client = _client(url, api_key, ca_cert)
-    rows = _call(as_json, lambda: client.list_jobs(limit, state))
+    client = remote.client()
+    rows = _call(remote.as_json, lambda: client.list_jobs(limit, state))
     columns = ["job_id", "status", "progress", "model_type", "dataset_source", "created_at"]
-    emit(rows, as_json=as_json, quiet=quiet, columns=columns, title="Training jobs")
+    emit(rows, as_json=remote.as_json, quiet=quiet, columns=columns, title="Training jobs")
 
 
 @app.command("cancel")
+@client_command()
 def cancel(
-    job_id: str, url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+    remote: Remote,
+    job_id: str,
 ) -> None:
     """Cancel a pending or running job (at once)."""
-    client = _client(url, api_key, ca_cert)
-    emit(_call(as_json, lambda: client.cancel(job_id)), as_json=as_json)
+    client = remote.client()
+    emit(_call(remote.as_json, lambda: client.cancel(job_id)), as_json=remote.as_json)
 
 
 @app.command("logs")
+@client_command()
 def logs(
+    remote: Remote,
     job_id: str,
     after: Annotated[int, typer.Option(help="Only lines after this seq.")] = 0,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Print a job's captured output (stdout, stderr, progress notes)."""
-    client = _client(url, api_key, ca_cert)
-    page = _call(as_json, lambda: client.logs(job_id, after=after, limit=5000))
-    if as_json:
+    client = remote.client()
+    page = _call(remote.as_json, lambda: client.logs(job_id, after=after, limit=5000))
+    if remote.as_json:
         emit(page, as_json=True)
         return
     for line in page["lines"]:
@@ -286,17 +283,15 @@ def logs(
 
 
 @app.command("download")
+@client_command()
 def download(
+    remote: Remote,
     job_id: str,
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Model file to write.")] = None,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Download a completed job's model, decrypt it here, and write FILE plus FILE.json."""
-    client = _client(url, api_key, ca_cert)
-    model = _call(as_json, lambda: client.download(job_id))
+    client = remote.client()
+    model = _call(remote.as_json, lambda: client.download(job_id))
     path = output or Path(model.default_filename())
     model_path, config_path = model.save(path)
     emit(
@@ -309,7 +304,7 @@ def download(
             "config_file": str(config_path),
             "sha256": model.sha256,
         },
-        as_json=as_json,
+        as_json=remote.as_json,
     )
 
 
@@ -371,33 +366,30 @@ def predict(
 
 
 @app.command("estimate")
+@client_command()
 def estimate(
+    remote: Remote,
     model_type: Annotated[str, typer.Option("--model-type", "-m")],
     dataset: Annotated[str, typer.Option("--dataset", "-d")],
     profile: Annotated[str | None, typer.Option("--profile")] = None,
     param: ParamOpt = None,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Estimated time and cost of a job on a resource profile."""
-    client = _client(url, api_key, ca_cert)
+    client = remote.client()
     params = parse_params(param)
     emit(
-        _call(as_json, lambda: client.cost_estimate(model_type, dataset, profile, params or None)),
-        as_json=as_json,
+        _call(remote.as_json, lambda: client.cost_estimate(model_type, dataset, profile, params or None)),
+        as_json=remote.as_json,
     )
 
 
 @app.command("types")
-def types(
-    url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
-) -> None:
+@client_command()
+def types(remote: Remote) -> None:
     """Model types and their parameters."""
-    client = _client(url, api_key, ca_cert)
-    found = _call(as_json, client.model_types)
-    if as_json:
+    client = remote.client()
+    found = _call(remote.as_json, client.model_types)
+    if remote.as_json:
         emit(found, as_json=True)
         return
     for spec in found:
@@ -407,11 +399,12 @@ def types(
 
 
 @app.command("examples")
-def examples(url: UrlOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False) -> None:
+@client_command(api_key=False)
+def examples(remote: Remote) -> None:
     """Example configurations (no key needed)."""
-    client = _client(url, None, ca_cert)
-    found = _call(as_json, client.examples)
-    if as_json:
+    client = remote.client()
+    found = _call(remote.as_json, client.examples)
+    if remote.as_json:
         emit(found, as_json=True)
         return
     rows = [{"name": name, **ex} for name, ex in found["examples"].items()]
@@ -419,30 +412,29 @@ def examples(url: UrlOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
 
 
 @app.command("profiles")
-def profiles(
-    url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
-) -> None:
+@client_command()
+def profiles(remote: Remote) -> None:
     """Priced resource profiles (pass one to submit or estimate)."""
-    client = _client(url, api_key, ca_cert)
-    rows = _call(as_json, client.training.resource_profiles)
-    emit(rows, as_json=as_json, columns=["profile", "hourly_cost", "currency", "speedup", "description"])
+    client = remote.client()
+    rows = _call(remote.as_json, client.training.resource_profiles)
+    emit(
+        rows, as_json=remote.as_json, columns=["profile", "hourly_cost", "currency", "speedup", "description"]
+    )
 
 
 @app.command("download-key")
+@client_command()
 def download_key(
+    remote: Remote,
     register: Annotated[
         str | None, typer.Option(help="Register this X25519 public key (base64url, 43 characters).")
     ] = None,
     forget: Annotated[bool, typer.Option("--forget", help="Remove the registered key.")] = False,
-    url: UrlOpt = None,
-    api_key: KeyOpt = None,
-    ca_cert: CaOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """The X25519 public key downloads are sealed to: show it, --register one, or --forget it."""
-    client = _client(url, api_key, ca_cert)
+    client = remote.client()
     if register:
-        emit(_call(as_json, lambda: client.register_download_key(register)), as_json=as_json)
+        emit(_call(remote.as_json, lambda: client.register_download_key(register)), as_json=remote.as_json)
         return
     call = client.training.delete_download_key if forget else client.training.download_key
-    emit(_call(as_json, call), as_json=as_json)
+    emit(_call(remote.as_json, call), as_json=remote.as_json)

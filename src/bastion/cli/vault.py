@@ -7,11 +7,11 @@ from typing import Annotated
 
 import typer
 
+from bastion.cli.options import JsonOpt
 from bastion.cli.output import console, emit, fail
 from bastion.errors import BastionError
 
 app = typer.Typer(help="Check and rotate the encrypted vault (server side).", no_args_is_help=True)
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 
 
 def _open_vault():  # type: ignore[no-untyped-def]

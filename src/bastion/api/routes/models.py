@@ -109,20 +109,22 @@ def quantize_measured(
 )
 async def quantize(
     model_id: str,
-    body: QuantizeRequest,
     principal: UserPrincipal,
     ctx: ContextDep,
     idem: Idempotent,
     response: Response,
+    body: QuantizeRequest | None = None,
     access_code: AccessCode = None,
 ) -> Any:
-    """A new int8 version; the report gives size and accuracy before and after on held-out rows."""
+    """A new int8 version; the report gives size and accuracy before and after on held-out rows.
+    The body is optional: without one the latest version is quantized."""
+    version = body.version if body is not None else None
     if (replay := idem.replay()) is not None:
         return replay
 
     def run() -> Any:
         result = QuantizeResult.model_validate(
-            quantize_measured(ctx, principal, model_id, body.version, access_code)
+            quantize_measured(ctx, principal, model_id, version, access_code)
         )
         location = f"/api/v1/models/{result.version.model_id}"
         return idem.created(response, result, location)

@@ -1,4 +1,5 @@
-"""`bastion login [--sso]`, `bastion signup`, and the admin's `bastion users signups|approve|reject`."""
+"""Signing in and signing up: `bastion login [--sso]`, `bastion signup`, `bastion sso-link` (client
+commands), and the admin's `bastion users signups|approve|reject` (server side)."""
 
 from __future__ import annotations
 
@@ -6,23 +7,24 @@ from typing import Annotated, Any
 
 import typer
 
-from bastion.cli.client_common import JsonOpt, KeyOpt, UrlOpt, connect
+from bastion.cli.client_common import Remote, client_command
+from bastion.cli.options import JsonOpt
 from bastion.cli.output import emit, fail
 from bastion.cli.server import open_context, users_app
 from bastion.errors import BastionError
 
 
+@client_command(api_key=False)
 def login(
+    remote: Remote,
     sso: Annotated[
         bool, typer.Option("--sso", help="Sign in through the server's identity provider.")
     ] = False,
     username: Annotated[str | None, typer.Option(help="Password login: the username.")] = None,
     timeout: Annotated[float | None, typer.Option(help="Seconds to wait for the browser sign-in.")] = None,
-    url: UrlOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Get a short-lived token: `--sso` prints a URL to open in any browser and waits for the sign-in."""
-    with connect(url, None, as_json=as_json) as client:
+    with remote.connect() as client:
         if sso:
 
             def show(link: str) -> None:
@@ -32,23 +34,23 @@ def login(
         else:
             name = username or typer.prompt("Username")
             tokens = client.login(name, typer.prompt("Password", hide_input=True))
-    if as_json:
+    if remote.as_json:
         emit(tokens, as_json=True)
         return
     typer.echo(f"Signed in; the access token below expires in {tokens['expires_in']} s.")
     typer.echo(f"export BASTION_API_KEY={tokens['access_token']}")
 
 
+@client_command(api_key=False)
 def signup(
+    remote: Remote,
     username: Annotated[str, typer.Option(help="The account name you want.")],
     email: Annotated[str, typer.Option(help="Your email address.")],
-    url: UrlOpt = None,
-    as_json: JsonOpt = False,
 ) -> None:
     """Register on a server that allows sign-up (an admin may have to approve the account)."""
     password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    with connect(url, None, as_json=as_json) as client:
-        emit(client.signup(username, email, password), as_json=as_json)
+    with remote.connect() as client:
+        emit(client.signup(username, email, password), as_json=remote.as_json)
 
 
 @users_app.command("signups")
@@ -92,11 +94,12 @@ def users_reject(
     emit({"rejected": ref}, as_json=as_json)
 
 
-def sso_link(url: UrlOpt = None, api_key: KeyOpt = None, as_json: JsonOpt = False) -> None:
+@client_command()
+def sso_link(remote: Remote) -> None:
     """Link your identity at the server's provider to this account: prints a URL to open."""
-    with connect(url, api_key, as_json=as_json) as client:
+    with remote.connect() as client:
         started = client.sso_link()
-    if as_json:
+    if remote.as_json:
         emit(started, as_json=True)
         return
     typer.echo(f"Open this URL in a browser to link your identity:\n\n  {started['authorization_url']}\n")
