@@ -25,13 +25,7 @@ def _server(store: VaultStore) -> Any:
         if message["op"] == "reserve":
             staged = store.reserve_staged(message["artifact"])
             pending[(staged.artifact_id, staged.version)] = staged
-            return {
-                "version": staged.version,
-                "key": b64(staged.key),
-                "path": str(staged.path),
-                "segment_size": staged.segment_size,
-                "format": staged.format,
-            }
+            return staged.for_writer()
         info = store.commit_staged(pending.pop((message["artifact"], message["version"])))
         return info.__dict__
 
@@ -79,13 +73,7 @@ def test_a_staged_file_not_made_with_the_issued_key_is_refused(store: VaultStore
     scoped = ScopedVault(
         {"writes": ["out"]},
         lambda m: (
-            {
-                "version": staged.version,
-                "key": b64(other.key),
-                "path": str(staged.path),
-                "segment_size": staged.segment_size,
-                "format": staged.format,
-            }
+            staged.for_writer() | {"key": b64(other.key)}
             if m["op"] == "reserve"
             else store.commit_staged(staged).__dict__
         ),

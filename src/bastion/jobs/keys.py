@@ -20,7 +20,7 @@ import structlog
 
 from bastion.errors import BastionError, Invalid
 from bastion.jobs.runner import artifact_id_for
-from bastion.vault.scoped import ReadGrant, b64
+from bastion.vault.scoped import ReadGrant
 
 _log = structlog.get_logger("bastion.jobs.keys")
 LORA = "llm_lora"
@@ -91,13 +91,7 @@ class KeyScope:
             staged = self.vault.reserve_staged(artifact)
             with self._lock:
                 self._staged[(artifact, staged.version)] = staged
-            return {
-                "version": staged.version,
-                "key": b64(staged.key),
-                "path": str(staged.path),
-                "segment_size": staged.segment_size,
-                "format": staged.format,
-            }
+            return staged.for_writer()
         if op == "commit":
             with self._lock:
                 staged = self._staged.pop((str(artifact), int(message.get("version") or 0)), None)

@@ -15,6 +15,7 @@ against a strict pattern before they are ever joined to a path.
 
 from __future__ import annotations
 
+import base64
 import builtins
 import contextlib
 import hmac
@@ -149,6 +150,16 @@ class StagedVersion:
     path: Path
     segment_size: int
     format: int
+
+    def for_writer(self) -> dict[str, Any]:
+        """What the writer needs (JSON): the version number, the data key, the file and the format."""
+        return {
+            "version": self.version,
+            "key": base64.b64encode(self.key).decode(),
+            "path": str(self.path),
+            "segment_size": self.segment_size,
+            "format": self.format,
+        }
 
 
 @dataclass(frozen=True)
