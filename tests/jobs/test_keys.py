@@ -85,8 +85,8 @@ def test_a_real_job_trains_on_its_upload_and_the_worker_commits_its_model(
     artifact = f"job-{job.id}-a1"
     info = ctx.vault.info(artifact)
     assert info.meta["kind"] == "job-model" and ctx.vault.get_bytes(artifact)
-    # No reservation was left behind: every version in the vault is committed.
-    assert all(not incomplete for _, _, incomplete in ctx.vault.scan())
+    # No reservation was left behind by the job (the registry's own copy may still be being written).
+    assert [(a, c, i) for a, c, i in ctx.vault.scan() if a == artifact] == [(artifact, [1], [])]
 
 
 def test_scope_refuses_what_the_job_does_not_own(ctx: Context, tmp_path: Path) -> None:
