@@ -197,6 +197,29 @@ def test_site_credentials(client: TestClient, alice: Caller, admin: Caller) -> N
     } <= reasons
 
 
+def test_failed_site_tokens_slow_their_address_down(client: TestClient, alice: Caller) -> None:
+    """Like logins: past the threshold each wrong token waits longer; a valid token is never slowed."""
+    from bastion.api.routes.federation_site import _authenticate
+    from bastion.errors import RateLimited, Unauthorized
+
+    ctx = client.app.state.ctx  # type: ignore[attr-defined]
+    fid = create(client, alice)["id"]
+    token = enroll(client, alice, fid, "a")["token"]
+    delays: list[float] = []
+    for _ in range(ctx.settings.max_failed_attempts + 2):
+        try:
+            _authenticate(ctx, fid, "bsp_" + "B" * 38, "198.51.100.30", "fl.site.auth")
+        except Unauthorized as exc:
+            delays.append(exc.slow_down)
+        except RateLimited:
+            break
+    threshold = ctx.settings.max_failed_attempts
+    assert delays[: threshold - 1] == [0.0] * (threshold - 1)
+    assert 0 < delays[threshold - 1] < delays[threshold] <= 4, delays
+    site = _authenticate(ctx, fid, token, "198.51.100.30", "fl.site.auth")
+    assert site.federation_id == fid
+
+
 def test_rounds_over_http_with_custom_training_hooks(
     client: TestClient, alice: Caller, tmp_path: Path
 ) -> None:

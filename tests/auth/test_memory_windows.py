@@ -27,12 +27,12 @@ def test_a_window_reopens_after_its_period(monkeypatch: pytest.MonkeyPatch) -> N
     assert [windows.hit(item, "k")[0] for _ in range(3)] == [True, True, False]
     assert windows.hit(item, "k")[1] == 1001.0
     now[0] = 1001.0
-    assert windows.hit(item, "k") == (True, 1002.0)
+    assert windows.hit(item, "k") == (True, 1002.0, 1)
 
 
 def test_limiter_raises_with_retry_after() -> None:
     limiter = RateLimiter()
-    limiter.hit("1/minute", "u")
+    assert limiter.hit("1/minute", "u") == 1, "the hits so far in the window"
     with pytest.raises(RateLimited) as info:
         limiter.hit("1/minute", "u")
     assert 1 <= info.value.retry_after <= 60

@@ -59,3 +59,27 @@ def test_storage_quota_per_user(client: TestClient, ctx: Context) -> None:
     first = quota_client.get("/api/v1/datasets", headers=keys["kim"]).json()["data"][0]["id"]
     assert quota_client.delete(f"/api/v1/datasets/{first}", headers=keys["kim"]).status_code == 200
     assert send("kim") == 201, "deleting frees quota"
+
+
+def test_quota_counts_models_and_refuses_new_jobs(client: TestClient, ctx: Context) -> None:
+    """Model versions count against the quota too; over it, uploads and job submits are refused."""
+    import numpy as np
+    from safetensors.numpy import save
+
+    user = ctx.accounts.create_user("mia", "user")
+    headers = {"X-API-Key": ctx.accounts.create_key(user.id, "t").plaintext}
+    assert (
+        client.post(
+            "/api/v1/datasets", content=CSV, headers={**headers, "content-type": "text/csv"}
+        ).status_code
+        == 201
+    )
+    weights = save({"w": np.zeros(len(CSV) // 4 + 8, dtype=np.float32)})
+    ctx.services["models"].register(user.id, "m", weights, "safetensors", config={}, metrics={})
+    r = client.post("/api/v1/datasets", content=CSV, headers={**headers, "content-type": "text/csv"})
+    assert r.status_code == 413, r.text
+    error = r.json()["error"]
+    assert error["code"] == "storage_quota_exceeded" and "models" in error["message"]
+    submit = {"model_type": "alzheimer_classifier", "dataset_source": "synthetic_test_data"}
+    r = client.post("/api/v1/training/submit", json=submit, headers=headers)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "storage_quota_exceeded", r.text

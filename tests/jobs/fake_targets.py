@@ -146,3 +146,53 @@ def big_write(ctx: JobContext) -> dict[str, Any]:
     with open(_dir() / "big.bin", "wb") as fh:
         fh.write(b"x" * (3 * 1024 * 1024))
     return {"results": {}}
+
+
+def snoop(ctx: JobContext) -> dict[str, Any]:
+    """A hostile job: read its own dataset, then try every way to another user's data it can reach.
+
+    Writes what it received (spec, secrets, environment) and what each attempt gave to
+    ``<job id>.<attempt>.snoop``; ``victim.json`` in the job directory names the other artifact.
+    """
+    import base64
+
+    from bastion.vault import envelope
+
+    victim = json.loads((_dir() / "victim.json").read_text())
+    vault = ctx.vault()
+    own = str(ctx.spec["dataset"]["artifact_id"])
+    tried: dict[str, Any] = {"own_bytes": len(vault.get_bytes(own)), "listed": vault.list()}
+    for name, attempt in (
+        ("granted_read", lambda: vault.get_bytes(victim["artifact"])),
+        ("granted_write", lambda: vault.put_bytes(victim["artifact"], b"overwrite")),
+    ):
+        try:
+            attempt()
+            tried[name] = "succeeded"
+        except Exception as exc:
+            tried[name] = getattr(exc, "code", type(exc).__name__)
+    # The raw file is readable by this process's user: try each data key it holds on it.
+    opened = []
+    for grant in ctx._secrets.get("vault", {}).get("reads", []):
+        with open(victim["path"], "rb") as f:
+            try:
+                handle = envelope.open_with_key(
+                    f,
+                    victim["artifact"],
+                    victim["version"],
+                    base64.b64decode(grant["key"]),
+                    expected_binding=None,
+                )
+                from bastion.vault.store import read_segments
+
+                b"".join(read_segments(handle, victim["artifact"], victim["version"], True))
+                opened.append("decrypted")
+            except Exception as exc:
+                opened.append(type(exc).__name__)
+    tried["raw_file_with_own_keys"] = opened
+    received = {"spec": ctx.spec, "secrets": ctx._secrets, "environ": dict(os.environ)}
+    _write_atomic(
+        _dir() / f"{ctx.spec['job_id']}.{ctx.spec['attempt']}.snoop",
+        json.dumps({"received": received, "tried": tried}),
+    )
+    return {"results": {"tried": tried}}

@@ -38,8 +38,8 @@ class MemoryWindows:
         self._lock = threading.Lock()
         self._windows: dict[str, list[float]] = {}  # key -> [window end (epoch s), count]
 
-    def hit(self, item: RateLimitItem, *identifiers: str) -> tuple[bool, float]:
-        """Count one hit; returns (allowed, window end)."""
+    def hit(self, item: RateLimitItem, *identifiers: str) -> tuple[bool, float, int]:
+        """Count one hit; returns (allowed, window end, hits in the window so far)."""
         key, now = item.key_for(*identifiers), time.time()
         with self._lock:
             window = self._windows.get(key)
@@ -49,7 +49,7 @@ class MemoryWindows:
                 window = [now + item.get_expiry(), 0.0]
                 self._windows[key] = window
             window[1] += 1
-            return window[1] <= item.amount, window[0]
+            return window[1] <= item.amount, window[0], int(window[1])
 
     def _evict(self, now: float) -> None:
         expired = [k for k, w in self._windows.items() if w[0] <= now]
@@ -65,19 +65,21 @@ class RateLimiter:
         self._memory = MemoryWindows() if storage_uri == "memory://" else None
         self._limiter = None if self._memory else FixedWindowRateLimiter(storage_from_string(storage_uri))
 
-    def hit(self, spec: str, *identifiers: str) -> None:
+    def hit(self, spec: str, *identifiers: str) -> int:
+        """Count one hit; RateLimited past the limit, else the hits in this window so far."""
         item = _parse(spec)
         if self._memory is not None:
-            allowed, reset = self._memory.hit(item, *identifiers)
+            allowed, reset, count = self._memory.hit(item, *identifiers)
         else:
             assert self._limiter is not None
             allowed = self._limiter.hit(item, *identifiers)
-            if not allowed:
-                reset, _remaining = self._limiter.get_window_stats(item, *identifiers)
+            reset, remaining = self._limiter.get_window_stats(item, *identifiers)
+            count = item.amount - int(remaining)
         if not allowed:
             raise RateLimited(
                 f"rate limit of {spec} exceeded", retry_after=max(1, math.ceil(reset - time.time()))
             )
+        return count
 
     def healthy(self) -> bool:
         if self._limiter is None:

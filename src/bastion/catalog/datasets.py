@@ -14,13 +14,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from bastion.audit import AuditLog, AuditRecord
 from bastion.auth.principal import Principal
 from bastion.catalog.access import AccessCodeGuard
 from bastion.data.sandbox import ParseLimits, Sandbox
-from bastion.errors import Invalid, NotFound, PayloadTooLarge
+from bastion.errors import Invalid, NotFound
 from bastion.store import Database
 from bastion.store.base import utcnow
 from bastion.store.models import DatasetRecord
@@ -94,22 +94,10 @@ class DatasetCatalog:
         self.quota_bytes = quota_bytes
 
     def _check_quota(self, principal: Principal, incoming: int) -> None:
-        """Per-user storage quota over the uploads kept (``BASTION_USER_STORAGE_QUOTA_BYTES``)."""
-        if self.quota_bytes is None:
-            return
-        with self.db.session() as s:
-            used = s.scalar(
-                select(func.coalesce(func.sum(DatasetRecord.size_bytes), 0)).where(
-                    DatasetRecord.owner_id == principal.user_id, DatasetRecord.deleted_at.is_(None)
-                )
-            )
-        if int(used or 0) + incoming > self.quota_bytes:
-            raise PayloadTooLarge(
-                f"storage quota exceeded: {int(used or 0)} of {self.quota_bytes} bytes used",
-                code="storage_quota_exceeded",
-                used_bytes=int(used or 0),
-                quota_bytes=self.quota_bytes,
-            )
+        """Per-user storage quota over everything kept (bastion.catalog.quota)."""
+        from bastion.catalog import quota
+
+        quota.check(self.db, principal.user_id, self.quota_bytes, incoming)
 
     def upload(self, principal: Principal, data: bytes, *, name: str, policy: str | None) -> dict[str, Any]:
         """Parse and de-identify in the sandbox process (bounded), then store; see bastion.data.sandbox."""

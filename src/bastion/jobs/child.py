@@ -1,14 +1,19 @@
 """The job process: ``python -m bastion.jobs.child FD``.
 
-The worker writes one JSON line to our stdin (the job spec, with the vault secret under
-``secrets``) and keeps stdin open: when it closes (the worker exited or was killed), we exit at once,
-so no job outlives its worker. We answer on file descriptor FD with JSON lines only::
+The worker writes one JSON line to our stdin (the job spec, with ``secrets.vault``: the data keys
+of this job's inputs only, never the master key; see bastion.jobs.keys) and keeps stdin open: when
+it closes (the worker exited or was killed), we exit at once, so no job outlives its worker. We
+answer on file descriptor FD with JSON lines only::
 
     {"type": "progress", "progress": 0.4, "event": {...}}
     {"type": "log", "line": "..."}
+    {"type": "vault", "id": 1, "op": "reserve" | "commit", ...}   (a write; the answer comes on stdin)
     {"type": "result", "results": {...}, "history": [...], "model": {...}}
     {"type": "error", "message": "...", "code": "..."}
     {"type": "trace", "text": "..."}   (a failure's traceback: the server logs it; the owner never sees it)
+
+The worker answers a ``vault`` call with one line on stdin: ``{"id": 1, "ok": {...}}`` or
+``{"id": 1, "error": {"code": ..., "message": ...}}``.
 
 Nothing is pickled either way. stdout and stderr are captured by the worker as the job's log.
 This module imports only the standard library until the target runs.
@@ -64,6 +69,9 @@ class JobContext:
         self._last_key: tuple[Any, ...] = ()
         self._pending: dict[str, Any] | None = None
         self._vault: Any = None
+        self._calls = 0
+        self._replies: dict[int, dict[str, Any]] = {}
+        self._replied = threading.Condition()
 
     def send(self, message: dict[str, Any]) -> None:
         line = json.dumps(_jsonable(message), separators=(",", ":"), allow_nan=False, default=str)
@@ -93,12 +101,34 @@ class JobContext:
         self.send({"type": "log", "line": str(line)[:MAX_MESSAGE_CHARS]})
 
     def vault(self) -> Any:
-        """The vault store (opened on first use) for reading uploads and writing the model."""
+        """This job's view of the vault: its granted inputs, and writes the worker commits."""
         if self._vault is None:
-            from bastion.vault.store import VaultStore
+            from bastion.vault.scoped import ScopedVault
 
-            self._vault = VaultStore.open(self._secrets["vault_dir"], self._secrets["master_key"].encode())
+            self._vault = ScopedVault(self._secrets.get("vault") or {}, self.call)
         return self._vault
+
+    def call(self, request: dict[str, Any]) -> dict[str, Any]:
+        """Ask the worker (a vault write) and wait for its answer on stdin."""
+        with self._replied:
+            self._calls += 1
+            call_id = self._calls
+        self.send({"type": "vault", "id": call_id, **request})
+        with self._replied:
+            while call_id not in self._replies:
+                self._replied.wait()
+            reply = self._replies.pop(call_id)
+        if "error" in reply:
+            from bastion.errors import BastionError
+
+            error = reply["error"] or {}
+            raise BastionError(str(error.get("message") or "the worker refused"), code=error.get("code"))
+        return dict(reply.get("ok") or {})
+
+    def on_reply(self, reply: dict[str, Any]) -> None:
+        with self._replied:
+            self._replies[int(reply.get("id") or 0)] = reply
+            self._replied.notify_all()
 
 
 def resolve_target(path: str) -> Callable[[JobContext], dict[str, Any]]:
@@ -109,11 +139,17 @@ def resolve_target(path: str) -> Callable[[JobContext], dict[str, Any]]:
     return target
 
 
-def _exit_when_orphaned(stdin: Any) -> None:
-    """Block on stdin; EOF means the worker is gone (or wants us gone): leave without cleanup."""
+def _exit_when_orphaned(stdin: Any, ctx: JobContext) -> None:
+    """Read the worker's answers from stdin; EOF means the worker is gone (or wants us gone): leave
+    without cleanup."""
     try:
-        while stdin.read(4096):
-            pass
+        for line in stdin:
+            try:
+                reply = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(reply, dict):
+                ctx.on_reply(reply)
     finally:
         os._exit(EXIT_ORPHANED)
 
@@ -156,9 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     out = os.fdopen(int(args[0]), "w", encoding="utf-8", buffering=1)
     stdin = sys.stdin.buffer
     raw = json.loads(stdin.readline())
-    threading.Thread(target=_exit_when_orphaned, args=(stdin,), name="orphan-watch", daemon=True).start()
     secrets = raw.pop("secrets", {})
     ctx = JobContext(raw, secrets, out)
+    threading.Thread(target=_exit_when_orphaned, args=(stdin, ctx), name="orphan-watch", daemon=True).start()
     try:
         _limit_memory(raw.get("memory_limit_mb"))
         _limit_resources(raw.get("limits") or {})

@@ -3,9 +3,11 @@
 The child runs in its own session (process group), so cancel and timeouts kill everything it
 started with one ``killpg``. Its messages arrive as JSON lines on a dedicated pipe; stdout and
 stderr are read line by line into the job's log, so a job that crashes or is killed by the kernel
-keeps every line it printed. Secrets reach it on stdin, never on the command line or in the
+keeps every line it printed. Keys reach it on stdin, never on the command line or in the
 environment, and stdin stays open for its whole life: if this process dies, the child sees EOF
-and exits (no orphan keeps training).
+and exits (no orphan keeps training). The keys are the job's own (``secrets["scope"]``, a
+bastion.jobs.keys.KeyScope): the data keys of its inputs; its writes come back as ``vault`` calls
+that the scope answers on stdin. The master key never leaves this process.
 """
 
 from __future__ import annotations
@@ -139,7 +141,8 @@ class JobProcess:
                 "output_mb": self.config.output_limit_mb,
             },
         )
-        payload["secrets"] = self.secrets
+        scope = self.secrets.get("scope")
+        payload["secrets"] = {"vault": scope.child_grant()} if scope is not None else {}
         try:
             self.proc.stdin.write(json.dumps(payload).encode() + b"\n")
             self.proc.stdin.flush()
@@ -221,6 +224,26 @@ class JobProcess:
         outcome.killed = self.killed
         return outcome
 
+    def _answer(self, message: dict[str, Any]) -> None:
+        """Answer the job's vault call (reserve or commit one of its outputs) on its stdin."""
+        from bastion.errors import BastionError
+
+        scope = self.secrets.get("scope")
+        reply: dict[str, Any] = {"id": message.get("id")}
+        try:
+            if scope is None:
+                raise BastionError("this job has no vault access", code="artifact_not_granted")
+            reply["ok"] = scope.handle(message)
+        except BastionError as exc:
+            reply["error"] = {"code": exc.code, "message": exc.message}
+        except OSError as exc:
+            _log.warning("job_vault_call_failed", job_id=self.spec.get("job_id"), error=type(exc).__name__)
+            reply["error"] = {"code": "vault_error", "message": "the vault write failed"}
+        assert self.proc is not None and self.proc.stdin is not None
+        with contextlib.suppress(OSError, ValueError):
+            self.proc.stdin.write(json.dumps(reply).encode() + b"\n")
+            self.proc.stdin.flush()
+
     def _line(self, stream: _Stream, raw: bytes, sink: Sink, outcome: Outcome) -> None:
         text = raw.decode("utf-8", "replace")
         if stream.name != "msg":
@@ -239,6 +262,8 @@ class JobProcess:
             )
         elif kind == "log":
             sink("log", ("job", str(message.get("line", ""))))
+        elif kind == "vault":
+            self._answer(message)
         elif kind == "result":
             outcome.result = message
         elif kind == "error":

@@ -26,8 +26,6 @@ def make_worker(ctx: Context, config: JobConfig, **options: Any) -> Worker:
     return Worker(
         ctx.db,
         config,
-        vault_dir=settings.vault_dir,
-        master_secret=settings.secret_bytes("master_key"),
         kaggle_path=settings.kaggle_alzheimer_path,
         vault=ctx.services.get("vault"),
         on_complete=options.pop("on_complete", registrar(ctx)),

@@ -125,7 +125,13 @@ class JobService:
         action: str = "training.submit",
     ) -> TrainingJob:
         """Queue a validated job (any kind: the trainers and fine-tuning share this), or refuse it when
-        the owner already has the maximum of active jobs."""
+        the owner already has the maximum of active jobs, or its storage quota is used up (the job
+        would store a model)."""
+        from bastion.catalog import quota
+
+        quota.check(
+            self.db, principal.user_id, getattr(self.ctx.settings, "user_storage_quota_bytes", None), 1
+        )
         runtime = min(max_runtime_seconds or self.config.max_runtime_seconds, self.config.max_runtime_seconds)
         cap = self.config.max_active_per_user
         try:

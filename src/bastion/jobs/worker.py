@@ -25,6 +25,7 @@ from bastion.jobs import queue
 from bastion.jobs.config import JobConfig
 from bastion.jobs.executor import Outcome
 from bastion.jobs.executors import NODE_DIED, Executor, JobRun, LocalExecutor
+from bastion.jobs.keys import KeyScope
 from bastion.jobs.recorder import Recorder
 from bastion.jobs.runner import artifact_id_for
 from bastion.store import Database
@@ -43,6 +44,7 @@ class _Run:
     claim: queue.Claim
     process: JobRun
     recorder: Recorder
+    scope: KeyScope
     thread: threading.Thread | None = None
 
 
@@ -52,8 +54,6 @@ class Worker:
         db: Database,
         config: JobConfig,
         *,
-        vault_dir: Path,
-        master_secret: bytes,
         kaggle_path: Path | str | None = None,
         vault: Any = None,
         worker_id: str | None = None,
@@ -64,8 +64,6 @@ class Worker:
 
         self.db = db
         self.config = config
-        self.vault_dir = Path(vault_dir).resolve()  # job processes must not depend on our cwd
-        self._master = master_secret
         self.kaggle_path = str(Path(kaggle_path).resolve()) if kaggle_path else None
         self.vault = vault
         self.on_complete = on_complete
@@ -188,7 +186,9 @@ class Worker:
             "resources": claim.resources,
             "search": claim.search,
         }
-        secrets = {"vault_dir": str(self.vault_dir), "master_key": self._master.decode()}
+        # The job's own keys (its inputs' data keys, its outputs' commits), never the master key.
+        scope = KeyScope.for_job(self.vault, spec)
+        secrets = {"scope": scope}
         recorder = Recorder(self.db, claim.job_id, self.id, claim.attempt, cap=self.config.log_line_cap)
         process: JobRun
         if claim.search is not None:
@@ -197,7 +197,7 @@ class Worker:
             process = SearchRun(self.db, self.executor, spec, secrets, self.config)
         else:
             process = self.executor.prepare(spec, secrets, self.config)
-        run = _Run(claim, process, recorder)
+        run = _Run(claim, process, recorder, scope)
         run.thread = threading.Thread(
             target=self._supervise, args=(run,), name=f"job-{claim.job_id[:8]}", daemon=True
         )
@@ -238,6 +238,7 @@ class Worker:
             )
             run.process.kill("lost")
         finally:
+            run.scope.close()
             with self._lock:
                 self._runs.pop(claim.job_id, None)
             self._wake.set()

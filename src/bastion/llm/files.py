@@ -40,8 +40,16 @@ def file_view(row: DatasetRecord) -> dict[str, Any]:
 
 class FineTuneFiles:
     def __init__(
-        self, db: Database, vault: VaultStore, audit: AuditLog, surrogate_key: bytes, max_bytes: int
+        self,
+        db: Database,
+        vault: VaultStore,
+        audit: AuditLog,
+        surrogate_key: bytes,
+        max_bytes: int,
+        *,
+        quota_bytes: int | None = None,
     ) -> None:
+        self.quota_bytes = quota_bytes
         self.db = db
         self.vault = vault
         self.audit = audit
@@ -68,6 +76,9 @@ class FineTuneFiles:
             raise PayloadTooLarge(f"the file is over {self.max_bytes} bytes", code="upload_too_large")
         if not data.strip():
             raise Invalid("the file is empty", code="empty_file")
+        from bastion.catalog import quota
+
+        quota.check(self.db, principal.user_id, self.quota_bytes, len(data))
         if not name or len(name) > 200:
             raise Invalid("file name must be 1-200 characters")
         parsed = parse_jsonl(data)

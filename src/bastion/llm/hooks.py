@@ -12,7 +12,12 @@ from bastion.llm.service import FineTuning
 def install(ctx: Context) -> None:
     bases = BaseModels(ctx.db, ctx.audit)
     files = FineTuneFiles(
-        ctx.db, ctx.vault, ctx.audit, ctx.services["datasets"].hmac_key, ctx.settings.max_upload_bytes
+        ctx.db,
+        ctx.vault,
+        ctx.audit,
+        ctx.services["datasets"].hmac_key,
+        ctx.settings.max_upload_bytes,
+        quota_bytes=ctx.settings.user_storage_quota_bytes,
     )
     ctx.services["llm_bases"] = bases
     ctx.services["ft_files"] = files

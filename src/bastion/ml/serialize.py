@@ -56,13 +56,17 @@ def _type_name(cls: type) -> str:
 
 
 def skops_io() -> Any:
-    """``skops.io``, imported without its import-time walk over every scikit-learn estimator.
+    """``skops.io``, imported without its import-time walks over scikit-learn, scipy and numpy.
 
-    ``skops.io._trusted_types`` calls ``sklearn.utils.all_estimators()`` at import, which imports every
-    scikit-learn module and, through them, torch: 3.8-4.7 s of a job's start-up on the 2-core machine
-    (0.8 s without it). That list is only skops' *default* trust set, which Bastion never relies on:
-    :func:`audit_skops` checks every type against :func:`skops_allowed_types` itself, so an empty
-    default makes skops report more types as untrusted, never fewer.
+    At import, ``skops.io._trusted_types`` builds skops' *default* trust set: it calls
+    ``sklearn.utils.all_estimators()`` (imports every scikit-learn module and, through them, torch:
+    3.8-4.7 s of a job's start-up on the 2-core machine), imports ``sklearn.ensemble`` for one
+    internal type, and names every public ufunc of numpy and ``scipy.special`` through
+    ``get_public_type_names``, whose ``whichmodule`` scans all of ``sys.modules`` once per ufunc
+    (about 3 s of 4.6 under load). Bastion never relies on that default set: :func:`audit_skops`
+    checks every type against :func:`skops_allowed_types` and passes that list as ``trusted``, so
+    empty defaults make skops report more types as untrusted, never fewer, and writing a model does
+    not consult them at all.
     """
     import sys
 
@@ -72,11 +76,52 @@ def skops_io() -> Any:
 
     real = sklearn.utils.all_estimators
     sklearn.utils.all_estimators = lambda *args, **kwargs: []
+    hook = _EmptyTypeNames()
+    sys.meta_path.insert(0, hook)
+    blocked = "sklearn.ensemble" not in sys.modules
+    if blocked:  # skops only tries it (ImportError is expected there); the real one loads when used
+        sys.modules["sklearn.ensemble"] = None  # type: ignore[assignment]
     try:
         import skops.io
     finally:
         sklearn.utils.all_estimators = real
+        sys.meta_path.remove(hook)
+        hook.restore()
+        if blocked and sys.modules.get("sklearn.ensemble", 0) is None:
+            del sys.modules["sklearn.ensemble"]
     return skops.io
+
+
+class _EmptyTypeNames:
+    """Import hook: while ``skops.io`` imports, its ``get_public_type_names`` answers ``[]``."""
+
+    NAME = "skops.io._utils"
+
+    def __init__(self) -> None:
+        self.module: Any = None
+        self.real: Any = None
+
+    def find_spec(self, name: str, path: Any, target: Any = None) -> Any:
+        if name != self.NAME:
+            return None
+        from importlib.machinery import PathFinder
+
+        spec = PathFinder.find_spec(name, path)
+        if spec is None or spec.loader is None:
+            return spec
+        run = spec.loader.exec_module
+
+        def exec_module(module: Any) -> None:
+            run(module)
+            self.module, self.real = module, module.get_public_type_names
+            module.get_public_type_names = lambda *args, **kwargs: []
+
+        spec.loader.exec_module = exec_module  # type: ignore[method-assign]
+        return spec
+
+    def restore(self) -> None:
+        if self.module is not None:
+            self.module.get_public_type_names = self.real
 
 
 def skops_allowed_types() -> frozenset[str]:

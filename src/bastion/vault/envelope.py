@@ -333,6 +333,37 @@ class OpenedVersion:
         return self.stored_size - len(self.header_bytes) - TRAILER.size
 
 
+def _read_frame(f: BinaryIO) -> tuple[bytes, bytes, int]:
+    """Header bytes, trailer bytes and stored size of an open data file (structure checks only)."""
+    header_bytes = read_header(f)
+    stored_size = os.fstat(f.fileno()).st_size
+    if stored_size < len(header_bytes) + aead.TAG_LEN + TRAILER.size:
+        raise IntegrityError("data file is truncated")
+    f.seek(stored_size - TRAILER.size)
+    return header_bytes, f.read(TRAILER.size), stored_size
+
+
+def _finish_open(
+    f: BinaryIO,
+    header_bytes: bytes,
+    trailer: Trailer,
+    slot: KeySlot,
+    stored_size: int,
+    key: bytes | None,
+    artifact_id: str,
+    version: int,
+) -> OpenedVersion:
+    """Parse the (now authenticated) header, check names and length, position at the first segment."""
+    header = ArtifactHeader.decode(header_bytes)
+    if header.artifact != artifact_id or header.version != version:
+        raise IntegrityError("header belongs to another artifact or version")
+    opened = OpenedVersion(f, header_bytes, header, trailer, slot, stored_size, key)
+    if opened.sealed_length != aead.ciphertext_length(trailer.size, header.segment_size):
+        raise IntegrityError("data file length does not match its size (truncated or extended)")
+    f.seek(len(header_bytes))
+    return opened
+
+
 def open_version(
     f: BinaryIO,
     raw_slot: bytes,
@@ -352,12 +383,7 @@ def open_version(
     slot = KeySlot.decode(raw_slot)
     if slot.artifact != artifact_id or slot.version != version:
         raise IntegrityError("key slot belongs to another artifact or version")
-    header_bytes = read_header(f)
-    stored_size = os.fstat(f.fileno()).st_size
-    if stored_size < len(header_bytes) + aead.TAG_LEN + TRAILER.size:
-        raise IntegrityError("data file is truncated")
-    f.seek(stored_size - TRAILER.size)
-    trailer_bytes = f.read(TRAILER.size)
+    header_bytes, trailer_bytes, stored_size = _read_frame(f)
     trailer = Trailer.decode(trailer_bytes)
     if not hmac.compare_digest(slot.binding, binding(header_bytes, trailer_bytes)):
         raise IntegrityError("header or trailer does not match the key slot (altered or swapped)")
@@ -366,11 +392,34 @@ def open_version(
     else:
         keyring.unwrap(slot.wrapped, slot.context())
         key = None
-    header = ArtifactHeader.decode(header_bytes)
-    if header.artifact != artifact_id or header.version != version:
-        raise IntegrityError("header belongs to another artifact or version")
-    opened = OpenedVersion(f, header_bytes, header, trailer, slot, stored_size, key)
-    if opened.sealed_length != aead.ciphertext_length(trailer.size, header.segment_size):
-        raise IntegrityError("data file length does not match its size (truncated or extended)")
-    f.seek(len(header_bytes))
-    return opened
+    return _finish_open(f, header_bytes, trailer, slot, stored_size, key, artifact_id, version)
+
+
+def open_with_key(
+    f: BinaryIO,
+    artifact_id: str,
+    version: int,
+    key: bytes,
+    *,
+    expected_binding: bytes | None,
+    want_format: int | None = None,
+) -> OpenedVersion:
+    """Open a data file with a data key handed over by the key ring's holder (no key ring here).
+
+    ``expected_binding`` is the key slot's binding as that holder authenticated it: the header and trailer
+    on disk must match it, exactly as :func:`open_version` checks them. ``None`` is only for a
+    version not yet committed (its binding is being computed): then the header is still
+    authenticated by every segment's tag and the trailer by the digest check the caller must ask for.
+    """
+    header_bytes, trailer_bytes, stored_size = _read_frame(f)
+    trailer = Trailer.decode(trailer_bytes)
+    if expected_binding is not None and not hmac.compare_digest(
+        expected_binding, binding(header_bytes, trailer_bytes)
+    ):
+        raise IntegrityError("header or trailer does not match the key slot (altered or swapped)")
+    if len(key) != aead.KEY_LEN:
+        raise IntegrityError("data key has the wrong length")
+    if want_format is not None and header_bytes[len(MAGIC)] != want_format:
+        raise IntegrityError("artifact format is not the one reserved")
+    placeholder = KeySlot(artifact_id, version, b"", WrappedKey("", 0, b"", b""))
+    return _finish_open(f, header_bytes, trailer, placeholder, stored_size, key, artifact_id, version)

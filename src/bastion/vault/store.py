@@ -15,6 +15,7 @@ against a strict pattern before they are ever joined to a path.
 
 from __future__ import annotations
 
+import base64
 import builtins
 import contextlib
 import hmac
@@ -56,7 +57,7 @@ def _check_version(version: object) -> int:
     return version
 
 
-def _check_meta(meta: dict[str, Any] | None) -> dict[str, Any]:
+def check_meta(meta: dict[str, Any] | None) -> dict[str, Any]:
     if meta is None:
         return {}
     try:
@@ -79,6 +80,86 @@ def _named(exc: IntegrityError, artifact_id: str, version: int) -> IntegrityErro
         version=version,
         **details,
     )
+
+
+def write_version_file(
+    tmp: Path,
+    header_bytes: bytes,
+    header: env.ArtifactHeader,
+    key: bytes,
+    chunks: Iterable[bytes | bytearray | memoryview],
+) -> bytes:
+    """Stream header, sealed segments and trailer into ``tmp`` and fsync it; returns the trailer."""
+    hasher = PipelinedDigest(header.digest_alg)
+    size = 0
+    try:
+        with os.fdopen(_fs.open_private(tmp, exclusive=False), "wb") as f:
+            f.write(header_bytes)
+            aad = env.segment_aad(header_bytes)
+            for plain, sealed in aead.encrypt_stream(
+                key, header.nonce_prefix, aad, chunks, header.segment_size
+            ):
+                hasher.update(plain)
+                f.write(sealed)
+                size += len(plain)
+            trailer_bytes = env.Trailer(size, hasher.digest()).encode()
+            f.write(trailer_bytes)
+            f.flush()
+            os.fsync(f.fileno())
+    finally:
+        hasher.close()
+    return trailer_bytes
+
+
+def read_segments(
+    opened: env.OpenedVersion, artifact_id: str, version: int, verify_digest: bool
+) -> Iterator[bytes]:
+    """Decrypt an opened version segment by segment (each authenticated), closing its file at the end."""
+    assert opened.key is not None
+    digest = PipelinedDigest(opened.header.digest_alg) if verify_digest else None
+    with opened.file as f, contextlib.ExitStack() as stack:
+        if digest is not None:
+            stack.callback(digest.close)
+        segments = aead.decrypt_stream(
+            opened.key,
+            opened.header.nonce_prefix,
+            env.segment_aad(opened.header_bytes),
+            f.read,
+            opened.sealed_length,
+            opened.header.segment_size,
+        )
+        try:
+            for segment in segments:
+                if digest is not None:
+                    digest.update(segment)
+                yield segment
+        except IntegrityError as exc:
+            raise _named(exc, artifact_id, version) from None
+    if digest is not None and not hmac.compare_digest(digest.digest(), opened.trailer.digest):
+        alg = opened.header.digest_alg
+        raise _named(IntegrityError(f"plaintext {alg} digest does not match"), artifact_id, version)
+
+
+@dataclass(frozen=True)
+class StagedVersion:
+    """A reserved version that a key-ring-less writer fills (see ``VaultStore.reserve_staged``)."""
+
+    artifact_id: str
+    version: int
+    key: bytes
+    path: Path
+    segment_size: int
+    format: int
+
+    def for_writer(self) -> dict[str, Any]:
+        """What the writer needs (JSON): the version number, the data key, the file and the format."""
+        return {
+            "version": self.version,
+            "key": base64.b64encode(self.key).decode(),
+            "path": str(self.path),
+            "segment_size": self.segment_size,
+            "format": self.format,
+        }
 
 
 @dataclass(frozen=True)
@@ -209,50 +290,65 @@ class VaultStore:
     ) -> ArtifactInfo:
         """Encrypt ``chunks`` (any sizes) into a new version, in constant memory; returns its info."""
         check_artifact_id(artifact_id)
-        meta = _check_meta(meta)
+        meta = check_meta(meta)
         if access_code is not None:
             kdf.normalize_code(access_code)
         directory = _fs.ensure_private_dir(self._dir(artifact_id))
         version = self._reserve(directory)
         data_path = self._data_path(directory, version)
         tmp = _fs.temp_path(directory)
-        published = False
         try:
-            header = env.ArtifactHeader(
-                artifact=artifact_id,
-                version=version,
-                segment_size=self.segment_size,
-                nonce_prefix=aead.new_nonce_prefix(),
-                created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-                meta=meta,
-                format=self.write_format,
-            )
+            header = self._new_header(artifact_id, version, meta)
             key = aead.new_key()
             header_bytes = header.encode()
-            trailer_bytes = self._write_data(tmp, header_bytes, header, key, chunks)
-            binding = env.binding(header_bytes, trailer_bytes)
-            with self.keyring.locked(exclusive=False):
-                self.keyring.refresh()
-                slot = env.seal_key(
-                    self.keyring,
-                    key,
-                    artifact=artifact_id,
-                    version=version,
-                    binding=binding,
-                    access_code=access_code,
-                    kdf_params=self.kdf_params,
-                )
-                slot_tmp = _fs.write_temp(directory, slot.encode())
-                os.replace(tmp, data_path)
-                published = True
-                _fs.publish_new(slot_tmp, self._key_path(directory, version))
-                _fs.fsync_dir(directory)
+            trailer_bytes = write_version_file(tmp, header_bytes, header, key, chunks)
+            return self._publish(directory, header, header_bytes, trailer_bytes, tmp, key, access_code)
         except BaseException:
-            if not published:
-                tmp.unlink(missing_ok=True)
+            tmp.unlink(missing_ok=True)
             if not self._key_path(directory, version).exists():
                 data_path.unlink(missing_ok=True)
             raise
+
+    def _new_header(self, artifact_id: str, version: int, meta: dict[str, Any]) -> env.ArtifactHeader:
+        return env.ArtifactHeader(
+            artifact=artifact_id,
+            version=version,
+            segment_size=self.segment_size,
+            nonce_prefix=aead.new_nonce_prefix(),
+            created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            meta=meta,
+            format=self.write_format,
+        )
+
+    def _publish(
+        self,
+        directory: Path,
+        header: env.ArtifactHeader,
+        header_bytes: bytes,
+        trailer_bytes: bytes,
+        tmp: Path,
+        key: bytes,
+        access_code: str | bytes | None,
+    ) -> ArtifactInfo:
+        """Wrap ``key`` into the key slot, move the finished data file ``tmp`` over its reservation
+        and publish the slot (the commit point); the new version's info."""
+        artifact_id, version = header.artifact, header.version
+        binding = env.binding(header_bytes, trailer_bytes)
+        with self.keyring.locked(exclusive=False):
+            self.keyring.refresh()
+            slot = env.seal_key(
+                self.keyring,
+                key,
+                artifact=artifact_id,
+                version=version,
+                binding=binding,
+                access_code=access_code,
+                kdf_params=self.kdf_params,
+            )
+            slot_tmp = _fs.write_temp(directory, slot.encode())
+            os.replace(tmp, self._data_path(directory, version))
+            _fs.publish_new(slot_tmp, self._key_path(directory, version))
+            _fs.fsync_dir(directory)
         if self.keep_versions is not None:
             self._prune(directory, self.keep_versions)
         # What info() would read back, from what was just written (saves a re-open and a KEK unwrap).
@@ -273,6 +369,61 @@ class VaultStore:
             format=header.format,
         )
 
+    # -- staged writes (a job process encrypts, this process commits) ------------------------------
+
+    def reserve_staged(self, artifact_id: str) -> StagedVersion:
+        """Reserve the next version of ``artifact_id`` for a writer that holds no key ring.
+
+        The writer gets a fresh data key and an empty temporary file beside the reservation; it
+        writes the version there (:func:`write_version_file`) and :meth:`commit_staged` checks and
+        publishes it. The key is never wrapped until then; an abandoned reservation is dropped with
+        :meth:`abandon_staged`.
+        """
+        directory = _fs.ensure_private_dir(self._dir(artifact_id))
+        version = self._reserve(directory)
+        tmp = _fs.temp_path(directory)
+        try:
+            os.close(_fs.open_private(tmp))
+        except BaseException:
+            self._data_path(directory, version).unlink(missing_ok=True)
+            raise
+        return StagedVersion(artifact_id, version, aead.new_key(), tmp, self.segment_size, self.write_format)
+
+    def commit_staged(self, staged: StagedVersion) -> ArtifactInfo:
+        """Check a staged version end to end with the key it was given, then publish it.
+
+        IntegrityError (and the reservation dropped) if the file is not exactly one well-formed version
+        of the reserved artifact and number, encrypted under that key with a matching digest.
+        """
+        directory = self._dir(staged.artifact_id)
+        try:
+            with open(staged.path, "rb") as f:
+                opened = env.open_with_key(
+                    f,
+                    staged.artifact_id,
+                    staged.version,
+                    staged.key,
+                    expected_binding=None,
+                    want_format=staged.format,
+                )
+                header_bytes, header = opened.header_bytes, opened.header
+                trailer_bytes = opened.trailer.encode()
+                for _ in read_segments(opened, staged.artifact_id, staged.version, verify_digest=True):
+                    pass
+            return self._publish(
+                directory, header, header_bytes, trailer_bytes, staged.path, staged.key, None
+            )
+        except BaseException:
+            self.abandon_staged(staged)
+            raise
+
+    def abandon_staged(self, staged: StagedVersion) -> None:
+        """Drop a reservation that will never be committed (its version number stays unused)."""
+        directory = self._dir(staged.artifact_id)
+        staged.path.unlink(missing_ok=True)
+        if not self._key_path(directory, staged.version).exists():
+            self._data_path(directory, staged.version).unlink(missing_ok=True)
+
     def _reserve(self, directory: Path) -> int:
         data, keys = self._scan(directory)
         version = max(data | keys, default=0) + 1
@@ -282,35 +433,6 @@ class VaultStore:
                 return version
             except FileExistsError:
                 version += 1
-
-    def _write_data(
-        self,
-        tmp: Path,
-        header_bytes: bytes,
-        header: env.ArtifactHeader,
-        key: bytes,
-        chunks: Iterable[bytes | bytearray | memoryview],
-    ) -> bytes:
-        """Stream header, sealed segments and trailer into ``tmp`` and fsync it; returns the trailer."""
-        hasher = PipelinedDigest(header.digest_alg)
-        size = 0
-        try:
-            with os.fdopen(_fs.open_private(tmp), "wb") as f:
-                f.write(header_bytes)
-                aad = env.segment_aad(header_bytes)
-                for plain, sealed in aead.encrypt_stream(
-                    key, header.nonce_prefix, aad, chunks, header.segment_size
-                ):
-                    hasher.update(plain)
-                    f.write(sealed)
-                    size += len(plain)
-                trailer_bytes = env.Trailer(size, hasher.digest()).encode()
-                f.write(trailer_bytes)
-                f.flush()
-                os.fsync(f.fileno())
-        finally:
-            hasher.close()
-        return trailer_bytes
 
     def _prune(self, directory: Path, keep: int) -> None:
         """Drop committed versions beyond the newest ``keep``: key slot first, so none is half-visible."""
@@ -393,35 +515,19 @@ class VaultStore:
         """
         version = self._resolve(artifact_id, version)
         opened = self._open(artifact_id, version, access_code=access_code, want_key=True)
-        return self._stream(opened, artifact_id, version, verify_digest)
+        return read_segments(opened, artifact_id, version, verify_digest)
 
-    @staticmethod
-    def _stream(
-        opened: env.OpenedVersion, artifact_id: str, version: int, verify_digest: bool
-    ) -> Iterator[bytes]:
+    def data_key(self, artifact_id: str, version: int | None = None) -> tuple[int, bytes, bytes, Path]:
+        """``(version, data key, binding, data file)`` of a version, checked as a read would check it.
+
+        For handing one version to a process that holds no key ring (``bastion.vault.scoped``): it
+        can decrypt that version and nothing else. Forbidden for a version behind an access code.
+        """
+        version = self._resolve(artifact_id, version)
+        opened = self._open(artifact_id, version, access_code=None, want_key=True)
+        opened.file.close()
         assert opened.key is not None
-        digest = PipelinedDigest(opened.header.digest_alg) if verify_digest else None
-        with opened.file as f, contextlib.ExitStack() as stack:
-            if digest is not None:
-                stack.callback(digest.close)
-            segments = aead.decrypt_stream(
-                opened.key,
-                opened.header.nonce_prefix,
-                env.segment_aad(opened.header_bytes),
-                f.read,
-                opened.sealed_length,
-                opened.header.segment_size,
-            )
-            try:
-                for segment in segments:
-                    if digest is not None:
-                        digest.update(segment)
-                    yield segment
-            except IntegrityError as exc:
-                raise _named(exc, artifact_id, version) from None
-        if digest is not None and not hmac.compare_digest(digest.digest(), opened.trailer.digest):
-            alg = opened.header.digest_alg
-            raise _named(IntegrityError(f"plaintext {alg} digest does not match"), artifact_id, version)
+        return version, opened.key, opened.slot.binding, self._data_path(self._dir(artifact_id), version)
 
     def get_bytes(
         self, artifact_id: str, version: int | None = None, *, access_code: str | bytes | None = None

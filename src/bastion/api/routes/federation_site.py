@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
+import anyio
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
@@ -21,6 +22,7 @@ from bastion.api.deps import ContextDep, client_ip
 from bastion.api.middleware import audits_success
 from bastion.api.openapi import SITE_AUTH, errors
 from bastion.api.routes.federations import BINARY_RESPONSE, RAW_BODY, read_capped
+from bastion.auth.service import progressive_delay
 from bastion.context import Context
 from bastion.contract.federations import SiteAnswer
 from bastion.errors import BastionError, Unauthorized
@@ -68,8 +70,10 @@ def _authenticate(
     """Authenticate the site, then charge its rate limit (failures are charged to the source address)."""
     try:
         site = _sites(ctx).authenticate(federation_id, token, ip, action)
-    except Unauthorized:
-        ctx.limiter.hit(ctx.settings.login_rate_limit, "fl-site-auth", ip or "unknown")
+    except Unauthorized as exc:
+        failures = ctx.limiter.hit(ctx.settings.login_rate_limit, "fl-site-auth", ip or "unknown")
+        # Like a login: an address that keeps guessing site tokens waits longer for each answer.
+        exc.slow_down = progressive_delay(failures, ctx.settings.max_failed_attempts)
         raise
     ctx.limiter.hit(ctx.settings.rate_limit, "fl-site", site.participant_id)
     return site
@@ -93,6 +97,8 @@ async def _authenticate_async(
         return await run_in_threadpool(_authenticate, ctx, federation_id, token, client_ip(request), action)
     except Unauthorized as exc:
         exc.details["scheme"] = "site"  # WWW-Authenticate names the site scheme
+        if exc.slow_down:  # on the event loop, not a thread held
+            await anyio.sleep(exc.slow_down)
         raise
 
 

@@ -233,7 +233,9 @@ def estimate(body: CreateJobBody, principal: UserPrincipal, ctx: ContextDep) -> 
     return CostEstimate(**service(ctx).estimate(principal, body.request()))
 
 
-@router.post("/jobs", status_code=201, response_model=JobObject, responses=errors(401, 403, 404, 422, 429))
+@router.post(
+    "/jobs", status_code=201, response_model=JobObject, responses=errors(401, 403, 404, 413, 422, 429)
+)
 def create_job(
     body: CreateJobBody, principal: UserPrincipal, request: Request, response: Response, ctx: ContextDep
 ) -> JobObject:

@@ -102,7 +102,7 @@ def model_types(_: UserPrincipal) -> dict[str, Any]:
     return {"model_types": list_model_types()}
 
 
-@router.post("/submit", response_model=SubmitResponse, responses=errors(409))
+@router.post("/submit", response_model=SubmitResponse, responses=errors(409, 413))
 def submit(
     body: SubmitRequest,
     principal: UserPrincipal,
