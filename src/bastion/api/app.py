@@ -24,6 +24,7 @@ from bastion.api.routes import (
     health,
     llm,
     models,
+    projects,
     signup,
     sso,
     training,
@@ -49,7 +50,7 @@ ROUTERS: list[APIRouter] = [
     llm.router,
     encrypted.router,
 ]
-ROUTERS += [signup.router, signup.admin_router, sso.router]
+ROUTERS += [signup.router, signup.admin_router, sso.router, projects.router]
 # Routes that accept file uploads get the upload limit; everything else (JSON) the small body limit.
 UPLOAD_ROUTES = re.compile(
     r"/datasets/upload"

@@ -51,6 +51,7 @@ class Round(BaseModel):
 
 class FederationSummary(BaseModel):
     id: str
+    project_id: str | None = Field(None, description="The project that owns the federation")
     name: str
     state: str
     failure_reason: str | None

@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 
 from bastion.api.deps import ContextDep, UserPrincipal, client_ip
 from bastion.api.openapi import errors
+from bastion.api.scoping import ProjectQuery
 from bastion.context import Context
 from bastion.errors import Invalid, UnsupportedMedia
 from bastion.jobs import states
@@ -235,9 +236,14 @@ def estimate(body: CreateJobBody, principal: UserPrincipal, ctx: ContextDep) -> 
 
 @router.post("/jobs", status_code=201, response_model=JobObject, responses=errors(401, 403, 404, 422, 429))
 def create_job(
-    body: CreateJobBody, principal: UserPrincipal, request: Request, response: Response, ctx: ContextDep
+    body: CreateJobBody,
+    principal: UserPrincipal,
+    request: Request,
+    response: Response,
+    ctx: ContextDep,
+    project: ProjectQuery = None,
 ) -> JobObject:
-    job = service(ctx).create(principal, body.request(), ip=client_ip(request))
+    job = service(ctx).create(principal, body.request(), ip=client_ip(request), project=project)
     response.headers["Location"] = f"/api/v1/fine_tuning/jobs/{job.id}"
     return _job(ctx, job)
 
@@ -248,8 +254,9 @@ def list_jobs(
     ctx: ContextDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    project: ProjectQuery = None,
 ) -> JobList:
-    rows, next_cursor = service(ctx).page(principal, limit, cursor)
+    rows, next_cursor = service(ctx).page(principal, limit, cursor, project)
     return JobList(
         data=[_job(ctx, j) for j in rows], has_more=next_cursor is not None, next_cursor=next_cursor
     )

@@ -12,6 +12,7 @@ from bastion.api.deps import ContextDep, CurrentPrincipal, UserPrincipal, presen
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
+from bastion.api.scoping import ProjectQuery
 from bastion.auth.principal import Principal
 from bastion.catalog.models import ModelRegistry
 from bastion.context import Context
@@ -37,10 +38,14 @@ def registry(ctx: ContextDep) -> ModelRegistry:
 
 @router.get("", response_model=Page[ModelSummary])
 def list_models(
-    principal: CurrentPrincipal, ctx: ContextDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+    principal: CurrentPrincipal,
+    ctx: ContextDep,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+    project: ProjectQuery = None,
 ) -> dict[str, Any]:
-    """Your registered models, oldest first."""
-    data, next_cursor = registry(ctx).list_for(principal, limit, cursor)
+    """The registered models of your projects (or of one, ``?project=``), oldest first."""
+    data, next_cursor = registry(ctx).list_for(principal, limit, cursor, project)
     return {"data": data, "next_cursor": next_cursor}
 
 

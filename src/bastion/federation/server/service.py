@@ -28,6 +28,7 @@ from bastion.federation.server.keys import ServerKeys, keys_artifact
 from bastion.federation.server.privacy import privacy_report
 from bastion.federation.server.views import federation_view, participant_view, round_view
 from bastion.federation.tensors import TensorSpec, decode, encode, validate
+from bastion.projects import policy
 from bastion.store.base import new_id
 from bastion.store.models import Federation, FederationParticipant, FederationRound, FederationUpdate
 from bastion.store.paging import Keyset
@@ -96,10 +97,16 @@ class FederationService:
 
     # -- lookups ----------------------------------------------------------------------------------
     @staticmethod
-    def _owned(s: Session, principal: Principal, federation_id: str) -> Federation:
-        fed = s.get(Federation, federation_id)
-        if fed is None or fed.owner_id != principal.user_id:
+    def _owned(
+        s: Session, principal: Principal, federation_id: str, action: policy.Action = policy.Action.READ
+    ) -> Federation:
+        """A federation the project policy lets the caller ``action`` (else 404, or 403 for a role too small)."""
+        fed = s.get(Federation, federation_id) if len(federation_id) <= 36 else None
+        if fed is None:
             raise NotFound("federation not found")
+        policy.authorize(
+            s, principal, fed.project_id, action, NotFound("federation not found"), owner_id=fed.owner_id
+        )
         return fed
 
     def _record(
@@ -120,7 +127,9 @@ class FederationService:
         )
 
     # -- create -----------------------------------------------------------------------------------
-    def create(self, principal: Principal, cfg: FederationCreate, source_ip: str | None) -> dict[str, Any]:
+    def create(
+        self, principal: Principal, cfg: FederationCreate, source_ip: str | None, project: str | None = None
+    ) -> dict[str, Any]:
         check_strategy(cfg)
         self._check_limits(principal, cfg)
         if cfg.evaluation.server_dataset:
@@ -142,6 +151,7 @@ class FederationService:
                     Federation(
                         id=fid,
                         owner_id=principal.user_id,
+                        project_id=policy.target(s, principal, project),
                         name=cfg.name,
                         state="waiting",
                         config_json=cfg.model_dump_json(),
@@ -214,7 +224,7 @@ class FederationService:
         every received update are removed, and it no longer counts against the owner's quota.
         """
         with self.db.session() as s:
-            fed = self._owned(s, principal, federation_id)
+            fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
             if fed.state == ARCHIVED:
                 return federation_view(fed)
             now = self.coordinator.clock()
@@ -241,11 +251,11 @@ class FederationService:
 
     # -- read -------------------------------------------------------------------------------------
     def list_for(
-        self, principal: Principal, limit: int = 100, cursor: str | None = None
+        self, principal: Principal, limit: int = 100, cursor: str | None = None, project: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """The caller's federations, oldest first, and the next page's cursor."""
-        stmt = select(Federation).where(Federation.owner_id == principal.user_id)
+        """The federations of the caller's projects (or of one), oldest first, and the next page's cursor."""
         with self.db.session() as s:
+            stmt = policy.scope(s, select(Federation), Federation.project_id, principal, project)
             feds = list(s.scalars(FEDERATIONS.apply(stmt, cursor, limit)))
             return [federation_view(f) for f in feds[:limit]], FEDERATIONS.next_cursor(feds, limit)
 
@@ -356,7 +366,7 @@ class FederationService:
         token = credentials.generate()
         try:
             with self.db.session() as s:
-                fed = self._owned(s, principal, federation_id)
+                fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
                 if fed.state not in LIVE:
                     raise Conflict(f"the federation is {fed.state}", code="federation_finished")
                 row = FederationParticipant(
@@ -398,7 +408,7 @@ class FederationService:
         self, principal: Principal, federation_id: str, participant_id: str, ip: str | None
     ) -> dict[str, Any]:
         with self.db.session() as s:
-            fed = self._owned(s, principal, federation_id)
+            fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
             row = s.get(FederationParticipant, participant_id)
             if row is None or row.federation_id != fed.id:
                 raise NotFound("participant not found")
@@ -459,7 +469,7 @@ class FederationService:
             version = artifacts.save_global(self.vault, federation_id, blob, -1)
             now = coordinator.clock()
             with self.db.session() as s:
-                fed = self._owned(s, principal, federation_id)
+                fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
                 _fed, rnd = coordinator.current(s, federation_id)
                 details: dict[str, Any] = {"global_version": version, "bytes": len(data)}
                 if fed.state in LIVE and rnd is not None:

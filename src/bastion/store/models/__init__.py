@@ -20,6 +20,7 @@ from bastion.store.models.jobs import (
     TrainingPrice,
 )
 from bastion.store.models.llm import LlmBaseModel
+from bastion.store.models.projects import Project, ProjectMember
 from bastion.store.models.sso import OidcIdentity, SignupRequest, SsoFlow
 
 __all__ = [
@@ -42,6 +43,8 @@ __all__ = [
     "ModelRecord",
     "ModelVersionRecord",
     "OidcIdentity",
+    "Project",
+    "ProjectMember",
     "SearchJournalEntry",
     "SignupRequest",
     "SsoFlow",
