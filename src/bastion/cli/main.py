@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from bastion.cli import account, backup, catalog, fl, ft, predict, server, train, vault, worker
+from bastion.cli import account, backup, catalog, fl, ft, predict, projects, server, train, vault, worker
 from bastion.cli import accounts as accounts_cli
 from bastion.cli import search as search_cli
 
@@ -32,6 +32,7 @@ app.add_typer(ft.ft_app, name="ft")
 app.add_typer(ft.llm_app, name="llm")
 catalog.models_app.command("generate")(ft.generate)
 app.add_typer(account.account_app, name="account")
+app.add_typer(projects.app, name="projects")
 app.add_typer(account.admin_app, name="admin")
 app.command("health")(account.health)
 app.command("login")(accounts_cli.login)

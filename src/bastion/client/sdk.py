@@ -23,6 +23,7 @@ from bastion.client.errors import APIError, BastionClientError, TransportError, 
 from bastion.client.federations import Federations
 from bastion.client.fine_tuning import FineTuningMixin
 from bastion.client.modelfile import DownloadedModel, open_download
+from bastion.client.projects import Projects
 from bastion.client.resources import Admin, Auth, Keys, Training
 from bastion.client.transport import Transport, operation
 from bastion.contract.jobs import SubmitRequest
@@ -90,6 +91,7 @@ class BastionClient(CatalogMixin, FineTuningMixin, AccountsMixin):
         self.admin = Admin(self.transport)
         self.training = Training(self.transport)
         self.federations = Federations(self)
+        self.projects = Projects(self.transport)
 
     @property
     def _auth(self) -> dict[str, str]:

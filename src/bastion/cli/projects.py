@@ -1,0 +1,151 @@
+"""`bastion projects …`: create projects and manage their members (client commands over the SDK)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+
+from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, QuietOpt, UrlOpt, connect
+from bastion.cli.output import console, emit
+
+app = typer.Typer(
+    help="Projects: share datasets, models, jobs and federations with colleagues.", no_args_is_help=True
+)
+ROLE_HELP = "owner, maintainer, member or viewer"
+MEMBER_COLUMNS = ["username", "role", "user_id"]
+
+
+def _show(project: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        emit(project, as_json=True)
+        return
+    sub = f"/{project['subdomain']}" if project.get("subdomain") else ""
+    console.print(f"project [bold]{project['id']}[/bold] {project['name']!r} ({project['domain']}{sub})")
+    emit(project.get("members", []), as_json=False, columns=MEMBER_COLUMNS, title="Members")
+
+
+@app.command("create")
+def create(
+    name: Annotated[str, typer.Argument(help="Project name")],
+    domain: Annotated[str, typer.Option(help="One of `bastion projects domains`")],
+    subdomain: Annotated[str | None, typer.Option(help="e.g. cardiology")] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a project; you become its owner."""
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+        _show(client.projects.create(name, domain, subdomain).model_dump(mode="json"), as_json)
+
+
+@app.command("list")
+def list_projects(
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    quiet: QuietOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The projects you are in (your personal project included)."""
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+        rows = [p.model_dump(mode="json") for p in client.projects.list()]
+    columns = ["id", "name", "domain", "subdomain", "your_role", "member_count"]
+    emit(
+        [{k: r[k] for k in columns} for r in rows],
+        as_json=as_json,
+        quiet=quiet,
+        columns=columns,
+        title="Projects",
+    )
+
+
+@app.command("show")
+def show(
+    project_id: str,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A project and its members."""
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+        _show(client.projects.get(project_id).model_dump(mode="json"), as_json)
+
+
+@app.command("domains")
+def domains(
+    url: UrlOpt = None, api_key: KeyOpt = None, ca_cert: CaOpt = None, as_json: JsonOpt = False
+) -> None:
+    """The server's domain taxonomy."""
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+        found = client.projects.domains()
+    rows = [{"domain": d, "subdomains": ", ".join(s) or "(any)"} for d, s in found.items()]
+    emit(found if as_json else rows, as_json=as_json, columns=["domain", "subdomains"], title="Domains")
+
+
+@app.command("update")
+def update(
+    project_id: str,
+    name: Annotated[str | None, typer.Option()] = None,
+    domain: Annotated[str | None, typer.Option()] = None,
+    subdomain: Annotated[str | None, typer.Option()] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Rename or re-file a project (maintainers and owners)."""
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+        project = client.projects.update(project_id, name=name, domain=domain, subdomain=subdomain)
+    _show(project.model_dump(mode="json"), as_json)
+
+
+@app.command("add-member")
+def add_member(
+    project_id: str,
+    user: Annotated[str, typer.Argument(help="user name or id")],
+    role: Annotated[str, typer.Option(help=ROLE_HELP)] = "member",
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Add a user to a project."""
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+        member = client.projects.add_member(project_id, user, role).model_dump(mode="json")
+    emit([member], as_json=as_json, columns=MEMBER_COLUMNS, title="Added")
+
+
+@app.command("set-role")
+def set_role(
+    project_id: str,
+    user: str,
+    role: Annotated[str, typer.Argument(help=ROLE_HELP)],
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a member's role (the last owner cannot step down)."""
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+        member = client.projects.set_role(project_id, user, role).model_dump(mode="json")
+    emit([member], as_json=as_json, columns=MEMBER_COLUMNS, title="Changed")
+
+
+@app.command("remove-member")
+def remove_member(
+    project_id: str,
+    user: str,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Remove a member (or leave); their running jobs finish, but they lose access to the project."""
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+        client.projects.remove_member(project_id, user)
+    emit({"removed": user, "project": project_id}, as_json=as_json) if as_json else console.print(
+        f"removed {user}"
+    )
