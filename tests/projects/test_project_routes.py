@@ -174,6 +174,53 @@ def test_datasets_models_and_federations_across_projects(
     assert client.post(f"{f}/participants", json=enrol, headers=alice.headers).status_code == 201
     assert [x["id"] for x in client.get("/api/v1/federations", headers=carol.headers).json()["data"]] == [fid]
     assert client.get("/api/v1/federations", headers=dave.headers).json()["data"] == []
+    part = client.get(f"{f}/participants", headers=alice.headers).json()["data"][0]["id"]
+    every_route(client, carol, dave, ds["id"], mid, fid, part)
+
+
+CODE = {"access_code": "correct horse battery staple 9"}
+
+
+def every_route(
+    client: TestClient, viewer: Caller, stranger: Caller, ds: str, model: str, fed: str, part: str
+) -> None:
+    """Each object route of project A: a stranger gets 404 everywhere; a viewer reads (never 404/403)
+    and is refused every write (403)."""
+    d, m, f = f"/api/v1/datasets/{ds}", f"/api/v1/models/{model}", f"/api/v1/federations/{fed}"
+    reads: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("GET", d, None),
+        ("GET", f"{d}/preview", None),
+        ("GET", m, None),
+        ("GET", f"{m}/best", None),
+        ("GET", f"{m}/download", None),
+        ("POST", f"{m}/predict", {"rows": [{"a": 1}]}),
+        ("GET", f, None),
+        ("GET", f"{f}/status", None),
+        ("GET", f"{f}/rounds", None),
+        ("GET", f"{f}/participants", None),
+        ("GET", f"{f}/participants/{part}", None),
+        ("GET", f"{f}/model", None),
+    ]
+    writes: list[tuple[str, str, dict[str, Any] | None]] = [
+        ("DELETE", d, None),
+        ("PUT", f"{d}/access-code", CODE),
+        ("DELETE", f"{d}/access-code", None),
+        ("POST", f"{m}/quantize", {}),
+        ("PUT", f"{m}/access-code", CODE),
+        ("DELETE", f"{m}/access-code", None),
+        ("POST", f"{f}/participants", {"name": "site-9"}),
+        ("DELETE", f"{f}/participants/{part}", None),
+        ("DELETE", f, None),
+    ]
+    for method, path, body in reads + writes:
+        r = client.request(method, path, json=body, headers=stranger.headers)
+        assert r.status_code == 404, (method, path, r.status_code, r.text)
+    for method, path, body in reads:
+        r = client.request(method, path, json=body, headers=viewer.headers)
+        assert r.status_code not in (403, 404), (method, path, r.status_code, r.text)
+    for method, path, body in writes:
+        r = client.request(method, path, json=body, headers=viewer.headers)
+        assert r.status_code == 403, (method, path, r.status_code, r.text)
 
 
 @pytest.fixture
@@ -206,6 +253,9 @@ def test_jobs_across_projects_and_member_removed_mid_job(
     assert client.get(f"{t}/status/{job}", headers=carol.headers).json()["project_id"] == a
     assert client.get(f"{t}/status/{job}", headers=dave.headers).status_code == 404
     assert client.post(f"{t}/cancel/{job}", headers=dave.headers).status_code == 404
+    for path in (f"{t}/jobs/{job}/logs", f"{t}/jobs/{job}/events", f"{t}/model/{job}"):
+        assert client.get(path, headers=dave.headers).status_code == 404, path
+    assert client.get(f"{t}/jobs/{job}/logs", headers=carol.headers).status_code == 200
     assert client.post(f"{t}/cancel/{job}", headers=carol.headers).status_code == 403
     assert client.get(f"{t}/jobs", params={"project": a}, headers=dave.headers).status_code == 404
     assert client.get(f"{t}/jobs", headers=dave.headers).json()["jobs"] == []

@@ -26,6 +26,7 @@ from bastion.contract.catalog import (
     QuantizeResult,
 )
 from bastion.errors import Invalid
+from bastion.projects.policy import Action
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
@@ -71,6 +72,7 @@ def quantize_measured(
     from bastion.catalog.models import quantize_version
     from bastion.data.builtin import load_dataset
 
+    registry(ctx).check(principal, model_id, Action.WRITE)  # a new version: refused before any work
     view = registry(ctx).version(principal, model_id, version)
     lineage = view.lineage
     source = lineage.get("dataset_source")
