@@ -18,6 +18,7 @@ from bastion.api.routes import (
     auth,
     datasets,
     encrypted,
+    federation_sharing,
     federation_site,
     federations,
     fine_tuning,
@@ -50,7 +51,7 @@ ROUTERS: list[APIRouter] = [
     llm.router,
     encrypted.router,
 ]
-ROUTERS += [signup.router, signup.admin_router, sso.router, projects.router]
+ROUTERS += [signup.router, signup.admin_router, sso.router, projects.router, federation_sharing.router]
 # Routes that accept file uploads get the upload limit; everything else (JSON) the small body limit.
 UPLOAD_ROUTES = re.compile(
     r"/datasets/upload"

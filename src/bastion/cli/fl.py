@@ -261,6 +261,50 @@ def _show(
         emit(call(Federations(client)), as_json=as_json)
 
 
+@app.command("sharing")
+def sharing(
+    federation: FederationArg,
+    visibility: Annotated[
+        str | None, typer.Option(help="Set what guests see of the others: aggregates, sites or metrics")
+    ] = None,
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show (or set) what invited guests see, and who is invited."""
+    if visibility is None:
+        _show(url, api_key, ca_cert, as_json, lambda feds: feds.sharing(federation))
+    else:
+        _show(url, api_key, ca_cert, as_json, lambda feds: feds.set_visibility(federation, visibility))
+
+
+@app.command("invite")
+def invite(
+    federation: FederationArg,
+    user: Annotated[str, typer.Argument(help="user name or id")],
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Invite a user of another project to enrol their own sites."""
+    _show(url, api_key, ca_cert, as_json, lambda feds: feds.invite(federation, user))
+
+
+@app.command("uninvite")
+def uninvite(
+    federation: FederationArg,
+    user: Annotated[str, typer.Argument(help="user name or id")],
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Withdraw an invitation (the guest's enrolled sites stay until revoked)."""
+    _show(url, api_key, ca_cert, as_json, lambda feds: feds.uninvite(federation, user))
+
+
 @app.command("rounds")
 def rounds(
     federation: FederationArg,

@@ -5,6 +5,7 @@ from bastion.store.models.audit import AuditEvent, AuditHead
 from bastion.store.models.catalog import DatasetRecord, ModelRecord, ModelVersionRecord
 from bastion.store.models.federation import (
     Federation,
+    FederationGuest,
     FederationParticipant,
     FederationRound,
     FederationUpdate,
@@ -31,6 +32,7 @@ __all__ = [
     "DatasetRecord",
     "DownloadKey",
     "Federation",
+    "FederationGuest",
     "FederationParticipant",
     "FederationRound",
     "FederationUpdate",

@@ -46,6 +46,23 @@ class Federation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # What invited guests see of the other parties: "aggregates" (default), "sites" or "metrics".
+    visibility: Mapped[str] = mapped_column(String(16), default="aggregates", server_default="aggregates")
+
+
+class FederationGuest(Base):
+    """A user outside the federation's project invited to enrol their own sites."""
+
+    __tablename__ = "fl_guests"
+
+    federation_id: Mapped[str] = mapped_column(
+        ForeignKey("federations.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    invited_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    invited_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class FederationParticipant(Base):
@@ -66,6 +83,8 @@ class FederationParticipant(Base):
     registered_samples: Mapped[int | None] = mapped_column(Integer)
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Who enrolled the site (a project member or an invited guest): guests always see their own sites.
+    enrolled_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
 class FederationRound(Base):

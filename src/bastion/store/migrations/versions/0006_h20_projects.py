@@ -54,6 +54,35 @@ def upgrade() -> None:
             )
             batch.create_index(f"ix_{table}_project_id", ["project_id"])
     _personal_projects()
+    _federation_sharing()
+
+
+def _federation_sharing() -> None:
+    """Federations across users: invited guests, who enrolled each site, and what guests may see."""
+    op.create_table(
+        "fl_guests",
+        sa.Column(
+            "federation_id",
+            sa.String(36),
+            sa.ForeignKey("federations.id", ondelete="CASCADE"),
+            primary_key=True,
+        ),
+        sa.Column("user_id", sa.String(36), sa.ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+        sa.Column("invited_by", sa.String(36), sa.ForeignKey("users.id", ondelete="SET NULL"), nullable=True),
+        sa.Column("invited_at", sa.DateTime(), nullable=False),
+    )
+    op.create_index("ix_fl_guests_user_id", "fl_guests", ["user_id"])
+    with op.batch_alter_table("federations") as batch:
+        batch.add_column(sa.Column("visibility", sa.String(16), nullable=False, server_default="aggregates"))
+    with op.batch_alter_table("fl_participants") as batch:
+        batch.add_column(sa.Column("enrolled_by", sa.String(36), nullable=True))
+        batch.create_foreign_key(
+            "fk_fl_participants_enrolled_by_users", "users", ["enrolled_by"], ["id"], ondelete="SET NULL"
+        )
+    op.execute(
+        "UPDATE fl_participants SET enrolled_by ="
+        " (SELECT f.owner_id FROM federations f WHERE f.id = fl_participants.federation_id)"
+    )
 
 
 def _personal_projects() -> None:
@@ -86,6 +115,13 @@ def _personal_projects() -> None:
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("fl_participants") as batch:
+        batch.drop_constraint("fk_fl_participants_enrolled_by_users", type_="foreignkey")
+        batch.drop_column("enrolled_by")
+    with op.batch_alter_table("federations") as batch:
+        batch.drop_column("visibility")
+    op.drop_index("ix_fl_guests_user_id", "fl_guests")
+    op.drop_table("fl_guests")
     for table in OWNED:
         with op.batch_alter_table(table) as batch:
             batch.drop_index(f"ix_{table}_project_id")
