@@ -50,6 +50,9 @@ def test_projects_commands(
     shown = _cli(["projects", "show", pid])
     assert {m["username"]: m["role"] for m in shown["members"]} == {"alice": "owner", "bob": "member"}
     assert _cli(["projects", "update", pid, "--name", "Cardiology 2027"])["name"] == "Cardiology 2027"
+    people = _cli(["projects", "analytics", pid, "--view", "contributions"])["data"]
+    assert {p["username"]: p["role"] for p in people} == {"alice": "owner", "bob": "member"}
+    assert _cli(["projects", "analytics", pid, "--view", "resources"])["total"]["cpu_hours"] == 0.0
     result = runner.invoke(app, ["projects", "remove-member", pid, "alice"])
     assert result.exit_code != 0 and "owner" in result.output, result.output
     _as(monkeypatch, client, bob)

@@ -25,6 +25,7 @@ from bastion.api.routes import (
     health,
     llm,
     models,
+    project_analytics,
     projects,
     signup,
     sso,
@@ -51,7 +52,14 @@ ROUTERS: list[APIRouter] = [
     llm.router,
     encrypted.router,
 ]
-ROUTERS += [signup.router, signup.admin_router, sso.router, projects.router, federation_sharing.router]
+ROUTERS += [
+    signup.router,
+    signup.admin_router,
+    sso.router,
+    projects.router,
+    project_analytics.router,
+    federation_sharing.router,
+]
 # Routes that accept file uploads get the upload limit; everything else (JSON) the small body limit.
 UPLOAD_ROUTES = re.compile(
     r"/datasets/upload"

@@ -149,3 +149,30 @@ def remove_member(
     emit({"removed": user, "project": project_id}, as_json=as_json) if as_json else console.print(
         f"removed {user}"
     )
+
+
+VIEWS = ("contributions", "models", "training", "resources", "federations")
+
+
+@app.command("analytics")
+def analytics(
+    project_id: str,
+    view: Annotated[
+        str, typer.Option(help="contributions, models, training, resources or federations")
+    ] = "contributions",
+    url: UrlOpt = None,
+    api_key: KeyOpt = None,
+    ca_cert: CaOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """One analytics view of a project."""
+    if view not in VIEWS:
+        raise typer.BadParameter(f"--view must be one of {', '.join(VIEWS)}")
+    with connect(url, api_key, ca_cert, as_json=as_json) as client:
+        result = client.projects.analytics(project_id, view)
+    rows = result.get("data", result.get("jobs", result.get("by_member")))
+    if as_json or not isinstance(rows, list):
+        emit(result, as_json=True)
+        return
+    flat = [{k: v for k, v in r.items() if not isinstance(v, list | dict)} for r in rows]
+    emit(flat, as_json=False, columns=list(flat[0]) if flat else [], title=f"{view} ({project_id})")

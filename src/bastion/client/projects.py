@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import builtins
 from typing import Any
 
 from bastion.client.transport import Transport, operation
@@ -64,3 +65,28 @@ class Projects:
     @operation("DELETE", "/api/v1/projects/{project_id}/members/{user}")
     def remove_member(self, project_id: str, user: str) -> None:
         self.t.json("DELETE", f"{BASE}/{project_id}/members/{user}")
+
+    @operation("GET", "/api/v1/projects/{project_id}/analytics/contributions")
+    def contributions(self, project_id: str) -> builtins.list[dict[str, Any]]:
+        return list(self.analytics(project_id, "contributions")["data"])
+
+    @operation("GET", "/api/v1/projects/{project_id}/analytics/models")
+    def model_performance(self, project_id: str) -> builtins.list[dict[str, Any]]:
+        return list(self.analytics(project_id, "models")["data"])
+
+    @operation("GET", "/api/v1/projects/{project_id}/analytics/training")
+    def training_history(self, project_id: str) -> dict[str, Any]:
+        return self.analytics(project_id, "training")
+
+    @operation("GET", "/api/v1/projects/{project_id}/analytics/resources")
+    def resource_use(self, project_id: str) -> dict[str, Any]:
+        return self.analytics(project_id, "resources")
+
+    @operation("GET", "/api/v1/projects/{project_id}/analytics/federations")
+    def federation_participation(self, project_id: str) -> builtins.list[dict[str, Any]]:
+        return list(self.analytics(project_id, "federations")["data"])
+
+    def analytics(self, project_id: str, view: str) -> dict[str, Any]:
+        """One analytics view (contributions, models, training, resources, federations) as JSON."""
+        result: dict[str, Any] = self.t.json("GET", f"{BASE}/{project_id}/analytics/{view}")
+        return result

@@ -63,3 +63,90 @@ class ProjectDetail(Project):
 
 class Domains(BaseModel):
     domains: dict[str, list[str]] = Field(description="domain -> allowed subdomains (empty: any short slug)")
+
+
+class Contribution(BaseModel):
+    user_id: str
+    username: str | None
+    role: ProjectRoleName | None = Field(description="null: no longer a member")
+    datasets: int
+    rows: int = Field(description="rows of the datasets they uploaded (kept ones)")
+    jobs: int = Field(description="training and fine-tuning jobs they started")
+    federation_rounds: int = Field(
+        description="rounds of the project's federations their sites sent an update in"
+    )
+
+
+class VersionPoint(BaseModel):
+    version: int
+    created_at: UtcDateTime
+    metrics: dict[str, float]
+
+
+class ModelPerformance(BaseModel):
+    model_id: str
+    name: str
+    primary_metric: str | None
+    versions: list[VersionPoint]
+
+
+class HistoryJob(BaseModel):
+    job_id: str
+    owner: str | None
+    model_type: str
+    state: str
+    created_at: UtcDateTime
+    completed_at: UtcDateTime | None
+    duration_seconds: float
+    metrics: dict[str, float]
+
+
+class TrainingHistory(BaseModel):
+    by_state: dict[str, int]
+    jobs: list[HistoryJob] = Field(description="the newest 500, newest first")
+
+
+class Usage(BaseModel):
+    cpu_hours: float
+    gpu_hours: float
+    cost: float
+
+
+class MemberUsage(Usage):
+    user_id: str
+    username: str | None
+
+
+class ResourceUse(BaseModel):
+    currency: str
+    total: Usage
+    by_member: list[MemberUsage]
+
+
+class MemberRounds(BaseModel):
+    user_id: str
+    username: str | None
+    rounds: int
+
+
+class FederationParticipation(BaseModel):
+    federation_id: str
+    name: str
+    state: str
+    completed_rounds: int
+    rounds: int
+    sites: int
+    guests: int
+    rounds_by_member: list[MemberRounds]
+
+
+class Contributions(BaseModel):
+    data: list[Contribution]
+
+
+class ModelsOverTime(BaseModel):
+    data: list[ModelPerformance]
+
+
+class Participation(BaseModel):
+    data: list[FederationParticipation]

@@ -128,6 +128,27 @@ class ProjectService:
             s.flush()
             return self._view(s, project, role, members=self._members(s, project.id))
 
+    # -- analytics ----------------------------------------------------------------------------------
+    def analytics(self, principal: Principal, project_id: str, view: str) -> Any:
+        """One analytics view of a project its members (any role) and admins may read."""
+        from bastion.jobs.pricing import PriceTable
+        from bastion.projects import analytics
+
+        with self.db.session() as s:
+            project = self._load(s, project_id)
+            authorize(s, principal, project.id, Action.READ, _missing())
+            if view == "contributions":
+                return {"data": analytics.contributions(s, project.id)}
+            if view == "models":
+                return {"data": analytics.model_performance(s, project.id)}
+            if view == "training":
+                return analytics.training_history(s, project.id)
+            if view == "resources":
+                return analytics.resource_use(s, project.id, PriceTable(self.db).all())
+            if view == "federations":
+                return {"data": analytics.federation_participation(s, project.id)}
+        raise NotFound(f"no analytics view {view!r}", code="unknown_view")
+
     # -- members ------------------------------------------------------------------------------------
     def add_member(
         self, principal: Principal, project_id: str, user_ref: str, role: str, ip: str | None = None
