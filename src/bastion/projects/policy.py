@@ -107,13 +107,7 @@ def scope(
     stays a single indexed range scan however many projects and members there are.
     """
     if project is not None:
-        authorize(
-            s,
-            caller,
-            _project_row(s, project),
-            Action.READ,
-            NotFound(PROJECT_NOT_FOUND, code="project_not_found"),
-        )
+        _check_project(s, caller, project, Action.READ)
         return stmt.where(column == project)
     return stmt.where(
         column.in_(select(ProjectMember.project_id).where(ProjectMember.user_id == caller.user_id))
@@ -126,21 +120,17 @@ def target(s: Session, caller: Caller, project: str | None) -> str:
     user_id, _ = _who(caller)
     if project is None:
         return personal_project_id(s.connection(), user_id)
-    authorize(
-        s,
-        caller,
-        _project_row(s, project),
-        Action.WRITE,
-        NotFound(PROJECT_NOT_FOUND, code="project_not_found"),
-    )
+    _check_project(s, caller, project, Action.WRITE)
     return project
 
 
-def _project_row(s: Session, project_id: str) -> str | None:
-    """The id when such a project exists (else None, which only an admin gets past as 'not found')."""
+def _check_project(s: Session, caller: Caller, project_id: str, action: Action) -> None:
+    """``authorize`` for a project named in a request. A member's role row answers existence too
+    (none: 404), so only an admin, who needs no membership, costs a separate existence query."""
+    missing = NotFound(PROJECT_NOT_FOUND, code="project_not_found")
     if len(project_id) > 36:
-        raise NotFound(PROJECT_NOT_FOUND, code="project_not_found")
-    found = s.scalar(select(Project.id).where(Project.id == project_id))
-    if found is None:
-        raise NotFound(PROJECT_NOT_FOUND, code="project_not_found")
-    return str(found)
+        raise missing
+    _user_id, admin = _who(caller)
+    if admin and s.scalar(select(Project.id).where(Project.id == project_id)) is None:
+        raise missing
+    authorize(s, caller, project_id, action, missing)

@@ -22,11 +22,14 @@ class Federation(Base):
     """One federated training run; the full validated request is kept in ``config_json``."""
 
     __tablename__ = "federations"
-    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_federations_owner_name"),)
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name", name="uq_federations_owner_name"),
+        Index("ix_federations_project_created", "project_id", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(16), default="waiting")
     failure_reason: Mapped[str | None] = mapped_column(Text)

@@ -52,7 +52,8 @@ def upgrade() -> None:
             batch.create_foreign_key(
                 f"fk_{table}_project_id_projects", "projects", ["project_id"], ["id"], ondelete="CASCADE"
             )
-            batch.create_index(f"ix_{table}_project_id", ["project_id"])
+            # Keyset pages of one project's objects: one range scan (created_at, id order).
+            batch.create_index(f"ix_{table}_project_created", ["project_id", "created_at", "id"])
     _personal_projects()
     _federation_sharing()
 
@@ -124,7 +125,7 @@ def downgrade() -> None:
     op.drop_table("fl_guests")
     for table in OWNED:
         with op.batch_alter_table(table) as batch:
-            batch.drop_index(f"ix_{table}_project_id")
+            batch.drop_index(f"ix_{table}_project_created")
             batch.drop_constraint(f"fk_{table}_project_id_projects", type_="foreignkey")
             batch.drop_column("project_id")
     op.drop_index("ix_project_members_user_id", "project_members")
