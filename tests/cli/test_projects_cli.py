@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
+from bastion.cli import train as train_cli
 from bastion.cli.main import app
 from bastion.client import BastionClient
 from bastion.client import sdk as sdk_module
 from tests.cli.test_train_cli import _out
 from tests.conftest import Caller
+from tests.projects.test_project_routes import CSV
 
 runner = CliRunner()
 
 
 def _as(monkeypatch: pytest.MonkeyPatch, http: TestClient, who: Caller) -> None:
+    monkeypatch.setattr(
+        train_cli, "_client", lambda url, api_key, ca_cert=None: BastionClient(api_key=who.key, http=http)
+    )
     monkeypatch.setattr(
         sdk_module,
         "BastionClient",
@@ -35,7 +41,7 @@ def _cli(args: list[str]) -> Any:
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_projects_commands(
-    client: TestClient, make_caller: Callable[..., Caller], monkeypatch: pytest.MonkeyPatch
+    client: TestClient, make_caller: Callable[..., Caller], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     alice, bob = make_caller("user", "alice"), make_caller("user", "bob")
     _as(monkeypatch, client, alice)
@@ -56,6 +62,14 @@ def test_projects_commands(
     result = runner.invoke(app, ["projects", "remove-member", pid, "alice"])
     assert result.exit_code != 0 and "owner" in result.output, result.output
     _as(monkeypatch, client, bob)
+    csv = tmp_path / "cohort.csv"
+    csv.write_bytes(CSV)
+    uploaded = _cli(["data", "upload", str(csv), "--project", pid])
+    assert uploaded["project_id"] == pid
+    assert [d["id"] for d in _cli(["data", "list", "--project", pid])] == [uploaded["id"]]
+    assert (
+        _cli(["models", "list", "--project", pid]) == [] and _cli(["train", "list", "--project", pid]) == []
+    )
     listed = _cli(["projects", "list"])
     assert pid in {p["id"] for p in listed} and len(listed) == 2, "the shared project and bob's personal one"
     assert _cli(["projects", "remove-member", pid, "bob"]) == {"removed": "bob", "project": pid}

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, QuietOpt, UrlOpt, connect
+from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, ProjectOpt, QuietOpt, UrlOpt, connect
 from bastion.cli.output import console, emit
 
 data_app = typer.Typer(help="Upload and list datasets (de-identified before storage).", no_args_is_help=True)
@@ -25,13 +25,14 @@ def upload(
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     ca_cert: CaOpt = None,
+    project: ProjectOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Upload a CSV, JSON, Excel or Parquet file."""
     if policy and policy.startswith("@"):
         policy = Path(policy[1:]).read_text()
     with connect(url, api_key, ca_cert, as_json=as_json) as client:
-        result = client.upload_dataset(file, name=name, policy=policy)
+        result = client.upload_dataset(file, name=name, policy=policy, project=project)
     if as_json:
         emit(result, as_json=True)
         return
@@ -53,11 +54,12 @@ def list_datasets(
     api_key: KeyOpt = None,
     ca_cert: CaOpt = None,
     quiet: QuietOpt = False,
+    project: ProjectOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Your datasets."""
     with connect(url, api_key, ca_cert, as_json=as_json) as client:
-        rows = client.list_datasets()
+        rows = client.list_datasets(project)
     emit(
         [{k: r[k] for k in ("id", "name", "format", "rows", "columns", "created_at")} for r in rows],
         as_json=as_json,
@@ -86,11 +88,12 @@ def list_models(
     api_key: KeyOpt = None,
     ca_cert: CaOpt = None,
     quiet: QuietOpt = False,
+    project: ProjectOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Your registered models."""
     with connect(url, api_key, ca_cert, as_json=as_json) as client:
-        rows = client.list_models()
+        rows = client.list_models(project)
     emit(
         rows,
         as_json=as_json,

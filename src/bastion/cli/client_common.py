@@ -24,6 +24,10 @@ KeyOpt = Annotated[
     str | None, typer.Option("--api-key", envvar="BASTION_API_KEY", help="API key.", show_default=False)
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
+ProjectOpt = Annotated[
+    str | None,
+    typer.Option(help="Project id: create in it / list only it (default: personal project / all yours)."),
+]
 CaOpt = Annotated[
     Path | None,
     typer.Option(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, QuietOpt, UrlOpt, connect
+from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, ProjectOpt, QuietOpt, UrlOpt, connect
 from bastion.cli.output import console, emit, err_console, fail
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ def create(
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     ca_cert: CaOpt = None,
+    project: ProjectOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a federation; round 1 opens when min-clients sites have registered."""
@@ -152,7 +153,7 @@ def create(
     from bastion.client.federations import Federations
 
     with connect(url, api_key, ca_cert, as_json=as_json) as client:
-        fed = Federations(client).create(body)
+        fed = Federations(client).create(body, project)
     emit(
         fed
         if as_json
@@ -179,13 +180,14 @@ def list_federations(
     api_key: KeyOpt = None,
     ca_cert: CaOpt = None,
     quiet: QuietOpt = False,
+    project: ProjectOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Your federations."""
     from bastion.client.federations import Federations
 
     with connect(url, api_key, ca_cert, as_json=as_json) as client:
-        rows = Federations(client).list_all()
+        rows = Federations(client).list_all(project)
     emit(
         rows,
         as_json=as_json,

@@ -9,7 +9,7 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 
-from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, QuietOpt, UrlOpt, client_failure
+from bastion.cli.client_common import CaOpt, JsonOpt, KeyOpt, ProjectOpt, QuietOpt, UrlOpt, client_failure
 from bastion.cli.output import console, emit, err_console, fail
 from bastion.client import BastionClient, BastionClientError, Event
 from bastion.client.transport import default_verify
@@ -154,6 +154,7 @@ def submit(
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     ca_cert: CaOpt = None,
+    project: ProjectOpt = None,
     as_json: JsonOpt = False,
     resources: ResourcesOpt = None,
     num_workers: Annotated[
@@ -179,6 +180,7 @@ def submit(
             seed=seed,
             model_name=model_name,
             resources=parse_resources(resources),
+            project=project,
         ),
     )
     follow_submitted(job_id, "job", watch, as_json, lambda: _watch(client, job_id, as_json))
@@ -248,11 +250,12 @@ def list_jobs(
     api_key: KeyOpt = None,
     ca_cert: CaOpt = None,
     quiet: QuietOpt = False,
+    project: ProjectOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """List your jobs."""
     client = _client(url, api_key, ca_cert)
-    rows = _call(as_json, lambda: client.list_jobs(limit, state))
+    rows = _call(as_json, lambda: client.list_jobs(limit, state, project))
     columns = ["job_id", "status", "progress", "model_type", "dataset_source", "created_at"]
     emit(rows, as_json=as_json, quiet=quiet, columns=columns, title="Training jobs")
 

@@ -32,12 +32,12 @@ class Federations:
         return body
 
     @operation("POST", "/api/v1/federations")
-    def create(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return self._json("POST", "", json=spec)
+    def create(self, spec: dict[str, Any], project: str | None = None) -> dict[str, Any]:
+        return self._json("POST", "", json=spec, params={"project": project} if project else None)
 
     @operation("GET", "/api/v1/federations")
-    def list_all(self) -> list[dict[str, Any]]:
-        return list(self.client.transport.pages(BASE))
+    def list_all(self, project: str | None = None) -> list[dict[str, Any]]:
+        return list(self.client.transport.pages(BASE, {"project": project} if project else None))
 
     @operation("GET", "/api/v1/federations/{federation_id}")
     def get(self, federation_id: str) -> dict[str, Any]:
