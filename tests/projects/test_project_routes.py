@@ -134,6 +134,9 @@ def test_datasets_models_and_federations_across_projects(
     ]
     assert client.get("/api/v1/datasets", params={"project": a}, headers=dave.headers).status_code == 404
     assert client.get("/api/v1/datasets", params={"project": b}, headers=bob.headers).json()["data"] == []
+    ft = "/api/v1/fine_tuning/jobs"
+    assert client.get(ft, params={"project": a}, headers=dave.headers).status_code == 404
+    assert client.get(ft, params={"project": a}, headers=carol.headers).json()["data"] == []
 
     # models: a version registered for project A (as a job of A would)
     blob = save({"w": np.zeros((2, 2), dtype=np.float32)})

@@ -92,6 +92,7 @@ class CreateJobBody(BaseModel):
 class JobObject(BaseModel):
     id: str
     object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    project_id: str | None = Field(None, description="The project that owns the job")
     model: str | None
     created_at: int | None
     finished_at: int | None
@@ -165,7 +166,7 @@ class CostEstimate(BaseModel):
 
 def _job(ctx: Context, job: Any) -> JobObject:
     price = ctx.services["jobs"].prices.all().get(job.resource_profile)
-    return JobObject(**views.job_view(job, price.hourly_cost if price else None))
+    return JobObject(**views.job_view(job, price.hourly_cost if price else None), project_id=job.project_id)
 
 
 @router.post(
