@@ -8,6 +8,10 @@ dir; the endpoint is ``GET /api/v1/auth/me`` with the bootstrap user key in ``X-
 Prints ``api_overhead_rps_ratio`` (Bastion rps / bare rps, goal >= 0.5) and ``api_overhead_p99_ms``
 (Bastion p99, goal < 100 ms) first, then the raw figures.
 
+A third case measures a project-scoped list in the same run: a project with 50 members owning
+10,000 datasets, ``GET /api/v1/datasets?project=<id>&limit=10`` with one member's key
+(``api_overhead_project_list_rps_ratio``, goal >= 0.5, against the same bare endpoint).
+
     .venv/bin/python bench/api_overhead.py                      # SQLite, 64 connections, 10 s each
     .venv/bin/python bench/api_overhead.py --duration 3 --warmup 1 --rounds 1   # quick run
     .venv/bin/python bench/api_overhead.py --database-url postgresql+psycopg://postgres@127.0.0.1:5432/postgres
@@ -42,6 +46,8 @@ MASTER = "bench-master-key-" + "m" * 40
 JWT = "bench-jwt-secret-" + "j" * 40
 ME_PATH = "/api/v1/auth/me"
 PING_PATH = "/ping"
+PROJECT_MEMBERS = 50
+PROJECT_OBJECTS = 10_000
 _KEY_LINE = re.compile(r"user API key:\s+(bst_\w+)")
 
 
@@ -141,8 +147,8 @@ def start_bastion(workdir: Path, database_url: str | None) -> tuple[Server, str]
             "PYTHONUNBUFFERED": "1",
         }
     )
-    if database_url:
-        env["BASTION_DATABASE_URL"] = database_url
+    # Named even for SQLite, so the bench can seed the project case into the same database.
+    env["BASTION_DATABASE_URL"] = database_url or f"sqlite:///{workdir / 'bench.db'}"
     with log.open("wb") as out:
         # The access log (one JSON line a request) goes to a file, as it would in production.
         proc = subprocess.Popen(
@@ -166,6 +172,58 @@ def start_bastion(workdir: Path, database_url: str | None) -> tuple[Server, str]
         server.stop()
         raise RuntimeError(f"GET {ME_PATH} with the bootstrap key answered {r.status_code}: {r.text}")
     return server, key
+
+
+def seed_project(server: Server, key: str, database_url: str) -> str:
+    """A project of the bootstrap user with 49 more members and 10,000 datasets; its list path."""
+    from sqlalchemy import insert
+
+    from bastion.store import Database
+    from bastion.store.base import new_id, utcnow
+    from bastion.store.models import DatasetRecord, ProjectMember, User
+
+    headers = {"X-API-Key": key}
+    r = httpx.post(
+        server.base + "/api/v1/projects", json={"name": "bench", "domain": "healthcare"}, headers=headers
+    )
+    r.raise_for_status()
+    project, owner = r.json()["id"], r.json()["created_by"]
+    users = [{"id": new_id(), "username": f"bench-{i}", "role": "user", "disabled": False} for i in range(49)]
+    now = utcnow()
+    db = Database(database_url)
+    with db.session() as s:
+        s.execute(insert(User), [{**u, "created_at": now} for u in users])
+        s.execute(
+            insert(ProjectMember),
+            [{"project_id": project, "user_id": u["id"], "role": "member", "added_at": now} for u in users],
+        )
+        owners = [owner] + [u["id"] for u in users]
+        rows = [
+            {
+                "id": new_id(),
+                "owner_id": owners[i % PROJECT_MEMBERS],
+                "project_id": project,
+                "name": f"dataset-{i}",
+                "source_format": "csv",
+                "size_bytes": 1000,
+                "rows": 100,
+                "columns": 5,
+                "schema_json": "[]",
+                "deid_json": "[]",
+                "artifact_id": f"dataset-bench-{i}",
+                "access_protected": False,
+                "created_at": now,
+            }
+            for i in range(PROJECT_OBJECTS)
+        ]
+        for start in range(0, len(rows), 1000):
+            s.execute(insert(DatasetRecord), rows[start : start + 1000])
+    db.dispose()
+    path = f"/api/v1/datasets?project={project}&limit=10"
+    r = httpx.get(server.base + path, headers=headers, timeout=10)
+    if r.status_code != 200 or len(r.json()["data"]) != 10:
+        raise RuntimeError(f"GET {path} answered {r.status_code}: {r.text[:500]}")
+    return path
 
 
 # -- load generators -----------------------------------------------------------------------------
@@ -366,11 +424,13 @@ def bench(args: argparse.Namespace) -> int:
             servers.append(bare)
             bastion, key = start_bastion(workdir, database_url)
             servers.append(bastion)
+            list_path = seed_project(bastion, key, database_url or f"sqlite:///{workdir / 'bench.db'}")
             targets: list[tuple[str, Server, str, dict[str, str]]] = [
                 ("bare", bare, bare.base + PING_PATH, {}),
                 ("bastion", bastion, bastion.base + ME_PATH, {"X-API-Key": key}),
+                ("project", bastion, bastion.base + list_path, {"X-API-Key": key}),
             ]
-            runs: dict[str, list[Result]] = {"bare": [], "bastion": []}
+            runs: dict[str, list[Result]] = {"bare": [], "bastion": [], "project": []}
             for _ in range(args.rounds):
                 for name, server, url, headers in targets:
                     if args.warmup > 0:
@@ -390,6 +450,8 @@ def bench(args: argparse.Namespace) -> int:
     bare_r, bastion_r = runs["bare"][pick], runs["bastion"][pick]
     print(f"api_overhead_rps_ratio: {ratios[pick]:.3f}")
     print(f"api_overhead_p99_ms: {bastion_r.p99_ms:.2f}")
+    list_ratios = [p.rps / a.rps for a, p in zip(runs["bare"], runs["project"], strict=True)]
+    print(f"api_overhead_project_list_rps_ratio: {sorted(list_ratios)[len(list_ratios) // 2]:.3f}")
     if bare_r.cpu_us_per_request and bastion_r.cpu_us_per_request:
         cpu_ratio = bare_r.cpu_us_per_request / bastion_r.cpu_us_per_request
         print(f"api_overhead_cpu_ratio: {cpu_ratio:.3f}")
@@ -399,10 +461,13 @@ def bench(args: argparse.Namespace) -> int:
         f"after {args.warmup:g} s warm-up, {args.rounds} round(s); database: {backend}; "
         f"cpus: {os.cpu_count()}, load average before: {load_before}"
     )
-    for i, (a, b) in enumerate(zip(runs["bare"], runs["bastion"], strict=True)):
+    for i, (a, b, p) in enumerate(zip(runs["bare"], runs["bastion"], runs["project"], strict=True)):
         mark = "*" if i == pick and args.rounds > 1 else " "
         print(f"{mark}bare    GET {PING_PATH:<16} {_fmt(a)}")
         print(f"{mark}bastion GET {ME_PATH:<16} {_fmt(b)}")
+        print(
+            f"{mark}project GET {'datasets?project':<16} {_fmt(p)}  ({PROJECT_MEMBERS} members, {PROJECT_OBJECTS} objects)"
+        )
     if any(r.errors for rs in runs.values() for r in rs):
         print("WARNING: some requests failed (non-2xx or socket errors); figures are not comparable")
         return 1

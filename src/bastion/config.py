@@ -129,6 +129,12 @@ class Settings(BaseSettings):
         validation_alias=_env("BASTION_WEB_IDLE_MINUTES"),
         description="a dashboard session unused this long ends (the next page asks to sign in again)",
     )
+    project_domains: str = Field(
+        "healthcare,finance,technology,retail,education",
+        validation_alias=_env("BASTION_PROJECT_DOMAINS"),
+        description="the domain taxonomy of projects: comma-separated domains, each optionally "
+        "'domain:sub1|sub2' to fix its subdomains (without a list any short subdomain is allowed)",
+    )
     # Sign-up (off by default) and OpenID Connect single sign-on: see docs/sso.md.
     signup_enabled: bool = Field(False, validation_alias=_env("BASTION_SIGNUP_ENABLED"))
     signup_allowed_domains: str = Field(

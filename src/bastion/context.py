@@ -21,6 +21,8 @@ from bastion.catalog.models import ModelRegistry
 from bastion.config import Settings, ensure_private_dir
 from bastion.data.sandbox import ParseLimits
 from bastion.errors import ConfigError
+from bastion.projects.service import ProjectService
+from bastion.projects.taxonomy import Taxonomy
 from bastion.store import Database
 from bastion.vault.store import VaultStore
 
@@ -96,6 +98,7 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
         quota_bytes=settings.user_storage_quota_bytes,
     )
     ctx.services["encrypted"] = _encrypted_inference(settings, ctx.services["models"], audit)
+    ctx.services["projects"] = ProjectService(db, audit, Taxonomy.parse(settings.project_domains))
     ctx.services["signups"] = Signups(
         db, audit, lockout, SignupPolicy.parse(settings.signup_enabled, settings.signup_allowed_domains)
     )

@@ -18,12 +18,15 @@ from bastion.api.routes import (
     auth,
     datasets,
     encrypted,
+    federation_sharing,
     federation_site,
     federations,
     fine_tuning,
     health,
     llm,
     models,
+    project_analytics,
+    projects,
     signup,
     sso,
     training,
@@ -49,7 +52,14 @@ ROUTERS: list[APIRouter] = [
     llm.router,
     encrypted.router,
 ]
-ROUTERS += [signup.router, signup.admin_router, sso.router]
+ROUTERS += [
+    signup.router,
+    signup.admin_router,
+    sso.router,
+    projects.router,
+    project_analytics.router,
+    federation_sharing.router,
+]
 # Routes that accept file uploads get the upload limit; everything else (JSON) the small body limit.
 UPLOAD_ROUTES = re.compile(
     r"/datasets/upload"

@@ -21,6 +21,8 @@ from bastion.auth.principal import Principal
 from bastion.catalog.access import AccessCodeGuard
 from bastion.data.sandbox import ParseLimits, Sandbox
 from bastion.errors import Invalid, NotFound
+from bastion.projects.policy import Action, authorize, scope
+from bastion.projects.policy import target as policy_target
 from bastion.store import Database
 from bastion.store.base import utcnow
 from bastion.store.models import DatasetRecord
@@ -59,6 +61,7 @@ def meta_artifact(dataset_artifact: str) -> str:
 def _view(row: DatasetRecord, schema: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "id": row.id,
+        "project_id": row.project_id,
         "name": row.name,
         "format": row.source_format,
         "size_bytes": row.size_bytes,
@@ -99,17 +102,22 @@ class DatasetCatalog:
 
         quota.check(self.db, principal.user_id, self.quota_bytes, incoming)
 
-    def upload(self, principal: Principal, data: bytes, *, name: str, policy: str | None) -> dict[str, Any]:
+    def upload(
+        self, principal: Principal, data: bytes, *, name: str, policy: str | None, project: str | None = None
+    ) -> dict[str, Any]:
         """Parse and de-identify in the sandbox process (bounded), then store; see bastion.data.sandbox."""
         if not name or len(name) > 200:
             raise Invalid("dataset name must be 1-200 characters")
         self._check_quota(principal, len(data))
+        with self.db.session() as s:
+            project_id = policy_target(s, principal, project)  # refuse before the parsing work
         prepared = self.sandbox.run(data, policy=policy, hmac_key=self.hmac_key)
         fmt = prepared.fmt
         stats = prepared.schema
         plain = [{k: s[k] for k in PLAIN_STAT_KEYS if k in s} for s in stats]
         record = DatasetRecord(
             owner_id=principal.user_id,
+            project_id=project_id,
             name=name,
             source_format=fmt,
             size_bytes=len(data),
@@ -149,24 +157,32 @@ class DatasetCatalog:
             )
             return _view(record, stats)
 
-    def _owned(self, principal: Principal | str, dataset_id: str, *, deleted: bool = False) -> DatasetRecord:
-        """The caller's dataset (``principal`` may be a user id, for jobs; a deleted one only when
-        ``deleted``); anyone else's is not found."""
-        owner_id = principal if isinstance(principal, str) else principal.user_id
+    def _owned(
+        self,
+        principal: Principal | str,
+        dataset_id: str,
+        *,
+        deleted: bool = False,
+        action: Action = Action.READ,
+    ) -> DatasetRecord:
+        """A dataset the caller may ``action`` under the project policy (``principal`` may be a user
+        id, for jobs; a deleted one only when ``deleted``); anything else is not found."""
         with self.db.session() as s:
-            row = s.get(DatasetRecord, dataset_id)
-        if row is None or row.owner_id != owner_id or (row.deleted_at and not deleted):
-            raise NotFound("dataset not found")
+            row = s.get(DatasetRecord, dataset_id) if len(dataset_id) <= 36 else None
+            if row is None or (row.deleted_at and not deleted):
+                raise NotFound("dataset not found")
+            authorize(
+                s, principal, row.project_id, action, NotFound("dataset not found"), owner_id=row.owner_id
+            )
         return row
 
     def list_for(
-        self, principal: Principal, limit: int = 100, cursor: str | None = None
+        self, principal: Principal, limit: int = 100, cursor: str | None = None, project: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """The caller's datasets, oldest first, and the next page's cursor."""
-        stmt = select(DatasetRecord).where(
-            DatasetRecord.owner_id == principal.user_id, DatasetRecord.deleted_at.is_(None)
-        )
+        """The datasets of the caller's projects (or of one), oldest first, and the next page's cursor."""
+        stmt = select(DatasetRecord).where(DatasetRecord.deleted_at.is_(None))
         with self.db.session() as s:
+            stmt = scope(s, stmt, DatasetRecord.project_id, principal, project)
             rows = list(s.scalars(DATASETS.apply(stmt, cursor, limit)))
         return [_view(r) for r in rows[:limit]], DATASETS.next_cursor(rows, limit)
 
@@ -181,7 +197,7 @@ class DatasetCatalog:
 
     def delete(self, principal: Principal, dataset_id: str) -> datetime:
         """Delete the payload; the row stays as a tombstone so a repeated DELETE answers alike."""
-        row = self._owned(principal, dataset_id, deleted=True)
+        row = self._owned(principal, dataset_id, deleted=True, action=Action.WRITE)
         if row.deleted_at is not None:
             return row.deleted_at
         now = utcnow()
@@ -244,7 +260,7 @@ class DatasetCatalog:
         self, principal: Principal, dataset_id: str, *, current: str | None, new: str | None
     ) -> dict[str, Any]:
         """Set, change or remove the dataset's access code (owner only; audited; lockout on wrong codes)."""
-        row = self._owned(principal, dataset_id)
+        row = self._owned(principal, dataset_id, action=Action.WRITE)
         self.guard.change(
             principal, self.vault, "dataset", row.id, [row.artifact_id], current=current, new=new
         )

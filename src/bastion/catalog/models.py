@@ -14,6 +14,8 @@ from bastion.audit import AuditLog, AuditRecord
 from bastion.auth.principal import Principal
 from bastion.catalog.access import AccessCodeGuard
 from bastion.errors import Conflict, Invalid, NotFound
+from bastion.projects.personal import personal_project_id
+from bastion.projects.policy import Action, authorize, scope
 from bastion.store import Database
 from bastion.store.models import ModelRecord, ModelVersionRecord
 from bastion.store.paging import Keyset
@@ -87,8 +89,13 @@ class ModelRegistry:
         input_schema: dict[str, Any] | None = None,
         access_code: str | None = None,
         primary_metric: str | None = None,
+        project_id: str | None = None,
     ) -> VersionView:
-        """Store a new version of ``name`` (creating the model on first use)."""
+        """Store a new version of ``name`` in a project (creating the model on first use).
+
+        The project is the one given, else that of the job or federation named in ``lineage`` (a
+        model joins the project of what produced it), else the owner's personal project.
+        """
         from bastion.ml.serialize import sniff_format
 
         owner_id = owner if isinstance(owner, str) else owner.user_id
@@ -99,11 +106,15 @@ class ModelRegistry:
         for attempt in range(3):
             try:
                 with self.db.session() as s:
+                    pid = project_id or _producer_project(s, lineage or {})
+                    pid = pid or personal_project_id(s.connection(), owner_id)
                     model = s.scalar(
-                        select(ModelRecord).where(ModelRecord.owner_id == owner_id, ModelRecord.name == name)
+                        select(ModelRecord).where(ModelRecord.project_id == pid, ModelRecord.name == name)
                     )
                     if model is None:
-                        model = ModelRecord(owner_id=owner_id, name=name, primary_metric=primary_metric)
+                        model = ModelRecord(
+                            owner_id=owner_id, project_id=pid, name=name, primary_metric=primary_metric
+                        )
                         s.add(model)
                         s.flush()
                     version = 1 + int(
@@ -152,17 +163,28 @@ class ModelRegistry:
         raise AssertionError("unreachable")
 
     # -- reading ---------------------------------------------------------------------------------
-    def _model(self, s: Session, principal: Principal, model_ref: str) -> ModelRecord:
-        model = s.get(ModelRecord, model_ref)
+    def _model(
+        self, s: Session, principal: Principal, model_ref: str, action: Action = Action.READ
+    ) -> ModelRecord:
+        """A model by id (or by a name of the caller's own) that the project policy lets them ``action``."""
+        model = s.get(ModelRecord, model_ref) if len(model_ref) <= 36 else None
         if model is None:
             model = s.scalar(
                 select(ModelRecord).where(
                     ModelRecord.owner_id == principal.user_id, ModelRecord.name == model_ref
                 )
             )
-        if model is None or model.owner_id != principal.user_id:
+        if model is None:
             raise NotFound("model not found")
+        authorize(
+            s, principal, model.project_id, action, NotFound("model not found"), owner_id=model.owner_id
+        )
         return model
+
+    def check(self, principal: Principal, model_ref: str, action: Action) -> str | None:
+        """Raise unless the caller may ``action`` the model; its project id."""
+        with self.db.session() as s:
+            return self._model(s, principal, model_ref, action).project_id
 
     def _versions(self, s: Session, model_id: str) -> list[ModelVersionRecord]:
         return list(
@@ -174,11 +196,11 @@ class ModelRegistry:
         )
 
     def list_for(
-        self, principal: Principal, limit: int = 100, cursor: str | None = None
+        self, principal: Principal, limit: int = 100, cursor: str | None = None, project: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """The caller's models, oldest first, and the next page's cursor."""
-        stmt = select(ModelRecord).where(ModelRecord.owner_id == principal.user_id)
+        """The models of the caller's projects (or of one), oldest first, and the next page's cursor."""
         with self.db.session() as s:
+            stmt = scope(s, select(ModelRecord), ModelRecord.project_id, principal, project)
             models = list(s.scalars(MODELS.apply(stmt, cursor, limit)))
             return [self._summary(s, m) for m in models[:limit]], MODELS.next_cursor(models, limit)
 
@@ -187,6 +209,7 @@ class ModelRegistry:
         best = self._best(versions, model.primary_metric)
         return {
             "id": model.id,
+            "project_id": model.project_id,
             "name": model.name,
             "created_at": model.created_at.isoformat(),
             "primary_metric": model.primary_metric,
@@ -274,7 +297,7 @@ class ModelRegistry:
         towards the lockout. Versions registered later (a new job, a quantization) carry their own.
         """
         with self.db.session() as s:
-            model = self._model(s, principal, model_ref)
+            model = self._model(s, principal, model_ref, Action.WRITE)
             rows = [r for r in self._versions(s, model.id) if version is None or r.version == version]
             if not rows:
                 raise NotFound(f"model version {version} not found" if version else "model has no versions")
@@ -370,6 +393,7 @@ def quantize_version(
     accuracy change measured on the held-out rows of ``dataset`` (the split training used)."""
     from bastion.ml.quantize import quantize_for_dataset, quantize_model
 
+    project_id = registry.check(principal, model_ref, Action.WRITE)  # a new version is a change
     view = registry.version(principal, model_ref, version)
     if view.model_format != "safetensors":
         raise Invalid(
@@ -396,6 +420,7 @@ def quantize_version(
         lineage={**view.lineage, "quantized_from": view.version},
         input_schema=view.input_schema,
         access_code=access_code if view.access_protected else None,
+        project_id=project_id,
     )
     return {"version": new.public(), "report": result.report}
 
@@ -404,4 +429,15 @@ def _default_metric(metrics: dict[str, Any]) -> str | None:
     for name in ("accuracy", "f1", "roc_auc", "r2", "rmse", "mae"):
         if isinstance(metrics.get(name), int | float):
             return name
+    return None
+
+
+def _producer_project(s: Session, lineage: dict[str, Any]) -> str | None:
+    """The project of the job or federation a new version came from (named in its lineage)."""
+    from bastion.store.models import Federation, TrainingJob
+
+    if isinstance(job_id := lineage.get("job_id"), str):
+        return s.scalar(select(TrainingJob.project_id).where(TrainingJob.id == job_id))
+    if isinstance(fed_id := lineage.get("federation_id"), str):
+        return s.scalar(select(Federation.project_id).where(Federation.id == fed_id))
     return None

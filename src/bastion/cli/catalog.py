@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from bastion.cli.client_common import Remote, client_command
-from bastion.cli.options import AccessCodeOpt, QuietOpt
+from bastion.cli.options import AccessCodeOpt, ProjectOpt, QuietOpt
 from bastion.cli.output import console, emit
 
 data_app = typer.Typer(help="Upload and list datasets (de-identified before storage).", no_args_is_help=True)
@@ -25,12 +25,13 @@ def upload(
     policy: Annotated[
         str | None, typer.Option(help="De-identification policy: JSON text or @file.json.")
     ] = None,
+    project: ProjectOpt = None,
 ) -> None:
     """Upload a CSV, JSON, Excel or Parquet file."""
     if policy and policy.startswith("@"):
         policy = Path(policy[1:]).read_text()
     with remote.connect() as client:
-        result = client.upload_dataset(file, name=name, policy=policy)
+        result = client.upload_dataset(file, name=name, policy=policy, project=project)
     if remote.as_json:
         emit(result, as_json=True)
         return
@@ -51,10 +52,11 @@ def upload(
 def list_datasets(
     remote: Remote,
     quiet: QuietOpt = False,
+    project: ProjectOpt = None,
 ) -> None:
     """Your datasets."""
     with remote.connect() as client:
-        rows = client.list_datasets()
+        rows = client.list_datasets(project)
     emit(
         [{k: r[k] for k in ("id", "name", "format", "rows", "columns", "created_at")} for r in rows],
         as_json=remote.as_json,
@@ -80,10 +82,11 @@ def delete_dataset(
 def list_models(
     remote: Remote,
     quiet: QuietOpt = False,
+    project: ProjectOpt = None,
 ) -> None:
     """Your registered models."""
     with remote.connect() as client:
-        rows = client.list_models()
+        rows = client.list_models(project)
     emit(
         rows,
         as_json=remote.as_json,

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import typer
 
-from bastion.cli.options import CaOpt, JsonOpt, KeyOpt, QuietOpt, UrlOpt
+from bastion.cli.options import CaOpt, JsonOpt, KeyOpt, ProjectOpt, QuietOpt, UrlOpt
 from bastion.cli.output import fail
 
 if TYPE_CHECKING:
@@ -25,7 +25,17 @@ if TYPE_CHECKING:
     from bastion.client.sdk import BastionClient
 
 # The option types used to live here; commands written against that keep working.
-__all__ = ["CaOpt", "JsonOpt", "KeyOpt", "QuietOpt", "Remote", "UrlOpt", "client_command", "connect"]
+__all__ = [
+    "CaOpt",
+    "JsonOpt",
+    "KeyOpt",
+    "ProjectOpt",
+    "QuietOpt",
+    "Remote",
+    "UrlOpt",
+    "client_command",
+    "connect",
+]
 
 
 def client_failure(exc: BastionClientError, as_json: bool) -> typer.Exit:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bastion.cli.client_common import Remote, client_command
-from bastion.cli.options import CaOpt, JsonOpt, QuietOpt
+from bastion.cli.options import CaOpt, JsonOpt, ProjectOpt, QuietOpt
 from bastion.cli.output import console, emit, err_console, fail
 
 if TYPE_CHECKING:
@@ -110,6 +110,7 @@ def create(
     max_site_share: Annotated[
         float | None, typer.Option(help="Most of a round's weight one site may hold (default 0.5).")
     ] = None,
+    project: ProjectOpt = None,
 ) -> None:
     """Create a federation; round 1 opens when min-clients sites have registered."""
     body: dict[str, Any] = _json_arg(config, "--config") if config else {}
@@ -151,7 +152,7 @@ def create(
     from bastion.client.federations import Federations
 
     with remote.connect() as client:
-        fed = Federations(client).create(body)
+        fed = Federations(client).create(body, project)
     emit(
         fed
         if remote.as_json
@@ -177,12 +178,13 @@ def create(
 def list_federations(
     remote: Remote,
     quiet: QuietOpt = False,
+    project: ProjectOpt = None,
 ) -> None:
     """Your federations."""
     from bastion.client.federations import Federations
 
     with remote.connect() as client:
-        rows = Federations(client).list_all()
+        rows = Federations(client).list_all(project)
     emit(
         rows,
         as_json=remote.as_json,
@@ -244,6 +246,40 @@ def _show(remote: Remote, call: Callable[[Federations], Any]) -> None:
 
     with remote.connect() as client:
         emit(call(Federations(client)), as_json=remote.as_json)
+
+
+@app.command("sharing")
+@client_command()
+def sharing(
+    remote: Remote,
+    federation: FederationArg,
+    visibility: Annotated[
+        str | None, typer.Option(help="Set what guests see of the others: aggregates, sites or metrics")
+    ] = None,
+) -> None:
+    """Show (or set) what invited guests see, and who is invited."""
+    if visibility is None:
+        _show(remote, lambda feds: feds.sharing(federation))
+    else:
+        _show(remote, lambda feds: feds.set_visibility(federation, visibility))
+
+
+@app.command("invite")
+@client_command()
+def invite(
+    remote: Remote, federation: FederationArg, user: Annotated[str, typer.Argument(help="user name or id")]
+) -> None:
+    """Invite a user of another project to enrol their own sites."""
+    _show(remote, lambda feds: feds.invite(federation, user))
+
+
+@app.command("uninvite")
+@client_command()
+def uninvite(
+    remote: Remote, federation: FederationArg, user: Annotated[str, typer.Argument(help="user name or id")]
+) -> None:
+    """Withdraw an invitation (the guest's enrolled sites stay until revoked)."""
+    _show(remote, lambda feds: feds.uninvite(federation, user))
 
 
 @app.command("rounds")

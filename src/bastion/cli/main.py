@@ -4,7 +4,21 @@ from __future__ import annotations
 
 import typer
 
-from bastion.cli import account, admin, backup, catalog, fl, ft, predict, server, signin, train, vault, worker
+from bastion.cli import (
+    account,
+    admin,
+    backup,
+    catalog,
+    fl,
+    ft,
+    predict,
+    projects,
+    server,
+    signin,
+    train,
+    vault,
+    worker,
+)
 from bastion.cli import search as search_cli
 
 app = typer.Typer(
@@ -31,6 +45,7 @@ app.add_typer(ft.ft_app, name="ft")
 app.add_typer(ft.llm_app, name="llm")
 catalog.models_app.command("generate")(ft.generate)
 app.add_typer(account.account_app, name="account")
+app.add_typer(projects.app, name="projects")
 app.add_typer(admin.admin_app, name="admin")
 app.command("health")(account.health)
 app.command("login")(signin.login)

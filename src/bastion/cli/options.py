@@ -28,6 +28,10 @@ CaOpt = Annotated[
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output.")]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="Print ids only, one a line.")]
+ProjectOpt = Annotated[
+    str | None,
+    typer.Option(help="Project id: create in it / list only it (default: personal project / all yours)."),
+]
 AccessCodeOpt = Annotated[
     str | None,
     typer.Option(

@@ -10,7 +10,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 
 from bastion.cli.client_common import Remote, client_command, client_failure
-from bastion.cli.options import CaOpt, JsonOpt, KeyOpt, QuietOpt, UrlOpt
+from bastion.cli.options import CaOpt, JsonOpt, KeyOpt, ProjectOpt, QuietOpt, UrlOpt
 from bastion.cli.output import console, emit, err_console, fail
 from bastion.client import BastionClient, BastionClientError, Event
 
@@ -155,6 +155,7 @@ def submit(
     url: UrlOpt = None,
     api_key: KeyOpt = None,
     ca_cert: CaOpt = None,
+    project: ProjectOpt = None,
     as_json: JsonOpt = False,
     resources: ResourcesOpt = None,
     num_workers: Annotated[
@@ -180,6 +181,7 @@ def submit(
             seed=seed,
             model_name=model_name,
             resources=parse_resources(resources),
+            project=project,
         ),
     )
     follow_submitted(job_id, "job", watch, as_json, lambda: _watch(client, job_id, as_json))
@@ -246,10 +248,11 @@ def list_jobs(
     limit: Annotated[int, typer.Option(help="How many (newest first).")] = 10,
     state: Annotated[str | None, typer.Option("--status", help="Only jobs in this state.")] = None,
     quiet: QuietOpt = False,
+    project: ProjectOpt = None,
 ) -> None:
     """List your jobs."""
     client = remote.client()
-    rows = _call(remote.as_json, lambda: client.list_jobs(limit, state))
+    rows = _call(remote.as_json, lambda: client.list_jobs(limit, state, project))
     columns = ["job_id", "status", "progress", "model_type", "dataset_source", "created_at"]
     emit(rows, as_json=remote.as_json, quiet=quiet, columns=columns, title="Training jobs")
 

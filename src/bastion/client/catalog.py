@@ -15,12 +15,15 @@ class CatalogMixin:
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:  # pragma: no cover - provided
         raise NotImplementedError
 
-    def _pages(self, path: str) -> list[dict[str, Any]]:
-        """Every item of a paged collection (follows next_cursor)."""
+    def _pages(self, path: str, project: str | None = None) -> list[dict[str, Any]]:
+        """Every item of a paged collection (follows next_cursor); one project's with ``project``."""
         items: list[dict[str, Any]] = []
         cursor: str | None = None
+        scope = {"project": project} if project else {}
         while True:
-            page = self._request("GET", path, params={"limit": 500, **({"cursor": cursor} if cursor else {})})
+            page = self._request(
+                "GET", path, params={"limit": 500, **scope, **({"cursor": cursor} if cursor else {})}
+            )
             items.extend(page["data"])
             cursor = page.get("next_cursor")
             if not cursor:
@@ -28,9 +31,15 @@ class CatalogMixin:
 
     @operation("POST", "/api/v1/datasets")
     def upload_dataset(
-        self, path: str | Path, *, name: str | None = None, policy: dict[str, Any] | str | None = None
+        self,
+        path: str | Path,
+        *,
+        name: str | None = None,
+        policy: dict[str, Any] | str | None = None,
+        project: str | None = None,
     ) -> dict[str, Any]:
-        """Upload a CSV/JSON/Excel/Parquet file; the server de-identifies it before storing it."""
+        """Upload a CSV/JSON/Excel/Parquet file (into ``project``, default your personal one); the
+        server de-identifies it before storing it."""
         file = Path(path)
         data: dict[str, str] = {"name": name or file.name}
         if policy is not None:
@@ -41,12 +50,13 @@ class CatalogMixin:
                 "/api/v1/datasets",
                 files={"file": (file.name, fh, "application/octet-stream")},
                 data=data,
+                params={"project": project} if project else None,
             )
         return result
 
     @operation("GET", "/api/v1/datasets")
-    def list_datasets(self) -> list[dict[str, Any]]:
-        return self._pages("/api/v1/datasets")
+    def list_datasets(self, project: str | None = None) -> list[dict[str, Any]]:
+        return self._pages("/api/v1/datasets", project)
 
     @operation("GET", "/api/v1/datasets/{dataset_id}")
     def get_dataset(self, dataset_id: str) -> dict[str, Any]:
@@ -59,8 +69,8 @@ class CatalogMixin:
         return result
 
     @operation("GET", "/api/v1/models")
-    def list_models(self) -> list[dict[str, Any]]:
-        return self._pages("/api/v1/models")
+    def list_models(self, project: str | None = None) -> list[dict[str, Any]]:
+        return self._pages("/api/v1/models", project)
 
     @operation("GET", "/api/v1/models/{model_id}")
     def get_model(self, model_id: str) -> dict[str, Any]:

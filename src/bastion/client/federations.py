@@ -32,12 +32,12 @@ class Federations:
         return body
 
     @operation("POST", "/api/v1/federations")
-    def create(self, spec: dict[str, Any]) -> dict[str, Any]:
-        return self._json("POST", "", json=spec)
+    def create(self, spec: dict[str, Any], project: str | None = None) -> dict[str, Any]:
+        return self._json("POST", "", json=spec, params={"project": project} if project else None)
 
     @operation("GET", "/api/v1/federations")
-    def list_all(self) -> list[dict[str, Any]]:
-        return list(self.client.transport.pages(BASE))
+    def list_all(self, project: str | None = None) -> list[dict[str, Any]]:
+        return list(self.client.transport.pages(BASE, {"project": project} if project else None))
 
     @operation("GET", "/api/v1/federations/{federation_id}")
     def get(self, federation_id: str) -> dict[str, Any]:
@@ -55,6 +55,25 @@ class Federations:
     @operation("GET", "/api/v1/federations/{federation_id}/rounds")
     def rounds(self, federation_id: str) -> list[dict[str, Any]]:
         return list(self.client.transport.pages(f"{BASE}/{federation_id}/rounds"))
+
+    @operation("GET", "/api/v1/federations/{federation_id}/sharing")
+    def sharing(self, federation_id: str) -> dict[str, Any]:
+        """Visibility and invited guests."""
+        return self._json("GET", f"/{federation_id}/sharing")
+
+    @operation("PUT", "/api/v1/federations/{federation_id}/sharing")
+    def set_visibility(self, federation_id: str, visibility: str) -> dict[str, Any]:
+        """What guests see of the other parties: aggregates, sites or metrics."""
+        return self._json("PUT", f"/{federation_id}/sharing", json={"visibility": visibility})
+
+    @operation("POST", "/api/v1/federations/{federation_id}/guests")
+    def invite(self, federation_id: str, user: str) -> dict[str, Any]:
+        """Invite a user of another project to enrol their own sites."""
+        return self._json("POST", f"/{federation_id}/guests", json={"user": user})
+
+    @operation("DELETE", "/api/v1/federations/{federation_id}/guests/{user}")
+    def uninvite(self, federation_id: str, user: str) -> dict[str, Any]:
+        return self._json("DELETE", f"/{federation_id}/guests/{user}")
 
     @operation("POST", "/api/v1/federations/{federation_id}/participants")
     def enroll(self, federation_id: str, name: str) -> dict[str, Any]:

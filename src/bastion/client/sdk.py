@@ -23,6 +23,7 @@ from bastion.client.errors import APIError, BastionClientError, TransportError, 
 from bastion.client.federations import Federations
 from bastion.client.fine_tuning import FineTuningMixin
 from bastion.client.modelfile import DownloadedModel, open_download
+from bastion.client.projects import Projects
 from bastion.client.resources import Admin, Auth, Keys, Training
 from bastion.client.transport import Transport, operation
 from bastion.contract.jobs import SubmitRequest
@@ -90,6 +91,7 @@ class BastionClient(CatalogMixin, FineTuningMixin, AccountsMixin):
         self.admin = Admin(self.transport)
         self.training = Training(self.transport)
         self.federations = Federations(self)
+        self.projects = Projects(self.transport)
 
     @property
     def _auth(self) -> dict[str, str]:
@@ -164,6 +166,7 @@ class BastionClient(CatalogMixin, FineTuningMixin, AccountsMixin):
         resources: dict[str, Any] | None = None,
         search: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
+        project: str | None = None,
     ) -> str:
         """Queue a job; returns its id. Raises ValidationError listing valid choices on bad input.
 
@@ -182,6 +185,7 @@ class BastionClient(CatalogMixin, FineTuningMixin, AccountsMixin):
             model_name=model_name,
             resources=resources,
             search=search,
+            project=project,
         )
         body = request.model_dump(mode="json", exclude_none=True)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
@@ -214,10 +218,15 @@ class BastionClient(CatalogMixin, FineTuningMixin, AccountsMixin):
         return result
 
     @operation("GET", "/api/v1/training/jobs")
-    def list_jobs(self, limit: int = 10, status: str | None = None) -> list[dict[str, Any]]:
+    def list_jobs(
+        self, limit: int = 10, status: str | None = None, project: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Jobs of all your projects (or of one), newest first."""
         params: dict[str, Any] = {"limit": limit}
         if status:
             params["status"] = status
+        if project:
+            params["project"] = project
         result: list[dict[str, Any]] = self._request("GET", "/api/v1/training/jobs", params=params)["jobs"]
         return result
 

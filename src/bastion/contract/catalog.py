@@ -19,6 +19,7 @@ class DeidAction(BaseModel):
 
 class Dataset(BaseModel):
     id: str
+    project_id: str | None = Field(None, description="The project that owns it (see /api/v1/projects)")
     name: str
     format: str
     size_bytes: int
@@ -41,6 +42,7 @@ class DatasetDeleted(BaseModel):
 
 class ModelSummary(BaseModel):
     id: str
+    project_id: str | None = Field(None, description="The project that owns it (see /api/v1/projects)")
     name: str
     created_at: UtcDateTime
     primary_metric: str | None

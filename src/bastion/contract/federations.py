@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,13 +18,18 @@ class EnrollRequest(BaseModel):
 class Participant(BaseModel):
     id: str
     name: str
-    credential_prefix: str
+    credential_prefix: str | None = Field(description="null for another party's site, seen by a guest")
     registered: bool
     signing_public_key: str | None
     created_at: UtcDateTime | None
     registered_at: UtcDateTime | None
     last_seen_at: UtcDateTime | None
     revoked_at: UtcDateTime | None
+    metrics: dict[str, Any] | None = Field(
+        None,
+        description="the site's latest reported metrics (hidden from guests unless visibility is 'metrics')",
+    )
+    yours: bool = Field(False, description="you enrolled this site")
 
 
 class Enrolled(Participant):
@@ -51,6 +56,7 @@ class Round(BaseModel):
 
 class FederationSummary(BaseModel):
     id: str
+    project_id: str | None = Field(None, description="The project that owns the federation")
     name: str
     state: str
     failure_reason: str | None
@@ -115,3 +121,29 @@ class UploadedModel(BaseModel):
     model_version: int | None
     superseded_round: int | None = None
     discarded_updates: int | None = None
+
+
+class FederationGuest(BaseModel):
+    user_id: str
+    username: str
+    invited_at: UtcDateTime
+
+
+class Sharing(BaseModel):
+    """Who outside the coordinator's project takes part, and what they see of the others."""
+
+    visibility: Literal["aggregates", "sites", "metrics"] = Field(
+        description="aggregates: guests see rounds and aggregate metrics and their own sites only; "
+        "sites: also the other sites' names; metrics: also each site's latest metrics"
+    )
+    guests: list[FederationGuest]
+
+
+class VisibilityBody(BaseModel):
+    model_config = STRICT
+    visibility: Literal["aggregates", "sites", "metrics"]
+
+
+class GuestInvite(BaseModel):
+    model_config = STRICT
+    user: str = Field(min_length=1, max_length=64, description="user name or id")

@@ -28,6 +28,11 @@ class SubmitRequest(BaseModel):
     resource_profile: str | None = Field(None, max_length=32, description="Priced profile; see cost-estimate")
     max_runtime_seconds: float | None = Field(None, gt=0, le=30 * 24 * 3600)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    project: str | None = Field(
+        None,
+        max_length=36,
+        description="Project that owns the job and its model (default: your personal one)",
+    )
     model_name: str | None = Field(
         None,
         min_length=1,
@@ -70,6 +75,7 @@ class JobSummary(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     job_id: str
+    project_id: str | None = Field(None, description="The project that owns the job")
     status: StateName
     progress: float = Field(ge=0, le=1)
     created_at: UtcDateTime | None
@@ -95,6 +101,7 @@ class JobStatus(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     job_id: str
+    project_id: str | None = Field(None, description="The project that owns the job")
     status: StateName
     progress: float = Field(ge=0, le=1)
     created_at: UtcDateTime | None

@@ -21,6 +21,7 @@ from bastion.jobs.datasets import resolve_dataset
 from bastion.jobs.pricing import RESOURCE_PROFILE_NOTE, PriceTable, estimate
 from bastion.jobs.resources import resolve as resolve_resources
 from bastion.jobs.rl import RL_MODEL_TYPES
+from bastion.projects import policy
 from bastion.store.base import utcnow
 from bastion.store.models import JobEvent, JobLogLine, TrainingJob, User
 from bastion.store.paging import Keyset
@@ -102,6 +103,7 @@ class JobService:
             resources=resources,
             search=search,
             ip=ip,
+            project=req.project,
         )
 
     def enqueue(
@@ -123,6 +125,7 @@ class JobService:
         search: dict[str, Any] | None = None,
         ip: str | None = None,
         action: str = "training.submit",
+        project: str | None = None,
     ) -> TrainingJob:
         """Queue a validated job (any kind: the trainers and fine-tuning share this), or refuse it when
         the owner already has the maximum of active jobs, or its storage quota is used up (the job
@@ -139,6 +142,7 @@ class JobService:
                 # A no-op write on the owner's row: a row lock on PostgreSQL, the write lock on SQLite.
                 # Concurrent submits of one user then count active jobs one after the other.
                 s.execute(update(User).where(User.id == principal.user_id).values(role=User.role))
+                project_id = policy.target(s, principal, project)
                 active = s.scalar(
                     select(func.count())
                     .select_from(TrainingJob)
@@ -151,6 +155,7 @@ class JobService:
                 now = utcnow()
                 job = TrainingJob(
                     owner_id=principal.user_id,
+                    project_id=project_id,
                     model_type=model_type,
                     dataset_source=dataset_source,
                     dataset_id=dataset_id,
@@ -219,11 +224,17 @@ class JobService:
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def get(self, principal: Principal, job_id: str) -> TrainingJob:
-        """The caller's own job, or NotFound (also for somebody else's)."""
+    def get(
+        self, principal: Principal, job_id: str, action: policy.Action = policy.Action.READ
+    ) -> TrainingJob:
+        """A job the project policy lets the caller ``action``, or NotFound (also for one of a project
+        they are not in) / Forbidden (a role too small)."""
         job = self._load(job_id)
-        if job is None or job.owner_id != principal.user_id:
-            raise NotFound("training job not found", code="job_not_found")
+        missing = NotFound("training job not found", code="job_not_found")
+        if job is None:
+            raise missing
+        with self.db.session() as s:
+            policy.authorize(s, principal, job.project_id, action, missing, owner_id=job.owner_id)
         return job
 
     def get_any(self, job_id: str) -> TrainingJob:
@@ -239,10 +250,15 @@ class JobService:
             return s.get(TrainingJob, job_id.lower())
 
     def list_for(
-        self, principal: Principal, limit: int = 10, state: str | None = None, cursor: str | None = None
+        self,
+        principal: Principal,
+        limit: int = 10,
+        state: str | None = None,
+        cursor: str | None = None,
+        project: str | None = None,
     ) -> tuple[list[TrainingJob], str | None]:
-        """The caller's jobs, newest first, and the cursor of the next page (None at the end)."""
-        return self._list(limit, state, principal.user_id, cursor)
+        """The jobs of the caller's projects (or of one), newest first, and the next page's cursor."""
+        return self._list(limit, state, None, cursor, (principal, project))
 
     def admin_list(
         self,
@@ -262,7 +278,12 @@ class JobService:
         return {str(i): str(n) for i, n in rows}
 
     def _list(
-        self, limit: int, state: str | None, owner_id: str | None, cursor: str | None
+        self,
+        limit: int,
+        state: str | None,
+        owner_id: str | None,
+        cursor: str | None,
+        scoped: tuple[Principal, str | None] | None = None,
     ) -> tuple[list[TrainingJob], str | None]:
         limit = min(limit, MAX_LIST)
         stmt = select(TrainingJob)
@@ -271,6 +292,8 @@ class JobService:
         if state is not None:
             stmt = stmt.where(TrainingJob.state == state)
         with self.db.session() as s:
+            if scoped is not None:
+                stmt = policy.scope(s, stmt, TrainingJob.project_id, *scoped)
             rows = list(s.scalars(JOBS.apply(stmt, cursor, limit)))
         return rows[:limit], JOBS.next_cursor(rows, limit)
 
@@ -315,7 +338,7 @@ class JobService:
         Cancelling a cancelled job succeeds again; cancelling a completed or failed one is a Conflict.
         """
         try:
-            job = self.get_any(job_id) if as_admin else self.get(principal, job_id)
+            job = self.get_any(job_id) if as_admin else self.get(principal, job_id, policy.Action.WRITE)
         except NotFound:
             self._audit_cancel(principal, job_id[:64], ip, "denied", {"reason": "not_found"})
             raise

@@ -29,6 +29,7 @@ def summary(job: TrainingJob) -> dict[str, Any]:
     """One row of ``GET /training/jobs``."""
     return {
         "job_id": job.id,
+        "project_id": job.project_id,
         "status": job.state,
         "progress": round(float(job.progress), 4),
         "created_at": iso(job.created_at),
@@ -46,6 +47,7 @@ def status(job: TrainingJob) -> dict[str, Any]:
     """``GET /training/status/{id}``: seeds/000's shape plus params, stage, attempts and history."""
     return {
         "job_id": job.id,
+        "project_id": job.project_id,
         "status": job.state,
         "progress": round(float(job.progress), 4),
         "created_at": iso(job.created_at),

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from bastion.audit import AuditLog, AuditRecord
 from bastion.auth.principal import Principal
 from bastion.errors import Invalid, NotFound, PayloadTooLarge
+from bastion.projects import policy as project_policy
 from bastion.store import Database
 from bastion.store.models import DatasetRecord
 from bastion.vault.store import VaultStore
@@ -122,11 +123,15 @@ class FineTuneFiles:
             return file_view(record)
 
     def owned(self, principal: Principal | str, file_id: str) -> DatasetRecord:
-        owner = principal if isinstance(principal, str) else principal.user_id
+        """A training file the project policy lets the caller read (``principal`` may be a job's owner id)."""
+        missing = NotFound("file not found", code="file_not_found")
         with self.db.session() as s:
             row = s.get(DatasetRecord, file_id[:36])
-        if row is None or row.owner_id != owner or row.source_format != FORMAT:
-            raise NotFound("file not found", code="file_not_found")
+            if row is None or row.source_format != FORMAT:
+                raise missing
+            project_policy.authorize(
+                s, principal, row.project_id, project_policy.Action.READ, missing, owner_id=row.owner_id
+            )
         return row
 
     def get(self, principal: Principal, file_id: str) -> dict[str, Any]:

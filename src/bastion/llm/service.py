@@ -19,6 +19,7 @@ from bastion.errors import Invalid, NotFound
 from bastion.jobs.pricing import FIXED_OVERHEAD_SECONDS, Price
 from bastion.llm.params import Hyperparameters, check_hardware, resolve_targets
 from bastion.llm.train import LORA_MODEL_TYPE
+from bastion.projects import policy
 from bastion.store.models import JobEvent, TrainingJob
 
 if TYPE_CHECKING:
@@ -125,7 +126,9 @@ class FineTuning:
         ]
         return {**out, "profiles": profiles}
 
-    def create(self, principal: Principal, req: CreateRequest, ip: str | None = None) -> TrainingJob:
+    def create(
+        self, principal: Principal, req: CreateRequest, ip: str | None = None, project: str | None = None
+    ) -> TrainingJob:
         base, train, val, targets, price = self._prepare(principal, req)
         hp = req.hyperparameters
         params = {
@@ -163,6 +166,7 @@ class FineTuning:
             estimated_seconds=est["estimated_seconds"],
             ip=ip,
             action="fine_tuning.create",
+            project=project,
         )
 
     # -- reading ----------------------------------------------------------------------------------
@@ -174,11 +178,12 @@ class FineTuning:
         return job
 
     def page(
-        self, principal: Principal, limit: int, cursor: str | None
+        self, principal: Principal, limit: int, cursor: str | None, project: str | None = None
     ) -> tuple[list[TrainingJob], str | None]:
+        """Fine-tuning jobs of the caller's projects (or of one), newest first."""
         stmt = (
             select(TrainingJob)
-            .where(TrainingJob.owner_id == principal.user_id, TrainingJob.model_type == LORA_MODEL_TYPE)
+            .where(TrainingJob.model_type == LORA_MODEL_TYPE)
             .order_by(TrainingJob.created_at.desc(), TrainingJob.id.desc())
             .limit(min(limit, MAX_PAGE) + 1)
         )
@@ -194,7 +199,7 @@ class FineTuning:
                 )
             )
         with self.ctx.db.session() as s:
-            rows = list(s.scalars(stmt))
+            rows = list(s.scalars(policy.scope(s, stmt, TrainingJob.project_id, principal, project)))
         page = rows[: min(limit, MAX_PAGE)]
         more = len(rows) > len(page)
         next_cursor = encode_cursor(page[-1].created_at.isoformat(), page[-1].id) if more and page else None

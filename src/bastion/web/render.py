@@ -34,6 +34,7 @@ NAV: list[NavItem] = [
     NavItem("Datasets", "/datasets", Role.USER),
     NavItem("Models", "/models"),
     NavItem("Fine-tuning", "/fine-tuning", Role.USER),
+    NavItem("Projects", "/projects", Role.USER),
     NavItem("Admin", "/admin/users", Role.ADMIN),
     NavItem("Account", "/account"),
 ]

@@ -12,6 +12,7 @@ from bastion.api.deps import ContextDep, UserPrincipal
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
+from bastion.api.scoping import ProjectQuery
 from bastion.catalog.datasets import DatasetCatalog
 from bastion.contract.catalog import Dataset, DatasetDeleted
 from bastion.errors import Invalid, UnsupportedMedia
@@ -61,6 +62,7 @@ async def upload(
     idem: Idempotent,
     response: Response,
     name: Annotated[str | None, Query(max_length=200)] = None,
+    project: ProjectQuery = None,
     policy: Annotated[
         str | None,
         Query(
@@ -103,7 +105,9 @@ async def upload(
         raise UnsupportedMedia("send multipart/form-data or the raw file as application/octet-stream")
     if not data:
         raise Invalid("the upload is empty", code="empty_upload")
-    view = await run_in_threadpool(catalog(ctx).upload, principal, data, name=name[:200], policy=policy)
+    view = await run_in_threadpool(
+        catalog(ctx).upload, principal, data, name=name[:200], policy=policy, project=project
+    )
     dataset = Dataset.model_validate(view)
     return await run_in_threadpool(idem.created, response, dataset, f"/api/v1/datasets/{dataset.id}")
 
@@ -114,10 +118,14 @@ def _text(value: object) -> str | None:
 
 @router.get("", response_model=Page[Dataset])
 def list_datasets(
-    principal: UserPrincipal, ctx: ContextDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+    principal: UserPrincipal,
+    ctx: ContextDep,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+    project: ProjectQuery = None,
 ) -> dict[str, Any]:
-    """Your datasets, oldest first."""
-    data, next_cursor = catalog(ctx).list_for(principal, limit, cursor)
+    """The datasets of your projects (or of one, ``?project=``), oldest first."""
+    data, next_cursor = catalog(ctx).list_for(principal, limit, cursor, project)
     return {"data": data, "next_cursor": next_cursor}
 
 

@@ -16,6 +16,7 @@ from bastion.api.deps import ContextDep, CurrentPrincipal, UserPrincipal, client
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
+from bastion.api.scoping import ProjectQuery
 from bastion.context import Context
 from bastion.contract.federations import (
     Enrolled,
@@ -82,19 +83,24 @@ def create_federation(
     request: Request,
     idem: Idempotent,
     response: Response,
+    project: ProjectQuery = None,
 ) -> Any:
     if (replay := idem.replay()) is not None:
         return replay
-    fed = FederationDetail.model_validate(service(ctx).create(principal, body, client_ip(request)))
+    fed = FederationDetail.model_validate(service(ctx).create(principal, body, client_ip(request), project))
     return idem.created(response, fed, f"/api/v1/federations/{fed.id}")
 
 
 @router.get("", response_model=Page[FederationSummary])
 def list_federations(
-    principal: CurrentPrincipal, ctx: ContextDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+    principal: CurrentPrincipal,
+    ctx: ContextDep,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+    project: ProjectQuery = None,
 ) -> dict[str, Any]:
-    """Your federations, oldest first."""
-    data, next_cursor = service(ctx).list_for(principal, limit, cursor)
+    """The federations of your projects (or of one, ``?project=``), oldest first."""
+    data, next_cursor = service(ctx).list_for(principal, limit, cursor, project)
     return {"data": data, "next_cursor": next_cursor}
 
 

@@ -17,6 +17,7 @@ from starlette.datastructures import UploadFile
 
 from bastion.api.deps import ContextDep, UserPrincipal, client_ip
 from bastion.api.openapi import errors
+from bastion.api.scoping import ProjectQuery
 from bastion.context import Context
 from bastion.errors import Invalid, UnsupportedMedia
 from bastion.jobs import states
@@ -91,6 +92,7 @@ class CreateJobBody(BaseModel):
 class JobObject(BaseModel):
     id: str
     object: Literal["fine_tuning.job"] = "fine_tuning.job"
+    project_id: str | None = Field(None, description="The project that owns the job")
     model: str | None
     created_at: int | None
     finished_at: int | None
@@ -164,7 +166,7 @@ class CostEstimate(BaseModel):
 
 def _job(ctx: Context, job: Any) -> JobObject:
     price = ctx.services["jobs"].prices.all().get(job.resource_profile)
-    return JobObject(**views.job_view(job, price.hourly_cost if price else None))
+    return JobObject(**views.job_view(job, price.hourly_cost if price else None), project_id=job.project_id)
 
 
 @router.post(
@@ -237,9 +239,14 @@ def estimate(body: CreateJobBody, principal: UserPrincipal, ctx: ContextDep) -> 
     "/jobs", status_code=201, response_model=JobObject, responses=errors(401, 403, 404, 413, 422, 429)
 )
 def create_job(
-    body: CreateJobBody, principal: UserPrincipal, request: Request, response: Response, ctx: ContextDep
+    body: CreateJobBody,
+    principal: UserPrincipal,
+    request: Request,
+    response: Response,
+    ctx: ContextDep,
+    project: ProjectQuery = None,
 ) -> JobObject:
-    job = service(ctx).create(principal, body.request(), ip=client_ip(request))
+    job = service(ctx).create(principal, body.request(), ip=client_ip(request), project=project)
     response.headers["Location"] = f"/api/v1/fine_tuning/jobs/{job.id}"
     return _job(ctx, job)
 
@@ -250,8 +257,9 @@ def list_jobs(
     ctx: ContextDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
+    project: ProjectQuery = None,
 ) -> JobList:
-    rows, next_cursor = service(ctx).page(principal, limit, cursor)
+    rows, next_cursor = service(ctx).page(principal, limit, cursor, project)
     return JobList(
         data=[_job(ctx, j) for j in rows], has_more=next_cursor is not None, next_cursor=next_cursor
     )

@@ -12,6 +12,7 @@ from bastion.api.deps import ContextDep, CurrentPrincipal, UserPrincipal, presen
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
+from bastion.api.scoping import ProjectQuery
 from bastion.auth.principal import Principal
 from bastion.catalog.models import ModelRegistry
 from bastion.context import Context
@@ -25,6 +26,7 @@ from bastion.contract.catalog import (
     QuantizeResult,
 )
 from bastion.errors import Invalid
+from bastion.projects.policy import Action
 
 router = APIRouter(prefix="/api/v1/models", tags=["models"])
 AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
@@ -37,10 +39,14 @@ def registry(ctx: ContextDep) -> ModelRegistry:
 
 @router.get("", response_model=Page[ModelSummary])
 def list_models(
-    principal: CurrentPrincipal, ctx: ContextDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+    principal: CurrentPrincipal,
+    ctx: ContextDep,
+    limit: LimitQuery = 100,
+    cursor: CursorQuery = None,
+    project: ProjectQuery = None,
 ) -> dict[str, Any]:
-    """Your registered models, oldest first."""
-    data, next_cursor = registry(ctx).list_for(principal, limit, cursor)
+    """The registered models of your projects (or of one, ``?project=``), oldest first."""
+    data, next_cursor = registry(ctx).list_for(principal, limit, cursor, project)
     return {"data": data, "next_cursor": next_cursor}
 
 
@@ -66,6 +72,7 @@ def quantize_measured(
     from bastion.catalog.models import quantize_version
     from bastion.data.builtin import load_dataset
 
+    registry(ctx).check(principal, model_id, Action.WRITE)  # a new version: refused before any work
     view = registry(ctx).version(principal, model_id, version)
     lineage = view.lineage
     source = lineage.get("dataset_source")

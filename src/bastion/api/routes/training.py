@@ -16,6 +16,7 @@ from bastion.api.deps import ContextDep, UserPrincipal, client_ip, presented_cre
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, SeqQuery
+from bastion.api.scoping import ProjectQuery
 from bastion.context import Context
 from bastion.contract.common import DB_INT_MAX, Ack
 from bastion.contract.jobs import (
@@ -134,9 +135,11 @@ def list_jobs(
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     status: Annotated[StateName | None, Query(description="Only jobs in this state")] = None,
     cursor: CursorQuery = None,
+    project: ProjectQuery = None,
 ) -> dict[str, Any]:
-    """Your jobs, newest first (seeds/000's shape, plus ``next_cursor``)."""
-    rows, next_cursor = jobs(ctx).list_for(principal, limit, status, cursor)
+    """The jobs of your projects (or of one, ``?project=``), newest first (seeds/000's shape, plus
+    ``next_cursor``)."""
+    rows, next_cursor = jobs(ctx).list_for(principal, limit, status, cursor, project)
     return {"jobs": [views.summary(j) for j in rows], "next_cursor": next_cursor}
 
 

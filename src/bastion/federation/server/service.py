@@ -14,22 +14,30 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
 from bastion.audit import AuditRecord
 from bastion.auth.principal import Principal
-from bastion.errors import BastionError, Conflict, Invalid, NotFound
-from bastion.federation.server import artifacts, credentials
+from bastion.errors import BastionError, Conflict, Forbidden, Invalid, NotFound
+from bastion.federation.server import artifacts, credentials, sharing
 from bastion.federation.server.config import FederationCreate, check_strategy
 from bastion.federation.server.coordinator import LIVE, Coordinator
 from bastion.federation.server.keys import ServerKeys, keys_artifact
 from bastion.federation.server.privacy import privacy_report
 from bastion.federation.server.views import federation_view, participant_view, round_view
 from bastion.federation.tensors import TensorSpec, decode, encode, validate
+from bastion.projects import policy
 from bastion.store.base import new_id
-from bastion.store.models import Federation, FederationParticipant, FederationRound, FederationUpdate
+from bastion.store.models import (
+    Federation,
+    FederationGuest,
+    FederationParticipant,
+    FederationRound,
+    FederationUpdate,
+    ProjectMember,
+)
 from bastion.store.paging import Keyset
 
 ONLINE_WINDOW = timedelta(seconds=60)
@@ -96,11 +104,49 @@ class FederationService:
 
     # -- lookups ----------------------------------------------------------------------------------
     @staticmethod
-    def _owned(s: Session, principal: Principal, federation_id: str) -> Federation:
-        fed = s.get(Federation, federation_id)
-        if fed is None or fed.owner_id != principal.user_id:
+    def _owned(
+        s: Session, principal: Principal, federation_id: str, action: policy.Action = policy.Action.READ
+    ) -> Federation:
+        """A federation the caller may ``action``: by project role, or as an invited guest (read only)."""
+        return FederationService._access(s, principal, federation_id, action)[0]
+
+    @staticmethod
+    def _access(
+        s: Session,
+        principal: Principal,
+        federation_id: str,
+        action: policy.Action = policy.Action.READ,
+        *,
+        guest_may: bool = False,
+    ) -> tuple[Federation, sharing.Viewer]:
+        """The federation and how the caller sees it. Project members pass the project policy (404
+        for strangers, 403 for a role too small); an invited guest reads (and enrols when
+        ``guest_may``) but changes nothing else (403)."""
+        fed = s.get(Federation, federation_id) if len(federation_id) <= 36 else None
+        if fed is None:
             raise NotFound("federation not found")
-        return fed
+        try:
+            policy.authorize(
+                s, principal, fed.project_id, action, NotFound("federation not found"), owner_id=fed.owner_id
+            )
+            return fed, sharing.viewer_of(principal, False, fed.visibility)
+        except NotFound:
+            if not sharing.is_guest(s, principal.user_id, fed.id):
+                raise
+        if action != policy.Action.READ and not guest_may:
+            raise Forbidden(
+                "an invited guest may read the federation and enrol sites; the coordinator's project changes it",
+                code="federation_guest",
+            )
+        return fed, sharing.viewer_of(principal, True, fed.visibility)
+
+    def _sites(
+        self, s: Session, viewer: sharing.Viewer, fed_id: str, rows: list[FederationParticipant]
+    ) -> list[dict[str, Any]]:
+        """Participant views as the viewer may see them (one query for every site's metrics)."""
+        shown = [r for r in rows if viewer.shows(r)]
+        metrics = sharing.latest_metrics(s, fed_id, [r.id for r in shown])
+        return [viewer.view(r, participant_view(r), metrics.get(r.id)) for r in shown]
 
     def _record(
         self, s: Session, principal: Principal, action: str, fid: str, ip: str | None, **details: Any
@@ -120,7 +166,9 @@ class FederationService:
         )
 
     # -- create -----------------------------------------------------------------------------------
-    def create(self, principal: Principal, cfg: FederationCreate, source_ip: str | None) -> dict[str, Any]:
+    def create(
+        self, principal: Principal, cfg: FederationCreate, source_ip: str | None, project: str | None = None
+    ) -> dict[str, Any]:
         check_strategy(cfg)
         self._check_limits(principal, cfg)
         if cfg.evaluation.server_dataset:
@@ -142,6 +190,7 @@ class FederationService:
                     Federation(
                         id=fid,
                         owner_id=principal.user_id,
+                        project_id=policy.target(s, principal, project),
                         name=cfg.name,
                         state="waiting",
                         config_json=cfg.model_dump_json(),
@@ -214,7 +263,7 @@ class FederationService:
         every received update are removed, and it no longer counts against the owner's quota.
         """
         with self.db.session() as s:
-            fed = self._owned(s, principal, federation_id)
+            fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
             if fed.state == ARCHIVED:
                 return federation_view(fed)
             now = self.coordinator.clock()
@@ -239,13 +288,69 @@ class FederationService:
         with self.db.session() as s:
             return federation_view(self._owned(s, principal, federation_id))
 
+    # -- sharing across users (see sharing.py) -------------------------------------------------------
+    def sharing(self, principal: Principal, federation_id: str) -> dict[str, Any]:
+        """Visibility and invited guests (the coordinator's project only: guests get 403)."""
+        with self.db.session() as s:
+            fed, viewer = self._access(s, principal, federation_id)
+            if viewer.guest:
+                raise Forbidden("only the coordinator's project sees the guest list", code="federation_guest")
+            return {"visibility": fed.visibility, "guests": sharing.guests(s, fed.id)}
+
+    def set_visibility(
+        self, principal: Principal, federation_id: str, visibility: str, ip: str | None
+    ) -> dict[str, Any]:
+        with self.db.session() as s:
+            fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
+            fed.visibility = sharing.check_visibility(visibility)
+            self._record(s, principal, "fl.federation.visibility", fed.id, ip, visibility=visibility)
+        return self.sharing(principal, federation_id)
+
+    def invite(
+        self, principal: Principal, federation_id: str, user_ref: str, ip: str | None
+    ) -> dict[str, Any]:
+        """Invite a user (of any project) to enrol their own sites; audited."""
+        with self.db.session() as s:
+            fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
+            user = sharing.find_user(s, user_ref)
+            if s.get(FederationGuest, (fed.id, user.id)) is not None:
+                raise Conflict(f"{user.username} is already invited", code="already_invited")
+            s.add(FederationGuest(federation_id=fed.id, user_id=user.id, invited_by=principal.user_id))
+            self._record(s, principal, "fl.guest.invite", fed.id, ip, user_id=user.id)
+        return self.sharing(principal, federation_id)
+
+    def uninvite(
+        self, principal: Principal, federation_id: str, user_ref: str, ip: str | None
+    ) -> dict[str, Any]:
+        """Withdraw an invitation: the guest loses access; sites already enrolled stay until revoked."""
+        with self.db.session() as s:
+            fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
+            user = sharing.find_user(s, user_ref)
+            row = s.get(FederationGuest, (fed.id, user.id))
+            if row is None:
+                raise NotFound("no such guest", code="guest_not_found")
+            s.delete(row)
+            self._record(s, principal, "fl.guest.remove", fed.id, ip, user_id=user.id)
+        return self.sharing(principal, federation_id)
+
     # -- read -------------------------------------------------------------------------------------
     def list_for(
-        self, principal: Principal, limit: int = 100, cursor: str | None = None
+        self, principal: Principal, limit: int = 100, cursor: str | None = None, project: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """The caller's federations, oldest first, and the next page's cursor."""
-        stmt = select(Federation).where(Federation.owner_id == principal.user_id)
+        """The federations of the caller's projects (or of one) and those they are invited to, oldest
+        first, and the next page's cursor."""
         with self.db.session() as s:
+            stmt = select(Federation)
+            if project is not None:
+                stmt = policy.scope(s, stmt, Federation.project_id, principal, project)
+            else:
+                mine = select(ProjectMember.project_id).where(ProjectMember.user_id == principal.user_id)
+                stmt = stmt.where(
+                    or_(
+                        Federation.project_id.in_(mine),
+                        Federation.id.in_(sharing.guest_federations(principal.user_id)),
+                    )
+                )
             feds = list(s.scalars(FEDERATIONS.apply(stmt, cursor, limit)))
             return [federation_view(f) for f in feds[:limit]], FEDERATIONS.next_cursor(feds, limit)
 
@@ -253,11 +358,11 @@ class FederationService:
         self._exists(principal, federation_id)
         self.coordinator.check_deadline(federation_id)
         with self.db.session() as s:
-            fed = self._owned(s, principal, federation_id)
+            fed, viewer = self._access(s, principal, federation_id)
             out = federation_view(fed)
             out["config"] = json.loads(fed.config_json)
             out["history"] = [round_view(r) for r in self._rounds(s, fed.id)]
-            out["participants"] = [participant_view(p) for p in self._participants(s, fed.id)]
+            out["participants"] = self._sites(s, viewer, fed.id, self._participants(s, fed.id))
             out.update(self._privacy(fed))
             return out
 
@@ -356,11 +461,12 @@ class FederationService:
         token = credentials.generate()
         try:
             with self.db.session() as s:
-                fed = self._owned(s, principal, federation_id)
+                fed, _viewer = self._access(s, principal, federation_id, policy.Action.WRITE, guest_may=True)
                 if fed.state not in LIVE:
                     raise Conflict(f"the federation is {fed.state}", code="federation_finished")
                 row = FederationParticipant(
                     federation_id=fed.id,
+                    enrolled_by=principal.user_id,
                     name=name,
                     credential_hash=credentials.digest(token),
                     credential_prefix=credentials.display_prefix(token),
@@ -381,24 +487,26 @@ class FederationService:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """Enrolled sites in enrolment order, and the next page's cursor."""
         with self.db.session() as s:
-            fed = self._owned(s, principal, federation_id)
+            fed, viewer = self._access(s, principal, federation_id)
             stmt = select(FederationParticipant).where(FederationParticipant.federation_id == fed.id)
+            if viewer.guest and viewer.visibility == "aggregates":
+                stmt = stmt.where(FederationParticipant.enrolled_by == principal.user_id)
             rows = list(s.scalars(PARTICIPANTS.apply(stmt, cursor, limit)))
-            return [participant_view(p) for p in rows[:limit]], PARTICIPANTS.next_cursor(rows, limit)
+            return self._sites(s, viewer, fed.id, rows[:limit]), PARTICIPANTS.next_cursor(rows, limit)
 
     def participant(self, principal: Principal, federation_id: str, participant_id: str) -> dict[str, Any]:
         with self.db.session() as s:
-            fed = self._owned(s, principal, federation_id)
-            row = s.get(FederationParticipant, participant_id)
-            if row is None or row.federation_id != fed.id:
+            fed, viewer = self._access(s, principal, federation_id)
+            row = s.get(FederationParticipant, participant_id) if len(participant_id) <= 36 else None
+            if row is None or row.federation_id != fed.id or not viewer.shows(row):
                 raise NotFound("participant not found")
-            return participant_view(row)
+            return self._sites(s, viewer, fed.id, [row])[0]
 
     def revoke(
         self, principal: Principal, federation_id: str, participant_id: str, ip: str | None
     ) -> dict[str, Any]:
         with self.db.session() as s:
-            fed = self._owned(s, principal, federation_id)
+            fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
             row = s.get(FederationParticipant, participant_id)
             if row is None or row.federation_id != fed.id:
                 raise NotFound("participant not found")
@@ -459,7 +567,7 @@ class FederationService:
             version = artifacts.save_global(self.vault, federation_id, blob, -1)
             now = coordinator.clock()
             with self.db.session() as s:
-                fed = self._owned(s, principal, federation_id)
+                fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
                 _fed, rnd = coordinator.current(s, federation_id)
                 details: dict[str, Any] = {"global_version": version, "bytes": len(data)}
                 if fed.state in LIVE and rnd is not None:

@@ -16,6 +16,7 @@ def _iso(value: datetime | None) -> str | None:
 def federation_view(fed: Federation) -> dict[str, Any]:
     return {
         "id": fed.id,
+        "project_id": fed.project_id,
         "name": fed.name,
         "state": fed.state,
         "failure_reason": fed.failure_reason,

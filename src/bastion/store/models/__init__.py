@@ -5,6 +5,7 @@ from bastion.store.models.audit import AuditEvent, AuditHead
 from bastion.store.models.catalog import DatasetRecord, ModelRecord, ModelVersionRecord
 from bastion.store.models.federation import (
     Federation,
+    FederationGuest,
     FederationParticipant,
     FederationRound,
     FederationUpdate,
@@ -20,6 +21,7 @@ from bastion.store.models.jobs import (
     TrainingPrice,
 )
 from bastion.store.models.llm import LlmBaseModel
+from bastion.store.models.projects import Project, ProjectMember
 from bastion.store.models.sso import OidcIdentity, SignupRequest, SsoFlow
 
 __all__ = [
@@ -30,6 +32,7 @@ __all__ = [
     "DatasetRecord",
     "DownloadKey",
     "Federation",
+    "FederationGuest",
     "FederationParticipant",
     "FederationRound",
     "FederationUpdate",
@@ -42,6 +45,8 @@ __all__ = [
     "ModelRecord",
     "ModelVersionRecord",
     "OidcIdentity",
+    "Project",
+    "ProjectMember",
     "SearchJournalEntry",
     "SignupRequest",
     "SsoFlow",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bastion.store.base import Base, new_id, utcnow
@@ -12,9 +12,12 @@ from bastion.store.base import Base, new_id, utcnow
 
 class DatasetRecord(Base):
     __tablename__ = "datasets"
+    # Project lists are keyset pages in (created_at, id) order: one range scan of this index.
+    __table_args__ = (Index("ix_datasets_project_created", "project_id", "created_at", "id"),)
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     source_format: Mapped[str] = mapped_column(String(16))
     size_bytes: Mapped[int] = mapped_column(Integer)
@@ -33,10 +36,14 @@ class ModelRecord(Base):
     """A named model of one owner; its trained artifacts are versions."""
 
     __tablename__ = "models"
-    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_models_owner_name"),)
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name", name="uq_models_owner_name"),
+        Index("ix_models_project_created", "project_id", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     primary_metric: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -22,10 +22,14 @@ class Federation(Base):
     """One federated training run; the full validated request is kept in ``config_json``."""
 
     __tablename__ = "federations"
-    __table_args__ = (UniqueConstraint("owner_id", "name", name="uq_federations_owner_name"),)
+    __table_args__ = (
+        UniqueConstraint("owner_id", "name", name="uq_federations_owner_name"),
+        Index("ix_federations_project_created", "project_id", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(200))
     state: Mapped[str] = mapped_column(String(16), default="waiting")
     failure_reason: Mapped[str | None] = mapped_column(Text)
@@ -45,6 +49,23 @@ class Federation(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # What invited guests see of the other parties: "aggregates" (default), "sites" or "metrics".
+    visibility: Mapped[str] = mapped_column(String(16), default="aggregates", server_default="aggregates")
+
+
+class FederationGuest(Base):
+    """A user outside the federation's project invited to enrol their own sites."""
+
+    __tablename__ = "fl_guests"
+
+    federation_id: Mapped[str] = mapped_column(
+        ForeignKey("federations.id", ondelete="CASCADE"), primary_key=True
+    )
+    user_id: Mapped[str] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    invited_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    invited_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class FederationParticipant(Base):
@@ -65,6 +86,8 @@ class FederationParticipant(Base):
     registered_samples: Mapped[int | None] = mapped_column(Integer)
     last_seen_at: Mapped[datetime | None] = mapped_column(DateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime)
+    # Who enrolled the site (a project member or an invited guest): guests always see their own sites.
+    enrolled_by: Mapped[str | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
 
 
 class FederationRound(Base):

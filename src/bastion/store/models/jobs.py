@@ -16,10 +16,14 @@ class TrainingJob(Base):
     """One job. Workers claim rows in ``pending``; every state change is a guarded UPDATE."""
 
     __tablename__ = "training_jobs"
-    __table_args__ = (Index("ix_training_jobs_state_created", "state", "created_at"),)
+    __table_args__ = (
+        Index("ix_training_jobs_state_created", "state", "created_at"),
+        Index("ix_training_jobs_project_created", "project_id", "created_at", "id"),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     owner_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    project_id: Mapped[str | None] = mapped_column(ForeignKey("projects.id", ondelete="CASCADE"))
     model_type: Mapped[str] = mapped_column(String(64))
     dataset_source: Mapped[str] = mapped_column(String(64))
     dataset_id: Mapped[str | None] = mapped_column(String(64))

@@ -13,6 +13,7 @@ from bastion.web.pages import (
     jobs,
     models,
     overview,
+    projects,
     signin,
 )
 
@@ -24,6 +25,7 @@ PAGE_ROUTERS: list[APIRouter] = [
     datasets.router,
     models.router,
     fine_tuning.router,
+    projects.router,
     admin.router,
     account.router,
 ]

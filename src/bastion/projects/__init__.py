@@ -1,0 +1,1 @@
+"""Projects: shared spaces with members and roles that own datasets, models, jobs and federations."""

@@ -1,0 +1,136 @@
+"""The one authorization policy for everything a project owns: platform admin ⊃ project role ⊃ nothing.
+
+Every route that reads, changes or lists a dataset, model, job, fine-tuning job or federation asks
+:func:`authorize` (one object) or :func:`scope` (a list). A caller who is not a member of the
+object's project learns nothing (404, as for an object that does not exist); a member whose role is
+too small for the action gets 403. The creator stays recorded as ``owner_id`` but grants nothing by
+itself: a creator removed from the project loses access to what they made there.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any, TypeVar
+
+from sqlalchemy import Select, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
+
+from bastion.auth.principal import Principal
+from bastion.errors import Forbidden, NotFound
+from bastion.projects.personal import personal_project_id
+from bastion.store.models import Project, ProjectMember
+
+T = TypeVar("T", bound=Any)
+
+
+class ProjectRole(StrEnum):
+    OWNER = "owner"
+    MAINTAINER = "maintainer"
+    MEMBER = "member"
+    VIEWER = "viewer"
+
+
+class Action(StrEnum):
+    READ = "read"  # see, list, download
+    WRITE = "write"  # create, change, cancel, delete
+    MANAGE = "manage"  # rename the project, add or change members
+    OWN = "own"  # make or remove owners
+
+
+RANK = {ProjectRole.VIEWER: 0, ProjectRole.MEMBER: 1, ProjectRole.MAINTAINER: 2, ProjectRole.OWNER: 3}
+NEEDS = {
+    Action.READ: ProjectRole.VIEWER,
+    Action.WRITE: ProjectRole.MEMBER,
+    Action.MANAGE: ProjectRole.MAINTAINER,
+    Action.OWN: ProjectRole.OWNER,
+}
+PROJECT_NOT_FOUND = "project not found"
+
+Caller = Principal | str  # a user id stands for a job acting on its owner's behalf (never an admin)
+
+
+def _who(caller: Caller) -> tuple[str, bool]:
+    if isinstance(caller, str):
+        return caller, False
+    return caller.user_id, caller.is_admin
+
+
+def role_in(s: Session, user_id: str, project_id: str) -> ProjectRole | None:
+    role = s.scalar(
+        select(ProjectMember.role).where(
+            ProjectMember.project_id == project_id, ProjectMember.user_id == user_id
+        )
+    )
+    return ProjectRole(role) if role else None
+
+
+def authorize(
+    s: Session,
+    caller: Caller,
+    project_id: str | None,
+    action: Action,
+    missing: NotFound,
+    *,
+    owner_id: str | None = None,
+) -> ProjectRole | None:
+    """Allow ``action`` on an object of ``project_id`` or raise ``missing`` (not a member) or Forbidden.
+
+    Returns the caller's role (None for a platform admin who is no member). ``owner_id`` covers a row
+    without a project (inserted outside the ORM): only its creator may touch it.
+    """
+    user_id, admin = _who(caller)
+    if admin:
+        return role_in(s, user_id, project_id) if project_id else None
+    if project_id is None:
+        if owner_id is not None and owner_id == user_id:
+            return ProjectRole.OWNER
+        raise missing
+    role = role_in(s, user_id, project_id)
+    if role is None:
+        raise missing
+    if RANK[role] < RANK[NEEDS[action]]:
+        raise Forbidden(
+            f"a project {role.value} cannot {action.value} here; ask a project maintainer",
+            code="project_role_too_low",
+            role=role.value,
+            needed=NEEDS[action].value,
+        )
+    return role
+
+
+def scope(
+    s: Session, stmt: Select[Any], column: InstrumentedAttribute[Any], caller: Principal, project: str | None
+) -> Select[Any]:
+    """Narrow a list query to what the caller may read: one project (checked) or all of theirs.
+
+    One query: membership is a sub-select on the indexed ``project_members.user_id``, so a list
+    stays a single indexed range scan however many projects and members there are.
+    """
+    if project is not None:
+        _check_project(s, caller, project, Action.READ)
+        return stmt.where(column == project)
+    return stmt.where(
+        column.in_(select(ProjectMember.project_id).where(ProjectMember.user_id == caller.user_id))
+    )
+
+
+def target(s: Session, caller: Caller, project: str | None) -> str:
+    """The project a new object goes into: the named one (the caller must be able to write there) or
+    the caller's personal project."""
+    user_id, _ = _who(caller)
+    if project is None:
+        return personal_project_id(s.connection(), user_id)
+    _check_project(s, caller, project, Action.WRITE)
+    return project
+
+
+def _check_project(s: Session, caller: Caller, project_id: str, action: Action) -> None:
+    """``authorize`` for a project named in a request. A member's role row answers existence too
+    (none: 404), so only an admin, who needs no membership, costs a separate existence query."""
+    missing = NotFound(PROJECT_NOT_FOUND, code="project_not_found")
+    if len(project_id) > 36:
+        raise missing
+    _user_id, admin = _who(caller)
+    if admin and s.scalar(select(Project.id).where(Project.id == project_id)) is None:
+        raise missing
+    authorize(s, caller, project_id, action, missing)
