@@ -11,7 +11,6 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from bastion.cli import train as train_cli
 from bastion.cli.main import app
 from bastion.client import BastionClient
 from bastion.client import sdk as sdk_module
@@ -23,9 +22,6 @@ runner = CliRunner()
 
 
 def _as(monkeypatch: pytest.MonkeyPatch, http: TestClient, who: Caller) -> None:
-    monkeypatch.setattr(
-        train_cli, "_client", lambda url, api_key, ca_cert=None: BastionClient(api_key=who.key, http=http)
-    )
     monkeypatch.setattr(
         sdk_module,
         "BastionClient",
