@@ -38,7 +38,7 @@ CLIENT_MAY_IMPORT: frozenset[str] = frozenset(
         "bastion.federation.global_model",  # verifying the coordinator-signed global model
         "bastion.federation.replay",  # nonce cache used by envelope.open (in-memory, no store)
         "bastion.federation.secagg",  # SecAgg+ protocol math (client and server halves, no I/O)
-        "bastion.federation.dp",  # clipping, noise, accountants (pure math; issue 10: bastion.privacy)
+        "bastion.privacy",  # DP clipping, noise, accountants, settings (pure math + pydantic)
         "bastion.federation.sitedata",  # loading a site's local data
         "bastion.federation.features",  # the feature spec a site's data is checked against
         "bastion.ml",  # model types, trainers, serialization: pure compute

@@ -20,7 +20,6 @@ import numpy as np
 from sqlalchemy import select
 
 from bastion.crypto import signing
-from bastion.federation.dp.noise import central_noise_std
 from bastion.federation.server.admission import SiteIdentity, open_checked
 from bastion.federation.server.artifacts import load_global, load_state
 from bastion.federation.server.config import FederationCreate
@@ -64,7 +63,7 @@ def new_strategy(cfg: FederationCreate) -> Strategy:
         if not cfg.secure:
             options["clip_norm"] = dp.clip_norm  # the server sees each update: it clips them itself
         if dp.mode == "central":
-            options["noise_std"] = central_noise_std(dp.noise_multiplier, dp.clip_norm)
+            options["noise_std"] = dp.server_noise_std()
     return PrivateAggregate(inner, options)
 
 

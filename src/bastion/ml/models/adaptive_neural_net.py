@@ -25,8 +25,8 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from bastion.ml.base import FitContext, FitOutput, Progress
-from bastion.ml.dp_sgd import DPParams
 from bastion.ml.params import CommonParams
+from bastion.privacy.config import DPParams
 
 DESCRIPTION = (
     "PyTorch MLP with an adaptive learning rate (ReduceLROnPlateau) and early stopping on a "
