@@ -30,6 +30,7 @@ from bastion.federation.envelope import UpdateHeader, max_update_bytes, read_hea
 from bastion.federation.replay import duplicate, replayed
 from bastion.federation.server.artifacts import update_artifact
 from bastion.federation.server.keys import ServerKeys
+from bastion.federation.server.states import RoundState
 from bastion.federation.tensors import TensorSpec, decode, validate
 from bastion.store import Database
 from bastion.store.base import new_id, utcnow
@@ -225,7 +226,7 @@ def admit(
         with write_lock or contextlib.nullcontext(), db.session() as s:
             accepted = s.scalar(
                 update(FederationRound)
-                .where(FederationRound.id == round_id, FederationRound.state == "open")
+                .where(FederationRound.id == round_id, FederationRound.state == RoundState.OPEN)
                 .values(
                     accepted=FederationRound.accepted + 1,
                     num_samples=FederationRound.num_samples + header.num_samples,

@@ -24,6 +24,7 @@ from bastion.federation.server.admission import SiteIdentity, open_checked
 from bastion.federation.server.artifacts import load_global, load_state
 from bastion.federation.server.config import FederationCreate
 from bastion.federation.server.keys import ServerKeys
+from bastion.federation.server.states import RoundState
 from bastion.federation.server.weights import WeightCap
 from bastion.federation.strategies import Strategy, create_strategy
 from bastion.federation.strategies.private import PrivateAggregate
@@ -84,7 +85,7 @@ def restore(
             .where(
                 FederationRound.federation_id == federation_id,
                 FederationRound.number < round_row.number,
-                FederationRound.state == "closed",
+                FederationRound.state == RoundState.CLOSED,
             )
             .order_by(FederationRound.number.desc())
             .limit(1)
