@@ -11,8 +11,8 @@ modules") and issue 10:
     transitively), so a shared module that starts importing the store breaks the test too.
 (b) only ``bastion.api``, ``bastion.web`` and ``bastion.cli`` import ``bastion.api``.
 
-Every import counts: module level, inside functions, and under ``TYPE_CHECKING``. Today's
-violations are listed in ``KNOWN_VIOLATIONS`` (work for issue 10, see docs/architecture.md); the
+Every import counts: module level, inside functions, and under ``TYPE_CHECKING``. Accepted
+violations would be listed in ``KNOWN_VIOLATIONS`` (none today, see docs/architecture.md); the
 test fails on any violation not in it, and on any entry that no longer occurs, so the list stays
 true.
 """
@@ -51,20 +51,9 @@ CLIENT_MAY_IMPORT: frozenset[str] = frozenset(
 
 API_IMPORTERS: frozenset[str] = frozenset({"bastion.api", "bastion.web", "bastion.cli"})
 
-# (rule, "path:line", importer, imported). Each entry is work for issue 10; do not add to this set
-# to make a new violation pass: fix the import instead.
-KNOWN_VIOLATIONS: frozenset[tuple[str, str, str, str]] = frozenset(
-    {
-        # A test harness inside the product: the federation simulator builds the API app and runs
-        # the context hooks from bastion.api.app (issue 10 item 6 moves simulate.py out).
-        (
-            "server-imports-api",
-            "bastion/federation/simulate.py:47",
-            "bastion.federation.simulate",
-            "bastion.api.app",
-        ),
-    }
-)
+# (rule, "path:line", importer, imported). Empty since the federation simulator moved to
+# tests/federation/simulate.py; do not add to this set to make a new violation pass: fix the import.
+KNOWN_VIOLATIONS: frozenset[tuple[str, str, str, str]] = frozenset()
 
 
 def _module_name(path: Path, root: Path = SRC) -> str:

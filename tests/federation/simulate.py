@@ -1,5 +1,8 @@
 """Run a whole federation in one process, through the real server and site code, for figures and tests.
 
+Test support (used by tests/federation/server/test_quality.py and bench/fl_quality.py,
+bench/fl_private_quality.py), kept out of the package: it builds the API app and FastAPI's TestClient.
+
 :func:`simulate` starts a throw-away server context (SQLite and a vault in a temporary directory),
 creates the federation, and drives one :class:`~bastion.client.fl.SiteClient` per site over an
 in-process HTTP transport, round by round: every update is sealed, signed, admitted, stored and folded
