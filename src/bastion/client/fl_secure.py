@@ -49,7 +49,8 @@ def privatize(
     dp = privacy.get("dp")
     if dp:
         delta = privatize_update(delta, float(dp["clip_norm"]), float(dp.get("site_noise_std") or 0.0))
-    return delta
+    result: np.ndarray = delta
+    return result
 
 
 class SecureParticipant:

@@ -267,7 +267,7 @@ def _poisson_sampler(n: int, q: float, steps: int, generator: Any, *, secure: bo
     if not secure:
         return UniformWithReplacementSampler(num_samples=n, sample_rate=q, generator=generator, steps=steps)
 
-    class SecureSampler(UniformWithReplacementSampler):
+    class SecureSampler(UniformWithReplacementSampler):  # type: ignore[misc]  # opacus ships no types
         def __iter__(self) -> Any:
             from bastion.privacy.noise import secure_uniform
 
@@ -284,7 +284,7 @@ def _secure_optimizer_class() -> Any:
 
     from bastion.privacy.noise import secure_gaussian
 
-    class SecureNoiseDPOptimizer(DPOptimizer):
+    class SecureNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]  # opacus ships no types
         noise_multiplier: float
         max_grad_norm: float
 

@@ -256,7 +256,7 @@ class SecureRounds:
             advertised = len(session.config.participants) - len(session.server.waiting_for())
             if advertised >= max(min_clients, session.config.threshold):
                 self._close_stage(federation_id, session)
-                if session.stage is ServerStage.SHARE:
+                if session.stage is ServerStage.SHARE:  # type: ignore[comparison-overlap]  # _close_stage moved it
                     self._extend_round(federation_id, session)
                     return True
                 return False

@@ -247,7 +247,7 @@ def federation_events(request: Request, ctx: Ctx, session: Session, federation_i
 @router.post("/{federation_id}/sites")
 async def enroll(request: Request, ctx: Ctx, session: Writer, federation_id: str) -> Response:
     """Enrol a site: the token is in this response only (it is stored as a hash)."""
-    from bastion.api.routes.federations import EnrollRequest
+    from bastion.contract.federations import EnrollRequest
 
     form = await form_fields(request)
     try:
