@@ -32,11 +32,6 @@ def pair_subject(address: str | None, username: str) -> str:
     return f"pair:{address or 'unknown'}|{username.lower()}"
 
 
-def now() -> datetime:
-    """The time lockouts are judged at (one place, so a test can move it)."""
-    return utcnow()
-
-
 @dataclass(frozen=True)
 class LockoutPolicy:
     max_failures: int
