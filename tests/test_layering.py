@@ -141,3 +141,15 @@ def test_checker_sees_relative_and_lazy_imports(tmp_path: Path) -> None:
     f = pkg / "x.py"
     f.write_text("def f():\n    from ..store import db\n    import bastion.api.app\n")
     assert list(_imports(f, tmp_path)) == [(2, "bastion.store", ["db"]), (3, "bastion.api.app", [])]
+
+
+def test_wiring_lives_below_the_api() -> None:
+    """Server code gets its services from ``bastion.wiring``, which imports nothing of the HTTP layer;
+    nothing imports a wiring list from ``bastion.api`` (``cli/server.py`` used to)."""
+    for importer, where, target in _graph():
+        if importer == "bastion.wiring":
+            assert not _under(target, frozenset({"bastion.api", "bastion.web"})), where
+    for f in sorted((SRC / "bastion").rglob("*.py")):
+        for line, target, names in _imports(f):
+            if _under(target, frozenset({"bastion.api"})):
+                assert "CONTEXT_HOOKS" not in names, f"{f.relative_to(SRC)}:{line}"
