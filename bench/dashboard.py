@@ -144,9 +144,10 @@ def main() -> None:
     from sqlalchemy import event
 
     from bastion import logs
-    from bastion.api.app import CONTEXT_HOOKS, create_app
+    from bastion.api.app import create_app
     from bastion.config import Settings, resolve_secrets
     from bastion.context import build_context
+    from bastion.wiring import install_services
 
     logs.configure("warning")  # no access log line per timed request
     tmp = Path(tempfile.mkdtemp(prefix="bastion-bench-dashboard-"))
@@ -160,8 +161,7 @@ def main() -> None:
         )
     )
     ctx = build_context(settings)
-    for hook in CONTEXT_HOOKS:
-        hook(ctx)
+    install_services(ctx)
     t0 = time.perf_counter()
     ids = seed(ctx)
     seeded_s = time.perf_counter() - t0

@@ -2,7 +2,7 @@
 
 Three runs, scored on the same held-out 20% of breast_cancer: (1) a federation whose rounds are SecAgg+
 sessions and whose sites clip their deltas and add their share of the DP noise before masking, through
-the real server and site code (:func:`bastion.federation.simulate.simulate`); (2) the same federation
+the real server and site code (:func:`tests.federation.simulate.simulate`); (2) the same federation
 without privacy (sealed updates, sample-weighted FedAvg); (3) the same MLP trained centrally. The
 epsilon is the accountant's (RDP, dp-accounting) after the last round, at delta 1e-5, for site-level
 DP with every site in every round (q = 1): no amplification by sampling.
@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.federation.simulate
 
 
 def main() -> None:
@@ -38,7 +39,7 @@ def main() -> None:
     import torch
 
     from bastion import logs
-    from bastion.federation.simulate import centralized, simulate
+    from tests.federation.simulate import centralized, simulate
 
     logs.configure("warning")
     torch.set_num_threads(1)

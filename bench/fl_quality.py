@@ -1,7 +1,7 @@
 """Quality figure: FedAvg on digits split across sites vs centralized training of the same model.
 
 The federation runs through the real server and site code in one process
-(:func:`bastion.federation.simulate.simulate`): every update is sealed, signed, admitted and folded.
+(:func:`tests.federation.simulate.simulate`): every update is sealed, signed, admitted and folded.
 The baseline trains the same MLP on the pooled training data for rounds x epochs epochs with the same
 optimizer settings. Both are scored on the same held-out 20% of digits, which no site trains on.
 
@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # tests.federation.simulate
 
 
 def main() -> None:
@@ -34,7 +35,7 @@ def main() -> None:
     import torch
 
     from bastion import logs
-    from bastion.federation.simulate import centralized, simulate
+    from tests.federation.simulate import centralized, simulate
 
     logs.configure("warning")
     torch.set_num_threads(1)

@@ -63,10 +63,10 @@ class JobBench:
     """A real context with the embedded worker, on SQLite in a throw-away data dir."""
 
     def __init__(self, root: Path, database_url: str | None) -> None:
-        from bastion.api.app import CONTEXT_HOOKS
         from bastion.auth.principal import Principal
         from bastion.config import Settings
         from bastion.context import build_context
+        from bastion.wiring import install_services
 
         settings = Settings(
             data_dir=root / "data",
@@ -75,8 +75,7 @@ class JobBench:
             jwt_secret=JWT,
         )
         self.ctx = build_context(settings)
-        for hook in CONTEXT_HOOKS:
-            hook(self.ctx)
+        install_services(self.ctx)
         user = self.ctx.accounts.create_user(f"bench-{int(time.time() * 1000)}", "user")
         self.principal = Principal(user.id, user.username, "user", "api_key")
         self.svc = self.ctx.services["jobs"]

@@ -44,10 +44,10 @@ def busy(ctx: Any) -> dict[str, Any]:
 
 class Side:
     def __init__(self, root: Path, name: str, cluster: Any, markers: Path) -> None:
-        from bastion.api.app import CONTEXT_HOOKS
         from bastion.auth.principal import Principal
         from bastion.config import Settings
         from bastion.context import build_context
+        from bastion.wiring import install_services
 
         settings = Settings(
             data_dir=root / name,
@@ -57,8 +57,7 @@ class Side:
             embedded_worker=False,
         )
         self.ctx = build_context(settings)
-        for hook in CONTEXT_HOOKS:
-            hook(self.ctx)
+        install_services(self.ctx)
         user = self.ctx.accounts.create_user(f"bench-{name}", "user")
         self.principal = Principal(user.id, user.username, "user", "api_key")
         self.name, self.cluster, self.markers = name, cluster, markers

@@ -73,11 +73,11 @@ def plain_optuna(trials: int) -> tuple[float, float]:
 
 
 def bastion_search(root: Path, trials: int, parallel: int, cluster: Any = None) -> tuple[float, float]:
-    from bastion.api.app import CONTEXT_HOOKS
     from bastion.auth.principal import Principal
     from bastion.config import Settings
     from bastion.context import build_context
     from bastion.jobs.service import SubmitRequest
+    from bastion.wiring import install_services
 
     settings = Settings(
         data_dir=root / f"p{parallel}",
@@ -87,8 +87,7 @@ def bastion_search(root: Path, trials: int, parallel: int, cluster: Any = None) 
         max_concurrent_jobs=1,
     )
     ctx = build_context(settings)
-    for hook in CONTEXT_HOOKS:
-        hook(ctx)
+    install_services(ctx)
     user = ctx.accounts.create_user(f"bench-{parallel}", "user")
     principal = Principal(user.id, user.username, "user", "api_key")
     worker = ctx.services["worker"]

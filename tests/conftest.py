@@ -22,9 +22,10 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, text
 
-from bastion.api.app import CONTEXT_HOOKS, create_app
+from bastion.api.app import create_app
 from bastion.config import Settings
 from bastion.context import Context, build_context
+from bastion.wiring import install_services
 
 PG_ADMIN_URL = os.environ.get("BASTION_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 MASTER = "test-master-key-" + "m" * 40
@@ -116,8 +117,7 @@ def settings(tmp_path: Path, db_url: str) -> Settings:
 @pytest.fixture
 def ctx(settings: Settings) -> Iterator[Context]:
     context = build_context(settings)
-    for hook in CONTEXT_HOOKS:
-        hook(context)
+    install_services(context)
     yield context
     context.close()
 

@@ -11,8 +11,8 @@ modules") and issue 10:
     transitively), so a shared module that starts importing the store breaks the test too.
 (b) only ``bastion.api``, ``bastion.web`` and ``bastion.cli`` import ``bastion.api``.
 
-Every import counts: module level, inside functions, and under ``TYPE_CHECKING``. Today's
-violations are listed in ``KNOWN_VIOLATIONS`` (work for issue 10, see docs/architecture.md); the
+Every import counts: module level, inside functions, and under ``TYPE_CHECKING``. Accepted
+violations would be listed in ``KNOWN_VIOLATIONS`` (none today, see docs/architecture.md); the
 test fails on any violation not in it, and on any entry that no longer occurs, so the list stays
 true.
 """
@@ -38,7 +38,7 @@ CLIENT_MAY_IMPORT: frozenset[str] = frozenset(
         "bastion.federation.global_model",  # verifying the coordinator-signed global model
         "bastion.federation.replay",  # nonce cache used by envelope.open (in-memory, no store)
         "bastion.federation.secagg",  # SecAgg+ protocol math (client and server halves, no I/O)
-        "bastion.federation.dp",  # clipping, noise, accountants (pure math; issue 10: bastion.privacy)
+        "bastion.privacy",  # DP clipping, noise, accountants, settings (pure math + pydantic)
         "bastion.federation.sitedata",  # loading a site's local data
         "bastion.federation.features",  # the feature spec a site's data is checked against
         "bastion.ml",  # model types, trainers, serialization: pure compute
@@ -51,20 +51,9 @@ CLIENT_MAY_IMPORT: frozenset[str] = frozenset(
 
 API_IMPORTERS: frozenset[str] = frozenset({"bastion.api", "bastion.web", "bastion.cli"})
 
-# (rule, "path:line", importer, imported). Each entry is work for issue 10; do not add to this set
-# to make a new violation pass: fix the import instead.
-KNOWN_VIOLATIONS: frozenset[tuple[str, str, str, str]] = frozenset(
-    {
-        # A test harness inside the product: the federation simulator builds the API app and runs
-        # the context hooks from bastion.api.app (issue 10 item 6 moves simulate.py out).
-        (
-            "server-imports-api",
-            "bastion/federation/simulate.py:47",
-            "bastion.federation.simulate",
-            "bastion.api.app",
-        ),
-    }
-)
+# (rule, "path:line", importer, imported). Empty since the federation simulator moved to
+# tests/federation/simulate.py; do not add to this set to make a new violation pass: fix the import.
+KNOWN_VIOLATIONS: frozenset[tuple[str, str, str, str]] = frozenset()
 
 
 def _module_name(path: Path, root: Path = SRC) -> str:
@@ -152,3 +141,15 @@ def test_checker_sees_relative_and_lazy_imports(tmp_path: Path) -> None:
     f = pkg / "x.py"
     f.write_text("def f():\n    from ..store import db\n    import bastion.api.app\n")
     assert list(_imports(f, tmp_path)) == [(2, "bastion.store", ["db"]), (3, "bastion.api.app", [])]
+
+
+def test_wiring_lives_below_the_api() -> None:
+    """Server code gets its services from ``bastion.wiring``, which imports nothing of the HTTP layer;
+    nothing imports a wiring list from ``bastion.api`` (``cli/server.py`` used to)."""
+    for importer, where, target in _graph():
+        if importer == "bastion.wiring":
+            assert not _under(target, frozenset({"bastion.api", "bastion.web"})), where
+    for f in sorted((SRC / "bastion").rglob("*.py")):
+        for line, target, names in _imports(f):
+            if _under(target, frozenset({"bastion.api"})):
+                assert "CONTEXT_HOOKS" not in names, f"{f.relative_to(SRC)}:{line}"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from bastion import clock
 from bastion.api.app import create_app
-from bastion.auth import lockout
 from bastion.context import build_context
 from bastion.store.base import utcnow
 from tests.conftest import Caller, make_settings
@@ -117,7 +117,7 @@ def test_logout_revokes_access_and_refresh(client: TestClient, make_caller: Call
 
 
 def test_lockout_after_failures_and_release_after_window(
-    client: TestClient, make_caller: Callable[..., Caller], monkeypatch: pytest.MonkeyPatch
+    client: TestClient, make_caller: Callable[..., Caller]
 ) -> None:
     make_caller("user", "erin", password="the right password!")
     bad = {"username": "erin", "password": "the wrong password"}
@@ -127,9 +127,8 @@ def test_lockout_after_failures_and_release_after_window(
     assert locked.status_code == 423
     assert int(locked.headers["Retry-After"]) > 0
     # after the window the right password works again
-    later = utcnow() + timedelta(minutes=16)
-    monkeypatch.setattr(lockout, "utcnow", lambda: later)
-    ok = client.post("/api/v1/auth/login", json={"username": "erin", "password": "the right password!"})
+    with clock.use(clock.ManualClock(utcnow() + timedelta(minutes=16))):
+        ok = client.post("/api/v1/auth/login", json={"username": "erin", "password": "the right password!"})
     assert ok.status_code == 200
 
 

@@ -14,6 +14,7 @@ import anyio
 import pytest
 from sqlalchemy import create_engine, event, select, text, update
 
+from bastion import clock as wall_clock
 from bastion.auth import apikeys
 from bastion.auth.cache import API_KEY_CACHE_TTL, PrincipalCache
 from bastion.auth.principal import Principal
@@ -117,13 +118,12 @@ def test_bulk_updates_of_users_clear_the_cache(ctx: Context, auth: AuthService, 
 
 
 def test_a_key_expiring_while_cached_stops_at_its_expiry(
-    ctx: Context, auth: AuthService, alice: Caller, monkeypatch: pytest.MonkeyPatch
+    ctx: Context, auth: AuthService, alice: Caller
 ) -> None:
     new = ctx.accounts.create_key(alice.user_id, "short", expires_in_days=1)
     auth.authenticate(new.plaintext, IP)
-    later = utcnow() + timedelta(days=1, seconds=1)
-    monkeypatch.setattr("bastion.auth.service.utcnow", lambda: later)
-    assert _code(lambda: auth.authenticate(new.plaintext, IP)) == "api_key_expired"
+    with wall_clock.use(wall_clock.ManualClock(utcnow() + timedelta(days=1, seconds=1))):
+        assert _code(lambda: auth.authenticate(new.plaintext, IP)) == "api_key_expired"
 
 
 def test_revocation_out_of_process_is_honoured_within_the_window(

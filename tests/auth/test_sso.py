@@ -25,10 +25,11 @@ from joserfc import jwt
 from joserfc.jwk import RSAKey
 from sqlalchemy import select as sql_select
 
-from bastion.api.app import CONTEXT_HOOKS, create_app
+from bastion.api.app import create_app
 from bastion.context import Context, build_context
 from bastion.errors import BastionError
 from bastion.store.models import AuditEvent, OidcIdentity, User
+from bastion.wiring import install_services
 from tests.cli.test_accounts_cli import cli_json
 from tests.conftest import make_settings
 from tests.oidc_provider import CALLBACK, CLIENT_ID, CLIENT_SECRET, OpenIdProvider, at_provider
@@ -52,8 +53,7 @@ def make_app(tmp_path: Path, db_url: str, oidc_provider: OpenIdProvider) -> Iter
         }
         values.update(overrides)
         context = build_context(make_settings(tmp_path / f"app{len(opened)}", db_url, **values))
-        for hook in CONTEXT_HOOKS:
-            hook(context)
+        install_services(context)
         client = TestClient(create_app(context=context), raise_server_exceptions=False)
         client.__enter__()
         opened.append((client, context))

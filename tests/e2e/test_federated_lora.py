@@ -92,7 +92,7 @@ def test_three_sites_train_one_adapter(
 def test_three_sites_train_an_adapter_through_secure_aggregation_with_distributed_dp(
     server_factory: Callable[..., ServerProcess], sites: NoteSites, tmp_path: Path
 ) -> None:
-    from bastion.federation.dp import RdpAccountant
+    from bastion.privacy import RdpAccountant
     from bastion.vault.store import VaultStore
     from tests.conftest import MASTER
 

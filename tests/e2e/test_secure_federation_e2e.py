@@ -19,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from bastion.federation.dp import RdpAccountant
+from bastion.privacy import RdpAccountant
 from bastion.vault.store import VaultStore
 from tests.conftest import MASTER, ServerProcess
 from tests.e2e.support import Sites, cli, status, wait_for

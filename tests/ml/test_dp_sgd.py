@@ -20,6 +20,7 @@ from bastion.ml.models.mlp_net import MLP, Architecture
 from bastion.ml.serialize import load_model, load_torch_state
 from bastion.ml.split import held_out_split
 from bastion.ml.train import TrainResult, train
+from bastion.privacy import DPParams
 
 torch.set_num_threads(1)
 
@@ -115,7 +116,7 @@ def test_default_delta_is_a_power_of_ten_below_one_over_n() -> None:
 
 
 def test_a_delta_not_below_one_over_n_is_refused() -> None:
-    params = dp_sgd.DPParams(enabled=True, delta=1e-3)
+    params = DPParams(enabled=True, delta=1e-3)
     assert dp_sgd.resolve_delta(params, 999) == 1e-3
     with pytest.raises(Invalid, match=r"dp\.delta") as err:
         dp_sgd.resolve_delta(params, 1000)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import APIRouter, FastAPI
@@ -33,10 +33,8 @@ from bastion.api.routes import (
 )
 from bastion.config import Settings, resolve_secrets
 from bastion.context import Context, build_context
-from bastion.federation.server import install as install_federations
-from bastion.jobs.hooks import install as install_jobs
-from bastion.llm.hooks import install as install_llm
 from bastion.web import install as install_web
+from bastion.wiring import install_services
 
 ROUTERS: list[APIRouter] = [
     health.router,
@@ -66,16 +64,12 @@ UPLOAD_ROUTES = re.compile(
     r"|/api/v1/(?:datasets|fine_tuning/files|federations/[^/]+/(?:model|site/update|site/secagg/masked))"
 )
 ENCRYPTED_SUFFIX = "/predict/encrypted"  # ciphertexts: their own, larger, body limit
-# Hooks other subsystems register to extend the context (vault, jobs, federations) at start-up.
-CONTEXT_HOOKS: list[Callable[[Context], None]] = [install_jobs, install_federations]
-CONTEXT_HOOKS.append(install_llm)
 
 
 def create_app(settings: Settings | None = None, *, context: Context | None = None) -> FastAPI:
     if context is None:
         context = build_context(resolve_secrets(settings or Settings()))
-        for hook in CONTEXT_HOOKS:
-            hook(context)
+        install_services(context)
     ctx = context
     metrics = Metrics()
     ctx.services.setdefault("metrics", metrics)

@@ -17,7 +17,6 @@ from sqlalchemy.orm import Session
 
 from bastion.audit import AuditLog, AuditRecord
 from bastion.auth import apikeys
-from bastion.auth import lockout as lockout_clock
 from bastion.auth.cache import PrincipalCache
 from bastion.auth.lockout import LockoutPolicy, account_subject, pair_subject, source_subject
 from bastion.auth.passwords import verify_password
@@ -454,7 +453,8 @@ def progressive_delay(failures: int, threshold: int) -> float:
     """Seconds to wait before answering a failed attempt: none below ``threshold``, then doubling."""
     if failures < threshold:
         return 0.0
-    return min(MAX_DELAY_S, 0.25 * 2 ** (failures - threshold))
+    result: float = min(MAX_DELAY_S, 0.25 * 2 ** (failures - threshold))
+    return result
 
 
 def unknown_username(tokens: TokenService, username: str) -> str:
@@ -465,7 +465,7 @@ def unknown_username(tokens: TokenService, username: str) -> str:
 
 def _raise_if_locked(locked_until: datetime | None) -> None:
     """What ``LockoutPolicy.check`` does, for a lock time read together with the key."""
-    now = lockout_clock.utcnow()
+    now = utcnow()
     if locked_until is not None and locked_until > now:
         raise Locked(
             "too many failed attempts; try again later",

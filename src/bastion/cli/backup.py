@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from bastion.cli.options import JsonOpt
 from bastion.cli.output import emit, fail
 from bastion.errors import BastionError
+
+if TYPE_CHECKING:
+    from bastion.config import Settings
 
 PassFileOpt = Annotated[
     Path | None,
@@ -27,7 +30,7 @@ def _passphrase(file: Path | None, *, confirm: bool) -> str:
     return entered
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings() -> Settings:
     from bastion import logs
     from bastion.config import load_settings, resolve_secrets
 

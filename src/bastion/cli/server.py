@@ -21,14 +21,13 @@ audit_app = typer.Typer(help="Inspect the audit log.", no_args_is_help=True)
 
 def open_context(settings: Settings | None = None, *, log_stream: str = "stderr") -> Any:
     from bastion import logs
-    from bastion.api.app import CONTEXT_HOOKS
     from bastion.context import build_context
+    from bastion.wiring import install_services
 
     settings = settings or load_settings()
     logs.configure(settings.log_level, stream=log_stream)
     ctx = build_context(resolve_secrets(settings))
-    for hook in CONTEXT_HOOKS:
-        hook(ctx)
+    install_services(ctx)
     return ctx
 
 

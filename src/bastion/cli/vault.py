@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -11,10 +11,13 @@ from bastion.cli.options import JsonOpt
 from bastion.cli.output import console, emit, fail
 from bastion.errors import BastionError
 
+if TYPE_CHECKING:
+    from bastion.vault.store import VaultStore
+
 app = typer.Typer(help="Check and rotate the encrypted vault (server side).", no_args_is_help=True)
 
 
-def _open_vault():  # type: ignore[no-untyped-def]
+def _open_vault() -> VaultStore:
     from bastion import logs
     from bastion.config import load_settings, resolve_secrets
     from bastion.vault.store import VaultStore

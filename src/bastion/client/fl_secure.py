@@ -23,8 +23,6 @@ import numpy as np
 
 from bastion.client.errors import BastionClientError
 from bastion.errors import BastionError
-from bastion.federation.dp.clip import clip_l2
-from bastion.federation.dp.noise import secure_gaussian
 from bastion.federation.secagg import (
     ClientStage,
     KeysBroadcast,
@@ -34,6 +32,7 @@ from bastion.federation.secagg import (
     UnmaskRequest,
 )
 from bastion.federation.secagg.vector import flatten
+from bastion.privacy import privatize_update
 
 if TYPE_CHECKING:
     from bastion.client.fl import SiteClient
@@ -49,11 +48,9 @@ def privatize(
     delta = flatten(params)[0] - flatten(global_params)[0]
     dp = privacy.get("dp")
     if dp:
-        delta = clip_l2(delta, float(dp["clip_norm"]))
-        std = float(dp.get("site_noise_std") or 0.0)
-        if std > 0:
-            delta = delta + secure_gaussian(delta.shape, std)
-    return delta
+        delta = privatize_update(delta, float(dp["clip_norm"]), float(dp.get("site_noise_std") or 0.0))
+    result: np.ndarray = delta
+    return result
 
 
 class SecureParticipant:

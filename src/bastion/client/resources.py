@@ -142,13 +142,15 @@ class Prices:
     @operation("PUT", "/api/v1/admin/training/prices")
     def replace(self, prices: dict[str, dict[str, Any]]) -> dict[str, Any]:
         out: dict[str, Any] = self.t.json("PUT", "/api/v1/admin/training/prices", json={"prices": prices})
-        return out["prices"]
+        result: dict[str, Any] = out["prices"]
+        return result
 
     @operation("PATCH", "/api/v1/admin/training/prices")
     def patch(self, changes: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
         """Set the listed profiles; ``None`` removes one; the others stay."""
         out: dict[str, Any] = self.t.json("PATCH", "/api/v1/admin/training/prices", json={"prices": changes})
-        return out["prices"]
+        result: dict[str, Any] = out["prices"]
+        return result
 
 
 class AdminTraining:

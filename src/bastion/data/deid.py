@@ -353,10 +353,8 @@ def _detect(column: str, s: pd.Series) -> tuple[IdentifierKind | None, DetectedB
     return None, None, {}
 
 
-def deidentify(
-    df: pd.DataFrame, policy: Policy, *, hmac_key: bytes
-) -> tuple[pd.DataFrame, list[ColumnAction]]:
-    """Apply ``policy`` to every column of ``df`` (which is not modified); report one action per column."""
+def _checked_names(df: pd.DataFrame, policy: Policy, hmac_key: bytes) -> list[str]:
+    """The column names, once the key, the names and the policy's columns are checked."""
     if len(hmac_key) < MIN_KEY_BYTES:
         raise ConfigError(f"the pseudonym key must be at least {MIN_KEY_BYTES} bytes")
     names = [str(c) for c in df.columns]
@@ -366,6 +364,60 @@ def deidentify(
     if unknown:
         listed = ", ".join(repr(c[:64]) for c in unknown[:10])
         raise Invalid(f"policy names columns that are not in the data: {listed}", code="bad_policy")
+    return names
+
+
+def _no_identifier(out: pd.DataFrame, column: str, s: pd.Series, known: Any, policy: Policy) -> ColumnAction:
+    """A column with no identifier kind: scrubbed if free text, identifiers inside cells redacted."""
+    profile = text_profile(s)
+    if profile is not None and policy.redact_free_text:
+        out[column], counts = scrub_column(s, known)
+        reason = f"free text ({profile['why']}): every cell scrubbed; never a model feature"
+        details = {"column_class": "free_text", **profile, "scrubbed": counts, "reason": reason}
+        return ColumnAction(
+            column=column, detected_kind=None, detected_by="values", action="scrub", details=details
+        )
+    if policy.redact_free_text:
+        out[column], redacted = _redact(s)
+        if redacted:
+            reason = "identifiers found inside text cells were replaced"
+            return ColumnAction(
+                column=column,
+                detected_kind=None,
+                detected_by="values",
+                action="redact",
+                details={"redacted_cells": redacted, "reason": reason},
+            )
+    reason = "no identifier by name or values, not free text"
+    if profile is not None:
+        reason = "free text left as it is: the policy turned redact_free_text off"
+    return ColumnAction(
+        column=column, detected_kind=None, detected_by=None, action="none", details={"reason": reason}
+    )
+
+
+def _generalize(
+    s: pd.Series, column: str, kind: str | None, reference_year: int
+) -> tuple[pd.Series, dict[str, Any]]:
+    """A date, zip or age column coarsened (the ``generalize`` action) and what was done."""
+    if kind == "date":
+        return _generalize_date(s, birth=is_birth_column(column), reference_year=reference_year)
+    if kind == "zip":
+        return _generalize_zip(s)
+    if kind == "age":
+        return _generalize_age(s, factor=age_unit_factor(column))
+    raise Invalid(
+        f"column {column[:64]!r}: generalize is defined for date, zip and age only;"
+        " give the column's kind in the policy",
+        code="bad_policy",
+    )
+
+
+def deidentify(
+    df: pd.DataFrame, policy: Policy, *, hmac_key: bytes
+) -> tuple[pd.DataFrame, list[ColumnAction]]:
+    """Apply ``policy`` to every column of ``df`` (which is not modified); report one action per column."""
+    names = _checked_names(df, policy, hmac_key)
     reference_year = policy.reference_year or datetime.now(UTC).year
     out = df.copy()
     out.columns = names
@@ -397,47 +449,7 @@ def deidentify(
             action = None
 
         if action is None:
-            profile = text_profile(s)
-            if profile is not None and policy.redact_free_text:
-                out[column], counts = scrub_column(s, known)
-                reason = f"free text ({profile['why']}): every cell scrubbed; never a model feature"
-                details = {"column_class": "free_text", **profile, "scrubbed": counts, "reason": reason}
-                actions.append(
-                    ColumnAction(
-                        column=column,
-                        detected_kind=None,
-                        detected_by="values",
-                        action="scrub",
-                        details=details,
-                    )
-                )
-                continue
-            if policy.redact_free_text:
-                out[column], counts = _redact(s)
-                if counts:
-                    reason = "identifiers found inside text cells were replaced"
-                    actions.append(
-                        ColumnAction(
-                            column=column,
-                            detected_kind=None,
-                            detected_by="values",
-                            action="redact",
-                            details={"redacted_cells": counts, "reason": reason},
-                        )
-                    )
-                    continue
-            reason = "no identifier by name or values, not free text"
-            if profile is not None:
-                reason = "free text left as it is: the policy turned redact_free_text off"
-            actions.append(
-                ColumnAction(
-                    column=column,
-                    detected_kind=None,
-                    detected_by=None,
-                    action="none",
-                    details={"reason": reason},
-                )
-            )
+            actions.append(_no_identifier(out, column, s, known, policy))
             continue
         if action == "drop":
             out = out.drop(columns=[column])
@@ -445,20 +457,7 @@ def deidentify(
             out[column] = _pseudonymize(s, hmac_key, policy.pseudonym_hex_chars)
             details.update(algorithm="HMAC-SHA256", hex_chars=policy.pseudonym_hex_chars)
         elif action == "generalize":
-            if kind == "date":
-                out[column], extra = _generalize_date(
-                    s, birth=is_birth_column(column), reference_year=reference_year
-                )
-            elif kind == "zip":
-                out[column], extra = _generalize_zip(s)
-            elif kind == "age":
-                out[column], extra = _generalize_age(s, factor=age_unit_factor(column))
-            else:
-                raise Invalid(
-                    f"column {column[:64]!r}: generalize is defined for date, zip and age only;"
-                    " give the column's kind in the policy",
-                    code="bad_policy",
-                )
+            out[column], extra = _generalize(s, column, kind, reference_year)
             details.update(extra)
         elif kind is not None:  # keep of an identifier: only ever on the policy's explicit word
             details["safe_harbor"] = False

@@ -76,6 +76,23 @@ def infer_task(y: pd.Series) -> Task:
     return "regression"
 
 
+def _encode_target(y_col: pd.Series, target: str, task: Task) -> tuple[np.ndarray, list[str] | None]:
+    """The target as class indices (with the class names) or as finite float64 values."""
+    if task == "classification":
+        labels = [_label(v) for v in y_col.tolist()]
+        target_names = _levels(labels)
+        if len(target_names) < 2:
+            raise Invalid(f"target column {target!r} has a single class; classification needs two or more")
+        if len(target_names) > MAX_CLASSES:
+            raise Invalid(f"target column {target!r} has {len(target_names)} classes (max {MAX_CLASSES})")
+        index = {name: i for i, name in enumerate(target_names)}
+        return np.array([index[s] for s in labels], dtype=np.int64), target_names
+    numeric_y = _as_numeric(y_col)
+    if numeric_y is None or not np.all(np.isfinite(numeric_y.to_numpy())):
+        raise Invalid(f"target column {target!r} must hold finite numbers for regression")
+    return numeric_y.to_numpy(dtype=np.float64), None
+
+
 def frame_to_dataset(
     frame: pd.DataFrame,
     target: str,
@@ -111,22 +128,7 @@ def frame_to_dataset(
     y_col = present[target]
     resolved: Task = infer_task(y_col) if task is None else task
 
-    target_names: list[str] | None
-    if resolved == "classification":
-        labels = [_label(v) for v in y_col.tolist()]
-        target_names = _levels(labels)
-        if len(target_names) < 2:
-            raise Invalid(f"target column {target!r} has a single class; classification needs two or more")
-        if len(target_names) > MAX_CLASSES:
-            raise Invalid(f"target column {target!r} has {len(target_names)} classes (max {MAX_CLASSES})")
-        index = {name: i for i, name in enumerate(target_names)}
-        y = np.array([index[s] for s in labels], dtype=np.int64)
-    else:
-        numeric_y = _as_numeric(y_col)
-        if numeric_y is None or not np.all(np.isfinite(numeric_y.to_numpy())):
-            raise Invalid(f"target column {target!r} must hold finite numbers for regression")
-        y = numeric_y.to_numpy(dtype=np.float64)
-        target_names = None
+    y, target_names = _encode_target(y_col, target, resolved)
 
     excluded = {target, *drop}
     if group_column is not None:

@@ -105,48 +105,12 @@ def _json_frame(obj: Any, max_rows: int, max_columns: int) -> pd.DataFrame:
     """Records (``[{...}, ...]`` or JSON Lines), columns (``{"col": [...]}``) or split orientation."""
     import pandas as pd
 
-    columns: dict[str, list[Any]]
     if isinstance(obj, list):
-        if not all(isinstance(r, dict) for r in obj):
-            raise Invalid("a JSON array must hold one object per row", code="bad_json")
-        if len(obj) > max_rows:
-            raise PayloadTooLarge(f"more than {max_rows} rows", code="too_many_rows")
-        keys: dict[str, None] = {}
-        for record in obj:
-            keys.update(dict.fromkeys(record))
-            if len(keys) > max_columns:
-                raise PayloadTooLarge(f"more than {max_columns} columns", code="too_many_columns")
-        columns = {k: [r.get(k) for r in obj] for k in keys}
+        columns = _record_columns(obj, max_rows, max_columns)
     elif isinstance(obj, dict) and {"columns", "data"} <= set(obj) <= {"columns", "data", "index"}:
-        names, data = obj["columns"], obj["data"]
-        if not isinstance(names, list) or not isinstance(data, list):
-            raise Invalid("split JSON needs 'columns' and 'data' lists", code="bad_json")
-        if len(names) > max_columns:
-            raise PayloadTooLarge(f"more than {max_columns} columns", code="too_many_columns")
-        if len(data) > max_rows:
-            raise PayloadTooLarge(f"more than {max_rows} rows", code="too_many_rows")
-        if not all(isinstance(r, list) and len(r) == len(names) for r in data):
-            raise Invalid("every 'data' row must have one value per column", code="bad_json")
-        columns = {str(n): [r[i] for r in data] for i, n in enumerate(names)}
+        columns = _split_columns(obj, max_rows, max_columns)
     elif isinstance(obj, dict):
-        if len(obj) > max_columns:
-            raise PayloadTooLarge(f"more than {max_columns} columns", code="too_many_columns")
-        index: dict[str, None] = {}
-        for v in obj.values():
-            if isinstance(v, dict):
-                index.update(dict.fromkeys(v))
-        columns = {}
-        for k, v in obj.items():
-            if isinstance(v, list):
-                columns[k] = v
-            elif isinstance(v, dict):
-                columns[k] = [v.get(i) for i in index]
-            else:
-                raise Invalid("a JSON object must map each column to a list or object", code="bad_json")
-        if len({len(v) for v in columns.values()}) > 1:
-            raise Invalid("JSON columns have different lengths", code="bad_json")
-        if columns and len(next(iter(columns.values()))) > max_rows:
-            raise PayloadTooLarge(f"more than {max_rows} rows", code="too_many_rows")
+        columns = _object_columns(obj, max_rows, max_columns)
     else:
         raise Invalid("JSON must be an array of objects or an object of columns", code="bad_json")
     for name, values in columns.items():
@@ -159,6 +123,57 @@ def _json_frame(obj: Any, max_rows: int, max_columns: int) -> pd.DataFrame:
                 column=name,
             )
     return pd.DataFrame(columns)
+
+
+def _record_columns(obj: list[Any], max_rows: int, max_columns: int) -> dict[str, list[Any]]:
+    """``[{...}, ...]``: the columns are the union of the records' keys, in first-seen order."""
+    if not all(isinstance(r, dict) for r in obj):
+        raise Invalid("a JSON array must hold one object per row", code="bad_json")
+    if len(obj) > max_rows:
+        raise PayloadTooLarge(f"more than {max_rows} rows", code="too_many_rows")
+    keys: dict[str, None] = {}
+    for record in obj:
+        keys.update(dict.fromkeys(record))
+        if len(keys) > max_columns:
+            raise PayloadTooLarge(f"more than {max_columns} columns", code="too_many_columns")
+    return {k: [r.get(k) for r in obj] for k in keys}
+
+
+def _split_columns(obj: dict[str, Any], max_rows: int, max_columns: int) -> dict[str, list[Any]]:
+    """``{"columns": [...], "data": [[...], ...]}`` (pandas' split orientation)."""
+    names, data = obj["columns"], obj["data"]
+    if not isinstance(names, list) or not isinstance(data, list):
+        raise Invalid("split JSON needs 'columns' and 'data' lists", code="bad_json")
+    if len(names) > max_columns:
+        raise PayloadTooLarge(f"more than {max_columns} columns", code="too_many_columns")
+    if len(data) > max_rows:
+        raise PayloadTooLarge(f"more than {max_rows} rows", code="too_many_rows")
+    if not all(isinstance(r, list) and len(r) == len(names) for r in data):
+        raise Invalid("every 'data' row must have one value per column", code="bad_json")
+    return {str(n): [r[i] for r in data] for i, n in enumerate(names)}
+
+
+def _object_columns(obj: dict[str, Any], max_rows: int, max_columns: int) -> dict[str, list[Any]]:
+    """``{"col": [...]}`` or ``{"col": {index: value}}``, every column the same length."""
+    if len(obj) > max_columns:
+        raise PayloadTooLarge(f"more than {max_columns} columns", code="too_many_columns")
+    index: dict[str, None] = {}
+    for v in obj.values():
+        if isinstance(v, dict):
+            index.update(dict.fromkeys(v))
+    columns: dict[str, list[Any]] = {}
+    for k, v in obj.items():
+        if isinstance(v, list):
+            columns[k] = v
+        elif isinstance(v, dict):
+            columns[k] = [v.get(i) for i in index]
+        else:
+            raise Invalid("a JSON object must map each column to a list or object", code="bad_json")
+    if len({len(v) for v in columns.values()}) > 1:
+        raise Invalid("JSON columns have different lengths", code="bad_json")
+    if columns and len(next(iter(columns.values()))) > max_rows:
+        raise PayloadTooLarge(f"more than {max_rows} rows", code="too_many_rows")
+    return columns
 
 
 def _excel_frame(data: bytes, max_rows: int) -> pd.DataFrame:

@@ -36,7 +36,8 @@ def _blob(xx: np.ndarray, yy: np.ndarray, cx: float, cy: float, r: float, wobble
     dx, dy = xx - cx, yy - cy
     angle = np.arctan2(dy, dx)
     radius = r * (1.0 + sum(a * np.cos((k + 2) * angle + p) for k, (a, p) in enumerate(wobble)))
-    return np.hypot(dx, dy) - radius
+    result: np.ndarray = np.hypot(dx, dy) - radius
+    return result
 
 
 def _slice(rng: np.random.Generator, label: str, size: int) -> np.ndarray:
@@ -109,7 +110,8 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
     if (h, w) == (size, size):
         return img
     if h % size == 0 and w % size == 0:
-        return img.reshape(size, h // size, size, w // size).mean(axis=(1, 3))
+        result: np.ndarray = img.reshape(size, h // size, size, w // size).mean(axis=(1, 3))
+        return result
     rows = np.minimum((np.arange(size) + 0.5) * h / size, h - 1).astype(np.int64)
     cols = np.minimum((np.arange(size) + 0.5) * w / size, w - 1).astype(np.int64)
     return img[np.ix_(rows, cols)]
@@ -141,7 +143,8 @@ def read_image(path: Path, size: int) -> np.ndarray:
         grey = _to_grey(arr)
         peak = float(grey.max(initial=0.0))
         grey = grey / 255.0 if peak > 1.0 else grey
-        return np.clip(_resize(grey, size), 0.0, 1.0).astype(np.float32)
+        result: np.ndarray = np.clip(_resize(grey, size), 0.0, 1.0).astype(np.float32)
+        return result
     if pillow_available():
         from PIL import Image
 

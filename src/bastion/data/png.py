@@ -112,7 +112,8 @@ def decode_png(data: bytes) -> np.ndarray:
         palette = np.frombuffer(plte, np.uint8).reshape(-1, 3)
         if pixels.max(initial=0) >= len(palette):
             raise Invalid("palette PNG indexes past its palette")
-        return palette[pixels.reshape(height, width)]
+        result: np.ndarray = palette[pixels.reshape(height, width)]
+        return result
     img = pixels.reshape(height, width, channels)
     return img[:, :, 0] if channels == 1 else img
 

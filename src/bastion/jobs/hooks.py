@@ -1,4 +1,4 @@
-"""Wiring the job subsystem into a Context (registered in bastion.api.app.CONTEXT_HOOKS).
+"""Wiring the job subsystem into a Context (called by bastion.wiring.install_services).
 
 ``ctx.services['jobs']`` is the JobService; ``ctx.services['worker']`` the embedded Worker when
 ``settings.embedded_worker`` is true (``bastion serve`` without ``--no-worker``). The app's lifespan

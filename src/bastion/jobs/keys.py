@@ -91,7 +91,8 @@ class KeyScope:
             staged = self.vault.reserve_staged(artifact)
             with self._lock:
                 self._staged[(artifact, staged.version)] = staged
-            return staged.for_writer()
+            grant: dict[str, Any] = staged.for_writer()
+            return grant
         if op == "commit":
             with self._lock:
                 staged = self._staged.pop((str(artifact), int(message.get("version") or 0)), None)

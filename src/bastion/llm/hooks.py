@@ -1,4 +1,4 @@
-"""Wiring fine-tuning into a Context (after the job subsystem; registered in api.app.CONTEXT_HOOKS)."""
+"""Wiring fine-tuning into a Context (after the job subsystem; called by bastion.wiring.install_services)."""
 
 from __future__ import annotations
 

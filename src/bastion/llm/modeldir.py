@@ -119,7 +119,10 @@ def inspect_model_dir(path: Path | str) -> ModelInfo:
 
 def context_length(config: Any, default: int = 1024) -> int:
     """The model's context window, from a config object or its JSON dict."""
-    get = config.get if isinstance(config, dict) else lambda k: getattr(config, k, None)
+
+    def get(key: str) -> Any:
+        return config.get(key) if isinstance(config, dict) else getattr(config, key, None)
+
     value = get("max_position_embeddings") or get("n_positions") or default
     return int(value)
 

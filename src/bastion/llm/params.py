@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.errors import Invalid
-from bastion.ml.dp_sgd import DPParams
+from bastion.privacy.config import DPParams
 
 # Per model_type (config.json): attention projections, the usual LoRA choice.
 DEFAULT_TARGETS: dict[str, list[str]] = {

@@ -316,7 +316,8 @@ def _train_dp(
     """DP-SGD on the LoRA parameters with Bastion's Opacus runner (one record = one example)."""
     import torch
 
-    from bastion.ml.dp_sgd import DPParams, train_private
+    from bastion.ml.dp_sgd import train_private
+    from bastion.privacy.config import DPParams
 
     batch = collate(train, pad_id)
     X = torch.stack([batch["input_ids"], batch["attention_mask"]], dim=1)

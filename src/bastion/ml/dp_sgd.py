@@ -11,7 +11,7 @@ What a run with ``dp.enabled`` does, per step:
    optimizer (Adam, AdamW or SGD) steps.
 3. **Accounting.** Each step is one Poisson-subsampled Gaussian mechanism (q, sigma). Epsilon for
    ``delta`` after ``steps`` steps is dp-accounting's RDP figure for that event composed ``steps``
-   times, via :class:`bastion.federation.dp.accountant.RdpAccountant` (dp-accounting's default RDP
+   times, via :class:`bastion.privacy.accountant.RdpAccountant` (dp-accounting's default RDP
    orders), the same accountant federated rounds use. Opacus's own ``RDPAccountant`` is attached to the
    optimizer too; it counts the steps actually taken, and the (sigma, q, steps) it recorded is checked
    against ours before anything is reported.
@@ -25,7 +25,7 @@ accountant hook), with the exact rate and unpredictable randomness:
 * default (``secure_rng: false``): noise and sampling come from torch generators seeded with 63 bits
   from ``secrets`` for every run, so they cannot be replayed from the job's seed (a replayable noise
   stream could be subtracted, voiding the guarantee). DP runs are therefore not bit-reproducible.
-* ``secure_rng: true``: noise from :func:`bastion.federation.dp.noise.secure_gaussian` (AES-CTR keyed
+* ``secure_rng: true``: noise from :func:`bastion.privacy.noise.secure_gaussian` (AES-CTR keyed
   from ``os.urandom``), summed four times and halved as Opacus's secure mode does against
   floating-point attacks, and Poisson masks from ``secure_uniform``. Slower; use it for production.
 
@@ -40,76 +40,21 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-
 from bastion.errors import Invalid
+from bastion.privacy.config import (
+    DEFAULT_NOISE_MULTIPLIER,
+    MAX_NOISE_MULTIPLIER,
+    MIN_NOISE_MULTIPLIER,
+    DPParams,
+)
 
 ACCOUNTANT = "rdp"
-MIN_NOISE_MULTIPLIER, MAX_NOISE_MULTIPLIER = 0.1, 100.0
-DEFAULT_NOISE_MULTIPLIER = 1.1
 NOT_COVERED = (
     "preprocessing statistics in the model config (imputation medians, scaler means and deviations, "
     "regression target mean and scale)",
     "per-epoch training loss",
     "training and test metrics",
 )
-
-
-class DPParams(BaseModel):
-    """The ``dp`` block of a torch model type's params: DP-SGD through Opacus when ``enabled``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    enabled: bool = Field(False, description="Train with DP-SGD (per-sample clipping, Gaussian noise)")
-    noise_multiplier: float | None = Field(
-        None,
-        ge=MIN_NOISE_MULTIPLIER,
-        le=MAX_NOISE_MULTIPLIER,
-        description=(
-            "sigma: noise std over the clipping norm; more noise, smaller epsilon. "
-            f"Default {DEFAULT_NOISE_MULTIPLIER} unless target_epsilon is given (null means unset)"
-        ),
-    )
-    max_grad_norm: float = Field(
-        1.0, gt=0.0, le=100.0, description="C: each row's gradient is clipped to this L2 norm"
-    )
-    delta: float | None = Field(
-        None,
-        gt=0.0,
-        le=1e-3,
-        description=(
-            "delta of the (epsilon, delta) guarantee; must be below 1/n_train. Default: "
-            "min(1e-5, the largest power of ten below 1/n_train)"
-        ),
-    )
-    target_epsilon: float | None = Field(
-        None,
-        gt=0.0,
-        le=100.0,
-        description="If set, sigma is chosen so that epsilon after all epochs is at most this",
-    )
-    secure_rng: bool = Field(
-        False, description="Noise and sampling from the OS CSPRNG (slower) instead of a seeded torch PRNG"
-    )
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_sigma(cls, data: Any) -> Any:
-        """sigma defaults only when no target epsilon picks it: a stored (dumped) dp block with
-        ``target_epsilon`` and ``noise_multiplier: null`` validates again to the same thing."""
-        if not isinstance(data, dict):
-            return data
-        if data and "enabled" not in data:
-            raise ValueError("dp settings were given without 'enabled': set enabled to true to train with DP")
-        if data.get("target_epsilon") is None and data.get("noise_multiplier") is None:
-            data = {**data, "noise_multiplier": DEFAULT_NOISE_MULTIPLIER}
-        return data
-
-    @model_validator(mode="after")
-    def _consistent(self) -> DPParams:
-        if self.target_epsilon is not None and self.noise_multiplier is not None:
-            raise ValueError("give noise_multiplier or target_epsilon, not both")
-        return self
 
 
 def default_delta(n_train: int) -> float:
@@ -141,7 +86,7 @@ def sampling(n_train: int, batch_size: int) -> tuple[float, int]:
 
 def epsilon(noise_multiplier: float, sampling_rate: float, steps: int, delta: float) -> float:
     """dp-accounting's RDP epsilon of ``steps`` Poisson-sampled Gaussian steps (q, sigma) at ``delta``."""
-    from bastion.federation.dp.accountant import RdpAccountant
+    from bastion.privacy.accountant import RdpAccountant
 
     return RdpAccountant(noise_multiplier, sampling_rate).epsilon_after(steps, delta)
 
@@ -322,9 +267,9 @@ def _poisson_sampler(n: int, q: float, steps: int, generator: Any, *, secure: bo
     if not secure:
         return UniformWithReplacementSampler(num_samples=n, sample_rate=q, generator=generator, steps=steps)
 
-    class SecureSampler(UniformWithReplacementSampler):
+    class SecureSampler(UniformWithReplacementSampler):  # type: ignore[misc]  # opacus ships no types
         def __iter__(self) -> Any:
-            from bastion.federation.dp.noise import secure_uniform
+            from bastion.privacy.noise import secure_uniform
 
             for _ in range(self.steps):
                 yield [int(i) for i in (secure_uniform(self.num_samples) < self.sample_rate).nonzero()[0]]
@@ -337,9 +282,9 @@ def _secure_optimizer_class() -> Any:
     import torch
     from opacus.optimizers import DPOptimizer
 
-    from bastion.federation.dp.noise import secure_gaussian
+    from bastion.privacy.noise import secure_gaussian
 
-    class SecureNoiseDPOptimizer(DPOptimizer):
+    class SecureNoiseDPOptimizer(DPOptimizer):  # type: ignore[misc]  # opacus ships no types
         noise_multiplier: float
         max_grad_norm: float
 

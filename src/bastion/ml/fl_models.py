@@ -60,7 +60,8 @@ class TabularMLP(nn.Module):
         self.net = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net(x)
+        result: torch.Tensor = self.net(x)
+        return result
 
 
 class BrainTumourCNN(nn.Module):
@@ -94,7 +95,8 @@ class BrainTumourCNN(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(self.features(x)))
+        result: torch.Tensor = self.head(self.pool(self.features(x)))
+        return result
 
 
 def build_model(config: Mapping[str, Any], *, seed: int | None = None) -> nn.Module:

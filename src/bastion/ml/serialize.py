@@ -339,7 +339,8 @@ class Predictor:
         out = self.model.predict(self.spec.matrix(rows))
         if self.classes is None:
             return out
-        return np.asarray(self.classes, dtype=object)[out]
+        result: np.ndarray = np.asarray(self.classes, dtype=object)[out]
+        return result
 
     def predict_proba(self, rows: Sequence[Mapping[str, Any]] | np.ndarray) -> np.ndarray:
         """Probabilities, one column per entry of ``classes``."""

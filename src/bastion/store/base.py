@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 
 from sqlalchemy import MetaData
 from sqlalchemy.orm import DeclarativeBase
+
+from bastion import clock as wall_clock
 
 NAMING = {
     "ix": "ix_%(column_0_label)s",
@@ -26,5 +28,5 @@ def new_id() -> str:
 
 
 def utcnow() -> datetime:
-    """Naive UTC: SQLite and PostgreSQL (timestamp without time zone) then round-trip identically."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Naive UTC from the one clock (``bastion.clock``): the stores round-trip it identically."""
+    return wall_clock.utcnow()

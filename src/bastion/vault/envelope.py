@@ -180,7 +180,8 @@ def read_header(f: Any) -> bytes:
     body = f.read(length)
     if len(body) != length:
         raise IntegrityError("header is truncated")
-    return prefix + body
+    result: bytes = prefix + body
+    return result
 
 
 def segment_aad(header_bytes: bytes) -> bytes:

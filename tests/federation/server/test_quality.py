@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bastion.federation.simulate import centralized, simulate
+from tests.federation.simulate import centralized, simulate
 
 SPEC = {
     "name": "digits-quality",

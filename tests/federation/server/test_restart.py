@@ -8,11 +8,11 @@ from contextlib import contextmanager
 import numpy as np
 from sqlalchemy import update
 
-from bastion.api.app import CONTEXT_HOOKS
 from bastion.config import Settings
 from bastion.context import Context, build_context
 from bastion.federation.strategies import create_strategy
 from bastion.store.models import FederationRound
+from bastion.wiring import install_services
 from tests.federation.server.support import Site, World, principal_for
 
 
@@ -20,8 +20,7 @@ from tests.federation.server.support import Site, World, principal_for
 def server(settings: Settings) -> Iterator[Context]:
     """One server lifetime over the same data directory and database."""
     ctx = build_context(settings)
-    for hook in CONTEXT_HOOKS:
-        hook(ctx)
+    install_services(ctx)
     try:
         yield ctx
     finally:

@@ -215,9 +215,10 @@ async def upload_file(
 
     def run() -> dict[str, Any]:
         base = ctx.services["llm_bases"].get(model)
-        return ctx.services["ft_files"].upload(
+        uploaded: dict[str, Any] = ctx.services["ft_files"].upload(
             principal, data, name=(name or "train.jsonl")[:200], base=base, scrub=scrub
         )
+        return uploaded
 
     out = FileObject(**await run_in_threadpool(run))
     response.headers["Location"] = f"/api/v1/fine_tuning/files/{out.id}"

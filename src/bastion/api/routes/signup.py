@@ -11,8 +11,8 @@ from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import AdminPrincipal, ContextDep, client_ip
 from bastion.api.openapi import errors
-from bastion.api.routes.admin import UserInfo
 from bastion.auth.signup import Signups
+from bastion.contract.accounts import UserInfo
 from bastion.errors import Invalid
 from bastion.llm.service import decode_cursor, encode_cursor
 

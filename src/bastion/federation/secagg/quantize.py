@@ -59,11 +59,13 @@ class Quantizer:
 
     @property
     def scale(self) -> float:
-        return (2**self.bits - 1) / (2 * self.clip)
+        result: float = (2**self.bits - 1) / (2 * self.clip)
+        return result
 
     def max_clients(self) -> int:
         """How many encoded values the word can add without wrapping."""
-        return (2**self.word_bits - 1) // (2**self.bits - 1)
+        result: int = (2**self.word_bits - 1) // (2**self.bits - 1)
+        return result
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         """Clip and round ``x`` to words; refuses NaN and infinities, which would poison the sum."""

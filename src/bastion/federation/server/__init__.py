@@ -1,6 +1,6 @@
 """The federation coordinator inside the server: rounds, admission of sealed updates, aggregation.
 
-:func:`install` is registered in ``bastion.api.app.CONTEXT_HOOKS``; it adds the coordinator (whose
+:func:`install` is called by ``bastion.wiring.install_services``; it adds the coordinator (whose
 ``start``/``close`` run the deadline ticker) and the two services the routes call.
 """
 

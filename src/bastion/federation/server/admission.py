@@ -30,6 +30,7 @@ from bastion.federation.envelope import UpdateHeader, max_update_bytes, read_hea
 from bastion.federation.replay import duplicate, replayed
 from bastion.federation.server.artifacts import update_artifact
 from bastion.federation.server.keys import ServerKeys
+from bastion.federation.server.states import RoundState
 from bastion.federation.tensors import TensorSpec, decode, validate
 from bastion.store import Database
 from bastion.store.base import new_id, utcnow
@@ -189,7 +190,7 @@ def open_checked(
 _ROUNDS, _UPDATES = cast(Table, FederationRound.__table__), cast(Table, FederationUpdate.__table__)
 _COUNT = (
     update(_ROUNDS)
-    .where(_ROUNDS.c.id == bindparam("round_id"), _ROUNDS.c.state == "open")
+    .where(_ROUNDS.c.id == bindparam("round_id"), _ROUNDS.c.state == RoundState.OPEN.value)
     .values(accepted=_ROUNDS.c.accepted + 1, num_samples=_ROUNDS.c.num_samples + bindparam("samples"))
     .returning(_ROUNDS.c.accepted)
 )

@@ -12,11 +12,11 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator, model_validator
 
 from bastion.errors import Invalid
-from bastion.federation.dp import DPConfig
 from bastion.federation.features import FeatureDeclaration
-from bastion.federation.server.privacy import PrivacySettings, check_budget, dp_config, value_range
+from bastion.federation.server.privacy import PrivacySettings, check_budget, value_range
 from bastion.federation.strategies import STRATEGIES, available_strategies, create_strategy
 from bastion.ml.fl_config import model_config_schema
+from bastion.privacy import DPConfig
 
 MAX_ROUND_TIMEOUT_S = 7 * 24 * 3600.0
 
@@ -128,8 +128,10 @@ class FederationCreate(BaseModel):
         return self.privacy is not None and self.privacy.secure_aggregation is not None
 
     def dp(self) -> DPConfig | None:
-        """The federation's :class:`~bastion.federation.dp.DPConfig`, or None without DP."""
-        return dp_config(self.privacy, quorum=self.quorum, min_clients=self.min_clients)
+        """The federation's :class:`~bastion.privacy.DPConfig`, or None without DP."""
+        if self.privacy is None:
+            return None
+        return self.privacy.dp_config(quorum=self.quorum, min_clients=self.min_clients)
 
 
 def check_strategy(cfg: FederationCreate) -> None:

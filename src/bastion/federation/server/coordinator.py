@@ -37,6 +37,7 @@ from bastion.federation.server.privacy import round_privacy, selected
 from bastion.federation.server.rounds import Running, ServerEvaluator, fold_missing, restore, site_metrics
 from bastion.federation.server.secure import SecureRounds
 from bastion.federation.server.sessions import SecureResult
+from bastion.federation.server.states import LIVE, RoundState
 from bastion.federation.server.ticker import Ticker
 from bastion.federation.server.weights import WeightCap, load_cap
 from bastion.federation.sitedata import TABULAR_BUILTINS
@@ -46,7 +47,6 @@ from bastion.store.base import utcnow
 from bastion.store.models import Federation, FederationRound
 from bastion.vault.store import VaultStore
 
-LIVE = ("waiting", "running")
 _log = structlog.get_logger("bastion.federation")
 
 
@@ -152,7 +152,7 @@ class Coordinator:
             fed, rnd = self.current(s, federation_id)
         if (
             rnd is not None
-            and rnd.state == "open"
+            and rnd.state == RoundState.OPEN
             and rnd.deadline is not None
             and rnd.deadline <= self.clock()
         ):
@@ -179,7 +179,7 @@ class Coordinator:
             raise Conflict(
                 f"the federation is {fed.state}; it takes no more updates", code="federation_finished"
             )
-        if rnd.state != "open":
+        if rnd.state != RoundState.OPEN:
             raise Conflict(
                 f"round {rnd.number} is closing; the next round opens shortly", code="round_closed"
             )
@@ -273,7 +273,7 @@ class Coordinator:
             return cached
         with self.db.session() as s:
             fed, rnd = self.current(s, federation_id)
-        if fed.state not in LIVE or rnd is None or rnd.state not in ("open", "closing"):
+        if fed.state not in LIVE or rnd is None or rnd.state not in (RoundState.OPEN, RoundState.CLOSING):
             self._running.pop(federation_id, None)
             return None
         running = self._running.get(federation_id)
@@ -342,7 +342,9 @@ class Coordinator:
             fed, rnd = self.current(s, federation_id)
         if rnd is None or rnd.number != number:
             return False
-        if not transitions.claim(self.db, rnd.id, ("open", "closing") if recovering else ("open",)):
+        if not transitions.claim(
+            self.db, rnd.id, (RoundState.OPEN, RoundState.CLOSING) if recovering else (RoundState.OPEN,)
+        ):
             return False
         cfg, _spec = self.meta(federation_id)
         if cfg.secure and secure is None:  # a crash lost the unmasked sum: run the round again

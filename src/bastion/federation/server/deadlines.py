@@ -14,6 +14,7 @@ import structlog
 from sqlalchemy import select
 
 from bastion.federation.server import transitions
+from bastion.federation.server.states import RoundState
 from bastion.store.models import FederationRound
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ def tick(co: Coordinator) -> int:
         due = list(
             s.scalars(
                 select(FederationRound.federation_id).where(
-                    FederationRound.state == "open",
+                    FederationRound.state == RoundState.OPEN,
                     FederationRound.deadline.is_not(None),
                     FederationRound.deadline <= co.clock(),
                 )
@@ -51,7 +52,7 @@ def on_deadline(co: Coordinator, federation_id: str) -> None:
     now = co.clock()
     with co.db.session() as s:
         fed, rnd = co.current(s, federation_id)
-    if rnd is None or rnd.state != "open" or rnd.deadline is None or rnd.deadline > now:
+    if rnd is None or rnd.state != RoundState.OPEN or rnd.deadline is None or rnd.deadline > now:
         return
     if co.meta(federation_id)[0].secure and co.secure.on_round_deadline(federation_id, fed.min_clients):
         co.changed(federation_id)
@@ -77,7 +78,7 @@ def on_deadline(co: Coordinator, federation_id: str) -> None:
             now=now,
             reason=reason,
             close_reason="min_clients_not_met",
-            round_states=("open",),
+            round_states=(RoundState.OPEN,),
         )
         co.forget(federation_id)
     co.changed(federation_id)
@@ -92,7 +93,7 @@ def recover(co: Coordinator) -> None:
     with co.db.session() as s:
         stuck = s.execute(
             select(FederationRound.federation_id, FederationRound.number).where(
-                FederationRound.state == "closing"
+                FederationRound.state == RoundState.CLOSING
             )
         ).all()
     for fid, number in stuck:
@@ -100,7 +101,7 @@ def recover(co: Coordinator) -> None:
             with co.lock(fid):
                 with co.db.session() as s:
                     _fed, rnd = co.current(s, fid)
-                if rnd is None or rnd.number != number or rnd.state != "closing":
+                if rnd is None or rnd.number != number or rnd.state != RoundState.CLOSING:
                     continue  # closed meanwhile by the thread that claimed it
                 co.forget(fid)  # a failed close may have finalized it: rebuild from the vault
                 co.close_round(fid, "recovered", number, recovering=True)

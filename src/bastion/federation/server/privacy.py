@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bastion.errors import Invalid
-from bastion.federation.dp import BudgetGuard, DPConfig
 from bastion.federation.secagg import SecAggConfig
+from bastion.privacy import DPConfig, FederationDP
 
 if TYPE_CHECKING:
     from bastion.federation.server.config import FederationCreate
@@ -48,21 +48,6 @@ class SecureAggregationSettings(BaseModel):
     )
 
 
-class FederationDP(BaseModel):
-    """DP-FedAvg parameters (McMahan et al. 2018); ``expected_clients`` defaults to the quorum."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    clip_norm: float = Field(gt=0, allow_inf_nan=False, description="S: L2 bound of one site's delta")
-    noise_multiplier: float = Field(gt=0, le=1000, allow_inf_nan=False, description="sigma, in units of S")
-    mode: Literal["central", "distributed"] = "distributed"
-    sampling_rate: float = Field(1.0, gt=0, le=1, description="q: chance each site is asked in a round")
-    expected_clients: int | None = Field(None, ge=1, description="fixed denominator of the mean")
-    delta: float = Field(1e-5, gt=0, lt=1)
-    budget_epsilon: float | None = Field(None, gt=0, allow_inf_nan=False)
-    accountant: Literal["rdp", "pld"] = "rdp"
-
-
 class PrivacySettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -82,37 +67,16 @@ class PrivacySettings(BaseModel):
     def enabled(self) -> bool:
         return self.secure_aggregation is not None or self.dp is not None
 
-
-def dp_config(privacy: PrivacySettings | None, *, quorum: int, min_clients: int) -> DPConfig | None:
-    """The library's DPConfig for a federation (None without DP)."""
-    if privacy is None or privacy.dp is None:
-        return None
-    dp = privacy.dp
-    return DPConfig(
-        clip_norm=dp.clip_norm,
-        noise_multiplier=dp.noise_multiplier,
-        mode=dp.mode,
-        sampling_rate=dp.sampling_rate,
-        expected_clients=dp.expected_clients or quorum,
-        min_clients=min(min_clients, dp.expected_clients or quorum),
-        delta=dp.delta,
-        budget_epsilon=dp.budget_epsilon,
-        accountant=dp.accountant,
-    )
-
-
-def guard_after(dp: DPConfig, rounds: int) -> BudgetGuard:
-    """The accountant after ``rounds`` noisy rounds have been released."""
-    guard = dp.guard()
-    guard.accountant.step(rounds)
-    return guard
+    def dp_config(self, *, quorum: int, min_clients: int) -> DPConfig | None:
+        """The resolved DP settings for a federation (None without DP)."""
+        return self.dp.resolve(quorum=quorum, min_clients=min_clients) if self.dp is not None else None
 
 
 def privacy_report(dp: DPConfig | None, rounds: int, max_rounds: int) -> dict[str, Any] | None:
     """(epsilon, delta) spent after ``rounds`` released rounds and how many more the budget allows."""
     if dp is None:
         return None
-    guard = guard_after(dp, rounds)
+    guard = dp.guard_after(rounds)
     report: dict[str, Any] = dict(guard.report().as_dict())
     left = max(0, max_rounds - rounds)
     report.update(
@@ -131,7 +95,7 @@ def round_privacy(cfg: FederationCreate, released: int) -> tuple[dict[str, float
     dp = cfg.dp()
     if dp is None:
         return {}, None
-    guard = guard_after(dp, released)
+    guard = dp.guard_after(released)
     metrics = {"dp_epsilon": guard.accountant.epsilon(dp.delta), "dp_delta": dp.delta}
     stop = None
     if released < cfg.rounds and not guard.can_run_round():

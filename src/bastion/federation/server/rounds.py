@@ -20,11 +20,11 @@ import numpy as np
 from sqlalchemy import select
 
 from bastion.crypto import signing
-from bastion.federation.dp.noise import central_noise_std
 from bastion.federation.server.admission import SiteIdentity, open_checked
 from bastion.federation.server.artifacts import load_global, load_state
 from bastion.federation.server.config import FederationCreate
 from bastion.federation.server.keys import ServerKeys
+from bastion.federation.server.states import RoundState
 from bastion.federation.server.weights import WeightCap
 from bastion.federation.strategies import Strategy, create_strategy
 from bastion.federation.strategies.private import PrivateAggregate
@@ -64,7 +64,7 @@ def new_strategy(cfg: FederationCreate) -> Strategy:
         if not cfg.secure:
             options["clip_norm"] = dp.clip_norm  # the server sees each update: it clips them itself
         if dp.mode == "central":
-            options["noise_std"] = central_noise_std(dp.noise_multiplier, dp.clip_norm)
+            options["noise_std"] = dp.server_noise_std()
     return PrivateAggregate(inner, options)
 
 
@@ -85,7 +85,7 @@ def restore(
             .where(
                 FederationRound.federation_id == federation_id,
                 FederationRound.number < round_row.number,
-                FederationRound.state == "closed",
+                FederationRound.state == RoundState.CLOSED,
             )
             .order_by(FederationRound.number.desc())
             .limit(1)

@@ -43,6 +43,7 @@ from bastion.federation.server.sessions import (
     eligible_members,
     identity_keys,
 )
+from bastion.federation.server.states import FederationState, RoundState
 from bastion.federation.server.transitions import system_record
 from bastion.store.models import Federation, FederationRound
 
@@ -82,7 +83,7 @@ class SecureRounds:
             with co.db.session() as s:
                 fed, rnd = co.current(s, federation_id)
             current = self._sessions.get(federation_id)
-            if fed.state != "running" or rnd is None or rnd.state != "open":
+            if fed.state != FederationState.RUNNING or rnd is None or rnd.state != RoundState.OPEN:
                 if current is not None and (rnd is None or current.round_row_id != rnd.id):
                     self._sessions.pop(federation_id, None)
                 return self._sessions.get(federation_id), fed, rnd
@@ -255,7 +256,7 @@ class SecureRounds:
             advertised = len(session.config.participants) - len(session.server.waiting_for())
             if advertised >= max(min_clients, session.config.threshold):
                 self._close_stage(federation_id, session)
-                if session.stage is ServerStage.SHARE:
+                if session.stage is ServerStage.SHARE:  # type: ignore[comparison-overlap]  # _close_stage moved it
                     self._extend_round(federation_id, session)
                     return True
                 return False
@@ -271,7 +272,7 @@ class SecureRounds:
         with co.db.session() as s:
             s.execute(
                 update(FederationRound)
-                .where(FederationRound.id == session.round_row_id, FederationRound.state == "open")
+                .where(FederationRound.id == session.round_row_id, FederationRound.state == RoundState.OPEN)
                 .values(deadline=co.clock() + timedelta(seconds=extra))
             )
 

@@ -23,9 +23,10 @@ from bastion.auth.principal import Principal
 from bastion.errors import BastionError, Conflict, Forbidden, Invalid, NotFound
 from bastion.federation.server import artifacts, credentials, sharing
 from bastion.federation.server.config import FederationCreate, check_strategy
-from bastion.federation.server.coordinator import LIVE, Coordinator
+from bastion.federation.server.coordinator import Coordinator
 from bastion.federation.server.keys import ServerKeys, keys_artifact
 from bastion.federation.server.privacy import privacy_report
+from bastion.federation.server.states import FEDERATION, LIVE, FederationState, RoundState
 from bastion.federation.server.views import federation_view, participant_view, round_view
 from bastion.federation.tensors import TensorSpec, decode, encode, validate
 from bastion.projects import policy
@@ -41,7 +42,6 @@ from bastion.store.models import (
 from bastion.store.paging import Keyset
 
 ONLINE_WINDOW = timedelta(seconds=60)
-ARCHIVED = "archived"
 FEDERATIONS = Keyset(Federation.created_at, Federation.id, descending=False)
 ROUNDS = Keyset(FederationRound.number, descending=False)  # unique per federation
 PARTICIPANTS = Keyset(FederationParticipant.created_at, FederationParticipant.id, descending=False)
@@ -93,7 +93,7 @@ class FederationService:
             kept = s.scalar(
                 select(func.count())
                 .select_from(Federation)
-                .where(Federation.owner_id == principal.user_id, Federation.state != ARCHIVED)
+                .where(Federation.owner_id == principal.user_id, Federation.state != FederationState.ARCHIVED)
             )
         if int(kept or 0) >= self.max_per_user:
             raise Conflict(
@@ -192,7 +192,7 @@ class FederationService:
                         owner_id=principal.user_id,
                         project_id=policy.target(s, principal, project),
                         name=cfg.name,
-                        state="waiting",
+                        state=FederationState.WAITING,
                         config_json=cfg.model_dump_json(),
                         spec_json=json.dumps(spec.to_json()),
                         strategy=cfg.strategy,
@@ -213,7 +213,7 @@ class FederationService:
                     FederationRound(
                         federation_id=fid,
                         number=1,
-                        state="open",
+                        state=RoundState.OPEN,
                         attempt=1,
                         base_version=version,
                         accepted=0,
@@ -264,14 +264,15 @@ class FederationService:
         """
         with self.db.session() as s:
             fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
-            if fed.state == ARCHIVED:
+            if fed.state == FederationState.ARCHIVED:
                 return federation_view(fed)
             now = self.coordinator.clock()
-            fed.state, fed.finished_at, fed.updated_at = ARCHIVED, now, now
+            fed.state = FEDERATION.check_move(fed.state, FederationState.ARCHIVED)
+            fed.finished_at, fed.updated_at = now, now
             s.execute(
                 update(FederationRound)
-                .where(FederationRound.federation_id == fed.id, FederationRound.state == "open")
-                .values(state="failed", closed_at=now, close_reason="archived")
+                .where(FederationRound.federation_id == fed.id, FederationRound.state == RoundState.OPEN)
+                .values(state=RoundState.FAILED, closed_at=now, close_reason="archived")
             )
             update_ids = s.scalars(
                 select(FederationUpdate.id).where(FederationUpdate.federation_id == fed.id)
@@ -372,7 +373,9 @@ class FederationService:
         out: dict[str, Any] = {}
         report = privacy_report(cfg.dp(), fed.completed_rounds, fed.rounds)
         if report is not None:
-            report["stopped_by_budget"] = fed.state == "completed" and fed.completed_rounds < fed.rounds
+            report["stopped_by_budget"] = (
+                fed.state == FederationState.COMPLETED and fed.completed_rounds < fed.rounds
+            )
             out["privacy"] = report
         if cfg.secure:
             out["secure_aggregation"] = self.coordinator.secure.status(fed.id, fed.current_round)
@@ -573,8 +576,8 @@ class FederationService:
                 if fed.state in LIVE and rnd is not None:
                     replaced = s.execute(
                         update(FederationRound)
-                        .where(FederationRound.id == rnd.id, FederationRound.state == "open")
-                        .values(state="superseded", closed_at=now, close_reason="superseded")
+                        .where(FederationRound.id == rnd.id, FederationRound.state == RoundState.OPEN)
+                        .values(state=RoundState.SUPERSEDED, closed_at=now, close_reason="superseded")
                     )
                     if replaced.rowcount != 1:  # type: ignore[attr-defined]
                         raise Conflict("the open round is closing; retry in a moment", code="round_closing")
@@ -582,11 +585,11 @@ class FederationService:
                         FederationRound(
                             federation_id=fed.id,
                             number=rnd.number + 1,
-                            state="open",
+                            state=RoundState.OPEN,
                             attempt=1,
                             opened_at=now,
                             deadline=now + timedelta(seconds=fed.round_timeout_s)
-                            if fed.state == "running"
+                            if fed.state == FederationState.RUNNING
                             else None,
                             base_version=version,
                             accepted=0,

@@ -24,9 +24,10 @@ from bastion.federation.secagg import MaskedInput
 from bastion.federation.server import artifacts, credentials
 from bastion.federation.server.admission import SiteIdentity
 from bastion.federation.server.config import site_config
-from bastion.federation.server.coordinator import LIVE, Coordinator
+from bastion.federation.server.coordinator import Coordinator
 from bastion.federation.server.rounds import new_strategy
 from bastion.federation.server.sessions import SiteMessage
+from bastion.federation.server.states import FEDERATION, LIVE, FederationState
 from bastion.store.models import Federation, FederationParticipant, FederationRound, FederationUpdate
 
 LAST_SEEN_RESOLUTION = timedelta(seconds=5)
@@ -169,7 +170,7 @@ class SiteService:
                 FederationParticipant.revoked_at.is_(None),
             )
         )
-        if fed is None or fed.state != "waiting" or int(ready or 0) < fed.min_clients:
+        if fed is None or fed.state != FederationState.WAITING or int(ready or 0) < fed.min_clients:
             return
         s.execute(
             update(FederationRound)
@@ -180,7 +181,7 @@ class SiteService:
             )
             .values(deadline=now + timedelta(seconds=fed.round_timeout_s))
         )
-        fed.state = "running"
+        fed.state = FEDERATION.check_move(fed.state, FederationState.RUNNING)
         fed.updated_at = now
 
     def info(self, site: SiteIdentity) -> dict[str, Any]:

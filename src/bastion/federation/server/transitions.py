@@ -1,6 +1,7 @@
 """Round transitions in the database: each is one transaction, guarded, with its audit row.
 
-Every transition is a conditional UPDATE (``... WHERE state = 'open'``), so when two workers (or the
+Every transition is a conditional UPDATE (``... WHERE state = 'open'``, the allowed moves in
+``states``), so when two workers (or the
 ticker and a request) race for the same round, exactly one wins and the other sees nothing to do.
 """
 
@@ -18,6 +19,7 @@ from bastion.audit import AuditLog, AuditRecord
 from bastion.catalog.models import ModelRegistry
 from bastion.errors import BastionError
 from bastion.federation.server.config import FederationCreate
+from bastion.federation.server.states import FEDERATION, ROUND, FederationState, RoundState
 from bastion.store import Database
 from bastion.store.models import Federation, FederationRound
 
@@ -30,13 +32,15 @@ def system_record(action: str, federation_id: str, **details: Any) -> AuditRecor
     )
 
 
-def claim(db: Database, round_id: str, allowed: tuple[str, ...]) -> bool:
-    """``open`` -> ``closing``: from here on the round admits no update."""
+def claim(db: Database, round_id: str, allowed: tuple[RoundState, ...]) -> bool:
+    """``open`` -> ``closing`` (or a stuck ``closing`` re-claimed): from here on the round admits no update."""
+    for state in allowed:
+        ROUND.check_move(state, RoundState.CLOSING)
     with db.session() as s:
         claimed = s.execute(
             update(FederationRound)
             .where(FederationRound.id == round_id, FederationRound.state.in_(allowed))
-            .values(state="closing")
+            .values(state=RoundState.CLOSING)
         )
         return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
 
@@ -63,7 +67,7 @@ def commit_close(
     done = fed.completed_rounds + 1 >= fed.rounds or stop_reason is not None
     next_round: FederationRound | None = None
     round_values: dict[str, Any] = {
-        "state": "closed",
+        "state": RoundState.CLOSED,  # claimed (closing) by this closer
         "closed_at": now,
         "close_reason": reason,
         "result_version": result_version,
@@ -80,13 +84,15 @@ def commit_close(
             "updated_at": now,
         }
         if done:
-            values.update(state="completed", finished_at=now)
+            values.update(state=FEDERATION.check_move(fed.state, FederationState.COMPLETED), finished_at=now)
         else:
-            values.update(state="running", current_round=rnd.number + 1)
+            values.update(
+                state=FEDERATION.check_move(fed.state, FederationState.RUNNING), current_round=rnd.number + 1
+            )
             next_round = FederationRound(
                 federation_id=fed.id,
                 number=rnd.number + 1,
-                state="open",
+                state=RoundState.OPEN,
                 attempt=1,
                 opened_at=now,
                 deadline=now + timedelta(seconds=fed.round_timeout_s),
@@ -122,9 +128,11 @@ def reopen(db: Database, audit: AuditLog, fed: Federation, rnd: FederationRound,
     with db.session() as s:
         s.execute(
             update(FederationRound)
-            .where(FederationRound.id == rnd.id, FederationRound.state == "closing")
+            .where(FederationRound.id == rnd.id, FederationRound.state == RoundState.CLOSING)
             .values(
-                state="open", attempt=rnd.attempt + 1, deadline=now + timedelta(seconds=fed.round_timeout_s)
+                state=RoundState.OPEN,
+                attempt=rnd.attempt + 1,
+                deadline=now + timedelta(seconds=fed.round_timeout_s),
             )
         )
         audit.append(system_record("fl.round.retry", fed.id, round=rnd.number, attempt=rnd.attempt + 1), s)
@@ -135,7 +143,7 @@ def retry(db: Database, audit: AuditLog, fed: Federation, rnd: FederationRound, 
     with db.session() as s:
         s.execute(
             update(FederationRound)
-            .where(FederationRound.id == rnd.id, FederationRound.state == "open")
+            .where(FederationRound.id == rnd.id, FederationRound.state == RoundState.OPEN)
             .values(attempt=rnd.attempt + 1, deadline=now + timedelta(seconds=fed.round_timeout_s))
         )
         audit.append(
@@ -160,19 +168,24 @@ def fail(
     now: datetime,
     reason: str,
     close_reason: str,
-    round_states: tuple[str, ...] = ("open", "closing"),
+    round_states: tuple[RoundState, ...] = (RoundState.OPEN, RoundState.CLOSING),
 ) -> None:
     """The round fails and takes the federation with it, with a reason a coordinator can act on."""
+    for state in round_states:
+        ROUND.check_move(state, RoundState.FAILED)
     with db.session() as s:
         s.execute(
             update(FederationRound)
             .where(FederationRound.id == round_id, FederationRound.state.in_(round_states))
-            .values(state="failed", closed_at=now, close_reason=close_reason)
+            .values(state=RoundState.FAILED, closed_at=now, close_reason=close_reason)
         )
         s.execute(
             update(Federation)
-            .where(Federation.id == federation_id)
-            .values(state="failed", failure_reason=reason, finished_at=now, updated_at=now)
+            .where(
+                Federation.id == federation_id,
+                Federation.state.in_(FEDERATION.sources(FederationState.FAILED)),
+            )
+            .values(state=FederationState.FAILED, failure_reason=reason, finished_at=now, updated_at=now)
         )
         audit.append(system_record("fl.federation.fail", federation_id, reason=reason), s)
 

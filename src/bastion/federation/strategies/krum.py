@@ -62,7 +62,8 @@ class Krum(BufferedStrategy):
         dist = self.distances()
         neighbours = count - f - 2
         others = np.sort(dist + np.diag(np.full(count, np.inf)), axis=1)[:, :neighbours]
-        return others.sum(axis=1)
+        result: np.ndarray = others.sum(axis=1)
+        return result
 
     def _aggregate(self) -> Params:
         scores = self.scores()

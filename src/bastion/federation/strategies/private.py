@@ -20,8 +20,6 @@ import numpy as np
 from pydantic import Field
 
 from bastion.errors import Conflict, Invalid
-from bastion.federation.dp.clip import clip_l2
-from bastion.federation.dp.noise import secure_gaussian
 from bastion.federation.secagg.vector import flatten, layout_of, unflatten
 from bastion.federation.strategies.base import (
     Params,
@@ -31,6 +29,7 @@ from bastion.federation.strategies.base import (
     prefixed,
     unprefixed,
 )
+from bastion.privacy import dp_mean, privatize_sum, privatize_update
 
 
 class PrivateOptions(StrategyOptions):
@@ -86,16 +85,14 @@ class PrivateAggregate(Strategy):
         assert self._sum is not None and self._base is not None
         delta = flatten(update)[0] - self._base
         if self.options.clip_norm is not None:
-            delta = clip_l2(delta, self.options.clip_norm)
+            delta = privatize_update(delta, self.options.clip_norm)
         self._sum += delta
         self._contributions += 1
 
     def _aggregate(self) -> Params:
         assert self._sum is not None
-        total = self._sum
-        if self.options.noise_std > 0:
-            total = total + secure_gaussian(total.shape, self.options.noise_std)
-        mean = total / float(self.options.denominator or self._contributions)
+        total = privatize_sum(self._sum, self.options.noise_std)
+        mean = dp_mean(total, self.options.denominator or self._contributions)
         assert self._base is not None
         params = {
             k: v.astype(np.float32) for k, v in unflatten(self._base + mean, layout_of(self._global)).items()

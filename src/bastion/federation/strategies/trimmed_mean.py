@@ -35,8 +35,8 @@ class TrimmedMean(BufferedStrategy):
             raise Conflict("trimmed mean has no values left after trimming", code="not_enough_updates")
 
         def reduce(stack: np.ndarray) -> np.ndarray:
-            if k == 0:
-                return stack.mean(axis=0, dtype=np.float64)
-            return np.sort(stack, axis=0)[k : n - k].mean(axis=0, dtype=np.float64)
+            kept = stack if k == 0 else np.sort(stack, axis=0)[k : n - k]
+            result: np.ndarray = kept.mean(axis=0, dtype=np.float64)
+            return result
 
         return self._reduce(reduce)

@@ -25,8 +25,8 @@ import numpy as np
 from pydantic import Field, ValidationInfo, field_validator
 
 from bastion.ml.base import FitContext, FitOutput, Progress
-from bastion.ml.dp_sgd import DPParams
 from bastion.ml.params import CommonParams
+from bastion.privacy.config import DPParams
 
 DESCRIPTION = (
     "PyTorch MLP with an adaptive learning rate (ReduceLROnPlateau) and early stopping on a "
@@ -93,9 +93,13 @@ def _validation_split(y: np.ndarray, fraction: float, classify: bool, seed: int)
     idx = np.arange(len(y))
     stratify = y if classify and np.bincount(y).min() >= 2 else None
     try:
-        return train_test_split(idx, test_size=fraction, random_state=seed, stratify=stratify)
+        parts: tuple[Any, Any] = train_test_split(
+            idx, test_size=fraction, random_state=seed, stratify=stratify
+        )
+        return parts
     except ValueError:
-        return train_test_split(idx, test_size=fraction, random_state=seed)
+        parts = train_test_split(idx, test_size=fraction, random_state=seed)
+        return parts
 
 
 def fit(

@@ -38,7 +38,8 @@ class PolyActivation(nn.Module):
 def _activation(kind: str) -> nn.Module:
     if kind in POLY_ACTIVATIONS:
         return PolyActivation(kind)
-    return {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[kind]()
+    result: nn.Module = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[kind]()
+    return result
 
 
 class Architecture(BaseModel):
@@ -115,7 +116,8 @@ class Preprocessing(BaseModel):
         if X.shape[1] != len(self.fill):
             raise Invalid(f"expected {len(self.fill)} columns, got {X.shape[1]}")
         encoded = _encode(X, self.fill, self.onehot)
-        return ((encoded - np.asarray(self.mean)) / np.asarray(self.scale)).astype(np.float32)
+        result: np.ndarray = ((encoded - np.asarray(self.mean)) / np.asarray(self.scale)).astype(np.float32)
+        return result
 
 
 def _encode(X: np.ndarray, fill: list[float], onehot: dict[int, int]) -> np.ndarray:
@@ -167,7 +169,8 @@ class TorchMLPModel:
 
     def _forward(self, X: np.ndarray) -> torch.Tensor:
         with torch.no_grad():
-            return self.module(torch.from_numpy(self.prep.transform(X)))
+            result: torch.Tensor = self.module(torch.from_numpy(self.prep.transform(X)))
+            return result
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         out = self._forward(X)

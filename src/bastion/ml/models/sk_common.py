@@ -159,4 +159,5 @@ def ensemble_seconds(estimate: Any, n_samples: int, n_features: int, params: Any
         estimate(n_samples, n_features, params.model_copy(update={"estimator": m})) - STARTUP_SECONDS
         for m in params.ensemble_members
     ]
-    return STARTUP_SECONDS + rounds * sum(members)
+    result: float = STARTUP_SECONDS + rounds * sum(members)
+    return result

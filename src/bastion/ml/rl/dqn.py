@@ -147,7 +147,8 @@ def greedy(model: Any) -> Any:
     def act(obs: np.ndarray) -> np.ndarray:
         with torch.no_grad():
             q = model.q_net(torch.as_tensor(obs, dtype=torch.float32))
-        return q.argmax(dim=1).numpy()
+        result: np.ndarray = q.argmax(dim=1).numpy()
+        return result
 
     return act
 

@@ -63,10 +63,12 @@ class QPolicy:
         import torch
 
         with torch.no_grad():
-            return self.net(torch.from_numpy(self._matrix(rows))).double().numpy()
+            result: np.ndarray = self.net(torch.from_numpy(self._matrix(rows))).double().numpy()
+            return result
 
     def predict(self, rows: Sequence[Mapping[str, Any]] | np.ndarray) -> np.ndarray:
-        return self.q_values(rows).argmax(axis=1)
+        result: np.ndarray = self.q_values(rows).argmax(axis=1)
+        return result
 
 
 def load(model_bytes: bytes, config: Mapping[str, Any]) -> QPolicy:

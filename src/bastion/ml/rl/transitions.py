@@ -94,7 +94,8 @@ def _numeric(frame: Any, names: list[str], what: str) -> np.ndarray:
         raise Invalid(f"the {what} columns must be numeric", code=CODE) from None
     if not np.isfinite(values).all():
         raise Invalid(f"the {what} columns hold missing, NaN or infinite values", code=CODE)
-    return values
+    result: np.ndarray = values
+    return result
 
 
 def load(frame: Any) -> Transitions:

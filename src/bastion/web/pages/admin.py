@@ -34,7 +34,7 @@ def users(request: Request, ctx: Ctx, session: AdminReader) -> Response:
 
 @router.post("/users")
 async def create_user(request: Request, ctx: Ctx, session: AdminWriter) -> Response:
-    from bastion.api.routes.admin import UserCreate
+    from bastion.contract.accounts import UserCreate
 
     form = await form_fields(request)
     try:

@@ -19,6 +19,7 @@ from bastion.context import Context
 from bastion.errors import BastionError, Invalid
 from bastion.federation.server.config import FederationCreate
 from bastion.federation.server.service import FederationService
+from bastion.federation.server.states import LIVE
 from bastion.web.listing import gather
 from bastion.web.pages.base import Ctx, Session, Writer, form_fields, page_router, redirect, threaded
 from bastion.web.render import page
@@ -227,7 +228,7 @@ def federation_events(request: Request, ctx: Ctx, session: Session, federation_i
             if now != last:
                 last, quiet = now, 0
                 yield f"event: changed\ndata: {now}\n\n"
-                if json.loads(now)[0] in ("completed", "failed", "cancelled"):
+                if json.loads(now)[0] not in LIVE:
                     yield "event: end\ndata: {}\n\n"
                     return
             else:
@@ -246,7 +247,7 @@ def federation_events(request: Request, ctx: Ctx, session: Session, federation_i
 @router.post("/{federation_id}/sites")
 async def enroll(request: Request, ctx: Ctx, session: Writer, federation_id: str) -> Response:
     """Enrol a site: the token is in this response only (it is stored as a hash)."""
-    from bastion.api.routes.federations import EnrollRequest
+    from bastion.contract.federations import EnrollRequest
 
     form = await form_fields(request)
     try:

@@ -169,7 +169,10 @@ async def upload_file(request: Request, ctx: Ctx, session: Writer) -> Response:
 
         def run() -> dict[str, Any]:
             base = ctx.services["llm_bases"].get(fields.get("model", ""))
-            return ctx.services["ft_files"].upload(session.principal, data, name=name, base=base)
+            uploaded: dict[str, Any] = ctx.services["ft_files"].upload(
+                session.principal, data, name=name, base=base
+            )
+            return uploaded
 
         out = await threaded(run)
     except BastionError as exc:

@@ -13,9 +13,10 @@ from bastion.api.deps import client_ip
 from bastion.auth.principal import Principal
 from bastion.auth.roles import Role
 from bastion.context import Context
+from bastion.contract.jobs import SubmitRequest
 from bastion.errors import BastionError, Invalid
 from bastion.jobs import views
-from bastion.jobs.service import MAX_LIST, JobService, SubmitRequest
+from bastion.jobs.service import MAX_LIST, JobService
 from bastion.web.forms import fields_of, parse_params
 from bastion.web.listing import gather
 from bastion.web.pages.base import (

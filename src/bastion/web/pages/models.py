@@ -132,8 +132,8 @@ def _scalar(value: str | None) -> Any:
 @router.post("/{model_id}/predict")
 async def predict(request: Request, ctx: Ctx, session: Session, model_id: str) -> Response:
     """Any role may predict (as with the API); CSRF still applies since it is a POST."""
-    from bastion.api.routes.models import PredictRequest
     from bastion.api.routes.models import predict as api_predict
+    from bastion.contract.catalog import PredictRequest
     from bastion.web.pages.base import self_writer
 
     await self_writer(request, session)

@@ -11,6 +11,7 @@ from starlette.responses import Response
 from bastion.auth.principal import Principal
 from bastion.context import Context
 from bastion.federation.server.service import FederationService
+from bastion.federation.server.states import LIVE
 from bastion.jobs import views
 from bastion.jobs.service import JobService
 from bastion.web.listing import gather
@@ -18,7 +19,6 @@ from bastion.web.pages.base import Ctx, Session, page_router
 from bastion.web.render import page
 
 router = page_router()
-LIVE_FEDERATION_STATES = ("waiting", "running")
 
 
 def machine(ctx: Context) -> dict[str, Any]:
@@ -44,9 +44,7 @@ def overview_data(ctx: Context, principal: Principal) -> dict[str, Any]:
     feds: FederationService = ctx.services["federations"]
     running = [views.summary(j) for j in jobs.list_for(principal, 20, "running")[0]]
     queued = [views.summary(j) for j in jobs.list_for(principal, 20, "pending")[0]]
-    federations = [
-        f for f in gather(lambda n, c: feds.list_for(principal, n, c)) if f["state"] in LIVE_FEDERATION_STATES
-    ]
+    federations = [f for f in gather(lambda n, c: feds.list_for(principal, n, c)) if f["state"] in LIVE]
     models = gather(lambda n, c: ctx.services["models"].list_for(principal, n, c))[-5:][::-1]
     capacity = jobs.admin_status() if principal.is_admin else None
     return {

@@ -11,7 +11,7 @@ import pytest
 from dp_accounting import pld, rdp
 
 from bastion.errors import Invalid
-from bastion.federation.dp import (
+from bastion.privacy import (
     Accountant,
     BudgetExhausted,
     BudgetGuard,

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 
 from bastion.errors import Conflict, Invalid
-from bastion.federation.dp.accountant import Accountant
+from bastion.privacy.accountant import Accountant
 
 
 class PrivacyBudget(BaseModel):

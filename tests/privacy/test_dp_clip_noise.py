@@ -10,8 +10,8 @@ import pytest
 from scipy import stats
 
 from bastion.errors import Invalid
-from bastion.federation.dp import clip_arrays, clip_l2, l2_norm, secure_gaussian
-from bastion.federation.dp.noise import distributed_noise_std, secure_uniform
+from bastion.privacy import clip_arrays, clip_l2, l2_norm, secure_gaussian
+from bastion.privacy.noise import distributed_noise_std, secure_uniform
 
 
 def test_clip_scales_long_updates_down_and_leaves_short_ones() -> None:

@@ -1,5 +1,8 @@
 """Run a whole federation in one process, through the real server and site code, for figures and tests.
 
+Test support (used by tests/federation/server/test_quality.py and bench/fl_quality.py,
+bench/fl_private_quality.py), kept out of the package: it builds the API app and FastAPI's TestClient.
+
 :func:`simulate` starts a throw-away server context (SQLite and a vault in a temporary directory),
 creates the federation, and drives one :class:`~bastion.client.fl.SiteClient` per site over an
 in-process HTTP transport, round by round: every update is sealed, signed, admitted, stored and folded
@@ -44,12 +47,13 @@ def simulate(
     """Federate ``source`` (a ``builtin:`` name) split across ``sites`` sites under ``spec``."""
     from fastapi.testclient import TestClient
 
-    from bastion.api.app import CONTEXT_HOOKS, create_app
+    from bastion.api.app import create_app
     from bastion.client.fl import SiteClient
     from bastion.client.fl_trainer import TorchTrainer
     from bastion.config import Settings
     from bastion.context import build_context
     from bastion.federation.tensors import decode
+    from bastion.wiring import install_services
 
     with tempfile.TemporaryDirectory(prefix="bastion-sim-") as tmp:
         root = Path(tmp)
@@ -60,8 +64,7 @@ def simulate(
             rate_limit="100000/minute",
         )
         ctx = build_context(settings)
-        for hook in CONTEXT_HOOKS:
-            hook(ctx)
+        install_services(ctx)
         app = create_app(context=ctx)
         try:
             user = ctx.accounts.create_user("simulation", "user")
