@@ -3,8 +3,8 @@
 The plain script is what a data scientist would write: an in-memory Optuna study (TPE sampler with
 the seed, median pruner) whose objective cross-validates in this process, fold by fold, reporting
 each fold. Bastion runs the same space, seed, folds and trial count as a search job on the local
-executor (each trial its own job process, the study in the database), once with one trial at a
-time and once with two in parallel. Both use bastion.ml.cv.cross_validate, so scores compare.
+executor (the trials in ``parallel`` warm trial processes, the study in the database), once with
+one trial at a time and once with two in parallel. Both use bastion.ml.cv.cross_validate, so scores compare.
 
 Prints ``search_parallel_speedup`` (wall time with 1 / with 2 parallel trials),
 ``search_time_ratio`` (Bastion with 1 parallel / plain Optuna; goal <= 1.2) and
@@ -113,7 +113,12 @@ def bastion_search(root: Path, trials: int, parallel: int, cluster: Any = None) 
             principal,
             # resources are per trial: one CPU each, so two trials fit the 2-CPU cluster at once
             SubmitRequest(
-                "alzheimer_classifier", DATASET, params=BASE, seed=SEED, search=search, resources={"cpus": 1}
+                model_type="alzheimer_classifier",
+                dataset_source=DATASET,
+                params=BASE,
+                seed=SEED,
+                search=search,
+                resources={"cpus": 1},
             ),
         )
         while (current := ctx.services["jobs"].get_any(job.id)).state not in (

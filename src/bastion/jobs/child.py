@@ -2,7 +2,8 @@
 
 The worker writes one JSON line to our stdin (the job spec, with the vault secret under
 ``secrets``) and keeps stdin open: when it closes (the worker exited or was killed), we exit at once,
-so no job outlives its worker. We answer on file descriptor FD with JSON lines only::
+so no job outlives its worker. Further JSON lines on stdin are commands for targets that take them
+(a search's warm trial process, bastion.jobs.search_trial): ``JobContext.receive``. We answer on file descriptor FD with JSON lines only::
 
     {"type": "progress", "progress": 0.4, "event": {...}}
     {"type": "log", "line": "..."}
@@ -19,6 +20,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import queue
 import sys
 import threading
 import time
@@ -64,6 +66,11 @@ class JobContext:
         self._last_key: tuple[Any, ...] = ()
         self._pending: dict[str, Any] | None = None
         self._vault: Any = None
+        self._commands: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def receive(self, timeout: float | None = None) -> dict[str, Any]:
+        """The next command the worker wrote on stdin (blocks; ``queue.Empty`` after ``timeout``)."""
+        return self._commands.get(timeout=timeout)
 
     def send(self, message: dict[str, Any]) -> None:
         line = json.dumps(_jsonable(message), separators=(",", ":"), allow_nan=False, default=str)
@@ -109,11 +116,16 @@ def resolve_target(path: str) -> Callable[[JobContext], dict[str, Any]]:
     return target
 
 
-def _exit_when_orphaned(stdin: Any) -> None:
-    """Block on stdin; EOF means the worker is gone (or wants us gone): leave without cleanup."""
+def _exit_when_orphaned(stdin: Any, commands: queue.Queue[dict[str, Any]]) -> None:
+    """Read commands from stdin; EOF means the worker is gone (or wants us gone): leave without cleanup."""
     try:
-        while stdin.read(4096):
-            pass
+        while line := stdin.readline():
+            try:
+                command = json.loads(line)
+            except ValueError:
+                continue
+            if isinstance(command, dict):
+                commands.put(command)
     finally:
         os._exit(EXIT_ORPHANED)
 
@@ -156,9 +168,11 @@ def main(argv: list[str] | None = None) -> int:
     out = os.fdopen(int(args[0]), "w", encoding="utf-8", buffering=1)
     stdin = sys.stdin.buffer
     raw = json.loads(stdin.readline())
-    threading.Thread(target=_exit_when_orphaned, args=(stdin,), name="orphan-watch", daemon=True).start()
     secrets = raw.pop("secrets", {})
     ctx = JobContext(raw, secrets, out)
+    threading.Thread(
+        target=_exit_when_orphaned, args=(stdin, ctx._commands), name="orphan-watch", daemon=True
+    ).start()
     try:
         _limit_memory(raw.get("memory_limit_mb"))
         _limit_resources(raw.get("limits") or {})

@@ -147,6 +147,19 @@ class JobProcess:
             pass  # the child died at once; run() reports how
         return self.proc.pid
 
+    def send(self, command: dict[str, Any]) -> bool:
+        """Write a command line to the process's stdin (read by ``JobContext.receive``); False if gone."""
+        with self._lock:
+            stdin = self.proc.stdin if self.proc is not None else None
+            if stdin is None or self.killed is not None:
+                return False
+            try:
+                stdin.write(json.dumps(command).encode() + b"\n")
+                stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                return False
+            return True
+
     def kill(self, reason: str) -> bool:
         """Kill the whole process group now. The first reason given is the one reported."""
         with self._lock:

@@ -22,6 +22,7 @@ completion (and the fenced writes would refuse a second completion anyway).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import logging
@@ -161,6 +162,7 @@ class RayJobRun:
         self.config = config
         self.killed: str | None = None
         self.task: Any = None
+        self._commands: Any = None  # a Ray queue actor, for a job started ``interactive``
         self._lock = threading.Lock()
 
     def remote_spec(self) -> dict[str, Any]:
@@ -184,13 +186,37 @@ class RayJobRun:
         options = _ray_options(self.spec.get("resources"), self.spec.get("params"))
         if self.config.child_env:
             options["runtime_env"] = {"env_vars": dict(self.config.child_env)}
+        if self.spec.get("interactive"):
+            from ray.util.queue import Queue
+
+            # Owned by this worker: it ends with the run, or with this process.
+            self._commands = Queue(actor_options={"num_cpus": 0})
         with self._lock:
             if self.killed is not None:
+                self._drop_commands()
                 return None
             self.task = (
-                _remote(run_job).options(**options).remote(self.target(), self.remote_spec(), ray.put(inputs))
+                _remote(run_job)
+                .options(**options)
+                .remote(self.target(), self.remote_spec(), ray.put(inputs), self._commands)
             )
         return 0
+
+    def send(self, command: dict[str, Any]) -> bool:
+        """Put a command in the task's queue (``ctx.receive`` there); False if it cannot take one."""
+        commands = self._commands
+        if commands is None or self.killed is not None:
+            return False
+        try:
+            commands.put_nowait(command)
+        except Exception:  # the queue actor is gone (the run ended)
+            return False
+        return True
+
+    def _drop_commands(self) -> None:
+        commands, self._commands = self._commands, None
+        if commands is not None:
+            commands.shutdown(force=True)
 
     def kill(self, reason: str) -> bool:
         import ray
@@ -242,6 +268,8 @@ class RayJobRun:
         if self.killed is not None:
             outcome.killed = self.killed
         outcome.returncode = 0 if outcome.result is not None and outcome.killed is None else 1
+        with contextlib.suppress(Exception):
+            self._drop_commands()
         return outcome
 
     def _handle(self, message: Any, sink: Sink, outcome: Outcome) -> None:
