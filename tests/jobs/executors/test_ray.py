@@ -181,3 +181,40 @@ def test_data_parallel_job_matches_one_worker(ray_runs: Harness, alice: Caller) 
     assert two["test_samples"] == one["test_samples"] == 114
     assert abs(two["accuracy"] - one["accuracy"]) <= 4 / 114 + 1e-9, (two["accuracy"], one["accuracy"])
     assert two["accuracy"] > 0.9 and len(json.loads(done.history)) >= 1
+
+
+@pytest.mark.ray
+def test_data_parallel_epochs_stream_while_training(
+    ray_runs: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker 0's epochs reach the progress callback while Ray Train is still fitting (not replayed
+    when it returns), in order, once each."""
+    import threading
+
+    from ray.train.torch import TorchTrainer
+
+    from bastion.data.builtin import load_dataset
+    from bastion.ml.train import train
+
+    ray_runs.worker(ray_runs.config("quick"))  # connects this process to the cluster, as a worker does
+    fitted = threading.Event()
+    fit = TorchTrainer.fit
+
+    def fit_and_mark(self: TorchTrainer) -> object:
+        result = fit(self)
+        fitted.set()
+        return result
+
+    monkeypatch.setattr(TorchTrainer, "fit", fit_and_mark)
+    seen: list[tuple[bool, dict[str, object]]] = []
+    params = {"epochs": 4, "hidden_layers": [8], "batch_size": 64, "importance_repeats": 0, "num_workers": 2}
+    result = train(
+        "adaptive_neural_net",
+        load_dataset("breast_cancer"),
+        params,
+        progress=lambda fraction, event: seen.append((fitted.is_set(), dict(event))),
+        seed=1,
+    )
+    epochs = [(during_fit, e["epoch"]) for during_fit, e in seen if "epoch" in e]
+    assert [n for _, n in epochs] == [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert epochs[0][0] is False, "the first epoch arrived only after training ended"

@@ -49,12 +49,12 @@ class RayTaskContext:
         """The next command from the worker (``queue.Empty`` after ``timeout``)."""
         if self._commands is None:
             raise RuntimeError("this job was started without a command channel")
+        from ray.util.queue import Empty
+
         try:
             command: dict[str, Any] = self._commands.get(block=True, timeout=timeout)
-        except Exception as exc:  # ray.util.queue.Empty is not queue.Empty
-            if type(exc).__name__ == "Empty":
-                raise queue.Empty from exc
-            raise
+        except Empty as exc:  # Ray's is not queue.Empty
+            raise queue.Empty from exc
         return command
 
     def progress(self, fraction: float, event: dict[str, Any] | None = None) -> None:
