@@ -32,10 +32,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bastion.errors import ConfigError
+from bastion.errors import ConfigError, Invalid
 from bastion.jobs.config import DEFAULT_TARGET, JobConfig
 from bastion.jobs.executor import Outcome, Sink
-from bastion.jobs.executors import NODE_DIED
+from bastion.jobs.executors import LORA_ON_RAY, NEEDS_LOCAL, NODE_DIED
 from bastion.jobs.executors.ray_task import DEFAULT_REMOTE_TARGET
 
 WAIT_SLICE = 0.1
@@ -163,6 +163,7 @@ class RayJobRun:
         self.killed: str | None = None
         self.task: Any = None
         self._commands: Any = None  # a Ray queue actor, for a job started ``interactive``
+        self.refused: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
     def remote_spec(self) -> dict[str, Any]:
@@ -177,12 +178,15 @@ class RayJobRun:
         import ray
 
         from bastion.jobs.executors.ray_task import run_job
-        from bastion.jobs.runner import load_dataset
 
         with self._lock:
             if self.killed is not None:
                 return None
-        inputs = {"dataset": load_dataset(self.spec, self.executor.vault)} if "dataset" in self.spec else {}
+        try:
+            inputs = job_inputs(self.spec, self.executor.vault)
+        except Invalid as exc:  # this kind of job cannot run here: it fails with the reason
+            self.refused = {"code": exc.code, "message": exc.message}
+            return 0
         options = _ray_options(self.spec.get("resources"), self.spec.get("params"))
         if self.config.child_env:
             options["runtime_env"] = {"env_vars": dict(self.config.child_env)}
@@ -239,6 +243,8 @@ class RayJobRun:
         outcome = Outcome()
         if self.task is None:
             outcome.killed = self.killed
+            outcome.error = self.refused
+            outcome.returncode = 1
             return outcome
         resources = self.spec.get("resources") or {}
         sink("progress", (0.0, {"stage": "waiting_for_resources", "resources": resources}))
@@ -319,6 +325,21 @@ class RayJobRun:
             }
             return None
         return message
+
+
+def job_inputs(spec: dict[str, Any], vault: Any) -> dict[str, Any]:
+    """What the worker decrypts and hands to the task, by job kind."""
+    from bastion.jobs.datasets import DatasetRef
+    from bastion.jobs.rl import RL_MODEL_TYPES, ray_inputs
+    from bastion.jobs.runner import load_dataset
+
+    if spec.get("model_type") == "llm_lora":
+        raise Invalid(LORA_ON_RAY, code=NEEDS_LOCAL)
+    if "dataset" not in spec:
+        return {}
+    if spec.get("model_type") in RL_MODEL_TYPES:
+        return ray_inputs(DatasetRef.from_json(spec["dataset"]), vault)
+    return {"dataset": load_dataset(spec, vault)}
 
 
 def _reload_auth_settings() -> None:

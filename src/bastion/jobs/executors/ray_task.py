@@ -146,8 +146,17 @@ def _node_id() -> str:
 
 def train_on_inputs(ctx: RayTaskContext) -> dict[str, Any]:
     """The default target on Ray: train on the dataset the worker sent; return the packed model."""
+    from bastion.jobs.rl import RL_MODEL_TYPES, pack_dqn, run_dqn
     from bastion.jobs.runner import train_package
 
+    if ctx.spec["model_type"] in RL_MODEL_TYPES:  # DQN: the environment on the node, or the table sent
+        out = run_dqn(ctx)  # type: ignore[arg-type]
+        return {
+            "results": out["metrics"],
+            "history": out["history"],
+            "model_package": pack_dqn(ctx.spec, out),
+            "model_format": "safetensors",
+        }
     dataset = ctx.inputs["dataset"]
     ctx.progress(0.0, {"stage": "load"})
     ctx.log(f"dataset: {dataset.n_samples} rows, {dataset.n_features} features, {dataset.task}")
