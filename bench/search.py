@@ -12,6 +12,7 @@ Prints ``search_parallel_speedup`` (wall time with 1 / with 2 parallel trials),
 
     .venv/bin/python bench/search.py            # 20 trials
     .venv/bin/python bench/search.py --quick    # 8 trials
+    .venv/bin/python bench/search.py --repeat 3 # plain / Bastion pairs taken alternately, medians
     .venv/bin/python bench/search.py --executor ray   # trials as Ray tasks on a private local cluster
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -79,6 +81,7 @@ def bastion_search(root: Path, trials: int, parallel: int, cluster: Any = None) 
     from bastion.context import build_context
     from bastion.jobs.service import SubmitRequest
 
+    root.mkdir(parents=True, exist_ok=True)
     settings = Settings(
         data_dir=root / f"p{parallel}",
         database_url=f"sqlite:///{root / f'p{parallel}.db'}",
@@ -144,6 +147,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="alternate plain Optuna and Bastion (1 parallel) this many times; medians (a loaded machine)",
+    )
     args = parser.parse_args()
     trials = 8 if args.quick else args.trials
     from bastion import logs
@@ -159,10 +168,14 @@ def main() -> None:
 
         cluster = start_cluster()
         os.environ.update(cluster.env())
+    pairs: list[tuple[float, float]] = []
     try:
-        plain_seconds, plain_best = plain_optuna(trials)
         with tempfile.TemporaryDirectory(prefix="bastion-bench-") as tmp:
-            one_seconds, one_best = bastion_search(Path(tmp), trials, 1, cluster)
+            for turn in range(max(1, args.repeat)):
+                plain_seconds, plain_best = plain_optuna(trials)
+                one_seconds, one_best = bastion_search(Path(tmp) / str(turn), trials, 1, cluster)
+                pairs.append((plain_seconds, one_seconds))
+                print(f"turn {turn}: plain {plain_seconds:.2f} s, bastion {one_seconds:.2f} s", flush=True)
             two_seconds, two_best = bastion_search(Path(tmp), trials, 2, cluster)
     finally:
         if cluster is not None:
@@ -172,8 +185,12 @@ def main() -> None:
 
             ray.shutdown()
             stop_cluster(cluster)
+    plain_seconds = statistics.median(p for p, _ in pairs)
+    one_seconds = statistics.median(o for _, o in pairs)
     print(f"search_parallel_speedup: {one_seconds / two_seconds:.3f}")
-    print(f"search_time_ratio: {one_seconds / plain_seconds:.3f}")
+    print(
+        f"search_time_ratio: {statistics.median(o / p for p, o in pairs):.3f}  (median of {len(pairs)} pairs)"
+    )
     print(f"search_best_cv_ratio: {one_best / plain_best:.4f}")
     print(
         f"executor: {args.executor}  trials: {trials}  folds: {FOLDS}  dataset: {DATASET}  seed: {SEED}  space: {json.dumps(SPACE)}"
