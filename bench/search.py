@@ -3,8 +3,8 @@
 The plain script is what a data scientist would write: an in-memory Optuna study (TPE sampler with
 the seed, median pruner) whose objective cross-validates in this process, fold by fold, reporting
 each fold. Bastion runs the same space, seed, folds and trial count as a search job on the local
-executor (each trial its own job process, the study in the database), once with one trial at a
-time and once with two in parallel. Both use bastion.ml.cv.cross_validate, so scores compare.
+executor (the trials in ``parallel`` warm trial processes, the study in the database), once with
+one trial at a time and once with two in parallel. Both use bastion.ml.cv.cross_validate, so scores compare.
 
 Prints ``search_parallel_speedup`` (wall time with 1 / with 2 parallel trials),
 ``search_time_ratio`` (Bastion with 1 parallel / plain Optuna; goal <= 1.2) and
@@ -12,6 +12,7 @@ Prints ``search_parallel_speedup`` (wall time with 1 / with 2 parallel trials),
 
     .venv/bin/python bench/search.py            # 20 trials
     .venv/bin/python bench/search.py --quick    # 8 trials
+    .venv/bin/python bench/search.py --repeat 3 # plain / Bastion pairs taken alternately, medians
     .venv/bin/python bench/search.py --executor ray   # trials as Ray tasks on a private local cluster
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -79,6 +81,7 @@ def bastion_search(root: Path, trials: int, parallel: int, cluster: Any = None) 
     from bastion.jobs.service import SubmitRequest
     from bastion.wiring import install_services
 
+    root.mkdir(parents=True, exist_ok=True)
     settings = Settings(
         data_dir=root / f"p{parallel}",
         database_url=f"sqlite:///{root / f'p{parallel}.db'}",
@@ -112,7 +115,12 @@ def bastion_search(root: Path, trials: int, parallel: int, cluster: Any = None) 
             principal,
             # resources are per trial: one CPU each, so two trials fit the 2-CPU cluster at once
             SubmitRequest(
-                "alzheimer_classifier", DATASET, params=BASE, seed=SEED, search=search, resources={"cpus": 1}
+                model_type="alzheimer_classifier",
+                dataset_source=DATASET,
+                params=BASE,
+                seed=SEED,
+                search=search,
+                resources={"cpus": 1},
             ),
         )
         while (current := ctx.services["jobs"].get_any(job.id)).state not in (
@@ -138,6 +146,12 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=20)
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="alternate plain Optuna and Bastion (1 parallel) this many times; medians (a loaded machine)",
+    )
     args = parser.parse_args()
     trials = 8 if args.quick else args.trials
     from bastion import logs
@@ -153,10 +167,14 @@ def main() -> None:
 
         cluster = start_cluster()
         os.environ.update(cluster.env())
+    pairs: list[tuple[float, float]] = []
     try:
-        plain_seconds, plain_best = plain_optuna(trials)
         with tempfile.TemporaryDirectory(prefix="bastion-bench-") as tmp:
-            one_seconds, one_best = bastion_search(Path(tmp), trials, 1, cluster)
+            for turn in range(max(1, args.repeat)):
+                plain_seconds, plain_best = plain_optuna(trials)
+                one_seconds, one_best = bastion_search(Path(tmp) / str(turn), trials, 1, cluster)
+                pairs.append((plain_seconds, one_seconds))
+                print(f"turn {turn}: plain {plain_seconds:.2f} s, bastion {one_seconds:.2f} s", flush=True)
             two_seconds, two_best = bastion_search(Path(tmp), trials, 2, cluster)
     finally:
         if cluster is not None:
@@ -166,8 +184,12 @@ def main() -> None:
 
             ray.shutdown()
             stop_cluster(cluster)
+    plain_seconds = statistics.median(p for p, _ in pairs)
+    one_seconds = statistics.median(o for _, o in pairs)
     print(f"search_parallel_speedup: {one_seconds / two_seconds:.3f}")
-    print(f"search_time_ratio: {one_seconds / plain_seconds:.3f}")
+    print(
+        f"search_time_ratio: {statistics.median(o / p for p, o in pairs):.3f}  (median of {len(pairs)} pairs)"
+    )
     print(f"search_best_cv_ratio: {one_best / plain_best:.4f}")
     print(
         f"executor: {args.executor}  trials: {trials}  folds: {FOLDS}  dataset: {DATASET}  seed: {SEED}  space: {json.dumps(SPACE)}"

@@ -148,14 +148,19 @@ def max_overlap(intervals: list[tuple[float, float]]) -> int:
 ApiFactory = Callable[..., Any]
 
 
-def api_factory(ctx: Context, tmp_path: Path) -> Iterator[ApiFactory]:
+def api_factory(
+    ctx: Context, tmp_path: Path, prepare: Callable[[Harness], None] | None = None
+) -> Iterator[ApiFactory]:
     """Body of an ``api`` fixture: ``api(target, **config)`` gives a started TestClient whose embedded
-    worker runs ``target`` in real job processes; ``client.harness`` is the Harness behind it."""
+    worker runs ``target`` in real job processes; ``client.harness`` is the Harness behind it
+    (``prepare`` sets it up first, e.g. for the Ray executor)."""
     from fastapi.testclient import TestClient
 
     from bastion.api.app import create_app
 
     harness = Harness(ctx, tmp_path)
+    if prepare is not None:
+        prepare(harness)
     clients: list[TestClient] = []
 
     def make(target: str = "quick", **config: Any) -> TestClient:

@@ -136,7 +136,7 @@ def test_plain_job_with_cv(harness: Harness, alice: Caller) -> None:
 def test_small_search_keeps_its_study_in_either_database(harness: Harness, alice: Caller) -> None:
     """The Optuna journal lives in the job's own database (SQLite and PostgreSQL)."""
     config = harness.config("bastion.jobs.runner:run_training")
-    harness.service(config)
+    svc = harness.service(config)
     harness.worker(config)
     search = {"space": SPACE, "trials": 3, "parallel": 2, "cv": 3}
     job = harness.submit(principal(alice), dataset_source="breast_cancer", params=BASE, search=search)
@@ -151,6 +151,12 @@ def test_small_search_keeps_its_study_in_either_database(harness: Harness, alice
         )
     assert [e.seq for e in entries] == list(range(len(entries))) and len(entries) > 3
     assert len(trial_events(harness, job.id)) == len(json.loads(done.results or "{}")["search"]["trials"])
+    # The trials ran in two warm processes (one per parallel slot), not one process each.
+    lines = [ln["line"] for ln in svc.logs(done, limit=2000)["lines"]]
+    assert sorted(ln for ln in lines if ln.startswith("trial process")) == [
+        "trial process 0 started",
+        "trial process 1 started",
+    ], lines
 
 
 @SQLITE_ONLY

@@ -2,8 +2,10 @@
 
 The worker writes one JSON line to our stdin (the job spec, with ``secrets.vault``: the data keys
 of this job's inputs only, never the master key; see bastion.jobs.keys) and keeps stdin open: when
-it closes (the worker exited or was killed), we exit at once, so no job outlives its worker. We
-answer on file descriptor FD with JSON lines only::
+it closes (the worker exited or was killed), we exit at once, so no job outlives its worker. Further
+lines on stdin are either answers to our vault calls (``"type": "vault_reply"``) or commands for
+targets that take them (a search's warm trial process, bastion.jobs.search_trial):
+``JobContext.receive``. We answer on file descriptor FD with JSON lines only::
 
     {"type": "progress", "progress": 0.4, "event": {...}}
     {"type": "log", "line": "..."}
@@ -24,6 +26,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import queue
 import sys
 import threading
 import time
@@ -72,6 +75,11 @@ class JobContext:
         self._calls = 0
         self._replies: dict[int, dict[str, Any]] = {}
         self._replied = threading.Condition()
+        self._commands: queue.Queue[dict[str, Any]] = queue.Queue()
+
+    def receive(self, timeout: float | None = None) -> dict[str, Any]:
+        """The next command the worker wrote on stdin (blocks; ``queue.Empty`` after ``timeout``)."""
+        return self._commands.get(timeout=timeout)
 
     def send(self, message: dict[str, Any]) -> None:
         line = json.dumps(_jsonable(message), separators=(",", ":"), allow_nan=False, default=str)
@@ -140,16 +148,20 @@ def resolve_target(path: str) -> Callable[[JobContext], dict[str, Any]]:
 
 
 def _exit_when_orphaned(stdin: Any, ctx: JobContext) -> None:
-    """Read the worker's answers from stdin; EOF means the worker is gone (or wants us gone): leave
-    without cleanup."""
+    """Read the worker's lines from stdin (answers to vault calls, commands); EOF means the worker is
+    gone (or wants us gone): leave without cleanup."""
     try:
-        for line in stdin:
+        while line := stdin.readline():
             try:
-                reply = json.loads(line)
+                message = json.loads(line)
             except ValueError:
                 continue
-            if isinstance(reply, dict):
-                ctx.on_reply(reply)
+            if not isinstance(message, dict):
+                continue
+            if message.get("type") == "vault_reply":
+                ctx.on_reply(message)
+            else:
+                ctx._commands.put(message)
     finally:
         os._exit(EXIT_ORPHANED)
 

@@ -150,6 +150,19 @@ class JobProcess:
             pass  # the child died at once; run() reports how
         return self.proc.pid
 
+    def send(self, command: dict[str, Any]) -> bool:
+        """Write a command line to the process's stdin (read by ``JobContext.receive``); False if gone."""
+        with self._lock:
+            stdin = self.proc.stdin if self.proc is not None else None
+            if stdin is None or self.killed is not None:
+                return False
+            try:
+                stdin.write(json.dumps(command).encode() + b"\n")
+                stdin.flush()
+            except (BrokenPipeError, ValueError, OSError):
+                return False
+            return True
+
     def kill(self, reason: str) -> bool:
         """Kill the whole process group now. The first reason given is the one reported."""
         with self._lock:
@@ -229,7 +242,7 @@ class JobProcess:
         from bastion.errors import BastionError
 
         scope = self.secrets.get("scope")
-        reply: dict[str, Any] = {"id": message.get("id")}
+        reply: dict[str, Any] = {"type": "vault_reply", "id": message.get("id")}
         try:
             if scope is None:
                 raise BastionError("this job has no vault access", code="artifact_not_granted")
@@ -239,10 +252,7 @@ class JobProcess:
         except OSError as exc:
             _log.warning("job_vault_call_failed", job_id=self.spec.get("job_id"), error=type(exc).__name__)
             reply["error"] = {"code": "vault_error", "message": "the vault write failed"}
-        assert self.proc is not None and self.proc.stdin is not None
-        with contextlib.suppress(OSError, ValueError):
-            self.proc.stdin.write(json.dumps(reply).encode() + b"\n")
-            self.proc.stdin.flush()
+        self.send(reply)  # under the lock that keeps these lines whole beside a search's commands
 
     def _line(self, stream: _Stream, raw: bytes, sink: Sink, outcome: Outcome) -> None:
         text = raw.decode("utf-8", "replace")

@@ -71,6 +71,37 @@ def resolve(
     )
 
 
+def ray_inputs(ref: DatasetRef, vault: Any) -> dict[str, Any]:
+    """What a DQN task on Ray gets from the worker: the decrypted transitions table (offline), or
+    nothing (online: the environment is created on the node)."""
+    if ref.source != USER_PROVIDED:
+        return {}
+    if not ref.artifact_id:
+        raise Invalid("the uploaded dataset is not reachable from this worker")
+    return {"transitions": vault.get_bytes(ref.artifact_id)}
+
+
+def transitions_bytes(ctx: Any, ref: DatasetRef) -> bytes:
+    """The stored transitions table: handed over by the worker (Ray), or read from the vault."""
+    inputs = getattr(ctx, "inputs", None)
+    if inputs and "transitions" in inputs:
+        return bytes(inputs["transitions"])
+    if not ref.artifact_id:
+        raise Invalid("the uploaded dataset is not reachable from this worker")
+    return bytes(ctx.vault().get_bytes(ref.artifact_id))
+
+
+def pack_dqn(spec: dict[str, Any], out: dict[str, Any]) -> bytes:
+    """The model package of a trained DQN (its Q-network as safetensors)."""
+    from bastion.jobs.package import ModelPackage, pack
+
+    return pack(
+        ModelPackage(
+            str(spec["job_id"]), str(spec["model_type"]), "safetensors", out["config"], out["model_bytes"]
+        )
+    )
+
+
 def run_dqn(ctx: JobContext) -> dict[str, Any]:
     """The job target's DQN branch: learn, evaluate, and hand back the Q-network to seal."""
     from bastion.ml import registry
@@ -89,9 +120,7 @@ def run_dqn(ctx: JobContext) -> dict[str, Any]:
 
         from bastion.ml.rl.transitions import load
 
-        if not ref.artifact_id:
-            raise Invalid("the uploaded dataset is not reachable from this worker")
-        data = load(pd.read_parquet(io.BytesIO(ctx.vault().get_bytes(ref.artifact_id))))
+        data = load(pd.read_parquet(io.BytesIO(transitions_bytes(ctx, ref))))
         ctx.log(f"offline DQN on {len(data.actions)} logged transitions, {data.n_actions} actions")
         model, metrics, history = dqn.train_offline(data, params, ctx.progress, seed)
         names, env_id = data.state_names, params.eval_env_id

@@ -71,18 +71,12 @@ def run_training(ctx: JobContext) -> dict[str, Any]:
 
         return run_finetune(ctx)
     from bastion.jobs.datasets import DatasetRef
-    from bastion.jobs.rl import RL_MODEL_TYPES, run_dqn
+    from bastion.jobs.rl import RL_MODEL_TYPES, pack_dqn, run_dqn
 
     spec = ctx.spec
     if spec["model_type"] in RL_MODEL_TYPES:  # DQN: an environment or a transitions table, no frame
-        from bastion.jobs.package import ModelPackage, pack
-
         out = run_dqn(ctx)
-        blob = pack(
-            ModelPackage(
-                str(spec["job_id"]), str(spec["model_type"]), "safetensors", out["config"], out["model_bytes"]
-            )
-        )
+        blob = pack_dqn(spec, out)
         model = store_model(ctx.vault(), spec, blob, "safetensors")
         ctx.log(
             f"model saved: safetensors, {len(out['model_bytes'])} bytes (vault version {model['version']})"

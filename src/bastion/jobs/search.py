@@ -2,18 +2,24 @@
 
 The driver runs in the Bastion worker (it needs the database: Optuna's study lives there, see
 bastion.jobs.journal), and is a JobRun like any other, so the worker claims, cancels, times out
-and recovers a search exactly as it does a single job. Each trial is itself a run on the
-worker's executor (a local process or a Ray task) with the target bastion.jobs.search_trial;
-up to ``parallel`` run at once. Every fold score is reported to the pruner as it arrives; a
-pruned trial is killed at once. A restarted search loads its study, marks the trials the dead
-attempt left running as failed, and continues until ``trials`` trials have finished (or the
-time budget is spent). Then the best trial is retrained on all training rows with the ordinary
-training target, and that model becomes the job's model (registered with its CV in the lineage).
+and recovers a search exactly as it does a single job. The trials run in ``parallel`` warm trial
+processes on the worker's executor (local job processes, or Ray tasks; target
+bastion.jobs.search_trial): each loads the data once and then cross-validates the points the
+driver sends it, one after the other, so a trial costs its folds and not a process start and an
+import of the ML stack. After every fold the process waits for the driver's verdict: the score is
+reported to the pruner, and a pruned trial stops there (the process stays, for the next point).
+A trial process that dies takes only its trial in flight with it (marked failed; the slot starts
+a new process). A restarted search loads its study, marks the trials the dead attempt left
+running as failed, and continues until ``trials`` trials have finished (or the time budget is
+spent). Then the best trial is retrained on all training rows with the ordinary trainer, in the
+process that finished last (a fresh run only if it could not), and that model becomes the job's
+model (registered with its CV in the lineage).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -23,13 +29,23 @@ from bastion.jobs import queue
 from bastion.jobs.config import DEFAULT_TARGET, JobConfig
 from bastion.jobs.executor import Outcome, Sink
 from bastion.jobs.executors import Executor
+from bastion.jobs.search_trial import READY
 from bastion.store import Database
 
-TRIAL_TARGET = "bastion.jobs.search_trial:run_trial"
+POOL_TARGET = "bastion.jobs.search_trial:serve_trials"
+# A slot whose trial process keeps dying without finishing is given up after this many new starts.
+MAX_RESTARTS = 3
 
 
-class _Pruned(Exception):
-    pass
+@dataclasses.dataclass
+class _Slot:
+    """One warm trial process and the trial it is running (None between trials)."""
+
+    run: Any = None
+    trial: Any = None
+    scores: list[float] = dataclasses.field(default_factory=list)
+    final: bool = False
+    stopped: bool = False
 
 
 class SearchRun:
@@ -49,8 +65,13 @@ class SearchRun:
         self.search: dict[str, Any] = dict(spec["search"])
         self.killed: str | None = None
         self._lock = threading.Lock()
-        self._active: dict[int, Any] = {}  # trial number -> its run (or a placeholder)
+        self._active: dict[int, Any] = {}  # slot (or -1: a separate retrain) -> its run
+        self._slots: list[_Slot] = []
         self._study_lock = threading.Lock()
+        self._deadline = float("inf")
+        self._stop_asking: float | None = None  # set when the first trial process is ready
+        self._final: Outcome | None = None
+        self._final_sent = False
 
     # -- JobRun ---------------------------------------------------------------------------------
 
@@ -85,22 +106,16 @@ class SearchRun:
             load_if_exists=True,
         )
         self._resume(study, sink)
-        budget = self.search.get("time_budget_seconds")
-        stop_asking = time.monotonic() + float(budget) if budget else float("inf")
+        self._deadline = deadline
         sink("progress", (self._fraction(study), {"stage": "search"}))
 
-        def worker() -> None:
-            while self.killed is None and time.monotonic() < min(stop_asking, deadline):
-                with self._study_lock:
-                    if self._finished(study) + len(self._active) >= int(self.search["trials"]):
-                        return
-                    trial = study.ask()
-                    with self._lock:
-                        self._active[trial.number] = _Placeholder()
-                self._run_trial(study, trial, sink, deadline)
-
         threads = [
-            threading.Thread(target=worker, name=f"search-{job_id[:8]}-{i}", daemon=True)
+            threading.Thread(
+                target=self._slot,
+                args=(i, study, sink, deadline),
+                name=f"search-{job_id[:8]}-{i}",
+                daemon=True,
+            )
             for i in range(int(self.search["parallel"]))
         ]
         for t in threads:
@@ -142,67 +157,141 @@ class SearchRun:
                 study.enqueue_trial(point, user_attrs={"defaults": True})
 
     @staticmethod
-    def _finished(study: Any) -> int:
+    def _count(study: Any, *states: Any) -> int:
+        return sum(1 for t in study.get_trials(deepcopy=False) if t.state in states)
+
+    def _finished(self, study: Any) -> int:
         from optuna.trial import TrialState
 
-        return sum(
-            1 for t in study.get_trials(deepcopy=False) if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-        )
+        return self._count(study, TrialState.COMPLETE, TrialState.PRUNED)
 
     def _fraction(self, study: Any) -> float:
         return min(0.95, 0.95 * self._finished(study) / max(1, int(self.search["trials"])))
 
-    def _run_trial(self, study: Any, trial: Any, sink: Sink, deadline: float) -> None:
+    def _slot(self, index: int, study: Any, sink: Sink, deadline: float) -> None:
+        """Keep one warm trial process busy until the search has no more trials for it."""
+        restarts = 0
+        config = dataclasses.replace(self.config, target=POOL_TARGET)
+        while self.killed is None:
+            slot = _Slot()
+            slot.run = run = self.executor.prepare(dict(self.spec, interactive=True), self.secrets, config)
+            with self._study_lock:
+                self._slots.append(slot)
+            with self._lock:
+                self._active[index] = run
+                if self.killed is not None:
+                    run.kill(self.killed)
+            try:
+                if run.start() is not None:
+                    sink("log", ("system", f"trial process {index} started"))
+                out = run.run(functools.partial(self._on_message, slot, study, sink), deadline=deadline)
+            except Exception as exc:  # the executor failed under the process: its trial fails
+                out = Outcome(error={"message": f"the trial process could not run ({type(exc).__name__})"})
+            finally:
+                with self._lock:
+                    self._active.pop(index, None)
+            if slot.trial is not None:  # it ended with a trial in flight: that trial failed
+                reason = (out.error or {}).get("message") or out.killed or "the trial process ended"
+                self._tell(slot, study, sink, {"state": "fail", "error": str(reason)})
+            if slot.final:
+                self._final = out
+                return
+            if slot.stopped:
+                return
+            restarts += 1
+            if restarts > MAX_RESTARTS:
+                sink("log", ("system", f"trial process {index} kept failing; the search goes on without it"))
+                return
+
+    def _on_message(self, slot: _Slot, study: Any, sink: Sink, kind: str, payload: Any) -> None:
+        """A message of a trial process: fold scores go to the pruner, a finished trial to the study."""
+        if kind == "log":
+            stream, line = payload
+            if slot.final:
+                sink("log", payload)
+            elif stream in ("stderr", "job"):
+                who = f"trial {slot.trial.number}" if slot.trial is not None else "trial process"
+                sink("log", (stream, f"{who}: {line}"))
+            return
+        _, event = payload
+        stage = event.get("stage")
+        if slot.final:
+            return  # the retrain's own progress: the search shows its stage instead
+        if stage == READY:
+            self._next(slot, study, sink)
+            return
+        trial = slot.trial
+        if trial is None or event.get("trial") != trial.number:
+            return
+        if stage == "cv" and "score" in event:
+            slot.scores.append(float(event["score"]))
+            with self._study_lock:
+                trial.report(sum(slot.scores) / len(slot.scores), len(slot.scores) - 1)
+                prune = trial.should_prune()
+            slot.run.send({"op": "prune" if prune else "continue"})
+        elif stage == "trial_end":
+            self._tell(slot, study, sink, event)
+            self._next(slot, study, sink)
+
+    def _next(self, slot: _Slot, study: Any, sink: Sink) -> None:
+        """Give the process its next point; or, when none is left, the retrain (to the last one) or stop."""
         from optuna.trial import TrialState
 
         from bastion.jobs.search_space import suggest
 
+        retrain: int | None = None
         with self._study_lock:
-            point = suggest(trial, self.search["space"])
-        params = dict(self.spec.get("params") or {}) | point
-        spec = dict(self.spec, params=params, trial=trial.number)
-        run = self.executor.prepare(spec, self.secrets, dataclasses.replace(self.config, target=TRIAL_TARGET))
-        scores: list[float] = []
+            if self._stop_asking is None:  # the time budget counts from the first ready process
+                budget = self.search.get("time_budget_seconds")
+                self._stop_asking = time.monotonic() + float(budget) if budget else float("inf")
+            busy = sum(1 for s in self._slots if s.trial is not None)
+            trials = int(self.search["trials"])
+            more = (
+                self.killed is None
+                and time.monotonic() < min(self._stop_asking, self._deadline)
+                and self._finished(study) + busy < trials
+                # points that cannot even be trained fail; do not try them forever
+                and self._count(study, TrialState.FAIL) < max(trials, 10)
+            )
+            if more:
+                trial = study.ask()
+                point = suggest(trial, self.search["space"])
+                slot.trial, slot.scores = trial, []
+                command: dict[str, Any] = {"op": "trial", "number": trial.number, "params": point}
+            elif (
+                busy == 0
+                and not self._final_sent
+                and self.killed is None
+                and self._count(study, TrialState.COMPLETE) > 0
+            ):
+                self._final_sent = slot.final = True
+                best = study.best_trial
+                retrain = best.number
+                command = {"op": "final", "params": dict(best.params)}
+            else:
+                slot.stopped = True
+                command = {"op": "stop"}
+        if retrain is not None:
+            self._say_retrain(sink, retrain)
+        slot.run.send(command)
 
-        def trial_sink(kind: str, payload: Any) -> None:
-            if kind == "log":
-                stream, line = payload
-                if stream in ("stderr", "job"):
-                    sink("log", (stream, f"trial {trial.number}: {line}"))
-                return
-            _, event = payload
-            if event.get("stage") == "cv" and "score" in event:
-                scores.append(float(event["score"]))
-                with self._study_lock:
-                    trial.report(sum(scores) / len(scores), len(scores) - 1)
-                    prune = trial.should_prune()
-                if prune:
-                    run.kill("pruned")
+    def _tell(self, slot: _Slot, study: Any, sink: Sink, end: dict[str, Any]) -> None:
+        from optuna.trial import TrialState
 
-        with self._lock:
-            self._active[trial.number] = run
-            if self.killed is not None:
-                run.kill(self.killed)
-        try:
-            run.start()
-            out = run.run(trial_sink, deadline=deadline)
-        except Exception as exc:  # the executor failed under the trial: the trial fails, the search goes on
-            out = Outcome(error={"message": f"the trial could not run ({type(exc).__name__})"})
-        cv = ((out.result or {}).get("results") or {}).get("cv")
+        trial = slot.trial
+        cv = end.get("cv")
         with self._study_lock:
-            if out.killed == "pruned":
+            if end.get("state") == "pruned":
                 state, value = TrialState.PRUNED, None
-            elif out.killed is None and isinstance(cv, dict):
+            elif end.get("state") == "complete" and isinstance(cv, dict):
                 trial.set_user_attr("cv", cv)
                 state, value = TrialState.COMPLETE, float(cv["mean"])
             else:
-                reason = (out.error or {}).get("message") or out.killed or "the trial failed"
-                trial.set_user_attr("error", str(reason)[:300])
+                trial.set_user_attr("error", str(end.get("error") or "the trial failed")[:300])
                 state, value = TrialState.FAIL, None
             study.tell(trial, value, state=state)
-            # Leave the active set only once told, so no other thread counts this trial as neither.
-            with self._lock:
-                self._active.pop(trial.number, None)
+            # Leave the busy set only once told, so no other slot counts this trial as neither.
+            slot.trial = None
             row = _row(study.trials[trial.number])
             fraction = self._fraction(study)
         self._event(row)
@@ -231,28 +320,9 @@ class SearchRun:
             outcome.error = {"message": "no trial of the search completed; see the trial table in the logs"}
             return outcome
         best = study.best_trial
-        sink("progress", (0.95, {"stage": "retrain", "trial": best.number}))
-        sink("log", ("system", f"retraining the best trial ({best.number}) on all training rows"))
-        params = dict(self.spec.get("params") or {}) | dict(best.params)
-        spec = dict(self.spec, params=params)
-        spec.pop("search", None)
-        run = self.executor.prepare(
-            spec, self.secrets, dataclasses.replace(self.config, target=DEFAULT_TARGET)
-        )
-        with self._lock:
-            self._active[-1] = run
-            if self.killed is not None:
-                run.kill(self.killed)
-        try:
-            run.start()
-            final = run.run(
-                lambda kind, payload: sink(kind, payload) if kind == "log" else None,
-                deadline=deadline,
-                tick=tick,
-            )
-        finally:
-            with self._lock:
-                self._active.pop(-1, None)
+        final = self._final
+        if final is None or final.result is None or final.killed is not None:
+            final = self._retrain(best, sink, deadline, tick)
         if final.result is None or final.killed is not None:
             outcome.killed = final.killed or self.killed
             outcome.error = final.error or {"message": "retraining the best trial failed"}
@@ -275,12 +345,34 @@ class SearchRun:
         outcome.returncode = 0
         return outcome
 
+    def _retrain(self, best: Any, sink: Sink, deadline: float, tick: Callable[[], None] | None) -> Outcome:
+        """The retrain as a run of its own, when no warm trial process could do it."""
+        self._say_retrain(sink, best.number)
+        params = dict(self.spec.get("params") or {}) | dict(best.params)
+        spec = dict(self.spec, params=params)
+        spec.pop("search", None)
+        run = self.executor.prepare(
+            spec, self.secrets, dataclasses.replace(self.config, target=DEFAULT_TARGET)
+        )
+        with self._lock:
+            self._active[-1] = run
+            if self.killed is not None:
+                run.kill(self.killed)
+        try:
+            run.start()
+            return run.run(
+                lambda kind, payload: sink(kind, payload) if kind == "log" else None,
+                deadline=deadline,
+                tick=tick,
+            )
+        finally:
+            with self._lock:
+                self._active.pop(-1, None)
 
-class _Placeholder:
-    """Holds a trial's place between ``ask`` and the start of its run."""
-
-    def kill(self, reason: str) -> bool:
-        return False
+    @staticmethod
+    def _say_retrain(sink: Sink, number: int) -> None:
+        sink("progress", (0.95, {"stage": "retrain", "trial": number}))
+        sink("log", ("system", f"retraining the best trial ({number}) on all training rows"))
 
 
 def _row(trial: Any) -> dict[str, Any]:

@@ -5,7 +5,9 @@ it in DistributedDataParallel (``ray.train.torch.prepare_model``) and run the ve
 one-worker run (bastion.ml.models.adaptive_neural_net.train_epochs) on their share of every batch:
 gradients are averaged, so an N-worker step is the one-worker step on the whole batch, and the
 results format does not change. Worker 0 returns its history and weights as a Ray Train checkpoint
-of safetensors files (no pickle); the epochs are replayed as progress when training ends.
+of safetensors files (no pickle). Worker 0 also puts each epoch's event in a Ray queue (an actor of
+the coordinating task, so it ends with it) that the coordinator drains into the job's progress while
+training runs, so a data-parallel job shows its epochs live, like a one-worker job.
 
 It runs where the job runs, on the Ray cluster the process is connected to (the Ray executor); a
 local job process is not connected and is refused with a clear error. Checkpoints pass through
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import threading
 from typing import Any
 
 from bastion.errors import Invalid
@@ -44,6 +47,12 @@ def _worker_loop(config: dict[str, Any]) -> None:
     forward = ray.train.torch.prepare_model(module, move_to_device=False)
     optimizer = make_optimizer(forward, params)
     data = config["data"]
+    epochs = config["progress"] if rank == 0 else None
+
+    def report_epoch(fraction: float, event: dict[str, Any]) -> None:
+        if epochs is not None:
+            epochs.put_nowait((fraction, event))
+
     history, best_epoch, best_state = train_epochs(
         module,
         forward,
@@ -57,7 +66,7 @@ def _worker_loop(config: dict[str, Any]) -> None:
         gen,
         config["target_scale"],
         config["classify"],
-        lambda fraction, event: None,
+        report_epoch,
         shard=(rank, world),
     )
     metrics = {"history": history, "best_epoch": best_epoch, "world": world}
@@ -70,12 +79,29 @@ def _worker_loop(config: dict[str, Any]) -> None:
         ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
 
 
+def _forward(epochs: Any, fitted: threading.Event, progress: Progress) -> None:
+    """Worker 0's epochs, as they come, into the job's progress; after the fit, what is left."""
+    from ray.util.queue import Empty
+
+    while True:
+        try:
+            fraction, event = epochs.get(timeout=0.2)
+        except Empty:  # nothing yet (Ray's error for it is also an Empty)
+            if fitted.is_set() and epochs.empty():
+                return
+            continue
+        except Exception:  # the queue is gone
+            return
+        progress(float(fraction), event)
+
+
 def fit_data_parallel(
     arch: Any, prep: Any, data: dict[str, Any], params: Any, progress: Progress, seed: int, ctx: FitContext
 ) -> FitOutput:
     import ray
     from ray.train import RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
+    from ray.util.queue import Queue
     from safetensors.torch import load_file
 
     from bastion.ml.models.mlp_net import MLP, TorchMLPModel
@@ -87,6 +113,7 @@ def fit_data_parallel(
         )
     progress(0.0, {"stage": "distributed", "num_workers": params.num_workers})
     storage = os.environ.get("BASTION_RAY_TRAIN_STORAGE") or tempfile.mkdtemp(prefix="bastion-train-")
+    epochs = Queue(actor_options={"num_cpus": 0})
     trainer = TorchTrainer(
         _worker_loop,
         train_loop_config={
@@ -96,17 +123,26 @@ def fit_data_parallel(
             "data": data,
             "target_scale": float(prep.target_scale),
             "classify": ctx.task == "classification",
+            "progress": epochs,
         },
         scaling_config=ScalingConfig(num_workers=params.num_workers, use_gpu=False),
         run_config=RunConfig(storage_path=storage, name=f"bastion-{os.getpid()}-{seed}"),
     )
-    result = trainer.fit()
+    fitted = threading.Event()
+    pump = threading.Thread(
+        target=_forward, args=(epochs, fitted, progress), name="train-progress", daemon=True
+    )
+    pump.start()
+    try:
+        result = trainer.fit()
+    finally:
+        fitted.set()
+        pump.join(30)
+        epochs.shutdown(force=True)
     if result.checkpoint is None:
         raise RuntimeError("distributed training ended without a checkpoint from worker 0")
     metrics = result.metrics or {}
     history: list[dict[str, Any]] = list(metrics["history"])
-    for event in history:
-        progress(event["epoch"] / params.epochs, event)
     module = MLP(arch)
     with result.checkpoint.as_directory() as folder:
         module.load_state_dict(load_file(os.path.join(folder, WEIGHTS)))

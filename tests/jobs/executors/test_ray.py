@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from bastion.context import Context
-from bastion.errors import ConfigError
+from bastion.errors import ConfigError, Invalid
 from bastion.jobs.executors.ray import check_security, is_loopback
 from tests.conftest import MASTER, Caller
 from tests.jobs.executors.test_executors import events, use_ray
 from tests.jobs.ray_cluster import RayCluster
-from tests.jobs.support import Harness, principal, wait_for
+from tests.jobs.support import ApiFactory, Harness, api_factory, principal, wait_for
 
 
 @pytest.fixture
@@ -181,3 +181,110 @@ def test_data_parallel_job_matches_one_worker(ray_runs: Harness, alice: Caller) 
     assert two["test_samples"] == one["test_samples"] == 114
     assert abs(two["accuracy"] - one["accuracy"]) <= 4 / 114 + 1e-9, (two["accuracy"], one["accuracy"])
     assert two["accuracy"] > 0.9 and len(json.loads(done.history)) >= 1
+
+
+@pytest.mark.ray
+def test_data_parallel_epochs_stream_while_training(
+    ray_runs: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Worker 0's epochs reach the progress callback while Ray Train is still fitting (not replayed
+    when it returns), in order, once each."""
+    import threading
+
+    from ray.train.torch import TorchTrainer
+
+    from bastion.data.builtin import load_dataset
+    from bastion.ml.train import train
+
+    ray_runs.worker(ray_runs.config("quick"))  # connects this process to the cluster, as a worker does
+    fitted = threading.Event()
+    fit = TorchTrainer.fit
+
+    def fit_and_mark(self: TorchTrainer) -> object:
+        result = fit(self)
+        fitted.set()
+        return result
+
+    monkeypatch.setattr(TorchTrainer, "fit", fit_and_mark)
+    seen: list[tuple[bool, dict[str, object]]] = []
+    params = {"epochs": 4, "hidden_layers": [8], "batch_size": 64, "importance_repeats": 0, "num_workers": 2}
+    result = train(
+        "adaptive_neural_net",
+        load_dataset("breast_cancer"),
+        params,
+        progress=lambda fraction, event: seen.append((fitted.is_set(), dict(event))),
+        seed=1,
+    )
+    epochs = [(during_fit, e["epoch"]) for during_fit, e in seen if "epoch" in e]
+    assert [n for _, n in epochs] == [h["epoch"] for h in result.history] == [1, 2, 3, 4]
+    assert epochs[0][0] is False, "the first epoch arrived only after training ended"
+
+
+@pytest.fixture
+def ray_api(ctx: Context, tmp_path: Path, ray_cluster: RayCluster) -> Iterator[ApiFactory]:
+    yield from api_factory(ctx, tmp_path, lambda h: use_ray(h, ray_cluster))
+
+
+@pytest.mark.ray
+def test_dqn_jobs_run_on_ray(ray_api: ApiFactory, alice: Caller) -> None:
+    """Online (the environment on the node) and offline (the worker decrypts the uploaded transitions
+    and hands them over) DQN jobs train as Ray tasks; the worker seals the Q-network."""
+    from bastion.jobs.package import unpack
+    from tests.jobs.test_rl_jobs import TINY, _submit, _upload, _wait
+    from tests.ml.rl.cartpole_logs import logged_cartpole
+
+    client = ray_api("bastion.jobs.runner:run_training")
+    r = _submit(client, alice, dataset_source="gymnasium", params=TINY)
+    assert r.status_code == 200, r.text
+    online = _wait(client, alice, r.json()["job_id"], "completed", "failed")
+    assert online["status"] == "completed", online
+    assert [e["step"] for e in online.get("history", []) if "step" in e] == [200, 400, 600]
+    frame, _ = logged_cartpole(episodes=10, epsilon=0.5, seed=3)
+    uploaded = _upload(client, alice, frame, "logs")
+    assert uploaded.status_code == 201, uploaded.text
+    params = {"offline_updates": 200, "report_every": 100, "net_arch": [16], "eval_episodes": 2}
+    r = _submit(
+        client, alice, dataset_source="user_provided", dataset_id=uploaded.json()["id"], params=params
+    )
+    assert r.status_code == 200, r.text
+    offline = _wait(client, alice, r.json()["job_id"], "completed", "failed")
+    assert offline["status"] == "completed", offline
+    assert offline["results"]["mode"] == "offline" and offline["results"]["transitions"] == len(frame)
+    harness = client.harness  # type: ignore[attr-defined]
+    for job_id in (online["job_id"], offline["job_id"]):
+        job = harness.job(job_id)
+        package = unpack(harness.ctx.vault.get_bytes(job.model_artifact_id, job.model_version))
+        assert package.job_id == job_id and package.model_format == "safetensors"
+        lines = " ".join(ln["line"] for ln in harness.service().logs(job, limit=500)["lines"])
+        assert "running on Ray node" in lines
+
+
+def test_fine_tuning_is_refused_at_submit_on_a_ray_server(
+    ctx: Context, alice: Caller, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A LoRA job cannot run on Ray (base model on the server's disk, per-epoch vault checkpoints):
+    with BASTION_EXECUTOR=ray, creating one is a 422 that says so, before anything is queued."""
+    from bastion.llm.params import Hyperparameters
+    from bastion.llm.service import CreateRequest
+
+    monkeypatch.setattr(ctx.settings, "executor", "ray")
+    service = ctx.services["fine_tuning"]
+    request = CreateRequest("any-base", "file-1", None, Hyperparameters())
+    with pytest.raises(Invalid) as refused:
+        service.create(principal(alice), request)
+    assert refused.value.status_code == 422 and refused.value.code == "needs_local_executor"
+    assert "local executor" in refused.value.message and "vault" in refused.value.message
+
+
+def test_a_queued_fine_tuning_job_fails_on_a_ray_worker_with_the_reason() -> None:
+    """One queued before the server switched to Ray: the worker fails it at once, saying why."""
+    from bastion.jobs.config import JobConfig
+    from bastion.jobs.executors.ray import RayExecutor, RayJobRun
+
+    run = RayJobRun(
+        RayExecutor("127.0.0.1:1", vault=None), {"job_id": "j", "model_type": "llm_lora"}, JobConfig()
+    )
+    assert run.start() == 0 and run.task is None
+    outcome = run.run(lambda kind, payload: None, deadline=float("inf"))
+    assert outcome.error is not None and outcome.error["code"] == "needs_local_executor"
+    assert "local executor" in outcome.reason(1.0) and outcome.returncode == 1

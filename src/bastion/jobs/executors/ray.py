@@ -22,6 +22,7 @@ completion (and the fenced writes would refuse a second completion anyway).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import ipaddress
 import logging
@@ -31,10 +32,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from bastion.errors import ConfigError
+from bastion.errors import ConfigError, Invalid
 from bastion.jobs.config import DEFAULT_TARGET, JobConfig
 from bastion.jobs.executor import Outcome, Sink
-from bastion.jobs.executors import NODE_DIED
+from bastion.jobs.executors import LORA_ON_RAY, NEEDS_LOCAL, NODE_DIED
 from bastion.jobs.executors.ray_task import DEFAULT_REMOTE_TARGET
 
 WAIT_SLICE = 0.1
@@ -161,6 +162,8 @@ class RayJobRun:
         self.config = config
         self.killed: str | None = None
         self.task: Any = None
+        self._commands: Any = None  # a Ray queue actor, for a job started ``interactive``
+        self.refused: dict[str, Any] | None = None
         self._lock = threading.Lock()
 
     def remote_spec(self) -> dict[str, Any]:
@@ -175,22 +178,49 @@ class RayJobRun:
         import ray
 
         from bastion.jobs.executors.ray_task import run_job
-        from bastion.jobs.runner import load_dataset
 
         with self._lock:
             if self.killed is not None:
                 return None
-        inputs = {"dataset": load_dataset(self.spec, self.executor.vault)} if "dataset" in self.spec else {}
+        try:
+            inputs = job_inputs(self.spec, self.executor.vault)
+        except Invalid as exc:  # this kind of job cannot run here: it fails with the reason
+            self.refused = {"code": exc.code, "message": exc.message}
+            return 0
         options = _ray_options(self.spec.get("resources"), self.spec.get("params"))
         if self.config.child_env:
             options["runtime_env"] = {"env_vars": dict(self.config.child_env)}
+        if self.spec.get("interactive"):
+            from ray.util.queue import Queue
+
+            # Owned by this worker: it ends with the run, or with this process.
+            self._commands = Queue(actor_options={"num_cpus": 0})
         with self._lock:
             if self.killed is not None:
+                self._drop_commands()
                 return None
             self.task = (
-                _remote(run_job).options(**options).remote(self.target(), self.remote_spec(), ray.put(inputs))
+                _remote(run_job)
+                .options(**options)
+                .remote(self.target(), self.remote_spec(), ray.put(inputs), self._commands)
             )
         return 0
+
+    def send(self, command: dict[str, Any]) -> bool:
+        """Put a command in the task's queue (``ctx.receive`` there); False if it cannot take one."""
+        commands = self._commands
+        if commands is None or self.killed is not None:
+            return False
+        try:
+            commands.put_nowait(command)
+        except Exception:  # the queue actor is gone (the run ended)
+            return False
+        return True
+
+    def _drop_commands(self) -> None:
+        commands, self._commands = self._commands, None
+        if commands is not None:
+            commands.shutdown(force=True)
 
     def kill(self, reason: str) -> bool:
         import ray
@@ -213,6 +243,8 @@ class RayJobRun:
         outcome = Outcome()
         if self.task is None:
             outcome.killed = self.killed
+            outcome.error = self.refused
+            outcome.returncode = 1
             return outcome
         resources = self.spec.get("resources") or {}
         sink("progress", (0.0, {"stage": "waiting_for_resources", "resources": resources}))
@@ -242,6 +274,8 @@ class RayJobRun:
         if self.killed is not None:
             outcome.killed = self.killed
         outcome.returncode = 0 if outcome.result is not None and outcome.killed is None else 1
+        with contextlib.suppress(Exception):
+            self._drop_commands()
         return outcome
 
     def _handle(self, message: Any, sink: Sink, outcome: Outcome) -> None:
@@ -291,6 +325,21 @@ class RayJobRun:
             }
             return None
         return message
+
+
+def job_inputs(spec: dict[str, Any], vault: Any) -> dict[str, Any]:
+    """What the worker decrypts and hands to the task, by job kind."""
+    from bastion.jobs.datasets import DatasetRef
+    from bastion.jobs.rl import RL_MODEL_TYPES, ray_inputs
+    from bastion.jobs.runner import load_dataset
+
+    if spec.get("model_type") == "llm_lora":
+        raise Invalid(LORA_ON_RAY, code=NEEDS_LOCAL)
+    if "dataset" not in spec:
+        return {}
+    if spec.get("model_type") in RL_MODEL_TYPES:
+        return ray_inputs(DatasetRef.from_json(spec["dataset"]), vault)
+    return {"dataset": load_dataset(spec, vault)}
 
 
 def _reload_auth_settings() -> None:

@@ -4,7 +4,9 @@ The task receives the job spec (no secrets, no vault path) and its inputs (the d
 put in Ray's object store by the Bastion worker). It yields the same JSON-shaped messages a local
 job process writes on its pipe (bastion.jobs.child): first ``started`` (the task left the
 resource queue), then ``progress``/``log`` while the target runs, then one ``result`` or
-``error``. The default target trains and returns the packed model as bytes; the worker, not
+``error``. A spec with ``interactive`` also gets a command queue (a Ray queue actor the worker
+owns; it dies with the worker): ``ctx.receive()``, as a local job reads commands from stdin.
+The default target trains and returns the packed model as bytes; the worker, not
 the node, seals it into the vault. Anything the target prints becomes log lines of the job.
 """
 
@@ -28,10 +30,32 @@ DEFAULT_REMOTE_TARGET = "bastion.jobs.executors.ray_task:train_on_inputs"
 class RayTaskContext:
     """The JobContext a target sees on Ray: spec, progress, logs and inputs; no vault."""
 
-    def __init__(self, spec: dict[str, Any], inputs: dict[str, Any], emit: Callable[[dict[str, Any]], None]):
+    def __init__(
+        self,
+        spec: dict[str, Any],
+        inputs: dict[str, Any],
+        emit: Callable[[dict[str, Any]], None],
+        commands: Any = None,
+    ) -> None:
         self.spec = spec
         self.inputs = inputs
         self._emit = emit
+        self._commands = commands
+
+    def send(self, message: dict[str, Any]) -> None:
+        self._emit(_jsonable(message))
+
+    def receive(self, timeout: float | None = None) -> dict[str, Any]:
+        """The next command from the worker (``queue.Empty`` after ``timeout``)."""
+        if self._commands is None:
+            raise RuntimeError("this job was started without a command channel")
+        from ray.util.queue import Empty
+
+        try:
+            command: dict[str, Any] = self._commands.get(block=True, timeout=timeout)
+        except Empty as exc:  # Ray's is not queue.Empty
+            raise queue.Empty from exc
+        return command
 
     def progress(self, fraction: float, event: dict[str, Any] | None = None) -> None:
         self._emit({"type": "progress", "progress": float(fraction), "event": _jsonable(dict(event or {}))})
@@ -70,11 +94,13 @@ class _Lines(io.TextIOBase):
             self.emit({"type": "log", "stream": self.stream, "line": line[:MAX_MESSAGE_CHARS]})
 
 
-def run_job(target_path: str, spec: dict[str, Any], inputs: dict[str, Any]) -> Iterator[dict[str, Any]]:
+def run_job(
+    target_path: str, spec: dict[str, Any], inputs: dict[str, Any], commands: Any = None
+) -> Iterator[dict[str, Any]]:
     """The Ray task body (a generator): run the target in a thread and stream its messages."""
     messages: queue.Queue[dict[str, Any] | None] = queue.Queue()
     emit = messages.put
-    ctx = RayTaskContext(spec, inputs, emit)
+    ctx = RayTaskContext(spec, inputs, emit, commands)
     out, err = _Lines("stdout", emit), _Lines("stderr", emit)
 
     def body() -> None:
@@ -120,8 +146,17 @@ def _node_id() -> str:
 
 def train_on_inputs(ctx: RayTaskContext) -> dict[str, Any]:
     """The default target on Ray: train on the dataset the worker sent; return the packed model."""
+    from bastion.jobs.rl import RL_MODEL_TYPES, pack_dqn, run_dqn
     from bastion.jobs.runner import train_package
 
+    if ctx.spec["model_type"] in RL_MODEL_TYPES:  # DQN: the environment on the node, or the table sent
+        out = run_dqn(ctx)  # type: ignore[arg-type]
+        return {
+            "results": out["metrics"],
+            "history": out["history"],
+            "model_package": pack_dqn(ctx.spec, out),
+            "model_format": "safetensors",
+        }
     dataset = ctx.inputs["dataset"]
     ctx.progress(0.0, {"stage": "load"})
     ctx.log(f"dataset: {dataset.n_samples} rows, {dataset.n_features} features, {dataset.task}")
