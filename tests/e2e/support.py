@@ -192,6 +192,21 @@ class UpdateGate:
         self.httpd.server_close()
 
 
+def another_user(server: ServerProcess, username: str = "mallory") -> str:
+    """A second plain user's API key (through the admin API): a stranger to the first user's objects
+    (an admin is not one: platform admin passes every project's policy)."""
+    admin = {"X-API-Key": server.keys["admin"]}
+    made = httpx.post(
+        f"{server.url}/api/v1/admin/users", headers=admin, json={"username": username, "role": "user"}
+    )
+    assert made.status_code == 201, made.text
+    key = httpx.post(
+        f"{server.url}/api/v1/admin/users/{made.json()['id']}/keys", headers=admin, json={"name": "e2e"}
+    )
+    assert key.status_code == 201, key.text
+    return str(key.json()["key"])
+
+
 def status(server: ServerProcess, fid: str) -> dict[str, Any]:
     r = httpx.get(f"{server.url}/api/v1/federations/{fid}/status", headers={"X-API-Key": server.keys["user"]})
     assert r.status_code == 200, r.text

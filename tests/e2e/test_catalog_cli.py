@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from bastion.cli.main import app
 from tests.conftest import ServerProcess
+from tests.e2e.support import another_user
 
 pytestmark = pytest.mark.e2e
 runner = CliRunner()
@@ -35,7 +36,7 @@ def test_upload_list_delete_and_models(server_factory: Callable[..., ServerProce
     listed = json.loads(runner.invoke(app, ["data", "list", "--json"], env=env).output)
     assert {d["name"] for d in listed} == {"cohort", "cohort.csv"}
 
-    other = {**env, "BASTION_API_KEY": server.keys["admin"]}
+    other = {**env, "BASTION_API_KEY": another_user(server)}
     missing = runner.invoke(app, ["data", "delete", uploaded["id"]], env=other)
     assert missing.exit_code == 1 and "not_found" in missing.output, "another user's dataset is invisible"
     assert runner.invoke(app, ["data", "delete", uploaded["id"], "--json"], env=env).exit_code == 0

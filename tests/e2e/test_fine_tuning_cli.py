@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from bastion.cli.main import app
 from tests.conftest import ServerProcess
+from tests.e2e.support import another_user
 from tests.llm.support import chat_records, jsonl
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -66,5 +67,6 @@ def test_readme_walkthrough(server_factory: Callable[..., ServerProcess], tmp_pa
         "--max-new-tokens", "6", "--temperature", "0", "--compare", env=user,
     )  # fmt: skip
     assert answer["text"] != answer["base"]["text"]  # type: ignore[index]
-    other = runner.invoke(app, ["ft", "show", job_id, "--json"], env=admin)
+    stranger = {**user, "BASTION_API_KEY": another_user(server)}
+    other = runner.invoke(app, ["ft", "show", job_id, "--json"], env=stranger)
     assert other.exit_code == 1 and "not_found" in other.output

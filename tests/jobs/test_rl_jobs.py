@@ -135,7 +135,12 @@ def test_offline_job_checks_the_table_then_learns(api: ApiFactory, alice: Caller
 
 def test_cancel_a_running_dqn_job(api: ApiFactory, alice: Caller) -> None:
     client = api("bastion.jobs.runner:run_training")
-    r = _submit(client, alice, dataset_source="gymnasium", params={**TINY, "total_timesteps": 2_000_000})
+    r = _submit(
+        client,
+        alice,
+        dataset_source="gymnasium",
+        params={**TINY, "total_timesteps": 2_000_000, "stop_at_threshold": False},
+    )
     job_id = r.json()["job_id"]
     wait_for(
         lambda: client.get(f"{T}/status/{job_id}", headers=alice.headers).json()["progress"] > 0,

@@ -135,13 +135,23 @@ def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method any route on this path serves (Starlette's own 405 names only the first route's)."""
-    methods: set[str] = set()
+    """Every method any route on this path serves (Starlette's own 405 names only the first route's).
+
+    A literal path shadows the parametrised ones it also matches (``/projects/domains`` is not a
+    ``/projects/{project_id}``), as the OpenAPI document lists them.
+    """
     path = request.url.path
+    matches: list[tuple[bool, set[str]]] = []
     for context in routing.iter_route_contexts(request.app.router.routes):
         regex = getattr(context, "path_regex", None)
         if regex is not None and regex.match(path):
-            methods |= set(context.methods or ())
+            literal = "{" not in str(getattr(context, "path_format", "{"))
+            matches.append((literal, set(context.methods or ())))
+    any_literal = any(literal for literal, _ in matches)
+    methods: set[str] = set()
+    for literal, served in matches:
+        if literal or not any_literal:
+            methods |= served
     if "GET" in methods:
         methods.add("HEAD")
     return ", ".join(sorted(methods))

@@ -116,7 +116,7 @@ class ProjectService:
             project = self._load(s, project_id)
             role = authorize(s, principal, project.id, Action.MANAGE, _missing())
             if project.personal_of is not None and (domain is not None or subdomain is not None):
-                raise Invalid("a personal project has no domain to change", code="personal_project")
+                raise Conflict("a personal project has no domain to change", code="personal_project")
             changes: dict[str, Any] = {}
             if name is not None:
                 project.name = changes["name"] = _name(name)

@@ -52,7 +52,7 @@ def catalog(ctx: ContextDep) -> DatasetCatalog:
     status_code=201,
     summary="Upload a CSV, JSON, Excel or Parquet table",
     response_model=Dataset,
-    responses=errors(400, 409, 415),
+    responses=errors(400, 404, 409, 415),
     openapi_extra=UPLOAD_BODY,
 )
 async def upload(
@@ -116,7 +116,7 @@ def _text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-@router.get("", response_model=Page[Dataset])
+@router.get("", response_model=Page[Dataset], responses=errors(404))
 def list_datasets(
     principal: UserPrincipal,
     ctx: ContextDep,

@@ -75,7 +75,7 @@ async def read_capped(request: Request, limit: int, code: str) -> bytes:
     return bytes(buf)
 
 
-@router.post("", status_code=201, response_model=FederationDetail, responses=errors(409))
+@router.post("", status_code=201, response_model=FederationDetail, responses=errors(404, 409))
 def create_federation(
     body: FederationCreate,
     principal: UserPrincipal,
@@ -91,7 +91,7 @@ def create_federation(
     return idem.created(response, fed, f"/api/v1/federations/{fed.id}")
 
 
-@router.get("", response_model=Page[FederationSummary])
+@router.get("", response_model=Page[FederationSummary], responses=errors(404))
 def list_federations(
     principal: CurrentPrincipal,
     ctx: ContextDep,

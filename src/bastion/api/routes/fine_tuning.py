@@ -252,7 +252,7 @@ def create_job(
     return _job(ctx, job)
 
 
-@router.get("/jobs", response_model=JobList, responses=errors(401, 403, 422))
+@router.get("/jobs", response_model=JobList, responses=errors(401, 403, 404, 422))
 def list_jobs(
     principal: UserPrincipal,
     ctx: ContextDep,

@@ -37,7 +37,7 @@ def registry(ctx: ContextDep) -> ModelRegistry:
     return svc
 
 
-@router.get("", response_model=Page[ModelSummary])
+@router.get("", response_model=Page[ModelSummary], responses=errors(404))
 def list_models(
     principal: CurrentPrincipal,
     ctx: ContextDep,

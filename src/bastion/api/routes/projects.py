@@ -78,7 +78,7 @@ def get_project(project_id: ProjectId, principal: UserPrincipal, ctx: ContextDep
     return projects(ctx).get(principal, project_id)
 
 
-@router.patch("/{project_id}", response_model=ProjectDetail, responses=errors(403, 404))
+@router.patch("/{project_id}", response_model=ProjectDetail, responses=errors(403, 404, 409))
 def update_project(
     project_id: ProjectId, body: ProjectUpdate, principal: UserPrincipal, request: Request, ctx: ContextDep
 ) -> dict[str, Any]:

@@ -103,7 +103,7 @@ def model_types(_: UserPrincipal) -> dict[str, Any]:
     return {"model_types": list_model_types()}
 
 
-@router.post("/submit", response_model=SubmitResponse, responses=errors(409, 413))
+@router.post("/submit", response_model=SubmitResponse, responses=errors(404, 409, 413))
 def submit(
     body: SubmitRequest,
     principal: UserPrincipal,
@@ -128,7 +128,7 @@ def status(job_id: str, principal: UserPrincipal, ctx: ContextDep) -> dict[str, 
     return views.status(jobs(ctx).get(principal, job_id))
 
 
-@router.get("/jobs", response_model=JobList)
+@router.get("/jobs", response_model=JobList, responses=errors(404))
 def list_jobs(
     principal: UserPrincipal,
     ctx: ContextDep,
