@@ -113,33 +113,35 @@ def _summary(returns: list[float] | np.ndarray) -> dict[str, Any]:
     }
 
 
-def evaluate(
-    q_policy: Any, env_id: str, episodes: int, seed: int, *, random_too: bool = True
-) -> dict[str, Any]:
-    """Greedy policy vs a uniformly random one, each on ``episodes`` episodes seeded seed+1000+i."""
+def episode_returns(act: Any, env_id: str, episodes: int, seed: int) -> list[float]:
+    """Total reward of ``act`` (one obs batch -> actions; ``None``: uniformly random) on ``episodes``
+    episodes seeded seed+1000+i."""
     import gymnasium as gym
 
     env = gym.make(env_id)
     n_actions = int(getattr(env.action_space, "n", 0))
     if n_actions < 2:
         raise Invalid(f"environment {env_id!r} does not have a discrete action space; DQN needs one")
-    out: dict[str, list[float]] = {"policy": [], "random": []} if random_too else {"policy": []}
     rng = np.random.default_rng(seed)
-    for which in out:
-        for i in range(episodes):
-            obs, _ = env.reset(seed=seed + 1000 + i)
-            total, done = 0.0, False
-            while not done:
-                if which == "policy":
-                    action = int(q_policy(np.asarray(obs, dtype=np.float32)[None, :])[0])
-                else:
-                    action = int(rng.integers(n_actions))
-                obs, reward, terminated, truncated, _ = env.step(action)
-                total += float(reward)
-                done = terminated or truncated
-            out[which].append(total)
+    out: list[float] = []
+    for i in range(episodes):
+        obs, _ = env.reset(seed=seed + 1000 + i)
+        total, done = 0.0, False
+        while not done:
+            if act is None:
+                action = int(rng.integers(n_actions))
+            else:
+                action = int(act(np.asarray(obs, dtype=np.float32)[None, :])[0])
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            done = terminated or truncated
+        out.append(total)
     env.close()
-    policy, random = _summary(out["policy"]), _summary(out.get("random") or [0.0])
+    return out
+
+
+def _report(env_id: str, policy_returns: list[float], random_returns: list[float]) -> dict[str, Any]:
+    policy, random = _summary(policy_returns), _summary(random_returns)
     return {
         "env_id": env_id,
         "mean_return": policy["mean"],
@@ -149,6 +151,15 @@ def evaluate(
         "returns": policy,
         "random_returns": random,
     }
+
+
+def evaluate(q_policy: Any, env_id: str, episodes: int, seed: int) -> dict[str, Any]:
+    """Greedy policy vs a uniformly random one, each on ``episodes`` episodes seeded seed+1000+i."""
+    return _report(
+        env_id,
+        episode_returns(q_policy, env_id, episodes, seed),
+        episode_returns(None, env_id, episodes, seed),
+    )
 
 
 def greedy(model: Any) -> Any:
@@ -165,11 +176,6 @@ def greedy(model: Any) -> Any:
 
 
 CHECK_EPISODES = 5
-
-
-def _greedy_return(model: Any, env_id: str, episodes: int, seed: int) -> float:
-    summary = evaluate(greedy(model), env_id, episodes, seed, random_too=False)
-    return float(summary["mean_return"])
 
 
 def train_online(
@@ -206,7 +212,7 @@ def train_online(
             # A new best training stretch: score its greedy policy on a few episodes of its own
             # seeds, keep the best-scoring weights (DQN can forget late), stop once one reaches the
             # environment's reward threshold.
-            score = _greedy_return(model, params.env_id, CHECK_EPISODES, seed + 2000)
+            score = float(np.mean(episode_returns(greedy(model), params.env_id, CHECK_EPISODES, seed + 2000)))
             best["train_mean"] = mean
             if score > best.get("score", -np.inf):
                 best.update(score=score, step=event["step"], state=copy.deepcopy(model.q_net.state_dict()))
@@ -217,16 +223,18 @@ def train_online(
     model.learn(total_timesteps=params.total_timesteps, callback=Report())
     env.close()
     steps = int(model.num_timesteps)
-    metrics = evaluate(greedy(model), params.env_id, params.eval_episodes, seed)
-    selected = {"policy": "final", "step": steps}
+    final = episode_returns(greedy(model), params.env_id, params.eval_episodes, seed)
+    chosen, selected = final, {"policy": "final", "step": steps}
     if best and best["step"] != steps:
         final_state = copy.deepcopy(model.q_net.state_dict())
         model.q_net.load_state_dict(best["state"])
-        candidate = evaluate(greedy(model), params.env_id, params.eval_episodes, seed)
-        if candidate["mean_return"] > metrics["mean_return"]:
-            metrics, selected = candidate, {"policy": "best_scored", "step": int(best["step"])}
+        candidate = episode_returns(greedy(model), params.env_id, params.eval_episodes, seed)
+        if np.mean(candidate) > np.mean(final):
+            chosen, selected = candidate, {"policy": "best_scored", "step": int(best["step"])}
         else:
             model.q_net.load_state_dict(final_state)
+    random = episode_returns(None, params.env_id, params.eval_episodes, seed)
+    metrics = _report(params.env_id, chosen, random)
     model.q_net_target.load_state_dict(model.q_net.state_dict())
     metrics.update(mode="online", total_timesteps=steps, selected=selected)
     return model, metrics, history
