@@ -7,12 +7,12 @@ TORCH_VERSION := 2.13.0
 
 .PHONY: install serve test lint typecheck unit bench clean bench-peers
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	# torch first, pinned, so nothing else can pull a multi-GB CUDA build
 	$(BIN)/python -m pip install -q torch==$(TORCH_VERSION)
-	$(BIN)/python -m pip install -q -e '.[ml,llm,ray,he,rl,test]'
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[ml,llm,ray,he,rl,test]'
 	touch $(STAMP)
 
 install: $(STAMP)
