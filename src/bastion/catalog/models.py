@@ -308,6 +308,8 @@ class ModelRegistry:
 
         Owner only (another user's model is NotFound); a wrong ``current`` is a 403 that counts
         towards the lockout. Versions registered later (a new job, a quantization) carry their own.
+        Setting a code on a version that shares its job's or federation's bytes first gives it its
+        own copy (``stored.own_copy``): the producer's routes read without a code.
         """
         with self.db.session() as s:
             model = self._model(s, principal, model_ref, Action.WRITE)
@@ -316,6 +318,8 @@ class ModelRegistry:
                 raise NotFound(f"model version {version} not found" if version else "model has no versions")
             released = [old for r in rows if new is not None and (old := own_copy(s, self.vault, r))]
             targets = [(r.id, r.artifact_id, r.version) for r in rows]
+            # a shared version (never behind a code) is not its producer's to recode
+            owned = [r.artifact_id for r in rows if r.artifact_version is None]
             model_id = model.id
         with self.db.session() as s:
             for ref in released:  # the job or federation may still hold it; else it goes now
@@ -325,7 +329,7 @@ class ModelRegistry:
             self.vault,
             "model",
             model_id,
-            [artifact for _, artifact, _ in targets],
+            owned,
             current=current,
             new=new,
         )

@@ -25,12 +25,14 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from bastion.catalog.quota import ARCHIVED
 from bastion.errors import Invalid, NotFound
 from bastion.store.models import Federation, ModelVersionRecord, TrainingJob
 from bastion.vault.store import VaultStore
 
 RAW = "raw"
 PACKAGE = "package"
+GLOBAL_PREFIX = "flg-"  # a federation's global models (bastion.federation.server.artifacts names them)
 
 
 @dataclass(frozen=True)
@@ -73,9 +75,6 @@ def read_model(
 
 def held(s: Session, artifact_id: str) -> tuple[bool, set[int]]:
     """``(whole, versions)``: whether a row holds every version of ``artifact_id``, and which it names."""
-    from bastion.federation.server.artifacts import GLOBAL_PREFIX
-    from bastion.federation.server.states import FederationState
-
     named = list(
         s.scalars(
             select(ModelVersionRecord.artifact_version).where(ModelVersionRecord.artifact_id == artifact_id)
@@ -86,7 +85,7 @@ def held(s: Session, artifact_id: str) -> tuple[bool, set[int]]:
     whole = any(v is None for v in named)
     if artifact_id.startswith(GLOBAL_PREFIX):  # a federation holds its global models until archived
         state = s.scalar(select(Federation.state).where(Federation.id == artifact_id[len(GLOBAL_PREFIX) :]))
-        whole = whole or (state is not None and state != FederationState.ARCHIVED)
+        whole = whole or (state is not None and state != ARCHIVED)
     return whole, versions
 
 

@@ -14,11 +14,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from bastion.catalog.stored import GLOBAL_PREFIX
 from bastion.federation.strategies import StrategyState
 from bastion.federation.tensors import TensorSpec, decode, validate
 from bastion.vault.store import VaultStore
-
-GLOBAL_PREFIX = "flg-"
 
 
 def global_artifact(federation_id: str) -> str:

@@ -265,7 +265,8 @@ class FederationService:
         """End a federation for good: state ``archived``, sites refused, its vault artifacts deleted.
 
         The rows stay (rounds, metrics and the audit trail remain readable); the model, the keys and
-        every received update are removed, and it no longer counts against the owner's quota.
+        every received update are removed, and it no longer counts against the owner's quota. Global
+        models that registry versions name stay in the vault as those versions' bytes.
         """
         with self.db.session() as s:
             fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
