@@ -19,7 +19,8 @@ def test_old_versions_keep_their_own_artifacts(tmp_path: Path) -> None:
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     with db.engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "0006_h20")
+        for rev in ["0005_h12", "0005_h14", "0005_h15", "0005_h17", "0005_h18", "0006_h20"]:
+            command.upgrade(cfg, rev)
         conn.execute(
             text(
                 "INSERT INTO users (id, username, role, disabled, created_at)"
