@@ -4,6 +4,7 @@ what they gave when the bytes were copied; dropping one reference never breaks t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,20 +12,26 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
+from typer.testing import CliRunner
 
 from bastion.api.app import create_app
 from bastion.auth.principal import Principal
 from bastion.catalog.models import ModelRegistry
 from bastion.catalog.quota import used_bytes
-from bastion.catalog.stored import PACKAGE, RAW, held, release
+from bastion.catalog.stored import PACKAGE, RAW, StoredRef, held, read_model, release
+from bastion.cli.main import app
 from bastion.client import open_download
 from bastion.context import Context
 from bastion.federation.global_model import GlobalModel
 from bastion.federation.server.artifacts import global_artifact
 from bastion.jobs.package import ModelPackage, pack, unpack
+from bastion.store import Database
 from bastion.store.models import ModelRecord, ModelVersionRecord, TrainingJob
+from bastion.vault.rotate import rotate
+from bastion.vault.store import VaultStore
 from tests.api.test_training_routes import submit, wait_status
-from tests.conftest import Caller
+from tests.backup.test_backup_restore import _env
+from tests.conftest import MASTER, Caller
 from tests.federation.server.support import World
 from tests.jobs.support import ApiFactory, api_factory, wait_for
 
@@ -143,8 +150,6 @@ def test_dropping_either_reference_keeps_the_other_and_the_last_one_frees_the_by
     # a second version refers to the same package; now the job lets go of its model
     registry: ModelRegistry = ctx.services["models"]
     package = unpack(ctx.vault.get_bytes(artifact, at))
-    from bastion.catalog.stored import StoredRef
-
     registry.register(
         alice.user_id,
         name,
@@ -256,3 +261,38 @@ def test_a_federations_global_models_are_stored_once_and_survive_archiving(
             headers={**alice.headers, "X-Access-Code": "correct horse 42"},
         )
         assert r.status_code == 200
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_shared_bytes_survive_key_rotation_and_a_backup_round_trip(
+    api: ApiFactory, ctx: Context, alice: Caller, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    client, job_id, name = trained_job(api, alice)
+    [row] = rows_of(ctx, name)
+    data_before = {
+        p: (ctx.vault.root / "artifacts" / p).read_bytes() for p in vault_files(ctx) if "data" in p
+    }
+    report = rotate(ctx.vault)
+    assert report.completed
+    # one key slot rewrapped for both references; the sealed model itself untouched
+    assert {p: (ctx.vault.root / "artifacts" / p).read_bytes() for p in data_before} == data_before
+    from_job, from_registry = downloads(client, alice, job_id, name)
+    assert from_job.model_bytes == from_registry.model_bytes
+
+    _env(monkeypatch, ctx.settings.data_dir, ctx.settings.resolved_database_url)
+    out = tmp_path / "bastion.bak"
+    runner = CliRunner()
+    assert runner.invoke(app, ["backup", "-o", str(out), "--json"]).exit_code == 0
+    fresh = tmp_path / "fresh"
+    _env(monkeypatch, fresh, f"sqlite:///{fresh}/bastion.db")
+    restored = runner.invoke(app, ["restore", str(out), "--json"])
+    assert restored.exit_code == 0, restored.output
+    assert json.loads(restored.output)["problems"] == []
+    store = VaultStore.open(fresh / "vault", MASTER)
+    db = Database(f"sqlite:///{fresh}/bastion.db")
+    with db.session() as s:
+        again = s.get(ModelVersionRecord, row.id)
+        assert again is not None and again.artifact_version == row.artifact_version
+        model = read_model(store, again.artifact_id, again.artifact_version, again.artifact_layout)
+    db.dispose()
+    assert model == from_registry.model_bytes

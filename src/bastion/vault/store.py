@@ -457,7 +457,9 @@ class VaultStore:
 
     def delete_versions(self, artifact_id: str, versions: Iterable[int]) -> None:
         """Remove some committed versions (key slot first, so none is half-visible); the artifact
-        goes with its last version. For objects shared by several rows: each row releases its own."""
+        goes with its last version. For versions shared by several rows (bastion.catalog.stored,
+        which calls this only for versions no row names). A later put numbers after the highest
+        version left, so a deleted newest number can be used again."""
         directory = self._dir(artifact_id)
         doomed = {_check_version(v) for v in versions}
         with self.keyring.locked(exclusive=False):
