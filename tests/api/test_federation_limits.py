@@ -78,4 +78,9 @@ def test_quota_and_archive(client: TestClient, ctx: Context) -> None:
     assert client.get(f"{BASE}/{first['id']}/site/model", headers=site).status_code in (404, 409)
     assert client.get(f"{BASE}/{first['id']}/site/info", headers=site).json()["state"] == "archived"
     assert create("three").status_code == 201, "an archived federation frees its slot"
-    assert not [a for a in ctx.vault.list() if first["id"] in a]
+    # what stays is the initial global model, which is also the bytes of the registry's "fl-one"
+    # version (stored once: bastion.catalog.stored); keys, state and updates are gone
+    assert [a for a in ctx.vault.list() if first["id"] in a] == [f"flg-{first['id']}"]
+    assert ctx.vault.versions(f"flg-{first['id']}") == [1]
+    r = client.get("/api/v1/models/fl-one/download", headers=ann)
+    assert r.status_code == 200 and r.json()["version"] == 1

@@ -73,6 +73,19 @@ def test_list_and_delete(store: VaultStore) -> None:
     assert store.put_bytes("a", b"z").version == 1  # a deleted id starts over
 
 
+def test_delete_some_versions_keeps_the_others_and_the_last_takes_the_artifact(store: VaultStore) -> None:
+    for data in (b"one", b"two", b"three"):
+        store.put_bytes("a", data)
+    store.delete_versions("a", [1, 3])
+    assert store.versions("a") == [2] and store.get_bytes("a", 2) == b"two"
+    with pytest.raises(NotFound):
+        store.get_bytes("a", 1)
+    # the next number follows the highest one on disk (release deletes only versions no row names)
+    assert store.put_bytes("a", b"four").version == 3
+    store.delete_versions("a", [2, 3])
+    assert store.list() == [] and not (store.root / "artifacts" / "a").exists()
+
+
 @pytest.mark.parametrize(
     "bad",
     [

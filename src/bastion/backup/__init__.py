@@ -183,6 +183,17 @@ def _verify(db: Database, vault_dir: Path, master_key: bytes, report: RestoreRep
             *s.scalars(select(ModelVersionRecord.artifact_id)),
             *(a for a in s.scalars(select(TrainingJob.model_artifact_id)) if a),
         }
+        shared = s.execute(  # versions that refer to a job's or federation's vault version
+            select(ModelVersionRecord.artifact_id, ModelVersionRecord.artifact_version).where(
+                ModelVersionRecord.artifact_version.is_not(None)
+            )
+        ).all()
     report.problems += [
         f"the database names artifact {a} but the vault lacks it" for a in sorted(named - present)
+    ]
+    committed = {(a, v) for a, versions, _ in store.scan() for v in versions}
+    report.problems += [
+        f"the database names artifact {a} v{v} but the vault lacks it"
+        for a, v in sorted(shared)
+        if a in present and (a, v) not in committed
     ]

@@ -13,6 +13,7 @@ from sqlalchemy.orm import Session
 from bastion.audit import AuditLog, AuditRecord
 from bastion.auth.principal import Principal
 from bastion.catalog.access import AccessCodeGuard
+from bastion.catalog.stored import RAW, StoredRef, own_artifact, own_copy, read_model, release
 from bastion.errors import Conflict, Invalid, NotFound
 from bastion.projects.personal import personal_project_id
 from bastion.projects.policy import Action, authorize, scope
@@ -90,11 +91,14 @@ class ModelRegistry:
         access_code: str | None = None,
         primary_metric: str | None = None,
         project_id: str | None = None,
+        stored: StoredRef | None = None,
     ) -> VersionView:
         """Store a new version of ``name`` in a project (creating the model on first use).
 
         The project is the one given, else that of the job or federation named in ``lineage`` (a
-        model joins the project of what produced it), else the owner's personal project.
+        model joins the project of what produced it), else the owner's personal project. ``stored``
+        names the vault version that already holds ``model_bytes`` (a job's package, a federation's
+        global model): the version then refers to it instead of storing a copy (bastion.catalog.stored).
         """
         from bastion.ml.serialize import sniff_format
 
@@ -103,6 +107,10 @@ class ModelRegistry:
             raise Invalid("model name must be 1-200 characters")
         if sniff_format(model_bytes) != model_format:  # refuses pickles and anything unrecognised
             raise Invalid(f"the bytes are not a {model_format} model", code="unsafe_model_format")
+        if stored is not None and access_code is not None:
+            stored = None  # a code is per key slot: a protected version gets its own copy
+        if stored is not None:
+            stored.check(self.vault, model_bytes)
         for attempt in range(3):
             try:
                 with self.db.session() as s:
@@ -125,23 +133,28 @@ class ModelRegistry:
                         )
                         or 0
                     )
-                    artifact = f"model-{model.id}-v{version}"
-                    info = self.vault.put_bytes(
-                        artifact,
-                        model_bytes,
-                        access_code=access_code,
-                        meta={"kind": "model", "format": model_format},
-                    )
+                    if stored is None:
+                        where: tuple[str, int | None, str] = (own_artifact(model.id, version), None, RAW)
+                        self.vault.put_bytes(
+                            where[0],
+                            model_bytes,
+                            access_code=access_code,
+                            meta={"kind": "model", "format": model_format},
+                        )
+                    else:
+                        where = (stored.artifact_id, stored.version, stored.layout)
                     row = ModelVersionRecord(
                         model_id=model.id,
                         version=version,
-                        artifact_id=artifact,
+                        artifact_id=where[0],
+                        artifact_version=where[1],
+                        artifact_layout=where[2],
                         model_format=model_format,
                         config_json=json.dumps(config),
                         metrics_json=json.dumps(metrics, default=float),
                         lineage_json=json.dumps(lineage or {}),
                         input_schema_json=json.dumps(input_schema or {}),
-                        size_bytes=info.size,
+                        size_bytes=len(model_bytes),
                         access_protected=access_code is not None,
                     )
                     s.add(row)
@@ -272,12 +285,12 @@ class ModelRegistry:
         with self.db.session() as s:
             row = s.get(ModelVersionRecord, view.id)
             assert row is not None
-            artifact = row.artifact_id
+            artifact, at, layout = row.artifact_id, row.artifact_version, row.artifact_layout
         return self.guard.run(
             principal,
             artifact,
-            lambda: self.vault.get_bytes(
-                artifact, access_code=access_code if view.access_protected else None
+            lambda: read_model(
+                self.vault, artifact, at, layout, access_code=access_code if view.access_protected else None
             ),
             has_code=access_code is not None,
         )
@@ -295,20 +308,28 @@ class ModelRegistry:
 
         Owner only (another user's model is NotFound); a wrong ``current`` is a 403 that counts
         towards the lockout. Versions registered later (a new job, a quantization) carry their own.
+        Setting a code on a version that shares its job's or federation's bytes first gives it its
+        own copy (``stored.own_copy``): the producer's routes read without a code.
         """
         with self.db.session() as s:
             model = self._model(s, principal, model_ref, Action.WRITE)
             rows = [r for r in self._versions(s, model.id) if version is None or r.version == version]
             if not rows:
                 raise NotFound(f"model version {version} not found" if version else "model has no versions")
+            released = [old for r in rows if new is not None and (old := own_copy(s, self.vault, r))]
             targets = [(r.id, r.artifact_id, r.version) for r in rows]
+            # a shared version (never behind a code) is not its producer's to recode
+            owned = [r.artifact_id for r in rows if r.artifact_version is None]
             model_id = model.id
+        with self.db.session() as s:
+            for ref in released:  # the job or federation may still hold it; else it goes now
+                release(s, self.vault, ref.artifact_id, [ref.version])
         self.guard.change(
             principal,
             self.vault,
             "model",
             model_id,
-            [artifact for _, artifact, _ in targets],
+            owned,
             current=current,
             new=new,
         )

@@ -3,7 +3,8 @@
 Counted: uploaded datasets and fine-tuning files (``datasets``), every version of the user's models
 (``model_versions``, which holds trained models, published global models and LoRA adapters), and
 the updates received by the user's federations that are not archived (``fl_updates``; archiving
-deletes them). Checked before a new upload is parsed and before a job that will store a model is
+deletes them). A version shares its bytes with the job's package or the federation's global model
+(bastion.catalog.stored), so those are not counted again: each model counts once. Checked before a new upload is parsed and before a job that will store a model is
 queued (``BASTION_USER_STORAGE_QUOTA_BYTES``, 413 ``storage_quota_exceeded``).
 """
 

@@ -20,6 +20,7 @@ def registrar(ctx: Context) -> Callable[[str], None]:
 
     def register(job_id: str) -> None:
         from bastion.catalog.models import ModelRegistry
+        from bastion.catalog.stored import PACKAGE, StoredRef
         from bastion.jobs.package import unpack
 
         registry: ModelRegistry | None = ctx.services.get("models")
@@ -35,10 +36,12 @@ def registrar(ctx: Context) -> Callable[[str], None]:
                 source, dataset_id, target, seed = job.dataset_source, job.dataset_id, job.target, job.seed
                 name = job.model_name or default_model_name(model_type, source, dataset_id)
             package = unpack(ctx.vault.get_bytes(artifact, version))
+            # The version refers to the job's package: the model is stored once (bastion.catalog.stored).
+            stored = StoredRef(artifact, version, PACKAGE) if version is not None else None
             if model_type == "llm_lora":
                 from bastion.llm.lineage import register_adapter
 
-                register_adapter(ctx, registry, job_id, package)
+                register_adapter(ctx, registry, job_id, package, stored=stored)
                 return
             view = registry.register(
                 owner,
@@ -57,6 +60,7 @@ def registrar(ctx: Context) -> Callable[[str], None]:
                     **_validation(results),
                 },
                 input_schema={"features": package.model_config.get("feature_names", [])},
+                stored=stored,
             )
             _log.info("job_model_registered", job_id=job_id, model_id=view.model_id, version=view.version)
         except Exception as exc:

@@ -21,7 +21,8 @@ def fine_tuned_name(base: str, suffix: str | None, job_id: str) -> str:
     return ":".join(p for p in ("ft", base, suffix, job_id[:8]) if p)
 
 
-def register_adapter(ctx: Any, registry: Any, job_id: str, package: Any) -> None:
+def register_adapter(ctx: Any, registry: Any, job_id: str, package: Any, stored: Any = None) -> None:
+    """Register the adapter; ``stored`` names the job's package so the bytes are not copied."""
     with ctx.db.session() as s:
         job = s.get(TrainingJob, job_id)
         assert job is not None
@@ -46,5 +47,6 @@ def register_adapter(ctx: Any, registry: Any, job_id: str, package: Any) -> None
             "seed": seed,
         },
         primary_metric="eval_loss",
+        stored=stored,
     )
     _log.info("adapter_registered", job_id=job_id, model_id=view.model_id, version=view.version)

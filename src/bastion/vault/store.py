@@ -455,6 +455,24 @@ class VaultStore:
             _fs.fsync_dir(self._artifacts)
         shutil.rmtree(graveyard)
 
+    def delete_versions(self, artifact_id: str, versions: Iterable[int]) -> None:
+        """Remove some committed versions (key slot first, so none is half-visible); the artifact
+        goes with its last version. For versions shared by several rows (bastion.catalog.stored,
+        which calls this only for versions no row names). A later put numbers after the highest
+        version left, so a deleted newest number can be used again."""
+        directory = self._dir(artifact_id)
+        doomed = {_check_version(v) for v in versions}
+        with self.keyring.locked(exclusive=False):
+            for version in sorted(doomed):
+                self._key_path(directory, version).unlink(missing_ok=True)
+                self._data_path(directory, version).unlink(missing_ok=True)
+            if directory.exists():
+                _fs.fsync_dir(directory)
+        data, keys = self._scan(directory)
+        if not data and not keys:
+            with contextlib.suppress(NotFound):
+                self.delete(artifact_id)
+
     # -- reading -----------------------------------------------------------------------------------
 
     def _open(

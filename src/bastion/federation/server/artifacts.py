@@ -1,6 +1,7 @@
 """Where a federation's bytes live in the vault, and how they come back (safetensors/JSON only).
 
-* ``flg-<federation>``: the global model, one vault version per global-model version.
+* ``flg-<federation>``: the global model, one vault version per global-model version. Its registry
+  versions refer to these same vault versions (bastion.catalog.stored), so archiving keeps those.
 * ``fls-<federation>``: the aggregator's state after each closed round (optimizer moments).
 * ``flu-<update>``: each accepted update exactly as received (sealed and signed), so a restarted
   server can re-verify and re-fold it, and the site's signature stays on record.
@@ -13,13 +14,14 @@ from __future__ import annotations
 
 import numpy as np
 
+from bastion.catalog.stored import GLOBAL_PREFIX
 from bastion.federation.strategies import StrategyState
 from bastion.federation.tensors import TensorSpec, decode, validate
 from bastion.vault.store import VaultStore
 
 
 def global_artifact(federation_id: str) -> str:
-    return f"flg-{federation_id}"
+    return f"{GLOBAL_PREFIX}{federation_id}"
 
 
 def state_artifact(federation_id: str) -> str:

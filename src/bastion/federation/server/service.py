@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from bastion.audit import AuditRecord
 from bastion.auth.principal import Principal
+from bastion.catalog.stored import release
 from bastion.errors import BastionError, Conflict, Forbidden, Invalid, NotFound
 from bastion.federation.server import artifacts, credentials, sharing
 from bastion.federation.server.config import FederationCreate, check_strategy
@@ -251,16 +252,21 @@ class FederationService:
         return self.get(principal, fid)
 
     def _drop_artifacts(self, fid: str) -> None:
-        for artifact in (keys_artifact(fid), artifacts.global_artifact(fid), artifacts.state_artifact(fid)):
+        """Delete the federation's own artifacts; global-model versions that registry versions still
+        name stay (they are those versions' only copy: bastion.catalog.stored)."""
+        for artifact in (keys_artifact(fid), artifacts.state_artifact(fid)):
             with contextlib.suppress(NotFound):
                 self.vault.delete(artifact)
+        with self.db.session() as s:
+            release(s, self.vault, artifacts.global_artifact(fid))
 
     # -- archive ----------------------------------------------------------------------------------
     def archive(self, principal: Principal, federation_id: str, source_ip: str | None) -> dict[str, Any]:
         """End a federation for good: state ``archived``, sites refused, its vault artifacts deleted.
 
         The rows stay (rounds, metrics and the audit trail remain readable); the model, the keys and
-        every received update are removed, and it no longer counts against the owner's quota.
+        every received update are removed, and it no longer counts against the owner's quota. Global
+        models that registry versions name stay in the vault as those versions' bytes.
         """
         with self.db.session() as s:
             fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
@@ -524,7 +530,11 @@ class FederationService:
     def download_model(self, principal: Principal, federation_id: str) -> tuple[int, bytes]:
         with self.db.session() as s:
             fed = self._owned(s, principal, federation_id)
-            version = fed.global_version
+            version, archived = fed.global_version, fed.state == FederationState.ARCHIVED
+        if archived:  # archiving released the model; registry versions may still hold its bytes
+            raise NotFound(
+                f"artifact {artifacts.global_artifact(federation_id)!r} version {version} not found"
+            )
         return version, artifacts.global_bytes(self.vault, federation_id, version)
 
     def model_limit(self, principal: Principal, federation_id: str) -> int:

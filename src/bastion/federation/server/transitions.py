@@ -17,7 +17,9 @@ from sqlalchemy import update
 
 from bastion.audit import AuditLog, AuditRecord
 from bastion.catalog.models import ModelRegistry
+from bastion.catalog.stored import RAW, StoredRef
 from bastion.errors import BastionError
+from bastion.federation.server.artifacts import global_artifact
 from bastion.federation.server.config import FederationCreate
 from bastion.federation.server.states import FEDERATION, ROUND, FederationState, RoundState
 from bastion.store import Database
@@ -243,10 +245,17 @@ def publish(
     metrics: dict[str, float],
     lineage: dict[str, Any],
 ) -> int | None:
-    """Register a global model version in the model registry; a failure there never fails a round."""
+    """Register a global model version in the model registry; a failure there never fails a round.
+
+    The version refers to the global model's own vault version (``lineage["global_version"]`` of
+    ``flg-<federation>``): the bytes are stored once (bastion.catalog.stored).
+    """
     if registry is None:
         return None
     from bastion.llm.federated import registry_config
+
+    at = lineage.get("global_version")
+    stored = StoredRef(global_artifact(lineage["federation_id"]), at, RAW) if isinstance(at, int) else None
 
     inputs = registry_inputs(cfg)
     try:
@@ -267,6 +276,7 @@ def publish(
             lineage=lineage,
             input_schema={"features": inputs.get("feature_names", [])},
             primary_metric="server_accuracy" if cfg.evaluation.server_dataset else "val_accuracy",
+            stored=stored,
         )
     except BastionError as exc:
         _log.warning("fl_registry_failed", federation=lineage["federation_id"], error=exc.message)

@@ -56,7 +56,11 @@ class ModelVersionRecord(Base):
     id: Mapped[str] = mapped_column(String(36), primary_key=True, default=new_id)
     model_id: Mapped[str] = mapped_column(ForeignKey("models.id", ondelete="CASCADE"), index=True)
     version: Mapped[int] = mapped_column(Integer)
-    artifact_id: Mapped[str] = mapped_column(String(100))
+    # Where the bytes are (see bastion.catalog.stored): the version's own artifact (latest version,
+    # ``artifact_version`` NULL), or one vault version shared with the job or federation that made it.
+    artifact_id: Mapped[str] = mapped_column(String(100), index=True)
+    artifact_version: Mapped[int | None] = mapped_column(Integer)
+    artifact_layout: Mapped[str] = mapped_column(String(16), default="raw", server_default="raw")
     model_format: Mapped[str] = mapped_column(String(16))
     config_json: Mapped[str] = mapped_column(Text, default="{}")
     metrics_json: Mapped[str] = mapped_column(Text, default="{}")
