@@ -19,10 +19,10 @@ def registrar(ctx: Context) -> Callable[[str], None]:
     """What the worker calls after a job completes. A failure here never fails the finished job."""
 
     def register(job_id: str) -> None:
-        from bastion.catalog.models import ModelRegistry
+        from bastion.catalog.model_versions import ModelVersions
         from bastion.jobs.package import unpack
 
-        registry: ModelRegistry | None = ctx.services.get("models")
+        registry: ModelVersions | None = ctx.services.get("models")
         if registry is None:
             return
         try:

@@ -25,7 +25,7 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from bastion.audit import AuditLog
-from bastion.catalog.models import ModelRegistry
+from bastion.catalog.model_versions import ModelVersions
 from bastion.errors import BastionError, Conflict, Forbidden, NotFound
 from bastion.federation.server import artifacts, deadlines, transitions
 from bastion.federation.server.admission import MemoryGuard, SiteCache, SiteIdentity, admit, audit_denial
@@ -56,7 +56,7 @@ class Coordinator:
         db: Database,
         vault: VaultStore,
         audit: AuditLog,
-        registry: ModelRegistry | None,
+        registry: ModelVersions | None,
         *,
         clock: Callable[[], datetime] = utcnow,
         tick_seconds: float = 1.0,

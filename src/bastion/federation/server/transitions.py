@@ -16,7 +16,7 @@ import structlog
 from sqlalchemy import update
 
 from bastion.audit import AuditLog, AuditRecord
-from bastion.catalog.models import ModelRegistry
+from bastion.catalog.model_versions import ModelVersions
 from bastion.errors import BastionError
 from bastion.federation.server.config import FederationCreate
 from bastion.federation.server.states import FEDERATION, ROUND, FederationState, RoundState
@@ -235,7 +235,7 @@ def _builtin_inputs(source: str, holdout_fraction: float, split_seed: int) -> di
 
 
 def publish(
-    registry: ModelRegistry | None,
+    registry: ModelVersions | None,
     owner_id: str,
     name: str,
     cfg: FederationCreate,

@@ -1,4 +1,4 @@
-"""The model registry: named models, their versions in the vault, metrics, lineage and the best one."""
+"""Model versions: named models, their trained versions in the vault, metrics, lineage and the best one."""
 
 from __future__ import annotations
 
@@ -69,7 +69,7 @@ def better(metric: str, a: float, b: float) -> bool:
     return a < b if metric in LOWER_IS_BETTER else a > b
 
 
-class ModelRegistry:
+class ModelVersions:
     def __init__(self, db: Database, vault: VaultStore, audit: AuditLog, guard: AccessCodeGuard) -> None:
         self.db = db
         self.vault = vault
@@ -380,7 +380,7 @@ class ModelRegistry:
 
 
 def quantize_version(
-    registry: ModelRegistry,
+    registry: ModelVersions,
     principal: Principal,
     model_ref: str,
     version: int | None,
