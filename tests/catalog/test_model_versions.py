@@ -113,7 +113,7 @@ def test_access_code_protects_a_version(
     assert locked.status_code == 423 and int(locked.headers["Retry-After"]) > 0
     from sqlalchemy import select
 
-    from bastion.store.models import AuditEvent
+    from bastion.store.tables import AuditEvent
 
     with ctx.db.session() as s:
         denied = s.scalars(select(AuditEvent).where(AuditEvent.action == "vault.access_code")).all()

@@ -17,8 +17,8 @@ from bastion.errors import Conflict, Invalid, NotFound
 from bastion.projects.personal import personal_project_id
 from bastion.projects.policy import Action, authorize, scope
 from bastion.store import Database
-from bastion.store.models import ModelRecord, ModelVersionRecord
 from bastion.store.paging import Keyset
+from bastion.store.tables import ModelRecord, ModelVersionRecord
 from bastion.vault.store import VaultStore
 
 # Metrics where smaller is better; every other metric is maximised.
@@ -434,7 +434,7 @@ def _default_metric(metrics: dict[str, Any]) -> str | None:
 
 def _producer_project(s: Session, lineage: dict[str, Any]) -> str | None:
     """The project of the job or federation a new version came from (named in its lineage)."""
-    from bastion.store.models import Federation, TrainingJob
+    from bastion.store.tables import Federation, TrainingJob
 
     if isinstance(job_id := lineage.get("job_id"), str):
         return s.scalar(select(TrainingJob.project_id).where(TrainingJob.id == job_id))

@@ -135,7 +135,7 @@ def _uploaded(
 
 def _artifact_of(ctx: Context, principal: Principal, dataset_id: str) -> str:
     """The vault artifact that holds the upload, read from the catalog's own table."""
-    from bastion.store.models import DatasetRecord
+    from bastion.store.tables import DatasetRecord
 
     with ctx.db.session() as s:
         row = s.get(DatasetRecord, dataset_id)

@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from bastion.errors import Conflict, Invalid
 from bastion.store import Database
 from bastion.store.base import utcnow
-from bastion.store.models import TrainingPrice
+from bastion.store.tables import TrainingPrice
 
 DEFAULT_PROFILE = "cpu-small"
 PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")

@@ -10,7 +10,7 @@ import structlog
 
 from bastion.context import Context
 from bastion.jobs.service import default_model_name
-from bastion.store.models import TrainingJob
+from bastion.store.tables import TrainingJob
 
 _log = structlog.get_logger("bastion.jobs")
 

@@ -23,8 +23,8 @@ from bastion.jobs.resources import resolve as resolve_resources
 from bastion.jobs.rl import RL_MODEL_TYPES
 from bastion.projects import policy
 from bastion.store.base import utcnow
-from bastion.store.models import JobEvent, JobLogLine, TrainingJob, User
 from bastion.store.paging import Keyset
+from bastion.store.tables import JobEvent, JobLogLine, TrainingJob, User
 
 if TYPE_CHECKING:
     from bastion.auth.principal import Principal

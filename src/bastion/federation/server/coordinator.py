@@ -44,7 +44,7 @@ from bastion.federation.sitedata import TABULAR_BUILTINS
 from bastion.federation.tensors import TensorSpec, encode
 from bastion.store import Database
 from bastion.store.base import utcnow
-from bastion.store.models import Federation, FederationRound
+from bastion.store.tables import Federation, FederationRound
 from bastion.vault.store import VaultStore
 
 _log = structlog.get_logger("bastion.federation")

@@ -30,7 +30,7 @@ from bastion.federation.strategies import Strategy, create_strategy
 from bastion.federation.strategies.private import PrivateAggregate
 from bastion.federation.tensors import TensorSpec
 from bastion.store import Database
-from bastion.store.models import FederationParticipant, FederationRound, FederationUpdate
+from bastion.store.tables import FederationParticipant, FederationRound, FederationUpdate
 from bastion.vault.store import VaultStore
 
 

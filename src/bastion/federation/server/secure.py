@@ -45,7 +45,7 @@ from bastion.federation.server.sessions import (
 )
 from bastion.federation.server.states import FederationState, RoundState
 from bastion.federation.server.transitions import system_record
-from bastion.store.models import Federation, FederationRound
+from bastion.store.tables import Federation, FederationRound
 
 if TYPE_CHECKING:
     from bastion.federation.server.coordinator import Coordinator

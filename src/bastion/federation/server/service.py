@@ -31,7 +31,8 @@ from bastion.federation.server.views import federation_view, participant_view, r
 from bastion.federation.tensors import TensorSpec, decode, encode, validate
 from bastion.projects import policy
 from bastion.store.base import new_id
-from bastion.store.models import (
+from bastion.store.paging import Keyset
+from bastion.store.tables import (
     Federation,
     FederationGuest,
     FederationParticipant,
@@ -39,7 +40,6 @@ from bastion.store.models import (
     FederationUpdate,
     ProjectMember,
 )
-from bastion.store.paging import Keyset
 
 ONLINE_WINDOW = timedelta(seconds=60)
 FEDERATIONS = Keyset(Federation.created_at, Federation.id, descending=False)

@@ -27,7 +27,7 @@ from bastion.federation.secagg import (
 )
 from bastion.federation.secagg.config import SecAggConfig
 from bastion.store import Database
-from bastion.store.models import FederationParticipant
+from bastion.store.tables import FederationParticipant
 
 SiteMessage = AdvertiseKeys | ShareKeys | MaskedInput | UnmaskResponse
 STAGE_OF: dict[type[BaseModel], ServerStage] = {

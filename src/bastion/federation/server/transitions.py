@@ -21,7 +21,7 @@ from bastion.errors import BastionError
 from bastion.federation.server.config import FederationCreate
 from bastion.federation.server.states import FEDERATION, ROUND, FederationState, RoundState
 from bastion.store import Database
-from bastion.store.models import Federation, FederationRound
+from bastion.store.tables import Federation, FederationRound
 
 _log = structlog.get_logger("bastion.federation")
 
