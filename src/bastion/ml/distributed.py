@@ -2,7 +2,7 @@
 
 ``num_workers`` workers (one CPU each; gloo) each build the same network from the same seed, wrap
 it in DistributedDataParallel (``ray.train.torch.prepare_model``) and run the very epochs of a
-one-worker run (bastion.ml.models.adaptive_neural_net.train_epochs) on their share of every batch:
+one-worker run (bastion.ml.model_types.adaptive_neural_net.train_epochs) on their share of every batch:
 gradients are averaged, so an N-worker step is the one-worker step on the whole batch, and the
 results format does not change. Worker 0 returns its history and weights as a Ray Train checkpoint
 of safetensors files (no pickle). Worker 0 also puts each epoch's event in a Ray queue (an actor of
@@ -35,8 +35,8 @@ def _worker_loop(config: dict[str, Any]) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from bastion.ml.models.adaptive_neural_net import Params, make_optimizer, train_epochs
-    from bastion.ml.models.mlp_net import MLP
+    from bastion.ml.model_types.adaptive_neural_net import Params, make_optimizer, train_epochs
+    from bastion.ml.model_types.mlp_net import MLP
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
@@ -104,7 +104,7 @@ def fit_data_parallel(
     from ray.util.queue import Queue
     from safetensors.torch import load_file
 
-    from bastion.ml.models.mlp_net import MLP, TorchMLPModel
+    from bastion.ml.model_types.mlp_net import MLP, TorchMLPModel
 
     if not ray.is_initialized():
         raise Invalid(

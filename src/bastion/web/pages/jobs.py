@@ -55,7 +55,7 @@ def job_list(
     if model_type:
         jobs = [j for j in jobs if j["model_type"] == model_type]
     template = "partials/job_rows.html" if "hx-request" in request.headers else "jobs.html"
-    from bastion.ml.registry import model_type_names
+    from bastion.ml.model_types import model_type_names
 
     return page(
         request,
@@ -71,7 +71,7 @@ def job_list(
 
 # -- submit ---------------------------------------------------------------------------------------
 def _model_types() -> dict[str, dict[str, Any]]:
-    from bastion.ml.registry import list_model_types
+    from bastion.ml.model_types import list_model_types
 
     return {m["name"]: m for m in list_model_types()}
 
