@@ -35,8 +35,8 @@ from bastion.federation.server.hooks import RoundHooks
 from bastion.federation.server.keys import ServerKeys
 from bastion.federation.server.privacy import round_privacy, selected
 from bastion.federation.server.rounds import Running, ServerEvaluator, fold_missing, restore, site_metrics
+from bastion.federation.server.secagg_rounds import SecureResult
 from bastion.federation.server.secure import SecureRounds
-from bastion.federation.server.sessions import SecureResult
 from bastion.federation.server.states import LIVE, RoundState
 from bastion.federation.server.ticker import Ticker
 from bastion.federation.server.weights import WeightCap, load_cap
