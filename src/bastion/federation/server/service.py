@@ -22,7 +22,7 @@ from bastion.audit import AuditRecord
 from bastion.auth.principal import Principal
 from bastion.errors import BastionError, Conflict, Forbidden, Invalid, NotFound
 from bastion.federation.server import artifacts, credentials, sharing
-from bastion.federation.server.config import FederationCreate, check_strategy
+from bastion.federation.server.config import FederationConfig, check_strategy
 from bastion.federation.server.coordinator import Coordinator
 from bastion.federation.server.keys import ServerKeys, keys_artifact
 from bastion.federation.server.privacy import privacy_report
@@ -47,7 +47,7 @@ ROUNDS = Keyset(FederationRound.number, descending=False)  # unique per federati
 PARTICIPANTS = Keyset(FederationParticipant.created_at, FederationParticipant.id, descending=False)
 
 
-def initial_parameters(cfg: FederationCreate, bases: Any = None) -> dict[str, Any]:
+def initial_parameters(cfg: FederationConfig, bases: Any = None) -> dict[str, Any]:
     from bastion.llm.federated import initial_adapter, is_lora
     from bastion.ml.fl_init import initial_parameters as draw
 
@@ -74,7 +74,7 @@ class FederationService:
         self.max_parameters = max_parameters
         self.max_per_user = max_per_user
 
-    def _check_limits(self, principal: Principal, cfg: FederationCreate) -> None:
+    def _check_limits(self, principal: Principal, cfg: FederationConfig) -> None:
         """The model's size from its spec (before any weight is allocated) and the owner's quota."""
         from bastion.llm.federated import is_lora
         from bastion.ml.fl_config import parameter_count, parse_model_config
@@ -167,7 +167,7 @@ class FederationService:
 
     # -- create -----------------------------------------------------------------------------------
     def create(
-        self, principal: Principal, cfg: FederationCreate, source_ip: str | None, project: str | None = None
+        self, principal: Principal, cfg: FederationConfig, source_ip: str | None, project: str | None = None
     ) -> dict[str, Any]:
         check_strategy(cfg)
         self._check_limits(principal, cfg)

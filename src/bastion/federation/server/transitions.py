@@ -18,7 +18,7 @@ from sqlalchemy import update
 from bastion.audit import AuditLog, AuditRecord
 from bastion.catalog.model_versions import ModelVersions
 from bastion.errors import BastionError
-from bastion.federation.server.config import FederationCreate
+from bastion.federation.server.config import FederationConfig
 from bastion.federation.server.states import FEDERATION, ROUND, FederationState, RoundState
 from bastion.store import Database
 from bastion.store.tables import Federation, FederationRound
@@ -195,7 +195,7 @@ def set_model_version(db: Database, round_id: str, version: int) -> None:
         s.execute(update(FederationRound).where(FederationRound.id == round_id).values(model_version=version))
 
 
-def registry_inputs(cfg: FederationCreate) -> dict[str, Any]:
+def registry_inputs(cfg: FederationConfig) -> dict[str, Any]:
     """What the registry needs to predict with a global model on raw rows, like a job's model:
     feature names, classes, preprocessing (declared features, or a built-in's standardisation) and
     the network in the job models' shape (the federated MLP has the same layers). Empty when the
@@ -238,7 +238,7 @@ def publish(
     registry: ModelVersions | None,
     owner_id: str,
     name: str,
-    cfg: FederationCreate,
+    cfg: FederationConfig,
     blob: bytes,
     metrics: dict[str, float],
     lineage: dict[str, Any],
