@@ -77,11 +77,9 @@ def _model_types() -> dict[str, dict[str, Any]]:
 
 
 def _dataset_choices(ctx: Context, principal: Principal) -> list[tuple[str, str]]:
-    from bastion.jobs.datasets import source_names
+    from bastion.data.builtin import BUILTINS
 
-    builtin = [
-        (f"builtin:{name}", f"{name} (built-in)") for name in source_names() if name != "user_provided"
-    ]
+    builtin = [(f"builtin:{b.name}", f"{b.name} (built-in)") for b in BUILTINS.values() if b.jobs]
     if not principal.has(Role.USER):
         return builtin
     uploads = [
