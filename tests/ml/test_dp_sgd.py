@@ -16,7 +16,7 @@ from bastion.data.builtin import load_dataset
 from bastion.data.dataset import Dataset
 from bastion.errors import Invalid
 from bastion.ml import dp_sgd, model_types
-from bastion.ml.model_types.mlp_net import MLP, Architecture
+from bastion.ml.model_types.mlp_net import Architecture, network
 from bastion.ml.serialize import load_model, load_torch_state
 from bastion.ml.split import held_out_split
 from bastion.ml.train import TrainResult, train
@@ -285,7 +285,7 @@ def test_dp_model_saves_unwrapped_and_loads_with_the_safe_path(
     state = load_torch_state(result.model_bytes)
     assert not any(k.startswith("_module.") for k in state)
     arch = Architecture.model_validate(result.model_config["architecture"])
-    assert set(state) == set(MLP(arch).state_dict())
+    assert set(state) == set(network(arch).state_dict())
     predictor = load_model(
         result.model_bytes, result.model_format, json.loads(json.dumps(result.model_config))
     )

@@ -36,14 +36,14 @@ def _worker_loop(config: dict[str, Any]) -> None:
     from safetensors.torch import save_file
 
     from bastion.ml.model_types.adaptive_neural_net import Params, make_optimizer, train_epochs
-    from bastion.ml.model_types.mlp_net import MLP
+    from bastion.ml.model_types.mlp_net import network
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     params = Params.model_validate(config["params"])
     torch.manual_seed(config["seed"])
     gen = torch.Generator().manual_seed(config["seed"])
-    module = MLP(config["arch"])
+    module = network(config["arch"])
     forward = ray.train.torch.prepare_model(module, move_to_device=False)
     optimizer = make_optimizer(forward, params)
     data = config["data"]
@@ -104,7 +104,7 @@ def fit_data_parallel(
     from ray.util.queue import Queue
     from safetensors.torch import load_file
 
-    from bastion.ml.model_types.mlp_net import MLP, TorchMLPModel
+    from bastion.ml.model_types.mlp_net import TorchMLPModel, network
 
     if not ray.is_initialized():
         raise Invalid(
@@ -143,7 +143,7 @@ def fit_data_parallel(
         raise RuntimeError("distributed training ended without a checkpoint from worker 0")
     metrics = result.metrics or {}
     history: list[dict[str, Any]] = list(metrics["history"])
-    module = MLP(arch)
+    module = network(arch)
     with result.checkpoint.as_directory() as folder:
         module.load_state_dict(load_file(os.path.join(folder, WEIGHTS)))
     best_epoch = int(metrics["best_epoch"])

@@ -96,7 +96,8 @@ def compile_model(predictor: Any) -> Circuit:
     model = predictor.model
     if isinstance(model, SklearnModel):
         return _sklearn(model, predictor)
-    from bastion.ml.model_types.mlp_net import POLY_ACTIVATIONS, TorchMLPModel
+    from bastion.ml.mlp import POLY_ACTIVATIONS
+    from bastion.ml.model_types.mlp_net import TorchMLPModel
 
     if isinstance(model, TorchMLPModel):
         if model.arch.activation not in POLY_ACTIVATIONS:
@@ -154,7 +155,7 @@ def _sklearn(model: Any, predictor: Any) -> Circuit:
 
 
 def _mlp(model: Any, predictor: Any) -> Circuit:
-    from bastion.ml.model_types.mlp_net import POLY_ACTIVATIONS
+    from bastion.ml.mlp import POLY_ACTIVATIONS
 
     prep, arch = model.prep, model.arch
     spec = predictor.spec

@@ -107,7 +107,7 @@ def fit(
 ) -> FitOutput:
     import torch
 
-    from bastion.ml.model_types.mlp_net import MLP, Architecture, Preprocessing, TorchMLPModel
+    from bastion.ml.model_types.mlp_net import Architecture, Preprocessing, TorchMLPModel, network
 
     classify = ctx.task == "classification"
     torch.manual_seed(seed)
@@ -145,7 +145,7 @@ def fit(
 
         data = {"Xt": Xt, "yt": yt, "Xv": Xv, "yv": yv, "loss_fn": loss_fn}
         return fit_data_parallel(arch, prep, data, params, progress, seed, ctx)
-    module = MLP(arch)
+    module = network(arch)
     optimizer = make_optimizer(module, params)
     if private:
         return _fit_private(module, optimizer, loss_fn, Xt, yt, params, progress, arch, prep, ctx)
