@@ -180,7 +180,7 @@ def seed_project(server: Server, key: str, database_url: str) -> str:
 
     from bastion.store import Database
     from bastion.store.base import new_id, utcnow
-    from bastion.store.models import DatasetRecord, ProjectMember, User
+    from bastion.store.tables import DatasetRecord, ProjectMember, User
 
     headers = {"X-API-Key": key}
     r = httpx.post(

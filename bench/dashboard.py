@@ -53,7 +53,7 @@ def seed(ctx: Any) -> dict[str, str]:
     from bastion.audit import AuditRecord
     from bastion.federation.server.config import FederationCreate
     from bastion.store.base import new_id, utcnow
-    from bastion.store.models import Federation, FederationRound, TrainingJob
+    from bastion.store.tables import Federation, FederationRound, TrainingJob
 
     admin = ctx.accounts.create_user("bench", "admin", password=PASSWORD)
     key = ctx.accounts.create_key(admin.id, "bench").plaintext

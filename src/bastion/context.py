@@ -17,7 +17,7 @@ from bastion.auth.signup import SignupPolicy, Signups
 from bastion.auth.tokens import TokenService
 from bastion.catalog.access import AccessCodeGuard
 from bastion.catalog.datasets import DatasetCatalog, stored_pseudonym_key
-from bastion.catalog.models import ModelRegistry
+from bastion.catalog.model_versions import ModelVersions
 from bastion.config import Settings, ensure_private_dir
 from bastion.data.sandbox import ParseLimits
 from bastion.errors import ConfigError
@@ -86,7 +86,7 @@ def build_context(settings: Settings, *, migrate: bool = True) -> Context:
     )
     ctx.services["vault"] = vault
     guard = AccessCodeGuard(db, audit, lockout)
-    ctx.services["models"] = ModelRegistry(db, vault, audit, guard)
+    ctx.services["models"] = ModelVersions(db, vault, audit, guard)
     ctx.services["datasets"] = DatasetCatalog(
         db,
         vault,
@@ -163,7 +163,7 @@ def parse_limits(settings: Settings) -> ParseLimits:
     )
 
 
-def _encrypted_inference(settings: Settings, registry: ModelRegistry, audit: AuditLog) -> Any:
+def _encrypted_inference(settings: Settings, registry: ModelVersions, audit: AuditLog) -> Any:
     from bastion.catalog.encrypted import EncryptedInference
     from bastion.ml.he.evaluate import Limits
 

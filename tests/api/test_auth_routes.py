@@ -59,7 +59,7 @@ def test_key_listing_never_shows_the_key(client: TestClient, alice: Caller) -> N
 def test_expired_key_is_401(client: TestClient, ctx, alice: Caller) -> None:  # type: ignore[no-untyped-def]
     new = ctx.accounts.create_key(alice.user_id, "short", expires_in_days=1)
     assert client.get(ME, headers={"X-API-Key": new.plaintext}).status_code == 200
-    from bastion.store.models import ApiKey
+    from bastion.store.tables import ApiKey
 
     with ctx.db.session() as s:
         s.get(ApiKey, new.key.id).expires_at = utcnow() - timedelta(seconds=1)
@@ -143,7 +143,7 @@ def test_source_address_lockout_on_bad_keys(client: TestClient, alice: Caller) -
 def test_lockout_and_failures_are_audited(client: TestClient, ctx) -> None:  # type: ignore[no-untyped-def]
     from sqlalchemy import select
 
-    from bastion.store.models import AuditEvent
+    from bastion.store.tables import AuditEvent
 
     for _ in range(3):
         client.post("/api/v1/auth/login", json={"username": "ghost", "password": "nope nope nope"})

@@ -8,7 +8,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from bastion.context import Context
-from bastion.store.models import AuditEvent
+from bastion.store.tables import AuditEvent
 from tests.conftest import Caller
 
 ME = "/api/v1/auth/me"

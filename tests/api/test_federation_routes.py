@@ -342,7 +342,7 @@ def test_an_accepted_update_is_audited_once_and_a_refused_one_by_the_gateway_too
 
     from sqlalchemy import select
 
-    from bastion.store.models import AuditEvent
+    from bastion.store.tables import AuditEvent
 
     fid = create(client, alice, min_clients=2, rounds=1)["id"]
     token = enroll(client, alice, fid, "a")["token"]

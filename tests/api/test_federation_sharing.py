@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from bastion.context import Context
-from bastion.store.models import AuditEvent, FederationUpdate
+from bastion.store.tables import AuditEvent, FederationUpdate
 from tests.api.test_federation_routes import TINY
 from tests.conftest import Caller
 from tests.projects.test_project_routes import add, new_project

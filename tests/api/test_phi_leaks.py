@@ -163,7 +163,7 @@ def test_plain_dataset_columns_hold_no_values(client: TestClient, ctx: Context, 
     stats = {c["name"]: c for c in r.json()["schema"]}
     assert {t["value"] for t in stats["diagnosis"]["top"]} == {"Demented", "Nondemented"}
     assert stats["mmse"]["max"] == 19
-    from bastion.store.models import DatasetRecord
+    from bastion.store.tables import DatasetRecord
 
     with ctx.db.session() as s:
         row = s.get(DatasetRecord, r.json()["id"])

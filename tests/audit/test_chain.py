@@ -10,7 +10,7 @@ from sqlalchemy import delete, select, update
 from bastion.audit import AuditRecord
 from bastion.audit.verify import verify_chain
 from bastion.context import Context
-from bastion.store.models import AuditEvent, AuditHead
+from bastion.store.tables import AuditEvent, AuditHead
 
 
 def fill(ctx: Context, n: int = 6) -> None:

@@ -22,7 +22,7 @@ from bastion.auth.service import AuthService
 from bastion.context import Context
 from bastion.errors import Locked, Unauthorized
 from bastion.store.base import utcnow
-from bastion.store.models import ApiKey, AuditEvent, User
+from bastion.store.tables import ApiKey, AuditEvent, User
 from tests.conftest import Caller
 
 IP = "203.0.113.7"

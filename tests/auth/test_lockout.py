@@ -9,7 +9,7 @@ from sqlalchemy import select
 
 from bastion.auth.lockout import LockoutPolicy
 from bastion.context import Context
-from bastion.store.models import Lockout
+from bastion.store.tables import Lockout
 
 
 def test_parallel_failures_are_all_counted(ctx: Context) -> None:

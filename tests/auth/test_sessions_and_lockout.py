@@ -19,7 +19,7 @@ from bastion.client.errors import from_response
 from bastion.client.sdk import BastionClient
 from bastion.context import Context
 from bastion.errors import Locked, Unauthorized
-from bastion.store.models import AuditEvent
+from bastion.store.tables import AuditEvent
 from tests.conftest import Caller
 
 ME = "/api/v1/auth/me"

@@ -28,7 +28,7 @@ from sqlalchemy import select as sql_select
 from bastion.api.app import create_app
 from bastion.context import Context, build_context
 from bastion.errors import BastionError
-from bastion.store.models import AuditEvent, OidcIdentity, User
+from bastion.store.tables import AuditEvent, OidcIdentity, User
 from bastion.wiring import install_services
 from tests.cli.test_accounts_cli import cli_json
 from tests.conftest import make_settings

@@ -12,9 +12,9 @@ from sqlalchemy import select
 
 from bastion.client import open_download
 from bastion.context import Context
-from bastion.store.models import AuditEvent
+from bastion.store.tables import AuditEvent
 from tests.catalog.test_datasets import patient_csv, upload
-from tests.catalog.test_model_registry import register, rows
+from tests.catalog.test_model_versions import register, rows
 from tests.conftest import Caller
 
 CODE, NEW = "first code 1234", "second code 5678"

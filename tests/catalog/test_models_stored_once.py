@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from bastion.api.app import create_app
 from bastion.auth.principal import Principal
-from bastion.catalog.models import ModelRegistry
+from bastion.catalog.model_versions import ModelVersions
 from bastion.catalog.quota import used_bytes
 from bastion.catalog.stored import PACKAGE, RAW, StoredRef, held, read_model, release
 from bastion.cli.main import app
@@ -26,7 +26,7 @@ from bastion.federation.global_model import GlobalModel
 from bastion.federation.server.artifacts import global_artifact
 from bastion.jobs.package import ModelPackage, pack, unpack
 from bastion.store import Database
-from bastion.store.models import ModelRecord, ModelVersionRecord, TrainingJob
+from bastion.store.tables import ModelRecord, ModelVersionRecord, TrainingJob
 from bastion.vault.rotate import rotate
 from bastion.vault.store import VaultStore
 from tests.api.test_training_routes import submit, wait_status
@@ -148,7 +148,7 @@ def test_dropping_either_reference_keeps_the_other_and_the_last_one_frees_the_by
     assert r.status_code == 200 and open_download(r.json(), api_key=alice.key).job_id == job_id
 
     # a second version refers to the same package; now the job lets go of its model
-    registry: ModelRegistry = ctx.services["models"]
+    registry: ModelVersions = ctx.services["models"]
     package = unpack(ctx.vault.get_bytes(artifact, at))
     registry.register(
         alice.user_id,

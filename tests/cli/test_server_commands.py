@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from bastion.cli.main import app
 from bastion.store import Database
-from bastion.store.models import AuditEvent
+from bastion.store.tables import AuditEvent
 from tests.conftest import JWT, MASTER
 
 runner = CliRunner()

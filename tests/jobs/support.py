@@ -15,7 +15,7 @@ from bastion.jobs.config import JobConfig
 from bastion.jobs.hooks import make_worker
 from bastion.jobs.service import JobService, SubmitRequest
 from bastion.jobs.worker import Worker
-from bastion.store.models import TrainingJob
+from bastion.store.tables import TrainingJob
 
 REPO = Path(__file__).resolve().parents[2]
 T = TypeVar("T")

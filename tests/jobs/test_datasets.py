@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from bastion.context import Context
-from bastion.data.builtin import load_dataset
+from bastion.data.builtin import BUILTINS, load_dataset
 from bastion.errors import Invalid, NotFound
-from bastion.jobs.datasets import BUILTIN, load_for_job, resolve_dataset, source_names
+from bastion.federation.sitedata import load_site_data
+from bastion.jobs.datasets import load_for_job, resolve_dataset, source_names
 from tests.conftest import Caller
 from tests.jobs.support import principal
 
@@ -17,10 +18,37 @@ CSV = b"age,score,label\n" + b"".join(
 
 
 def test_builtin_figures_match_the_real_data() -> None:
-    for source, (rows, cols, task) in BUILTIN.items():
-        data = load_dataset(source)
-        assert (data.n_samples, data.n_features, data.task) == (rows, cols, task), source
-    assert set(BUILTIN) | {"user_provided"} == set(source_names())
+    for entry in BUILTINS.values():
+        if not entry.jobs:
+            continue
+        data = load_dataset(entry.name)
+        classes = len(data.target_names) if data.target_names is not None else None
+        assert (data.n_samples, data.n_features, data.task, classes) == (
+            entry.n_samples,
+            entry.n_features,
+            entry.task,
+            entry.n_classes,
+        ), entry.name
+    assert {b.name for b in BUILTINS.values() if b.jobs} | {"user_provided"} == set(source_names())
+
+
+def test_federated_builtin_figures_match_what_sites_load() -> None:
+    evaluation = {"holdout_fraction": 0.2, "local_validation_fraction": 0.0}
+    for entry in BUILTINS.values():
+        if not entry.federated:
+            continue
+        kind = "tabular_mlp" if entry.tabular else "brain_tumour_cnn"
+        model = {
+            "type": kind,
+            "in_features": entry.n_features,
+            "num_classes": entry.n_classes,
+            "image_size": 16,
+        }
+        data = load_site_data(f"builtin:{entry.name}", model, evaluation)
+        assert data.num_train == entry.n_samples - round(entry.n_samples * 0.2), entry.name
+        assert int(data.y_train.max()) + 1 == entry.n_classes, entry.name
+        if entry.tabular:
+            assert data.X_train.shape[1] == entry.n_features, entry.name
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)

@@ -7,7 +7,7 @@ import pytest
 from bastion.context import Context
 from bastion.errors import Invalid
 from bastion.jobs.pricing import DEFAULT_PRICES, FIXED_OVERHEAD_SECONDS, Price, PriceTable, estimate
-from bastion.ml import registry
+from bastion.ml import model_types
 
 pytestmark = pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 
@@ -43,7 +43,7 @@ def test_bad_tables_are_refused(ctx: Context, bad: dict[str, dict[str, float]]) 
 
 def test_estimate_is_compute_over_speedup_times_price(ctx: Context) -> None:
     params = {"estimator": "random_forest", "n_estimators": 100}
-    compute = registry.estimate_seconds("alzheimer_classifier", 400, 9, params)
+    compute = model_types.estimate_seconds("alzheimer_classifier", 400, 9, params)
     for price in (Price("a", 3.6, speedup=1.0), Price("b", 7.2, speedup=4.0)):
         out = estimate(price, "alzheimer_classifier", 400, 9, params)
         seconds = FIXED_OVERHEAD_SECONDS + compute / price.speedup

@@ -9,7 +9,7 @@ from sqlalchemy import update
 
 from bastion.jobs import queue
 from bastion.store.base import utcnow
-from bastion.store.models import JobWorker, TrainingJob
+from bastion.store.tables import JobWorker, TrainingJob
 from tests.conftest import Caller
 from tests.jobs.support import Harness, principal
 

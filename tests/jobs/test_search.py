@@ -9,7 +9,7 @@ import pytest
 from bastion.errors import Invalid
 from bastion.jobs.search_space import validate_search
 from bastion.ml.cv import cross_validate
-from bastion.store.models import JobEvent, ModelVersionRecord, SearchJournalEntry
+from bastion.store.tables import JobEvent, ModelVersionRecord, SearchJournalEntry
 from tests.conftest import Caller
 from tests.jobs.support import Harness, principal, wait_for
 

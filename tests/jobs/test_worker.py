@@ -9,7 +9,7 @@ import pytest
 
 from bastion.errors import Conflict, NotFound, RateLimited
 from bastion.jobs import queue
-from bastion.store.models import JobEvent
+from bastion.store.tables import JobEvent
 from tests.conftest import Caller
 from tests.jobs.support import Harness, pid_gone, principal, wait_for
 
@@ -162,7 +162,7 @@ def test_dead_worker_jobs_are_requeued_once_then_failed(harness: Harness, alice:
     queue.register_worker(harness.ctx.db, "ghost", 2)
     from sqlalchemy import update
 
-    from bastion.store.models import JobWorker, TrainingJob
+    from bastion.store.tables import JobWorker, TrainingJob
 
     with harness.ctx.db.session() as s:
         s.execute(update(JobWorker).where(JobWorker.id == "ghost").values(pid=dead.pid))

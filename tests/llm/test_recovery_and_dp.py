@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from bastion.context import Context
 from bastion.ml.dp_sgd import epsilon
-from bastion.store.models import JobWorker
+from bastion.store.tables import JobWorker
 from tests.conftest import Caller
 from tests.jobs.support import ApiFactory, api_factory, wait_for
 from tests.llm.support import FT, chat_records, jsonl, register, upload, wait_job

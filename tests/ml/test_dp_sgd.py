@@ -15,8 +15,8 @@ from dp_accounting.rdp import rdp_privacy_accountant
 from bastion.data.builtin import load_dataset
 from bastion.data.dataset import Dataset
 from bastion.errors import Invalid
-from bastion.ml import dp_sgd, registry
-from bastion.ml.models.mlp_net import MLP, Architecture
+from bastion.ml import dp_sgd, model_types
+from bastion.ml.model_types.mlp_net import Architecture, network
 from bastion.ml.serialize import load_model, load_torch_state
 from bastion.ml.split import held_out_split
 from bastion.ml.train import TrainResult, train
@@ -61,12 +61,12 @@ def run(cancer: Dataset) -> tuple[TrainResult, list[tuple[float, dict[str, Any]]
 
 
 def test_dp_is_off_by_default_and_defaults_validate() -> None:
-    params: Any = registry.validate_params("adaptive_neural_net", {})
+    params: Any = model_types.validate_params("adaptive_neural_net", {})
     assert params.dp.enabled is False
-    on: Any = registry.validate_params("adaptive_neural_net", {"dp": {"enabled": True}})
+    on: Any = model_types.validate_params("adaptive_neural_net", {"dp": {"enabled": True}})
     assert on.dp.enabled and on.dp.noise_multiplier == 1.1 and on.dp.max_grad_norm == 1.0
     assert on.dp.delta is None and on.dp.target_epsilon is None and on.dp.secure_rng is False
-    schema = registry.get_model_type("adaptive_neural_net").params_schema()
+    schema = model_types.get_model_type("adaptive_neural_net").params_schema()
     assert "dp" in schema["properties"]
 
 
@@ -89,21 +89,23 @@ def test_dp_is_off_by_default_and_defaults_validate() -> None:
 )
 def test_bad_dp_params_are_refused_naming_the_field(dp: dict[str, Any], fragment: str) -> None:
     with pytest.raises(Invalid, match="invalid params") as err:
-        registry.validate_params("adaptive_neural_net", {"dp": dp})
+        model_types.validate_params("adaptive_neural_net", {"dp": dp})
     assert fragment in err.value.message
     assert any(e["loc"][0] == "dp" for e in err.value.details["errors"])
 
 
 def test_unknown_dp_field_lists_the_dp_fields() -> None:
     with pytest.raises(Invalid) as err:
-        registry.validate_params("adaptive_neural_net", {"dp": {"enabled": True, "epsilon": 1}})
+        model_types.validate_params("adaptive_neural_net", {"dp": {"enabled": True, "epsilon": 1}})
     assert "valid parameters: delta, enabled, max_grad_norm, noise_multiplier" in err.value.message
 
 
 def test_class_weight_with_dp_is_refused() -> None:
     with pytest.raises(Invalid, match="class_weight 'balanced' cannot be combined with dp"):
-        registry.validate_params("adaptive_neural_net", {"class_weight": "balanced", "dp": {"enabled": True}})
-    registry.validate_params("adaptive_neural_net", {"class_weight": "balanced"})  # fine without dp
+        model_types.validate_params(
+            "adaptive_neural_net", {"class_weight": "balanced", "dp": {"enabled": True}}
+        )
+    model_types.validate_params("adaptive_neural_net", {"class_weight": "balanced"})  # fine without dp
 
 
 def test_default_delta_is_a_power_of_ten_below_one_over_n() -> None:
@@ -125,7 +127,7 @@ def test_a_delta_not_below_one_over_n_is_refused() -> None:
 
 def test_registry_stays_cheap_with_dp_params() -> None:
     code = (
-        "import sys, bastion.ml.registry as r\n"
+        "import sys, bastion.ml.model_types as r\n"
         "r.validate_params('adaptive_neural_net', {'dp': {'enabled': True, 'target_epsilon': 2}})\n"
         "r.estimate_seconds('adaptive_neural_net', 100, 5, {'dp': {'enabled': True}})\n"
         "print(sorted(m for m in ('torch', 'opacus', 'dp_accounting', 'sklearn') if m in sys.modules))"
@@ -135,8 +137,8 @@ def test_registry_stays_cheap_with_dp_params() -> None:
 
 
 def test_dp_estimate_counts_every_epoch_and_the_slower_steps() -> None:
-    plain = registry.estimate_seconds("adaptive_neural_net", 5000, 20, {"epochs": 50})
-    private = registry.estimate_seconds(
+    plain = model_types.estimate_seconds("adaptive_neural_net", 5000, 20, {"epochs": 50})
+    private = model_types.estimate_seconds(
         "adaptive_neural_net", 5000, 20, {"epochs": 50, "dp": {"enabled": True}}
     )
     assert private > 2 * plain
@@ -283,7 +285,7 @@ def test_dp_model_saves_unwrapped_and_loads_with_the_safe_path(
     state = load_torch_state(result.model_bytes)
     assert not any(k.startswith("_module.") for k in state)
     arch = Architecture.model_validate(result.model_config["architecture"])
-    assert set(state) == set(MLP(arch).state_dict())
+    assert set(state) == set(network(arch).state_dict())
     predictor = load_model(
         result.model_bytes, result.model_format, json.loads(json.dumps(result.model_config))
     )

@@ -35,7 +35,7 @@ def test_ensembles_train_serialize_and_reload(
 
 
 def test_soft_voting_averages_the_members() -> None:
-    from bastion.ml.models.alzheimer_classifier import Params, make_estimator
+    from bastion.ml.model_types.alzheimer_classifier import Params, make_estimator
 
     voter = make_estimator(
         Params(estimator="voting", ensemble_members=["logistic_regression", "random_forest"]), 0
@@ -62,7 +62,7 @@ def test_ensemble_members_are_checked() -> None:
 
 
 def test_ensemble_cost_estimates_add_up_their_members() -> None:
-    from bastion.ml.registry import estimate_seconds
+    from bastion.ml.model_types import estimate_seconds
 
     members = ["logistic_regression", "random_forest"]
     one = [estimate_seconds("alzheimer_classifier", 569, 30, {"estimator": m}) for m in members]

@@ -14,6 +14,7 @@ from bastion.data.mri import synthetic_mri
 from bastion.errors import Invalid
 from bastion.federation.tensors import decode, encode
 from bastion.ml import fl_models as M
+from bastion.ml.mlp import MLP as TorchMLP
 
 MLP = {"type": "tabular_mlp", "in_features": 30, "num_classes": 2, "hidden": [16]}
 CNN = {"type": "brain_tumour_cnn"}
@@ -35,7 +36,7 @@ def cancer() -> tuple[np.ndarray, np.ndarray]:
 
 def test_models_build_from_config_and_have_the_right_outputs() -> None:
     mlp = M.build_model(MLP)
-    assert isinstance(mlp, M.TabularMLP)
+    assert isinstance(mlp, TorchMLP)  # the one network jobs train too
     assert mlp(torch.zeros(5, 30)).shape == (5, 2)
     cnn = M.build_model(CNN)
     assert isinstance(cnn, M.BrainTumourCNN)
@@ -147,3 +148,18 @@ def test_cnn_fits_synthetic_mri_with_adam() -> None:
     M.fit(model, X, y, epochs=40, lr=0.01, batch_size=8, optimizer="adam", seed=0)
     after = M.evaluate(model, X, y)
     assert before > 1.2 and after["loss"] < 0.1 and after["accuracy"] == 1.0
+
+
+def test_sites_and_jobs_train_the_same_network() -> None:
+    """One MLP: a federation's tabular_mlp and a job's ReLU network of the same shape start identical."""
+    from bastion.ml.model_types.mlp_net import Architecture, network
+
+    config = {**MLP, "hidden": [16, 8], "dropout": 0.2}
+    site = M.build_model(config, seed=7)
+    torch.manual_seed(7)
+    job = network(Architecture(n_inputs=30, hidden=[16, 8], n_outputs=2, activation="relu", dropout=0.2))
+    assert type(site) is type(job)
+    site_state, job_state = site.state_dict(), job.state_dict()
+    assert list(site_state) == list(job_state)
+    for name, tensor in site_state.items():
+        assert torch.equal(tensor, job_state[name]), name

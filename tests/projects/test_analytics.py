@@ -15,7 +15,7 @@ from safetensors.numpy import save
 from bastion.context import Context
 from bastion.jobs.pricing import PriceTable
 from bastion.store.base import utcnow
-from bastion.store.models import FederationUpdate, TrainingJob
+from bastion.store.tables import FederationUpdate, TrainingJob
 from tests.api.test_federation_routes import TINY
 from tests.conftest import Caller
 from tests.projects.test_project_routes import _upload, add, new_project

@@ -93,7 +93,7 @@ def test_project_routes_roles_and_last_owner(client: TestClient, world: dict[str
 def _audit_actions(ctx: Context) -> list[str]:
     from sqlalchemy import select
 
-    from bastion.store.models import AuditEvent
+    from bastion.store.tables import AuditEvent
 
     with ctx.db.session() as s:
         return list(s.scalars(select(AuditEvent.action).order_by(AuditEvent.seq)))

@@ -37,7 +37,7 @@ from bastion.api.deps import ContextDep, CurrentPrincipal
 from bastion.context import Context
 from bastion.errors import Conflict
 from bastion.store.base import utcnow
-from bastion.store.models import IdempotencyRecord
+from bastion.store.tables import IdempotencyRecord
 
 RETENTION = timedelta(hours=24)
 M = TypeVar("M", bound=BaseModel)

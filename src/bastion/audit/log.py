@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 
 from bastion.audit.canonical import HASHED_FIELDS, canonical_json, row_hash, scrub
 from bastion.store import Database
-from bastion.store.models import AuditEvent, AuditHead
+from bastion.store.tables import AuditEvent, AuditHead
 
 Outcome = Literal["success", "denied", "failure"]
 

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Select, select
 
 from bastion.store import Database
-from bastion.store.models import AuditEvent
+from bastion.store.tables import AuditEvent
 
 
 @dataclass(frozen=True)

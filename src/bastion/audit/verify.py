@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from bastion.audit.canonical import GENESIS, HASHED_FIELDS, row_hash
 from bastion.store import Database
-from bastion.store.models import AuditEvent, AuditHead
+from bastion.store.tables import AuditEvent, AuditHead
 
 
 @dataclass(frozen=True)

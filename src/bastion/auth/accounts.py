@@ -16,8 +16,8 @@ from bastion.auth.roles import Role
 from bastion.errors import Conflict, Forbidden, Invalid, NotFound
 from bastion.store import Database
 from bastion.store.base import utcnow
-from bastion.store.models import ApiKey, AuthSession, User
 from bastion.store.paging import Keyset
+from bastion.store.tables import ApiKey, AuthSession, User
 
 USERS = Keyset(User.created_at, User.id, descending=False)
 KEYS = Keyset(ApiKey.created_at, ApiKey.id, descending=False)

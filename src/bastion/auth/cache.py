@@ -34,7 +34,7 @@ from sqlalchemy import event, inspect
 from sqlalchemy.orm import InstanceState, Session, sessionmaker
 
 from bastion.auth.principal import Principal
-from bastion.store.models import ApiKey, User
+from bastion.store.tables import ApiKey, User
 
 API_KEY_CACHE_TTL = 2.0
 """Seconds a verified key (and an unlocked source) is trusted without asking the database."""

@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 
 from bastion.errors import Locked
 from bastion.store.base import utcnow
-from bastion.store.models import Lockout
+from bastion.store.tables import Lockout
 
 
 def account_subject(username: str) -> str:

@@ -25,7 +25,7 @@ from bastion.auth.tokens import TokenService
 from bastion.errors import Locked, NotFound, Unauthorized
 from bastion.store import Database
 from bastion.store.base import new_id, utcnow
-from bastion.store.models import ApiKey, AuthSession, Lockout, User
+from bastion.store.tables import ApiKey, AuthSession, Lockout, User
 
 LAST_USED_RESOLUTION = timedelta(minutes=1)
 

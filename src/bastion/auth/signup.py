@@ -20,7 +20,7 @@ from bastion.auth.passwords import hash_password
 from bastion.auth.principal import Principal
 from bastion.errors import Conflict, Forbidden, NotFound
 from bastion.store import Database
-from bastion.store.models import SignupRequest, User
+from bastion.store.tables import SignupRequest, User
 
 RECEIVED = "registration received; you can sign in once the account is active"
 

@@ -29,7 +29,7 @@ from bastion.auth.service import AuthService, TokenPair
 from bastion.errors import BadRequest, Conflict, Forbidden
 from bastion.store import Database
 from bastion.store.base import utcnow
-from bastion.store.models import OidcIdentity, SsoFlow, User
+from bastion.store.tables import OidcIdentity, SsoFlow, User
 
 FLOW_TTL = timedelta(minutes=10)
 HANDOFF_TTL = timedelta(seconds=60)

@@ -164,7 +164,7 @@ def _verify(db: Database, vault_dir: Path, master_key: bytes, report: RestoreRep
     from sqlalchemy import select
 
     from bastion.audit.verify import verify_chain
-    from bastion.store.models import DatasetRecord, ModelVersionRecord, TrainingJob
+    from bastion.store.tables import DatasetRecord, ModelVersionRecord, TrainingJob
     from bastion.vault.verify import verify
 
     store = VaultStore.open(vault_dir, master_key)  # ConfigError on a different master key

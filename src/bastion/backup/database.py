@@ -24,7 +24,7 @@ BATCH = 1000
 
 
 def tables() -> list[Table]:
-    import bastion.store.models  # noqa: F401  (registers every table on Base.metadata)
+    import bastion.store.tables  # noqa: F401  (registers every table on Base.metadata)
 
     return list(Base.metadata.sorted_tables)
 
@@ -74,7 +74,7 @@ def revision_heads(db: Database) -> list[str]:
 
 def is_empty(db: Database) -> bool:
     """No user and no audit record yet: a fresh database a restore may fill."""
-    from bastion.store.models import AuditEvent, User
+    from bastion.store.tables import AuditEvent, User
 
     with db.session() as s:
         return not s.scalar(select(func.count()).select_from(User)) and not s.scalar(

@@ -25,8 +25,8 @@ from bastion.projects.policy import Action, authorize, scope
 from bastion.projects.policy import target as policy_target
 from bastion.store import Database
 from bastion.store.base import utcnow
-from bastion.store.models import DatasetRecord
 from bastion.store.paging import Keyset
+from bastion.store.tables import DatasetRecord
 from bastion.vault.store import VaultStore
 
 PSEUDONYM_KEY_ARTIFACT = "pseudonym-key"

@@ -12,7 +12,7 @@ from typing import Any
 
 from bastion.audit import AuditLog, AuditRecord
 from bastion.auth.principal import Principal
-from bastion.catalog.models import ModelRegistry, VersionView
+from bastion.catalog.model_versions import ModelVersions, VersionView
 from bastion.errors import BastionError, RateLimited
 
 HE_ACTION = "model.predict_encrypted"
@@ -27,7 +27,7 @@ class Prepared:
 
 class EncryptedInference:
     def __init__(
-        self, registry: ModelRegistry, audit: AuditLog, limits: Any, max_concurrent: int = 2
+        self, registry: ModelVersions, audit: AuditLog, limits: Any, max_concurrent: int = 2
     ) -> None:
         self.registry = registry
         self.audit = audit

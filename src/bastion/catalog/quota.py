@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from bastion.errors import PayloadTooLarge
 from bastion.store import Database
-from bastion.store.models import DatasetRecord, ModelRecord, ModelVersionRecord
-from bastion.store.models.federation import Federation, FederationUpdate
+from bastion.store.tables import DatasetRecord, ModelRecord, ModelVersionRecord
+from bastion.store.tables.federation import Federation, FederationUpdate
 
 ARCHIVED = "archived"
 

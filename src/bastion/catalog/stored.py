@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from bastion.catalog.quota import ARCHIVED
 from bastion.errors import Invalid, NotFound
-from bastion.store.models import Federation, ModelVersionRecord, TrainingJob
+from bastion.store.tables import Federation, ModelVersionRecord, TrainingJob
 from bastion.vault.store import VaultStore
 
 RAW = "raw"

@@ -1,18 +1,22 @@
-"""Named dataset sources a job can ask for, and the one function that loads them.
+"""The built-in datasets, described once in :data:`BUILTINS`, and the one function that loads them.
 
 ``synthetic_test_data`` and ``kaggle_alzheimer`` are the seeds' sources (OASIS Alzheimer features,
 target ``Group``); ``breast_cancer``, ``diabetes``, ``digits`` and ``wine`` are scikit-learn's bundled
-real datasets (no download); ``user_provided`` takes a DataFrame the vault has already decrypted.
+real datasets (no download); ``mri`` is synthetic brain-MRI slices for federated sites only;
+``user_provided`` takes a DataFrame the vault has already decrypted. Job submission
+(``bastion.jobs.datasets``), federated sites (``bastion.federation.sitedata``) and the views that list
+sources all read the table; nothing else repeats a name, shape or task.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from bastion.data.dataset import Dataset
+from bastion.data.dataset import Dataset, Task
 from bastion.data.frames import frame_to_dataset
 from bastion.data.synthetic import KAGGLE_COLUMNS, oasis_like_frame
 from bastion.errors import Invalid
@@ -24,22 +28,64 @@ ALZHEIMER_TARGET = "Group"
 # Bookkeeping columns of the OASIS file: identifiers and visit timing, not patient features.
 ALZHEIMER_NON_FEATURES = ("Subject ID", "MRI ID", "Visit", "MR Delay", "Hand")
 SYNTHETIC_SAMPLES = 400
+MRI_PER_CLASS = 60  # synthetic slices per class of the ``mri`` built-in
+USER_PROVIDED = "user_provided"
 
-SKLEARN_SOURCES: dict[str, str] = {
-    "breast_cancer": "load_breast_cancer",
-    "diabetes": "load_diabetes",
-    "digits": "load_digits",
-    "wine": "load_wine",
-}
+
+@dataclass(frozen=True)
+class Builtin:
+    """One built-in dataset: enough to check a request and estimate its cost without loading it.
+
+    ``loader`` is ``alzheimer`` (synthetic or Kaggle OASIS), ``sklearn:<function>`` (a dataset bundled
+    with scikit-learn) or ``mri`` (synthetic images); ``jobs``/``federated`` say who may name it
+    (a job's ``dataset_source``, a site's ``builtin:<name>``). ``n_features`` is None for images and
+    ``n_classes`` None for regression. tests/jobs/test_datasets.py loads each and checks the figures.
+    """
+
+    name: str
+    loader: str
+    task: Task
+    n_samples: int
+    n_features: int | None
+    n_classes: int | None
+    target: str
+    description: str
+    jobs: bool = True
+    federated: bool = False
+
+    @property
+    def tabular(self) -> bool:
+        return self.n_features is not None
+
+
+_ALZ, _SK, _N = "alzheimer", "sklearn:load_", SYNTHETIC_SAMPLES
+# fmt: off
+BUILTINS: dict[str, Builtin] = {b.name: b for b in (
+    #       name                   loader                 task         rows  features classes  target
+    Builtin("synthetic_test_data", _ALZ,                  "classification", _N,   9,  3,    ALZHEIMER_TARGET,
+            "Seeded OASIS-like Alzheimer features (synthetic); target Group"),
+    Builtin("kaggle_alzheimer",    _ALZ,                  "classification", _N,   9,  3,    ALZHEIMER_TARGET,
+            "Kaggle OASIS longitudinal MRI CSV; falls back to synthetic data if absent"),
+    Builtin("breast_cancer",       _SK + "breast_cancer", "classification", 569,  30, 2,    "target",
+            "Wisconsin breast cancer (scikit-learn, 569 rows, binary classification)", federated=True),
+    Builtin("diabetes",            _SK + "diabetes",      "regression",     442,  10, None, "disease_progression",
+            "Diabetes progression (scikit-learn, 442 rows, regression)"),
+    Builtin("digits",              _SK + "digits",        "classification", 1797, 64, 10,   "target",
+            "Handwritten digits 8x8 (scikit-learn, 1797 rows, 10 classes)", federated=True),
+    Builtin("wine",                _SK + "wine",          "classification", 178,  13, 3,    "target",
+            "Wine cultivars (scikit-learn, 178 rows, 3 classes)", federated=True),
+    Builtin("mri",                 "mri",                 "classification", 4 * MRI_PER_CLASS, None, 4, "label",
+            "Synthetic brain-MRI slices, 4 tumour classes (federated sites only)", jobs=False, federated=True),
+)}
+# fmt: on
+
+# What a job may name as ``dataset_source``, with a line each for listings.
 DATASET_SOURCES: dict[str, str] = {
-    "synthetic_test_data": "Seeded OASIS-like Alzheimer features (synthetic); target Group",
-    "kaggle_alzheimer": "Kaggle OASIS longitudinal MRI CSV; falls back to synthetic data if absent",
-    "breast_cancer": "Wisconsin breast cancer (scikit-learn, 569 rows, binary classification)",
-    "diabetes": "Diabetes progression (scikit-learn, 442 rows, regression)",
-    "digits": "Handwritten digits 8x8 (scikit-learn, 1797 rows, 10 classes)",
-    "wine": "Wine cultivars (scikit-learn, 178 rows, 3 classes)",
-    "user_provided": "An uploaded table, decrypted by the vault; the caller names the target column",
+    **{b.name: b.description for b in BUILTINS.values() if b.jobs},
+    USER_PROVIDED: "An uploaded table, decrypted by the vault; the caller names the target column",
 }
+# What a federated site or the server-side evaluation may name as ``builtin:<name>``.
+FEDERATED_BUILTINS: tuple[str, ...] = tuple(b.name for b in BUILTINS.values() if b.federated)
 
 
 def _check_target(source: str, target: str | None, expected: str) -> None:
@@ -129,7 +175,7 @@ def sklearn_dataset(name: str) -> Dataset:
         return digits
     from sklearn import datasets
 
-    bunch = getattr(datasets, SKLEARN_SOURCES[name])()
+    bunch = getattr(datasets, BUILTINS[name].loader.removeprefix("sklearn:"))()
     X = np.asarray(bunch.data, dtype=np.float64)
     features = [str(f) for f in bunch.feature_names] if "feature_names" in bunch else []
     if len(features) != X.shape[1]:
@@ -141,10 +187,9 @@ def sklearn_dataset(name: str) -> Dataset:
         "n_samples": int(X.shape[0]),
         "n_features": int(X.shape[1]),
     }
-    if name == "diabetes":
-        meta["target"] = "disease_progression"
+    meta["target"] = BUILTINS[name].target
+    if BUILTINS[name].task == "regression":
         return Dataset(X, np.asarray(bunch.target, dtype=np.float64), features, None, "regression", meta)
-    meta["target"] = "target"
     names = [str(t) for t in bunch.target_names]
     return Dataset(X, np.asarray(bunch.target, dtype=np.int64), features, names, "classification", meta)
 
@@ -164,17 +209,15 @@ def load_dataset(
             f"unknown dataset source {source!r}; valid choices: {', '.join(DATASET_SOURCES)}",
             choices=list(DATASET_SOURCES),
         )
-    if source != "user_provided" and frame is not None:
-        raise Invalid(f"dataset {source!r} is built in; a data frame is only accepted for user_provided")
-    if source == "synthetic_test_data":
-        _check_target(source, target, ALZHEIMER_TARGET)
-        return synthetic_alzheimer(seed)
-    if source == "kaggle_alzheimer":
-        _check_target(source, target, ALZHEIMER_TARGET)
-        return kaggle_alzheimer(kaggle_path, seed)
-    if source in SKLEARN_SOURCES:
-        expected = "disease_progression" if source == "diabetes" else "target"
-        _check_target(source, target, expected)
+    if source != USER_PROVIDED:
+        if frame is not None:
+            raise Invalid(f"dataset {source!r} is built in; a data frame is only accepted for user_provided")
+        entry = BUILTINS[source]
+        _check_target(source, target, entry.target)
+        if source == "synthetic_test_data":
+            return synthetic_alzheimer(seed)
+        if source == "kaggle_alzheimer":
+            return kaggle_alzheimer(kaggle_path, seed)
         return sklearn_dataset(source)
     if frame is None:
         raise Invalid("user_provided needs an uploaded dataset")

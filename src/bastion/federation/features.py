@@ -9,7 +9,7 @@ row). The pooled statistics are fixed at creation and signed into every global m
 sites and the registry encode a row identically. Categorical columns are one-hot encoded in the
 declared order; an unknown level encodes as all zeros at a site (prediction refuses it by name).
 
-The encoding is exactly the job models' (``bastion.ml.models.mlp_net.Preprocessing`` over
+The encoding is exactly the job models' (``bastion.ml.model_types.mlp_net.Preprocessing`` over
 ``bastion.ml.features.FeatureSpec``), so a global model's registry version predicts, quantizes and
 downloads like any job's model.
 """
@@ -136,7 +136,7 @@ class FeatureDeclaration(BaseModel):
     def encode_rows(self, rows: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Raw rows (by column name, strings allowed) to standardised model inputs (float32)."""
         from bastion.ml.features import FeatureSpec
-        from bastion.ml.models.mlp_net import Preprocessing
+        from bastion.ml.model_types.mlp_net import Preprocessing
 
         part = self.model_config_part()
         spec = FeatureSpec.from_config(part)

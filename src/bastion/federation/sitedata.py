@@ -1,7 +1,7 @@
 """A site's local data, from a built-in source or a file, split the same way at every site.
 
-Built-in sources (``builtin:digits``, ``builtin:breast_cancer``, ``builtin:wine``, ``builtin:mri``) are
-split once, deterministically from ``split_seed``, into a training part that sites partition among
+Built-in sources (those marked ``federated`` in :data:`bastion.data.builtin.BUILTINS`, named
+``builtin:<name>``: digits, breast_cancer, wine, mri) are split once, deterministically from ``split_seed``, into a training part that sites partition among
 themselves (``--partition i/n``) and a holdout that only the coordinator's server-side evaluation uses.
 Tabular built-ins are standardized with statistics of that training part, so every site and the server
 transform features identically. File sources (a ``.csv`` or ``.npz`` file, or an image folder
@@ -18,11 +18,11 @@ from typing import Any
 
 import numpy as np
 
+from bastion.data.builtin import BUILTINS, FEDERATED_BUILTINS, MRI_PER_CLASS
 from bastion.errors import Invalid
 
-TABULAR_BUILTINS = ("digits", "breast_cancer", "wine")
+TABULAR_BUILTINS = tuple(n for n in FEDERATED_BUILTINS if BUILTINS[n].tabular)
 MRI_BUILTIN = "mri"
-MRI_PER_CLASS = 60
 LABEL_COLUMNS = ("target", "label", "y", "class")
 MAX_CSV_BYTES = 512 * 1024 * 1024
 
@@ -60,8 +60,8 @@ def check_source(source: str) -> None:
     """Refuse an unknown ``builtin:`` name early (the coordinator's server-side evaluation)."""
     if source.startswith("builtin:"):
         name = source.split(":", 1)[1]
-        if name not in (*TABULAR_BUILTINS, MRI_BUILTIN):
-            known = ", ".join(f"builtin:{n}" for n in (*TABULAR_BUILTINS, MRI_BUILTIN))
+        if name not in FEDERATED_BUILTINS:
+            known = ", ".join(f"builtin:{n}" for n in FEDERATED_BUILTINS)
             raise Invalid(f"unknown built-in data source {source!r}; choose one of {known}")
 
 

@@ -19,16 +19,6 @@ if TYPE_CHECKING:
     from bastion.data.dataset import Dataset
 
 USER_PROVIDED = "user_provided"
-# Shapes and tasks of the built-in sources, so that submit and cost estimates need not load them
-# (tests/jobs/test_datasets.py loads each one and checks these figures).
-BUILTIN: dict[str, tuple[int, int, str]] = {
-    "synthetic_test_data": (400, 9, "classification"),
-    "kaggle_alzheimer": (400, 9, "classification"),
-    "breast_cancer": (569, 30, "classification"),
-    "diabetes": (442, 10, "regression"),
-    "digits": (1797, 64, "classification"),
-    "wine": (178, 13, "classification"),
-}
 _CATEGORICAL_DTYPES = ("object", "string", "str", "category", "bool", "boolean")
 
 
@@ -60,18 +50,16 @@ def source_names() -> list[str]:
 
 
 def _builtin(source: str, target: str | None) -> DatasetRef:
-    from bastion.data.builtin import ALZHEIMER_TARGET
+    """From the built-ins' table (shape and task), so that submit and cost estimates load nothing."""
+    from bastion.data.builtin import BUILTINS
 
-    expected = {"diabetes": "disease_progression"}.get(source, "target")
-    if source in ("synthetic_test_data", "kaggle_alzheimer"):
-        expected = ALZHEIMER_TARGET
-    if target is not None and target != expected:
+    entry = BUILTINS[source]
+    if target is not None and target != entry.target:
         raise Invalid(
-            f"dataset {source!r} has the fixed target {expected!r}; leave 'target' out",
+            f"dataset {source!r} has the fixed target {entry.target!r}; leave 'target' out",
             code="invalid_target",
         )
-    rows, cols, task = BUILTIN[source]
-    return DatasetRef(source, None, expected, rows, cols, task)
+    return DatasetRef(source, None, entry.target, entry.n_samples, entry.n_features or 0, entry.task)
 
 
 def _uploaded(
@@ -135,7 +123,7 @@ def _uploaded(
 
 def _artifact_of(ctx: Context, principal: Principal, dataset_id: str) -> str:
     """The vault artifact that holds the upload, read from the catalog's own table."""
-    from bastion.store.models import DatasetRecord
+    from bastion.store.tables import DatasetRecord
 
     with ctx.db.session() as s:
         row = s.get(DatasetRecord, dataset_id)

@@ -33,7 +33,7 @@ from bastion.audit import AuditRecord
 from bastion.crypto import sealed
 from bastion.errors import Conflict, CryptoError, Invalid, NotFound
 from bastion.store.base import utcnow
-from bastion.store.models import DownloadKey
+from bastion.store.tables import DownloadKey
 
 if TYPE_CHECKING:
     from bastion.audit import AuditLog

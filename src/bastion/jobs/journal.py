@@ -16,7 +16,7 @@ from optuna.storages.journal import BaseJournalBackend
 from sqlalchemy import delete, func, select
 
 from bastion.store import Database
-from bastion.store.models import SearchJournalEntry
+from bastion.store.tables import SearchJournalEntry
 
 
 class DatabaseJournal(BaseJournalBackend):

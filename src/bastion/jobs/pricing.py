@@ -1,7 +1,7 @@
 """Resource profiles, their prices, and the cost estimate a caller sees before submitting.
 
 Like seeds/004's instance types: each profile has an hourly cost; the estimate is the model type's
-own compute estimate (``bastion.ml.registry.estimate_seconds``) divided by the profile's speed-up,
+own compute estimate (``bastion.ml.model_types.estimate_seconds``) divided by the profile's speed-up,
 times the hourly cost. Admins replace the table through ``PUT /api/v1/admin/training/prices``;
 until they do, the built-in defaults apply.
 """
@@ -18,7 +18,7 @@ from sqlalchemy import delete, select
 from bastion.errors import Conflict, Invalid
 from bastion.store import Database
 from bastion.store.base import utcnow
-from bastion.store.models import TrainingPrice
+from bastion.store.tables import TrainingPrice
 
 DEFAULT_PROFILE = "cpu-small"
 PROFILE_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,31}")
@@ -136,9 +136,9 @@ def estimate(
     price: Price, model_type: str, n_samples: int, n_features: int, params: Mapping[str, Any] | None
 ) -> dict[str, Any]:
     """Time and cost of one job on ``price``'s profile, from the model type's compute estimate."""
-    from bastion.ml import registry
+    from bastion.ml import model_types
 
-    compute = registry.estimate_seconds(model_type, max(1, n_samples), max(1, n_features), params)
+    compute = model_types.estimate_seconds(model_type, max(1, n_samples), max(1, n_features), params)
     seconds = FIXED_OVERHEAD_SECONDS + compute / max(price.speedup, 1e-6)
     hours = seconds / 3600.0
     return {

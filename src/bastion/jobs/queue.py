@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from bastion.jobs import states
 from bastion.store import Database
 from bastion.store.base import utcnow
-from bastion.store.models import JobEvent, JobLogLine, JobWorker, TrainingJob
+from bastion.store.tables import JobEvent, JobLogLine, JobWorker, TrainingJob
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from bastion.jobs import states
 from bastion.logs import redact_text
 from bastion.store import Database
 from bastion.store.base import utcnow
-from bastion.store.models import JobEvent, JobLogLine, TrainingJob
+from bastion.store.tables import JobEvent, JobLogLine, TrainingJob
 
 MAX_LINE_CHARS = 4000
 MAX_HISTORY = 5000

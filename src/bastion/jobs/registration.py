@@ -10,7 +10,7 @@ import structlog
 
 from bastion.context import Context
 from bastion.jobs.service import default_model_name
-from bastion.store.models import TrainingJob
+from bastion.store.tables import TrainingJob
 
 _log = structlog.get_logger("bastion.jobs")
 
@@ -19,11 +19,11 @@ def registrar(ctx: Context) -> Callable[[str], None]:
     """What the worker calls after a job completes. A failure here never fails the finished job."""
 
     def register(job_id: str) -> None:
-        from bastion.catalog.models import ModelRegistry
+        from bastion.catalog.model_versions import ModelVersions
         from bastion.catalog.stored import PACKAGE, StoredRef
         from bastion.jobs.package import unpack
 
-        registry: ModelRegistry | None = ctx.services.get("models")
+        registry: ModelVersions | None = ctx.services.get("models")
         if registry is None:
             return
         try:

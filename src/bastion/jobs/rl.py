@@ -104,11 +104,11 @@ def pack_dqn(spec: dict[str, Any], out: dict[str, Any]) -> bytes:
 
 def run_dqn(ctx: JobContext) -> dict[str, Any]:
     """The job target's DQN branch: learn, evaluate, and hand back the Q-network to seal."""
-    from bastion.ml import registry
+    from bastion.ml import model_types
     from bastion.ml.rl import dqn, policy
 
     spec = ctx.spec
-    params = registry.validate_params("dqn", dict(spec.get("params") or {}))
+    params = model_types.validate_params("dqn", dict(spec.get("params") or {}))
     assert isinstance(params, dqn.Params)
     seed = int(spec.get("seed", 0))
     ref = DatasetRef.from_json(spec["dataset"])

@@ -29,7 +29,7 @@ def _bad(message: str) -> Invalid:
 
 
 def _dimension(model_type: str, name: str, raw: Any) -> dict[str, Any]:
-    from bastion.ml import registry
+    from bastion.ml import model_types
 
     if isinstance(raw, list):
         raw = {"type": "categorical", "choices": raw}
@@ -62,17 +62,17 @@ def _dimension(model_type: str, name: str, raw: Any) -> dict[str, Any]:
     else:
         raise _bad(f"space.{name}.type must be float, int or categorical")
     for value in values:
-        registry.validate_params(model_type, {name: value})
+        model_types.validate_params(model_type, {name: value})
     return out
 
 
 def validate_search(model_type: str, raw: Any, task: str | None = None) -> dict[str, Any]:
     """The normalised search spec, or Invalid saying what is wrong."""
-    from bastion.ml import registry
+    from bastion.ml import model_types
 
     if not isinstance(raw, dict):
         raise _bad("search must be an object with a space")
-    fields = registry.get_model_type(model_type).params.model_fields
+    fields = model_types.get_model_type(model_type).params.model_fields
     space = raw.get("space")
     if not isinstance(space, dict) or not 1 <= len(space) <= MAX_PARAMS:
         raise _bad(f"search.space must map 1 to {MAX_PARAMS} parameter names to ranges or choices")
@@ -121,9 +121,9 @@ def suggest(trial: Any, space: dict[str, Any]) -> dict[str, Any]:
 
 def defaults_in(model_type: str, space: dict[str, Any], base: dict[str, Any]) -> dict[str, Any] | None:
     """The model type's default values for the searched names, if each lies inside the space."""
-    from bastion.ml import registry
+    from bastion.ml import model_types
 
-    parsed = registry.validate_params(model_type, base).model_dump(mode="json")
+    parsed = model_types.validate_params(model_type, base).model_dump(mode="json")
     point: dict[str, Any] = {}
     for name, dim in space.items():
         value = parsed.get(name)

@@ -23,8 +23,8 @@ from bastion.jobs.resources import resolve as resolve_resources
 from bastion.jobs.rl import RL_MODEL_TYPES
 from bastion.projects import policy
 from bastion.store.base import utcnow
-from bastion.store.models import JobEvent, JobLogLine, TrainingJob, User
 from bastion.store.paging import Keyset
+from bastion.store.tables import JobEvent, JobLogLine, TrainingJob, User
 
 if TYPE_CHECKING:
     from bastion.auth.principal import Principal
@@ -67,16 +67,16 @@ class JobService:
 
     def submit(self, principal: Principal, req: SubmitRequest, *, ip: str | None = None) -> TrainingJob:
         """Validate everything a job needs, then queue it (or refuse: per-user active-job cap)."""
-        from bastion.ml import registry
+        from bastion.ml import model_types
 
-        registry.get_model_type(req.model_type)
-        params = registry.validate_params(req.model_type, req.params).model_dump(mode="json")
+        model_types.get_model_type(req.model_type)
+        params = model_types.validate_params(req.model_type, req.params).model_dump(mode="json")
         if req.model_type in RL_MODEL_TYPES:
             ref = rl.resolve(self.ctx, principal, req.dataset_source, req.dataset_id, params)
         else:
             ref = resolve_dataset(self.ctx, principal, req.dataset_source, req.dataset_id, req.target)
         if ref.task:
-            registry.check_task(req.model_type, ref.task, ref.source)
+            model_types.check_task(req.model_type, ref.task, ref.source)
         price = self.prices.get(req.resource_profile)
         resources = resolve_resources(req.resources, price.profile)
         search = None
@@ -410,10 +410,10 @@ class JobService:
         dataset_id: str | None = None,
         params: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        from bastion.ml import registry
+        from bastion.ml import model_types
 
-        registry.get_model_type(model_type)
-        parsed = registry.validate_params(model_type, params or {}).model_dump(mode="json")
+        model_types.get_model_type(model_type)
+        parsed = model_types.validate_params(model_type, params or {}).model_dump(mode="json")
         if model_type in RL_MODEL_TYPES:
             ref = rl.resolve(self.ctx, principal, dataset_source, dataset_id, parsed)
         else:

@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from bastion.store.models import TrainingJob
+from bastion.store.tables import TrainingJob
 
 
 def iso(value: datetime | None) -> str | None:

@@ -21,7 +21,7 @@ from bastion.errors import Conflict, Invalid, NotFound
 from bastion.llm.modeldir import context_length, inspect_model_dir, load_base
 from bastion.store import Database
 from bastion.store.base import utcnow
-from bastion.store.models import LlmBaseModel
+from bastion.store.tables import LlmBaseModel
 
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 __all__ = ["BaseModels", "context_length", "inspect_model_dir", "load_base", "view"]

@@ -15,7 +15,7 @@ from bastion.auth.principal import Principal
 from bastion.errors import Invalid, NotFound, PayloadTooLarge
 from bastion.projects import policy as project_policy
 from bastion.store import Database
-from bastion.store.models import DatasetRecord
+from bastion.store.tables import DatasetRecord
 from bastion.vault.store import VaultStore
 
 FORMAT = "jsonl"

@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from bastion.store.models import TrainingJob
+from bastion.store.tables import TrainingJob
 
 _log = structlog.get_logger("bastion.llm")
 

@@ -20,7 +20,7 @@ from bastion.jobs.pricing import FIXED_OVERHEAD_SECONDS, Price
 from bastion.llm.params import Hyperparameters, check_hardware, resolve_targets
 from bastion.llm.train import LORA_MODEL_TYPE
 from bastion.projects import policy
-from bastion.store.models import JobEvent, TrainingJob
+from bastion.store.tables import JobEvent, TrainingJob
 
 if TYPE_CHECKING:
     from bastion.auth.principal import Principal

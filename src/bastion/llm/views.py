@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bastion.llm.lineage import fine_tuned_name
-from bastion.store.models import JobEvent, TrainingJob
+from bastion.store.tables import JobEvent, TrainingJob
 
 _STATUS = {
     "pending": "queued",

@@ -31,11 +31,11 @@ def cross_validate(
     import numpy as np
     from sklearn.model_selection import KFold, StratifiedKFold
 
-    from bastion.ml import registry
+    from bastion.ml import model_types
     from bastion.ml.split import held_out_split
 
-    spec = registry.get_model_type(model_type)
-    parsed = registry.validate_params(model_type, params)
+    spec = model_types.get_model_type(model_type)
+    parsed = model_types.validate_params(model_type, params)
     split = held_out_split(dataset, float(getattr(parsed, "test_size", 0.2)), seed)
     X, y = split.train(dataset)
     classification = dataset.task == "classification"

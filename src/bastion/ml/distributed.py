@@ -2,7 +2,7 @@
 
 ``num_workers`` workers (one CPU each; gloo) each build the same network from the same seed, wrap
 it in DistributedDataParallel (``ray.train.torch.prepare_model``) and run the very epochs of a
-one-worker run (bastion.ml.models.adaptive_neural_net.train_epochs) on their share of every batch:
+one-worker run (bastion.ml.model_types.adaptive_neural_net.train_epochs) on their share of every batch:
 gradients are averaged, so an N-worker step is the one-worker step on the whole batch, and the
 results format does not change. Worker 0 returns its history and weights as a Ray Train checkpoint
 of safetensors files (no pickle). Worker 0 also puts each epoch's event in a Ray queue (an actor of
@@ -35,15 +35,15 @@ def _worker_loop(config: dict[str, Any]) -> None:
     import torch
     from safetensors.torch import save_file
 
-    from bastion.ml.models.adaptive_neural_net import Params, make_optimizer, train_epochs
-    from bastion.ml.models.mlp_net import MLP
+    from bastion.ml.model_types.adaptive_neural_net import Params, make_optimizer, train_epochs
+    from bastion.ml.model_types.mlp_net import network
 
     context = ray.train.get_context()
     rank, world = context.get_world_rank(), context.get_world_size()
     params = Params.model_validate(config["params"])
     torch.manual_seed(config["seed"])
     gen = torch.Generator().manual_seed(config["seed"])
-    module = MLP(config["arch"])
+    module = network(config["arch"])
     forward = ray.train.torch.prepare_model(module, move_to_device=False)
     optimizer = make_optimizer(forward, params)
     data = config["data"]
@@ -104,7 +104,7 @@ def fit_data_parallel(
     from ray.util.queue import Queue
     from safetensors.torch import load_file
 
-    from bastion.ml.models.mlp_net import MLP, TorchMLPModel
+    from bastion.ml.model_types.mlp_net import TorchMLPModel, network
 
     if not ray.is_initialized():
         raise Invalid(
@@ -143,7 +143,7 @@ def fit_data_parallel(
         raise RuntimeError("distributed training ended without a checkpoint from worker 0")
     metrics = result.metrics or {}
     history: list[dict[str, Any]] = list(metrics["history"])
-    module = MLP(arch)
+    module = network(arch)
     with result.checkpoint.as_directory() as folder:
         module.load_state_dict(load_file(os.path.join(folder, WEIGHTS)))
     best_epoch = int(metrics["best_epoch"])

@@ -1,5 +1,8 @@
 """PyTorch models that sites train in a federation, and the local training loop they run.
 
+``tabular_mlp`` is :class:`bastion.ml.mlp.MLP` (ReLU), the network jobs train too; ``brain_tumour_cnn``
+is defined here.
+
 Models are built from a small JSON config (which the server signs with the global model), so a site
 never unpickles code or weights: parameters move as ``dict[str, np.ndarray]`` (safetensors on the
 wire). ``fit`` supports FedProx's proximal term. This module imports torch at import time: the server
@@ -25,6 +28,7 @@ from bastion.ml.fl_config import (
     TabularMLPConfig,
     parse_model_config,
 )
+from bastion.ml.mlp import MLP
 
 __all__ = [
     "MRI_CLASSES",
@@ -32,7 +36,6 @@ __all__ = [
     "BrainTumourCNNConfig",
     "FunctionalSGD",
     "ModelConfig",
-    "TabularMLP",
     "TabularMLPConfig",
     "build_model",
     "evaluate",
@@ -42,26 +45,6 @@ __all__ = [
     "predict",
     "set_parameters",
 ]
-
-
-class TabularMLP(nn.Module):
-    """Feed-forward classifier for tabular features (ReLU hidden layers, logits out)."""
-
-    def __init__(self, config: TabularMLPConfig) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = config.in_features
-        for size in config.hidden:
-            layers += [nn.Linear(width, size), nn.ReLU()]
-            if config.dropout:
-                layers.append(nn.Dropout(config.dropout))
-            width = size
-        layers.append(nn.Linear(width, config.num_classes))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        result: torch.Tensor = self.net(x)
-        return result
 
 
 class BrainTumourCNN(nn.Module):
@@ -107,7 +90,7 @@ def build_model(config: Mapping[str, Any], *, seed: int | None = None) -> nn.Mod
         if seed is not None:
             torch.manual_seed(seed)
         if isinstance(cfg, TabularMLPConfig):
-            return TabularMLP(cfg)
+            return MLP(cfg.in_features, cfg.hidden, cfg.num_classes, dropout=cfg.dropout)
         return BrainTumourCNN(cfg)
 
 

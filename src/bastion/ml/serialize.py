@@ -302,11 +302,11 @@ def sniff_format(data: bytes) -> str:
 
 def dump_model(model: FittedModel) -> tuple[bytes, str]:
     """Bytes and format of a model returned by a model type's ``fit``."""
-    from bastion.ml.models.sk_common import SklearnModel
+    from bastion.ml.model_types.sk_common import SklearnModel
 
     if isinstance(model, SklearnModel):
         return dump_sklearn(model.pipeline), "skops"
-    from bastion.ml.models.mlp_net import TorchMLPModel
+    from bastion.ml.model_types.mlp_net import TorchMLPModel
 
     if isinstance(model, TorchMLPModel):
         return dump_torch_state(model.module.state_dict(), {"format": "bastion-mlp"}), "safetensors"
@@ -370,7 +370,7 @@ def load_model(model_bytes: bytes, model_format: str, model_config: Mapping[str,
         classes = None
     model: FittedModel
     if model_format == "skops":
-        from bastion.ml.models.sk_common import SklearnModel
+        from bastion.ml.model_types.sk_common import SklearnModel
 
         pipeline = load_sklearn(bytes(model_bytes))
         n_classes = len(classes) if classes else 0
@@ -381,7 +381,7 @@ def load_model(model_bytes: bytes, model_format: str, model_config: Mapping[str,
             raise Invalid("the model's classes do not match its config")
         model = SklearnModel(pipeline, task, n_classes)
     else:
-        from bastion.ml.models.mlp_net import build_model
+        from bastion.ml.model_types.mlp_net import build_model
         from bastion.ml.quantize import dequantize_state
 
         state = dequantize_state(load_torch_state(bytes(model_bytes)), config.get("quantization"))

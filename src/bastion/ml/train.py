@@ -74,14 +74,14 @@ def train(
     data too small to hold out a fair test set. Exceptions raised by ``progress`` propagate, so a
     runner may use one to stop training early.
     """
-    from bastion.ml import registry
+    from bastion.ml import model_types
     from bastion.ml.metrics import classification_metrics, permutation_importance, regression_metrics
     from bastion.ml.serialize import dump_model
     from bastion.ml.split import held_out_split
 
-    spec_type = registry.get_model_type(model_type)
-    parsed = registry.validate_params(model_type, params)
-    registry.check_task(model_type, dataset.task, str(dataset.meta.get("source") or "") or None)
+    spec_type = model_types.get_model_type(model_type)
+    parsed = model_types.validate_params(model_type, params)
+    model_types.check_task(model_type, dataset.task, str(dataset.meta.get("source") or "") or None)
     report = _MonotonicProgress(progress)
     started = time.perf_counter()
     report(0.0, {"stage": "split"})

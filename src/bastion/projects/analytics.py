@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 
 from bastion.jobs.pricing import Price
 from bastion.jobs.resources import resolve as resolve_resources
-from bastion.store.models import (
+from bastion.store.tables import (
     DatasetRecord,
     Federation,
     FederationGuest,

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Mapper
 
 from bastion.projects.taxonomy import PERSONAL
 from bastion.store.base import new_id, utcnow
-from bastion.store.models import (
+from bastion.store.tables import (
     DatasetRecord,
     Federation,
     ModelRecord,

@@ -16,8 +16,8 @@ from bastion.projects.policy import PROJECT_NOT_FOUND, Action, ProjectRole, auth
 from bastion.projects.taxonomy import PERSONAL, Taxonomy
 from bastion.store import Database
 from bastion.store.base import utcnow
-from bastion.store.models import Project, ProjectMember, User
 from bastion.store.paging import Keyset
+from bastion.store.tables import Project, ProjectMember, User
 
 PROJECTS = Keyset(Project.created_at, Project.id, descending=False)
 MAX_NAME = 200

@@ -13,7 +13,7 @@ from bastion.crypto import signing
 from bastion.errors import BastionError
 from bastion.federation.envelope import new_nonce
 from bastion.federation.server.admission import DbReplayGuard, MemoryGuard
-from bastion.store.models import AuditEvent, FederationUpdate
+from bastion.store.tables import AuditEvent, FederationUpdate
 from tests.federation.server.support import World
 
 

@@ -11,7 +11,7 @@ from sqlalchemy import select
 
 from bastion.errors import BastionError, Conflict
 from bastion.federation.tensors import encode
-from bastion.store.models import AuditEvent
+from bastion.store.tables import AuditEvent
 from tests.federation.server.support import World
 
 

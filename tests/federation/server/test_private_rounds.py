@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from bastion.errors import Conflict, Forbidden
 from bastion.federation.secagg.vector import flatten
-from bastion.store.models import AuditEvent
+from bastion.store.tables import AuditEvent
 from tests.federation.server.support import Site, World
 
 

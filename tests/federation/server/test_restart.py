@@ -11,7 +11,7 @@ from sqlalchemy import update
 from bastion.config import Settings
 from bastion.context import Context, build_context
 from bastion.federation.strategies import create_strategy
-from bastion.store.models import FederationRound
+from bastion.store.tables import FederationRound
 from bastion.wiring import install_services
 from tests.federation.server.support import Site, World, principal_for
 

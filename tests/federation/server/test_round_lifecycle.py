@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from bastion.errors import Conflict
 from bastion.federation.server.hooks import RoundHooks
-from bastion.store.models import AuditEvent
+from bastion.store.tables import AuditEvent
 from tests.federation.server.support import FakeClock, World
 
 

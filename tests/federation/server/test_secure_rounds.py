@@ -22,7 +22,7 @@ from bastion.crypto import signing
 from bastion.federation.secagg import AdvertiseKeys
 from bastion.federation.secagg.keys import sign_advert
 from bastion.federation.secagg.vector import flatten
-from bastion.store.models import AuditEvent, FederationUpdate
+from bastion.store.tables import AuditEvent, FederationUpdate
 from tests.conftest import Caller
 from tests.federation.server.support import FakeClock
 
@@ -356,7 +356,7 @@ def _advertised(fed: Federation) -> int:
 def test_a_round_whose_sum_was_lost_in_a_crash_runs_again(fed: Federation, ctx: Context) -> None:
     from sqlalchemy import update
 
-    from bastion.store.models import FederationRound
+    from bastion.store.tables import FederationRound
 
     fed.create(3)
     coordinator = ctx.services["fl_coordinator"]

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from bastion.context import Context
-from bastion.store.models import JobEvent
+from bastion.store.tables import JobEvent
 from tests.conftest import Caller
 from tests.jobs.ray_cluster import RayCluster
 from tests.jobs.support import Harness, pid_gone, principal, spawn_worker, wait_for

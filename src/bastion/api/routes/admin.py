@@ -24,8 +24,8 @@ from bastion.contract.accounts import (
     UserUpdate,
 )
 from bastion.errors import Invalid
-from bastion.store.models import AuditEvent
 from bastion.store.paging import Keyset
+from bastion.store.tables import AuditEvent
 
 router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}.*)?$")

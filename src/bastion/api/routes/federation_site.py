@@ -29,7 +29,7 @@ from bastion.errors import BastionError, Unauthorized
 from bastion.federation.secagg import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
 from bastion.federation.server.admission import SiteIdentity
 from bastion.federation.server.coordinator import Coordinator
-from bastion.federation.server.sessions import SiteMessage
+from bastion.federation.server.secagg_rounds import SiteMessage
 from bastion.federation.server.site import SiteService
 from bastion.federation.server.states import LIVE
 

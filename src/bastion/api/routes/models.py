@@ -14,7 +14,7 @@ from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
 from bastion.api.scoping import ProjectQuery
 from bastion.auth.principal import Principal
-from bastion.catalog.models import ModelRegistry
+from bastion.catalog.model_versions import ModelVersions
 from bastion.context import Context
 from bastion.contract.catalog import (
     BestVersion,
@@ -32,8 +32,8 @@ router = APIRouter(prefix="/api/v1/models", tags=["models"])
 AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
 
 
-def registry(ctx: ContextDep) -> ModelRegistry:
-    svc: ModelRegistry = ctx.services["models"]
+def registry(ctx: ContextDep) -> ModelVersions:
+    svc: ModelVersions = ctx.services["models"]
     return svc
 
 
@@ -69,7 +69,7 @@ def quantize_measured(
     ctx: Context, principal: Principal, model_id: str, version: int | None, access_code: str | None
 ) -> dict[str, Any]:
     """Quantize a version and measure it on its lineage's held-out rows (the API and dashboard path)."""
-    from bastion.catalog.models import quantize_version
+    from bastion.catalog.model_versions import quantize_version
     from bastion.data.builtin import load_dataset
 
     registry(ctx).check(principal, model_id, Action.WRITE)  # a new version: refused before any work

@@ -85,7 +85,7 @@ EXAMPLES: dict[str, dict[str, Any]] = {
 def examples() -> dict[str, Any]:
     """Example configurations (no authentication)."""
     from bastion.jobs.datasets import source_names
-    from bastion.ml.registry import model_type_names
+    from bastion.ml.model_types import model_type_names
 
     return {
         "examples": EXAMPLES,
@@ -98,7 +98,7 @@ def examples() -> dict[str, Any]:
 @router.get("/model-types", response_model=ModelTypes)
 def model_types(_: UserPrincipal) -> dict[str, Any]:
     """Every model type with its parameter schema (bounds, defaults, choices)."""
-    from bastion.ml.registry import list_model_types
+    from bastion.ml.model_types import list_model_types
 
     return {"model_types": list_model_types()}
 

@@ -34,7 +34,7 @@ from bastion.federation.server.states import RoundState
 from bastion.federation.tensors import TensorSpec, decode, validate
 from bastion.store import Database
 from bastion.store.base import new_id, utcnow
-from bastion.store.models import FederationRound, FederationUpdate
+from bastion.store.tables import FederationRound, FederationUpdate
 from bastion.vault.store import VaultStore
 
 

@@ -1,8 +1,8 @@
-"""What a coordinator asks for when creating a federation, validated once and stored as JSON.
+"""A federation's config: what a coordinator asks for at creation, validated once and stored as JSON.
 
-The same document is the source of truth after a restart: the strategy is rebuilt from ``strategy``
-and ``strategy_options``, and the parts sites need (model, training, evaluation) travel to them inside
-the server-signed global model.
+:class:`FederationConfig` is that stored document and the source of truth after a restart: the
+strategy is rebuilt from ``strategy`` and ``strategy_options``, and the parts sites need (model,
+training, evaluation) travel to them inside the server-signed global model.
 """
 
 from __future__ import annotations
@@ -54,7 +54,8 @@ class EvaluationConfig(BaseModel):
         return value
 
 
-class FederationCreate(BaseModel):
+class FederationConfig(BaseModel):
+    # No docstring: pydantic would publish it as the request schema's description.
     model_config = ConfigDict(extra="forbid", strict=True)
 
     name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")
@@ -95,7 +96,7 @@ class FederationCreate(BaseModel):
     )
 
     @model_validator(mode="after")
-    def _consistent(self) -> FederationCreate:
+    def _consistent(self) -> FederationConfig:
         if self.target_clients is None:
             self.target_clients = self.min_clients
         if self.target_clients < self.min_clients:
@@ -134,7 +135,13 @@ class FederationCreate(BaseModel):
         return self.privacy.dp_config(quorum=self.quorum, min_clients=self.min_clients)
 
 
-def check_strategy(cfg: FederationCreate) -> None:
+# The body of POST /api/v1/federations is exactly the stored config; the subclass only keeps the
+# request schema's name (``FederationCreate``) in the OpenAPI document.
+class FederationCreate(FederationConfig):
+    pass
+
+
+def check_strategy(cfg: FederationConfig) -> None:
     """Build the strategy once so a bad name or option fails at creation, not at the first round."""
     if cfg.strategy not in available_strategies():
         raise Invalid(
@@ -151,7 +158,7 @@ def check_strategy(cfg: FederationCreate) -> None:
         )
 
 
-def check_privacy(cfg: FederationCreate) -> None:
+def check_privacy(cfg: FederationConfig) -> None:
     """Secure aggregation and DP-FedAvg hide individual updates: only streaming strategies can work."""
     if cfg.privacy is None or not cfg.privacy.enabled:
         return
@@ -171,7 +178,7 @@ def check_privacy(cfg: FederationCreate) -> None:
     check_budget(cfg.dp())
 
 
-def privacy_site_config(cfg: FederationCreate) -> dict[str, Any]:
+def privacy_site_config(cfg: FederationConfig) -> dict[str, Any]:
     """What a site must do to its delta before it leaves (clip, noise, mask)."""
     dp = cfg.dp()
     out: dict[str, Any] = {"secure_aggregation": cfg.secure}
@@ -182,7 +189,7 @@ def privacy_site_config(cfg: FederationCreate) -> dict[str, Any]:
     return out
 
 
-def site_config(cfg: FederationCreate, client_config: dict[str, Any], sealing_key: str) -> dict[str, Any]:
+def site_config(cfg: FederationConfig, client_config: dict[str, Any], sealing_key: str) -> dict[str, Any]:
     """The JSON config signed into every global model: everything a site needs for one round."""
     return {
         "privacy": privacy_site_config(cfg),

@@ -25,18 +25,18 @@ from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
 from bastion.audit import AuditLog
-from bastion.catalog.models import ModelRegistry
+from bastion.catalog.model_versions import ModelVersions
 from bastion.errors import BastionError, Conflict, Forbidden, NotFound
 from bastion.federation.server import artifacts, deadlines, transitions
 from bastion.federation.server.admission import MemoryGuard, SiteCache, SiteIdentity, admit, audit_denial
-from bastion.federation.server.config import FederationCreate
+from bastion.federation.server.config import FederationConfig
 from bastion.federation.server.epochs import Epochs
 from bastion.federation.server.hooks import RoundHooks
 from bastion.federation.server.keys import ServerKeys
 from bastion.federation.server.privacy import round_privacy, selected
 from bastion.federation.server.rounds import Running, ServerEvaluator, fold_missing, restore, site_metrics
+from bastion.federation.server.secagg_rounds import SecureResult
 from bastion.federation.server.secure import SecureRounds
-from bastion.federation.server.sessions import SecureResult
 from bastion.federation.server.states import LIVE, RoundState
 from bastion.federation.server.ticker import Ticker
 from bastion.federation.server.weights import WeightCap, load_cap
@@ -44,7 +44,7 @@ from bastion.federation.sitedata import TABULAR_BUILTINS
 from bastion.federation.tensors import TensorSpec, encode
 from bastion.store import Database
 from bastion.store.base import utcnow
-from bastion.store.models import Federation, FederationRound
+from bastion.store.tables import Federation, FederationRound
 from bastion.vault.store import VaultStore
 
 _log = structlog.get_logger("bastion.federation")
@@ -56,7 +56,7 @@ class Coordinator:
         db: Database,
         vault: VaultStore,
         audit: AuditLog,
-        registry: ModelRegistry | None,
+        registry: ModelVersions | None,
         *,
         clock: Callable[[], datetime] = utcnow,
         tick_seconds: float = 1.0,
@@ -71,7 +71,7 @@ class Coordinator:
         self._locks: dict[str, threading.RLock] = {}
         self._running: dict[str, Running] = {}
         self._keys: dict[str, ServerKeys] = {}
-        self._meta: dict[str, tuple[FederationCreate, TensorSpec]] = {}
+        self._meta: dict[str, tuple[FederationConfig, TensorSpec]] = {}
         self.epochs = Epochs()
         self._ticker: Ticker | None = None
         self.sites = SiteCache()
@@ -91,7 +91,7 @@ class Coordinator:
             keys = self._keys[federation_id] = ServerKeys.load(self.vault, federation_id)
         return keys
 
-    def meta(self, federation_id: str) -> tuple[FederationCreate, TensorSpec]:
+    def meta(self, federation_id: str) -> tuple[FederationConfig, TensorSpec]:
         """The federation's (immutable) config and tensor spec."""
         meta = self._meta.get(federation_id)
         if meta is None:
@@ -99,12 +99,12 @@ class Coordinator:
                 fed = s.get(Federation, federation_id)
                 if fed is None:
                     raise NotFound("federation not found")
-                cfg = FederationCreate.model_validate_json(fed.config_json)
+                cfg = FederationConfig.model_validate_json(fed.config_json)
                 spec = TensorSpec.from_json(json.loads(fed.spec_json))
             meta = self._meta[federation_id] = (cfg, spec)
         return meta
 
-    def cached_meta(self, federation_id: str) -> tuple[FederationCreate, TensorSpec] | None:
+    def cached_meta(self, federation_id: str) -> tuple[FederationConfig, TensorSpec] | None:
         """:meth:`meta` if this process has it already (no I/O: callable on the event loop)."""
         return self._meta.get(federation_id)
 
@@ -229,7 +229,7 @@ class Coordinator:
         }
 
     def check_sealed_update_allowed(
-        self, cfg: FederationCreate, federation_id: str, rnd: FederationRound, participant_id: str
+        self, cfg: FederationConfig, federation_id: str, rnd: FederationRound, participant_id: str
     ) -> None:
         """Sealed updates are for plain rounds, and under client sampling only from the sites drawn."""
         if cfg.secure:
@@ -243,7 +243,7 @@ class Coordinator:
             )
 
     def is_selected(
-        self, cfg: FederationCreate, federation_id: str, rnd: FederationRound, participant_id: str
+        self, cfg: FederationConfig, federation_id: str, rnd: FederationRound, participant_id: str
     ) -> bool:
         dp = cfg.dp()
         q = dp.sampling_rate if dp is not None else 1.0
@@ -425,7 +425,7 @@ class Coordinator:
         self,
         owner_id: str,
         name: str,
-        cfg: FederationCreate,
+        cfg: FederationConfig,
         blob: bytes,
         metrics: dict[str, float],
         lineage: dict[str, Any],

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from bastion.federation.server import transitions
 from bastion.federation.server.states import RoundState
-from bastion.store.models import FederationRound
+from bastion.store.tables import FederationRound
 
 if TYPE_CHECKING:
     from bastion.federation.server.coordinator import Coordinator

@@ -20,7 +20,7 @@ from bastion.federation.secagg import SecAggConfig
 from bastion.privacy import DPConfig, FederationDP
 
 if TYPE_CHECKING:
-    from bastion.federation.server.config import FederationCreate
+    from bastion.federation.server.config import FederationConfig
 
 STAGE_TIMEOUT_DEFAULT_S = 60.0
 
@@ -90,7 +90,7 @@ def privacy_report(dp: DPConfig | None, rounds: int, max_rounds: int) -> dict[st
     return report
 
 
-def round_privacy(cfg: FederationCreate, released: int) -> tuple[dict[str, float], str | None]:
+def round_privacy(cfg: FederationConfig, released: int) -> tuple[dict[str, float], str | None]:
     """Metrics of a round that releases the ``released``-th noisy model, and whether to stop after it."""
     dp = cfg.dp()
     if dp is None:

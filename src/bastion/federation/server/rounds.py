@@ -22,7 +22,7 @@ from sqlalchemy import select
 from bastion.crypto import signing
 from bastion.federation.server.admission import SiteIdentity, open_checked
 from bastion.federation.server.artifacts import load_global, load_state
-from bastion.federation.server.config import FederationCreate
+from bastion.federation.server.config import FederationConfig
 from bastion.federation.server.keys import ServerKeys
 from bastion.federation.server.states import RoundState
 from bastion.federation.server.weights import WeightCap
@@ -30,7 +30,7 @@ from bastion.federation.strategies import Strategy, create_strategy
 from bastion.federation.strategies.private import PrivateAggregate
 from bastion.federation.tensors import TensorSpec
 from bastion.store import Database
-from bastion.store.models import FederationParticipant, FederationRound, FederationUpdate
+from bastion.store.tables import FederationParticipant, FederationRound, FederationUpdate
 from bastion.vault.store import VaultStore
 
 
@@ -52,7 +52,7 @@ class Running:
         self.nonces.add(nonce)
 
 
-def new_strategy(cfg: FederationCreate) -> Strategy:
+def new_strategy(cfg: FederationConfig) -> Strategy:
     """The federation's strategy; under secure aggregation or DP, wrapped to average (noised) deltas."""
     inner = create_strategy(cfg.strategy, cfg.strategy_options)
     if cfg.privacy is None or not cfg.privacy.enabled:
@@ -73,7 +73,7 @@ def restore(
     vault: VaultStore,
     *,
     federation_id: str,
-    cfg: FederationCreate,
+    cfg: FederationConfig,
     spec: TensorSpec,
     round_row: FederationRound,
 ) -> Running:
@@ -209,7 +209,7 @@ class ServerEvaluator:
     def __init__(self) -> None:
         self._data: dict[str, tuple[Any, Any]] = {}
 
-    def evaluate(self, federation_id: str, cfg: FederationCreate, params: dict[str, Any]) -> dict[str, float]:
+    def evaluate(self, federation_id: str, cfg: FederationConfig, params: dict[str, Any]) -> dict[str, float]:
         source = cfg.evaluation.server_dataset
         if source is None:
             return {}

@@ -35,17 +35,17 @@ from bastion.federation.secagg import (
 )
 from bastion.federation.server.admission import SiteIdentity, accepted_record
 from bastion.federation.server.privacy import secagg_config
-from bastion.federation.server.sessions import (
+from bastion.federation.server.secagg_rounds import (
     STAGE_OF,
+    SecAggRound,
     SecureResult,
-    Session,
     SiteMessage,
     eligible_members,
     identity_keys,
 )
 from bastion.federation.server.states import FederationState, RoundState
 from bastion.federation.server.transitions import system_record
-from bastion.store.models import Federation, FederationRound
+from bastion.store.tables import Federation, FederationRound
 
 if TYPE_CHECKING:
     from bastion.federation.server.coordinator import Coordinator
@@ -58,12 +58,12 @@ class SecureRounds:
 
     def __init__(self, coordinator: Coordinator) -> None:
         self.coordinator = coordinator
-        self._sessions: dict[str, Session] = {}
+        self._sessions: dict[str, SecAggRound] = {}
         self._burned: dict[str, tuple[int, set[str]]] = {}  # fid -> (round, participants in a sum)
         self._aborts: dict[str, tuple[int, str]] = {}  # fid -> (round, last abort reason)
 
     # -- sessions -------------------------------------------------------------------------------
-    def session(self, federation_id: str) -> Session | None:
+    def session(self, federation_id: str) -> SecAggRound | None:
         return self._sessions.get(federation_id)
 
     def _burned_for(self, federation_id: str, number: int) -> set[str]:
@@ -72,11 +72,11 @@ class SecureRounds:
             held = self._burned[federation_id] = (number, set())
         return held[1]
 
-    def ensure(self, federation_id: str) -> Session | None:
+    def ensure(self, federation_id: str) -> SecAggRound | None:
         """The current round's session, started if the round is open and enough sites are eligible."""
         return self._ensure(federation_id)[0]
 
-    def _ensure(self, federation_id: str) -> tuple[Session | None, Federation, FederationRound | None]:
+    def _ensure(self, federation_id: str) -> tuple[SecAggRound | None, Federation, FederationRound | None]:
         """:meth:`ensure`, with the federation and round it read (one query)."""
         co = self.coordinator
         with co.lock(federation_id):
@@ -94,8 +94,8 @@ class SecureRounds:
             return self._start(federation_id, fed, rnd, current), fed, rnd
 
     def _start(
-        self, federation_id: str, fed: Federation, rnd: FederationRound, previous: Session | None
-    ) -> Session | None:
+        self, federation_id: str, fed: Federation, rnd: FederationRound, previous: SecAggRound | None
+    ) -> SecAggRound | None:
         co = self.coordinator
         cfg, spec = co.meta(federation_id)
         assert cfg.privacy is not None
@@ -116,7 +116,7 @@ class SecureRounds:
             participants=sorted(members),
             length=spec.num_params,
         )
-        session = Session(
+        session = SecAggRound(
             rnd.number,
             rnd.id,
             seq,
@@ -263,7 +263,7 @@ class SecureRounds:
         self._abort(federation_id, session, f"the round deadline passed at stage {session.stage.value}")
         return False
 
-    def _extend_round(self, federation_id: str, session: Session) -> None:
+    def _extend_round(self, federation_id: str, session: SecAggRound) -> None:
         """Give the round time for the three key stages after the advertise stage closed."""
         co = self.coordinator
         cfg, _spec = co.meta(federation_id)
@@ -276,7 +276,7 @@ class SecureRounds:
                 .values(deadline=co.clock() + timedelta(seconds=extra))
             )
 
-    def _advance(self, federation_id: str, session: Session) -> None:
+    def _advance(self, federation_id: str, session: SecAggRound) -> None:
         """Close the current stage if everyone answered, the quorum advertised, or its time is up."""
         co = self.coordinator
         while session.stage not in (ServerStage.DONE, ServerStage.ABORTED):
@@ -296,7 +296,7 @@ class SecureRounds:
             if session.stage is stage:
                 return
 
-    def _close_stage(self, federation_id: str, session: Session) -> None:
+    def _close_stage(self, federation_id: str, session: SecAggRound) -> None:
         co = self.coordinator
         server = session.server
         cfg, _spec = co.meta(federation_id)
@@ -337,7 +337,7 @@ class SecureRounds:
         session.stage_deadline = co.clock() + timeout
         co.changed(federation_id)
 
-    def _abort(self, federation_id: str, session: Session, reason: str) -> None:
+    def _abort(self, federation_id: str, session: SecAggRound, reason: str) -> None:
         if session.stage is not ServerStage.ABORTED:
             session.server.abort(reason)
         session.outbox.clear()

@@ -23,7 +23,7 @@ from bastion.auth.principal import Principal
 from bastion.catalog.stored import release
 from bastion.errors import BastionError, Conflict, Forbidden, Invalid, NotFound
 from bastion.federation.server import artifacts, credentials, sharing
-from bastion.federation.server.config import FederationCreate, check_strategy
+from bastion.federation.server.config import FederationConfig, check_strategy
 from bastion.federation.server.coordinator import Coordinator
 from bastion.federation.server.keys import ServerKeys, keys_artifact
 from bastion.federation.server.privacy import privacy_report
@@ -32,7 +32,8 @@ from bastion.federation.server.views import federation_view, participant_view, r
 from bastion.federation.tensors import TensorSpec, decode, encode, validate
 from bastion.projects import policy
 from bastion.store.base import new_id
-from bastion.store.models import (
+from bastion.store.paging import Keyset
+from bastion.store.tables import (
     Federation,
     FederationGuest,
     FederationParticipant,
@@ -40,7 +41,6 @@ from bastion.store.models import (
     FederationUpdate,
     ProjectMember,
 )
-from bastion.store.paging import Keyset
 
 ONLINE_WINDOW = timedelta(seconds=60)
 FEDERATIONS = Keyset(Federation.created_at, Federation.id, descending=False)
@@ -48,7 +48,7 @@ ROUNDS = Keyset(FederationRound.number, descending=False)  # unique per federati
 PARTICIPANTS = Keyset(FederationParticipant.created_at, FederationParticipant.id, descending=False)
 
 
-def initial_parameters(cfg: FederationCreate, bases: Any = None) -> dict[str, Any]:
+def initial_parameters(cfg: FederationConfig, bases: Any = None) -> dict[str, Any]:
     from bastion.llm.federated import initial_adapter, is_lora
     from bastion.ml.fl_init import initial_parameters as draw
 
@@ -75,7 +75,7 @@ class FederationService:
         self.max_parameters = max_parameters
         self.max_per_user = max_per_user
 
-    def _check_limits(self, principal: Principal, cfg: FederationCreate) -> None:
+    def _check_limits(self, principal: Principal, cfg: FederationConfig) -> None:
         """The model's size from its spec (before any weight is allocated) and the owner's quota."""
         from bastion.llm.federated import is_lora
         from bastion.ml.fl_config import parameter_count, parse_model_config
@@ -168,7 +168,7 @@ class FederationService:
 
     # -- create -----------------------------------------------------------------------------------
     def create(
-        self, principal: Principal, cfg: FederationCreate, source_ip: str | None, project: str | None = None
+        self, principal: Principal, cfg: FederationConfig, source_ip: str | None, project: str | None = None
     ) -> dict[str, Any]:
         check_strategy(cfg)
         self._check_limits(principal, cfg)

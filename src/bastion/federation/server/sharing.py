@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from bastion.auth.principal import Principal
 from bastion.errors import Invalid, NotFound
-from bastion.store.models import FederationGuest, FederationParticipant, FederationUpdate, User
+from bastion.store.tables import FederationGuest, FederationParticipant, FederationUpdate, User
 
 VISIBILITY = ("aggregates", "sites", "metrics")
 REDACTED = ("credential_prefix", "signing_public_key", "registered_at", "last_seen_at", "revoked_at")

@@ -26,9 +26,9 @@ from bastion.federation.server.admission import SiteIdentity
 from bastion.federation.server.config import site_config
 from bastion.federation.server.coordinator import Coordinator
 from bastion.federation.server.rounds import new_strategy
-from bastion.federation.server.sessions import SiteMessage
+from bastion.federation.server.secagg_rounds import SiteMessage
 from bastion.federation.server.states import FEDERATION, LIVE, FederationState
-from bastion.store.models import Federation, FederationParticipant, FederationRound, FederationUpdate
+from bastion.store.tables import Federation, FederationParticipant, FederationRound, FederationUpdate
 
 LAST_SEEN_RESOLUTION = timedelta(seconds=5)
 

@@ -16,14 +16,14 @@ import structlog
 from sqlalchemy import update
 
 from bastion.audit import AuditLog, AuditRecord
-from bastion.catalog.models import ModelRegistry
+from bastion.catalog.model_versions import ModelVersions
 from bastion.catalog.stored import RAW, StoredRef
 from bastion.errors import BastionError
 from bastion.federation.server.artifacts import global_artifact
-from bastion.federation.server.config import FederationCreate
+from bastion.federation.server.config import FederationConfig
 from bastion.federation.server.states import FEDERATION, ROUND, FederationState, RoundState
 from bastion.store import Database
-from bastion.store.models import Federation, FederationRound
+from bastion.store.tables import Federation, FederationRound
 
 _log = structlog.get_logger("bastion.federation")
 
@@ -197,7 +197,7 @@ def set_model_version(db: Database, round_id: str, version: int) -> None:
         s.execute(update(FederationRound).where(FederationRound.id == round_id).values(model_version=version))
 
 
-def registry_inputs(cfg: FederationCreate) -> dict[str, Any]:
+def registry_inputs(cfg: FederationConfig) -> dict[str, Any]:
     """What the registry needs to predict with a global model on raw rows, like a job's model:
     feature names, classes, preprocessing (declared features, or a built-in's standardisation) and
     the network in the job models' shape (the federated MLP has the same layers). Empty when the
@@ -237,10 +237,10 @@ def _builtin_inputs(source: str, holdout_fraction: float, split_seed: int) -> di
 
 
 def publish(
-    registry: ModelRegistry | None,
+    registry: ModelVersions | None,
     owner_id: str,
     name: str,
-    cfg: FederationCreate,
+    cfg: FederationConfig,
     blob: bytes,
     metrics: dict[str, float],
     lineage: dict[str, Any],

@@ -6,7 +6,7 @@ import json
 from datetime import datetime
 from typing import Any
 
-from bastion.store.models import Federation, FederationParticipant, FederationRound
+from bastion.store.tables import Federation, FederationParticipant, FederationRound
 
 
 def _iso(value: datetime | None) -> str | None:

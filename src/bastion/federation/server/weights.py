@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 
 from bastion.store import Database
-from bastion.store.models import FederationParticipant
+from bastion.store.tables import FederationParticipant
 
 
 @dataclass(frozen=True)

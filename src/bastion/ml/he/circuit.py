@@ -89,14 +89,15 @@ class Circuit:
 
 def compile_model(predictor: Any) -> Circuit:
     """The circuit of a loaded :class:`bastion.ml.serialize.Predictor`, or Invalid with the reason."""
-    from bastion.ml.models.sk_common import SklearnModel
+    from bastion.ml.model_types.sk_common import SklearnModel
 
     if predictor.task not in ("classification", "regression"):
         raise Invalid(f"a {predictor.task} model cannot be evaluated under encryption", code=UNSUPPORTED)
     model = predictor.model
     if isinstance(model, SklearnModel):
         return _sklearn(model, predictor)
-    from bastion.ml.models.mlp_net import POLY_ACTIVATIONS, TorchMLPModel
+    from bastion.ml.mlp import POLY_ACTIVATIONS
+    from bastion.ml.model_types.mlp_net import TorchMLPModel
 
     if isinstance(model, TorchMLPModel):
         if model.arch.activation not in POLY_ACTIVATIONS:
@@ -154,7 +155,7 @@ def _sklearn(model: Any, predictor: Any) -> Circuit:
 
 
 def _mlp(model: Any, predictor: Any) -> Circuit:
-    from bastion.ml.models.mlp_net import POLY_ACTIVATIONS
+    from bastion.ml.mlp import POLY_ACTIVATIONS
 
     prep, arch = model.prep, model.arch
     spec = predictor.spec

@@ -2,7 +2,7 @@
 
 from alembic import context
 
-from bastion.store import models  # noqa: F401  (registers tables)
+from bastion.store import tables  # noqa: F401  (registers tables)
 from bastion.store.base import Base
 
 config = context.config

@@ -11,7 +11,7 @@ from starlette.responses import Response
 from bastion.auth.principal import Principal
 from bastion.context import Context
 from bastion.store.base import utcnow
-from bastion.store.models import AuthSession
+from bastion.store.tables import AuthSession
 from bastion.web.pages.base import Ctx, SelfWriter, Session, form_fields, page_router, redirect, threaded
 from bastion.web.render import page
 

@@ -116,13 +116,13 @@ def config_of(form: dict[str, str]) -> FederationCreate:
 
 
 def _create_context(form: dict[str, str]) -> dict[str, Any]:
-    from bastion.jobs.datasets import source_names
+    from bastion.data.builtin import FEDERATED_BUILTINS
 
     return {
         "form": form,
         "strategies": _strategies(),
         "default_model": DEFAULT_MODEL,
-        "server_datasets": [f"builtin:{s}" for s in source_names() if s not in ("user_provided",)],
+        "server_datasets": [f"builtin:{s}" for s in FEDERATED_BUILTINS],
     }
 
 

@@ -55,7 +55,7 @@ def job_list(
     if model_type:
         jobs = [j for j in jobs if j["model_type"] == model_type]
     template = "partials/job_rows.html" if "hx-request" in request.headers else "jobs.html"
-    from bastion.ml.registry import model_type_names
+    from bastion.ml.model_types import model_type_names
 
     return page(
         request,
@@ -71,17 +71,15 @@ def job_list(
 
 # -- submit ---------------------------------------------------------------------------------------
 def _model_types() -> dict[str, dict[str, Any]]:
-    from bastion.ml.registry import list_model_types
+    from bastion.ml.model_types import list_model_types
 
     return {m["name"]: m for m in list_model_types()}
 
 
 def _dataset_choices(ctx: Context, principal: Principal) -> list[tuple[str, str]]:
-    from bastion.jobs.datasets import source_names
+    from bastion.data.builtin import BUILTINS
 
-    builtin = [
-        (f"builtin:{name}", f"{name} (built-in)") for name in source_names() if name != "user_provided"
-    ]
+    builtin = [(f"builtin:{b.name}", f"{b.name} (built-in)") for b in BUILTINS.values() if b.jobs]
     if not principal.has(Role.USER):
         return builtin
     uploads = [

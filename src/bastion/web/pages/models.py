@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from starlette.responses import Response
 
-from bastion.catalog.models import ModelRegistry
+from bastion.catalog.model_versions import ModelVersions
 from bastion.context import Context
 from bastion.errors import BastionError, Invalid, NotFound
 from bastion.web.listing import gather
@@ -21,8 +21,8 @@ router = page_router(prefix="/models")
 MAX_PREDICT_ROWS = 1000
 
 
-def registry(ctx: Context) -> ModelRegistry:
-    svc: ModelRegistry = ctx.services["models"]
+def registry(ctx: Context) -> ModelVersions:
+    svc: ModelVersions = ctx.services["models"]
     return svc
 
 

@@ -15,7 +15,7 @@ from bastion.audit import AuditRecord
 from bastion.auth.passwords import hash_password
 from bastion.errors import BastionError, Forbidden, Invalid
 from bastion.store.base import utcnow
-from bastion.store.models import AuthSession, User
+from bastion.store.tables import AuthSession, User
 from bastion.web import session as web
 from bastion.web.pages.base import Ctx, SelfWriter, form_fields, page_router, redirect, safe_next, threaded
 from bastion.web.render import page

@@ -1,4 +1,6 @@
-"""The torch MLP, its numeric preprocessing, and their JSON description.
+"""A job's trained MLP: its numeric preprocessing, architecture, and their JSON description.
+
+The network itself is :class:`bastion.ml.mlp.MLP`, the same one federated sites train.
 
 Everything needed to rebuild a trained network lives in a JSON config (architecture, imputation
 values, one-hot layout, scaler statistics) plus a safetensors state dict: loading never unpickles.
@@ -7,39 +9,15 @@ Imports torch at top level: import this module lazily.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from torch import nn
 
 from bastion.data.dataset import Task
 from bastion.errors import Invalid
-
-Activation = Literal["relu", "tanh", "gelu", "square", "poly"]
-# Degree-2 activations a*x^2 + b*x + c that CKKS can evaluate (bastion.ml.he): plain squaring
-# (CryptoNets) and 0.125x^2 + 0.5x + 0.25, a smooth ReLU stand-in common in HE work.
-POLY_ACTIVATIONS: dict[str, tuple[float, float, float]] = {
-    "square": (1.0, 0.0, 0.0),
-    "poly": (0.125, 0.5, 0.25),
-}
-
-
-class PolyActivation(nn.Module):
-    def __init__(self, kind: str) -> None:
-        super().__init__()
-        self.a, self.b, self.c = POLY_ACTIVATIONS[kind]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.a * x * x + self.b * x + self.c
-
-
-def _activation(kind: str) -> nn.Module:
-    if kind in POLY_ACTIVATIONS:
-        return PolyActivation(kind)
-    result: nn.Module = {"relu": nn.ReLU, "tanh": nn.Tanh, "gelu": nn.GELU}[kind]()
-    return result
+from bastion.ml.mlp import MLP, Activation
 
 
 class Architecture(BaseModel):
@@ -137,22 +115,9 @@ def _encode(X: np.ndarray, fill: list[float], onehot: dict[int, int]) -> np.ndar
     return np.hstack(blocks) if blocks else filled
 
 
-class MLP(nn.Module):
-    def __init__(self, arch: Architecture) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        width = arch.n_inputs
-        for size in arch.hidden:
-            layers += [nn.Linear(width, size), _activation(arch.activation)]
-            if arch.dropout > 0:
-                layers.append(nn.Dropout(arch.dropout))
-            width = size
-        layers.append(nn.Linear(width, arch.n_outputs))
-        self.net = nn.Sequential(*layers)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out: torch.Tensor = self.net(x)
-        return out
+def network(arch: Architecture) -> MLP:
+    """The :class:`~bastion.ml.mlp.MLP` that ``arch`` describes (fresh weights from torch's generator)."""
+    return MLP(arch.n_inputs, arch.hidden, arch.n_outputs, activation=arch.activation, dropout=arch.dropout)
 
 
 class TorchMLPModel:
@@ -198,7 +163,7 @@ def parse_config(config: dict[str, Any]) -> tuple[Architecture, Preprocessing]:
 def build_model(config: dict[str, Any], state: dict[str, torch.Tensor], task: Task) -> TorchMLPModel:
     """Rebuild the module from ``config`` and load ``state`` strictly (every tensor, right shapes)."""
     arch, prep = parse_config(config)
-    module = MLP(arch)
+    module = network(arch)
     expected = module.state_dict()
     if set(state) != set(expected):
         raise Invalid("weights do not match the network described by the config")

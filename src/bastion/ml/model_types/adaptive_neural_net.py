@@ -107,7 +107,7 @@ def fit(
 ) -> FitOutput:
     import torch
 
-    from bastion.ml.models.mlp_net import MLP, Architecture, Preprocessing, TorchMLPModel
+    from bastion.ml.model_types.mlp_net import Architecture, Preprocessing, TorchMLPModel, network
 
     classify = ctx.task == "classification"
     torch.manual_seed(seed)
@@ -145,7 +145,7 @@ def fit(
 
         data = {"Xt": Xt, "yt": yt, "Xv": Xv, "yv": yv, "loss_fn": loss_fn}
         return fit_data_parallel(arch, prep, data, params, progress, seed, ctx)
-    module = MLP(arch)
+    module = network(arch)
     optimizer = make_optimizer(module, params)
     if private:
         return _fit_private(module, optimizer, loss_fn, Xt, yt, params, progress, arch, prep, ctx)
@@ -253,7 +253,7 @@ def _fit_private(
 ) -> FitOutput:
     """DP-SGD over every training row for exactly ``params.epochs`` epochs; see the module docstring."""
     from bastion.ml.dp_sgd import train_private
-    from bastion.ml.models.mlp_net import TorchMLPModel
+    from bastion.ml.model_types.mlp_net import TorchMLPModel
 
     history: list[dict[str, Any]] = []
     lr = float(optimizer.param_groups[0]["lr"])
@@ -301,7 +301,7 @@ def estimate_seconds(n_samples: int, n_features: int, params: Params) -> float:
     DP-SGD trains on every training row (no validation split), always runs all epochs, and computes
     per-sample gradients, clips them and draws noise: about DP_STEP_FACTOR times a plain step.
     """
-    from bastion.ml.models.sk_common import STARTUP_SECONDS
+    from bastion.ml.model_types.sk_common import STARTUP_SECONDS
 
     widths = [n_features, *params.hidden_layers, 10]
     weights = sum(a * b for a, b in itertools.pairwise(widths))

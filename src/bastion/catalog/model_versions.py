@@ -1,4 +1,4 @@
-"""The model registry: named models, their versions in the vault, metrics, lineage and the best one."""
+"""Model versions: named models, their trained versions in the vault, metrics, lineage and the best one."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from bastion.errors import Conflict, Invalid, NotFound
 from bastion.projects.personal import personal_project_id
 from bastion.projects.policy import Action, authorize, scope
 from bastion.store import Database
-from bastion.store.models import ModelRecord, ModelVersionRecord
 from bastion.store.paging import Keyset
+from bastion.store.tables import ModelRecord, ModelVersionRecord
 from bastion.vault.store import VaultStore
 
 # Metrics where smaller is better; every other metric is maximised.
@@ -70,7 +70,7 @@ def better(metric: str, a: float, b: float) -> bool:
     return a < b if metric in LOWER_IS_BETTER else a > b
 
 
-class ModelRegistry:
+class ModelVersions:
     def __init__(self, db: Database, vault: VaultStore, audit: AuditLog, guard: AccessCodeGuard) -> None:
         self.db = db
         self.vault = vault
@@ -401,7 +401,7 @@ class ModelRegistry:
 
 
 def quantize_version(
-    registry: ModelRegistry,
+    registry: ModelVersions,
     principal: Principal,
     model_ref: str,
     version: int | None,
@@ -455,7 +455,7 @@ def _default_metric(metrics: dict[str, Any]) -> str | None:
 
 def _producer_project(s: Session, lineage: dict[str, Any]) -> str | None:
     """The project of the job or federation a new version came from (named in its lineage)."""
-    from bastion.store.models import Federation, TrainingJob
+    from bastion.store.tables import Federation, TrainingJob
 
     if isinstance(job_id := lineage.get("job_id"), str):
         return s.scalar(select(TrainingJob.project_id).where(TrainingJob.id == job_id))

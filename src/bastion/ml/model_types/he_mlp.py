@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field, field_validator
 
 from bastion.ml.base import FitContext, FitOutput, Progress
-from bastion.ml.models import adaptive_neural_net
+from bastion.ml.model_types import adaptive_neural_net
 
 DESCRIPTION = (
     "PyTorch MLP with polynomial (square or 0.125x^2+0.5x+0.25) activations for encrypted (CKKS) "

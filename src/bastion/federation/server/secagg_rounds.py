@@ -1,8 +1,9 @@
-"""One secure-aggregation session of a round, as the coordinator holds it, and who may join one.
+"""One SecAgg run within a federation round (a ``SecAggRound``), as the coordinator holds it.
 
-Members are the registered, non-revoked sites in enrolment order (their SecAgg client ids are those
-positions), minus the sites whose masked input an earlier session of the round already received,
-minus, under client sampling, the sites not drawn for this round and attempt.
+Also who may join one. Members are the registered, non-revoked sites in enrolment order (their SecAgg
+client ids are those positions), minus the sites whose masked input an earlier SecAgg run of the same
+federation round already received, minus, under client sampling, the sites not drawn for this round
+and attempt. (Not a database session: those are ``Database.session()``.)
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from bastion.federation.secagg import (
 )
 from bastion.federation.secagg.config import SecAggConfig
 from bastion.store import Database
-from bastion.store.models import FederationParticipant
+from bastion.store.tables import FederationParticipant
 
 SiteMessage = AdvertiseKeys | ShareKeys | MaskedInput | UnmaskResponse
 STAGE_OF: dict[type[BaseModel], ServerStage] = {
@@ -39,7 +40,7 @@ STAGE_OF: dict[type[BaseModel], ServerStage] = {
 
 
 @dataclass
-class Session:
+class SecAggRound:
     round_number: int
     round_row_id: str
     seq: int

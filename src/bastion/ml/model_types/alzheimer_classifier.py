@@ -65,7 +65,7 @@ def make_estimator(params: Params, seed: int) -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
 
-    from bastion.ml.models.sk_common import combine, tree_ensemble
+    from bastion.ml.model_types.sk_common import combine, tree_ensemble
 
     if params.estimator in ("voting", "stacking"):
         final = LogisticRegression(max_iter=params.max_iter)
@@ -79,7 +79,7 @@ def make_estimator(params: Params, seed: int) -> Any:
 def fit(
     X: np.ndarray, y: np.ndarray, ctx: FitContext, params: Params, progress: Progress, seed: int
 ) -> FitOutput:
-    from bastion.ml.models.sk_common import SklearnModel, balanced_weights, build_pipeline, fit_staged
+    from bastion.ml.model_types.sk_common import SklearnModel, balanced_weights, build_pipeline, fit_staged
 
     pipeline = build_pipeline(ctx.spec, make_estimator(params, seed))
     weights = balanced_weights(y) if params.class_weight == "balanced" else None
@@ -96,7 +96,7 @@ def estimate_seconds(n_samples: int, n_features: int, params: Params) -> float:
     Includes process start-up and imports, evaluation, permutation importance and serialization.
     Boosting assumes three classes (one tree per class per stage), as in the Alzheimer data.
     """
-    from bastion.ml.models.sk_common import STARTUP_SECONDS, ensemble_seconds, tree_cost
+    from bastion.ml.model_types.sk_common import STARTUP_SECONDS, ensemble_seconds, tree_cost
 
     n = n_samples * (1.0 - params.test_size)
     if params.estimator in ("voting", "stacking"):

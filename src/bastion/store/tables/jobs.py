@@ -28,7 +28,7 @@ class TrainingJob(Base):
     dataset_source: Mapped[str] = mapped_column(String(64))
     dataset_id: Mapped[str | None] = mapped_column(String(64))
     target: Mapped[str | None] = mapped_column(String(200))
-    # The registry model its result joins (default: "<model_type>-<dataset>"); see catalog/models.py.
+    # The registry model its result joins (default: "<model_type>-<dataset>"); see catalog/model_versions.py.
     model_name: Mapped[str | None] = mapped_column(String(200))
     dataset_ref: Mapped[str] = mapped_column(Text, default="{}")
     params: Mapped[str] = mapped_column(Text, default="{}")

@@ -1,17 +1,17 @@
 """All tables; importing this module registers them on ``Base.metadata``."""
 
-from bastion.store.models.accounts import ApiKey, AuthSession, Lockout, User
-from bastion.store.models.audit import AuditEvent, AuditHead
-from bastion.store.models.catalog import DatasetRecord, ModelRecord, ModelVersionRecord
-from bastion.store.models.federation import (
+from bastion.store.tables.accounts import ApiKey, AuthSession, Lockout, User
+from bastion.store.tables.audit import AuditEvent, AuditHead
+from bastion.store.tables.catalog import DatasetRecord, ModelRecord, ModelVersionRecord
+from bastion.store.tables.federation import (
     Federation,
     FederationGuest,
     FederationParticipant,
     FederationRound,
     FederationUpdate,
 )
-from bastion.store.models.idempotency import IdempotencyRecord
-from bastion.store.models.jobs import (
+from bastion.store.tables.idempotency import IdempotencyRecord
+from bastion.store.tables.jobs import (
     DownloadKey,
     JobEvent,
     JobLogLine,
@@ -20,9 +20,9 @@ from bastion.store.models.jobs import (
     TrainingJob,
     TrainingPrice,
 )
-from bastion.store.models.llm import LlmBaseModel
-from bastion.store.models.projects import Project, ProjectMember
-from bastion.store.models.sso import OidcIdentity, SignupRequest, SsoFlow
+from bastion.store.tables.llm import LlmBaseModel
+from bastion.store.tables.projects import Project, ProjectMember
+from bastion.store.tables.sso import OidcIdentity, SignupRequest, SsoFlow
 
 __all__ = [
     "ApiKey",

@@ -1,5 +1,9 @@
 """The model types a job may name, their parameter schemas, supported tasks and cost estimates.
 
+One module per model type in this package (``dqn`` lives in ``bastion.ml.rl``); each declares
+``Params``, ``TASKS``, ``estimate_seconds`` and ``fit``. Trained models are *model versions*
+(``bastion.catalog.model_versions``); their rows are in ``bastion.store.tables``.
+
 Cheap to import: model modules import only pydantic and numpy at top level, so the API can list
 model types and validate parameters at request time without loading torch or scikit-learn.
 """
@@ -17,10 +21,10 @@ from pydantic import BaseModel, ValidationError
 from bastion.errors import Invalid
 
 _MODULES = {
-    "alzheimer_classifier": "bastion.ml.models.alzheimer_classifier",
-    "adaptive_neural_net": "bastion.ml.models.adaptive_neural_net",
-    "tabular_regressor": "bastion.ml.models.tabular_regressor",
-    "he_mlp": "bastion.ml.models.he_mlp",
+    "alzheimer_classifier": "bastion.ml.model_types.alzheimer_classifier",
+    "adaptive_neural_net": "bastion.ml.model_types.adaptive_neural_net",
+    "tabular_regressor": "bastion.ml.model_types.tabular_regressor",
+    "he_mlp": "bastion.ml.model_types.he_mlp",
     "dqn": "bastion.ml.rl.dqn",
 }
 

@@ -1,1 +1,0 @@
-"""One module per model type; each declares ``Params``, ``TASKS``, ``estimate_seconds`` and ``fit``."""
