@@ -371,10 +371,10 @@ def _peer_keys(path: Path) -> Any:
 def _trainer(data: str, part: Any, alpha: float | None, threads: int | None, base_model: Path | None) -> Any:
     """The site trainer: the federation's torch model on tabular/image data, or LoRA on JSONL text."""
     if base_model is not None:
-        from bastion.client.fl_lora import LoraSiteTrainer
+        from bastion.client.site.lora import LoraSiteTrainer
 
         return LoraSiteTrainer(data, base_model, threads=threads)
-    from bastion.client.fl_trainer import TorchTrainer
+    from bastion.client.site.trainer import TorchTrainer
 
     return TorchTrainer(data, partition=part, alpha=alpha, threads=threads)
 
@@ -411,7 +411,8 @@ def client(
 ) -> None:
     """Take part in a federation until it completes: train locally, send sealed updates."""
     from bastion.client.errors import BastionClientError
-    from bastion.client.fl import Backoff, SiteClient, SiteError, SiteEvent, run_site
+    from bastion.client.site.base import SiteError, SiteEvent
+    from bastion.client.site.runtime import SiteClient, run_site, site_retry
     from bastion.errors import BastionError
     from bastion.federation.sitedata import parse_partition
 
@@ -435,7 +436,7 @@ def client(
             peer_keys=_peer_keys(peer_keys) if peer_keys else None,
             verify=str(ca_cert) if ca_cert else True,
             poll_timeout=poll_timeout,
-            backoff=Backoff(give_up_after=give_up_after),
+            retry=site_retry(give_up_after),
             on_event=on_event,
         )
         final = run_site(site)
