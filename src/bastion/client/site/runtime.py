@@ -69,7 +69,8 @@ class SiteClient:
         self.peer_keys = load_peer_keys(peer_keys) if peer_keys is not None else None
         self.poll_timeout = poll_timeout
         self.on_event = on_event or (lambda _e: None)
-        # long polls last poll_timeout: the read timeout leaves them 30 s more
+        # The site token is the only credential (a bearer token; "" keeps BASTION_API_KEY out). Long
+        # polls last poll_timeout: the read timeout leaves them 30 s more.
         self.transport = Transport(
             server,
             "",
