@@ -149,10 +149,8 @@ def create(
             privacy["dp"]["budget_epsilon"] = dp_budget
     if privacy:
         body["privacy"] = privacy
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        fed = Federations(client).create(body, project)
+        fed = client.federations.create(body, project)
     emit(
         fed
         if remote.as_json
@@ -181,10 +179,8 @@ def list_federations(
     project: ProjectOpt = None,
 ) -> None:
     """Your federations."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        rows = Federations(client).list_all(project)
+        rows = client.federations.list_all(project)
     emit(
         rows,
         as_json=remote.as_json,
@@ -202,10 +198,8 @@ def enroll(
     name: Annotated[str, typer.Option(help="The site's name, e.g. hospital-a.")],
 ) -> None:
     """Enrol a site; prints its participant token ONCE (hand it to the site operator)."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        out = Federations(client).enroll(federation, name)
+        out = client.federations.enroll(federation, name)
         server = client.url
     emit(
         out if remote.as_json else {k: out[k] for k in ("id", "name", "token", "server_signing_key")},
@@ -242,10 +236,8 @@ def delete(
 
 def _show(remote: Remote, call: Callable[[Federations], Any]) -> None:
     """One SDK call on the federations namespace, its answer printed."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        emit(call(Federations(client)), as_json=remote.as_json)
+        emit(call(client.federations), as_json=remote.as_json)
 
 
 @app.command("sharing")
@@ -289,10 +281,8 @@ def rounds(
     federation: FederationArg,
 ) -> None:
     """Per-round metrics."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        rows = Federations(client).rounds(federation)
+        rows = client.federations.rounds(federation)
     if remote.as_json:
         emit(rows, as_json=True)
         return
@@ -316,10 +306,8 @@ def model_download(
     out: Annotated[Path, typer.Argument(help="Where to write the .safetensors file.")],
 ) -> None:
     """Save the current global model (safetensors), e.g. to fine-tune it."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        version, blob = Federations(client).download_model(federation)
+        version, blob = client.federations.download_model(federation)
     from bastion.client.modelfile import write_private
 
     write_private(out, blob)  # 0600, like every model file the client writes
@@ -336,10 +324,8 @@ def model_upload(
     ],
 ) -> None:
     """Hand a fine-tuned model back: it becomes the next global version (the open round restarts)."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        emit(Federations(client).upload_model(federation, path.read_bytes()), as_json=remote.as_json)
+        emit(client.federations.upload_model(federation, path.read_bytes()), as_json=remote.as_json)
 
 
 @app.command("peers")
@@ -349,10 +335,8 @@ def peers(
     federation: FederationArg,
 ) -> None:
     """The registered sites' signing keys, {participant id: key}: give it to each site out of band."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        rows = Federations(client).participants(federation)
+        rows = client.federations.participants(federation)
     keys = {
         r["id"]: r["signing_public_key"]
         for r in rows
@@ -528,10 +512,8 @@ def show_federation(
     federation: FederationArg,
 ) -> None:
     """A federation in full: config, rounds, participants, privacy."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        emit(Federations(client).get(federation), as_json=remote.as_json)
+        emit(client.federations.get(federation), as_json=remote.as_json)
 
 
 @app.command("participants")
@@ -542,10 +524,8 @@ def list_participants(
     quiet: QuietOpt = False,
 ) -> None:
     """Enrolled sites."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        rows = Federations(client).participants(federation)
+        rows = client.federations.participants(federation)
     columns = ["id", "name", "registered", "last_seen_at", "revoked_at"]
     emit(rows, as_json=remote.as_json, quiet=quiet, columns=columns, title="Participants")
 
@@ -558,7 +538,5 @@ def remove_participant(
     participant_id: str,
 ) -> None:
     """Revoke a site's credential (its updates are refused from now on)."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        emit(Federations(client).revoke(federation, participant_id), as_json=remote.as_json)
+        emit(client.federations.revoke(federation, participant_id), as_json=remote.as_json)
