@@ -90,7 +90,8 @@ def perturb(params: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str
 
 
 def run_bastion_site(args: argparse.Namespace) -> None:
-    from bastion.client.fl import FitResult, SiteClient, SiteEvent, SiteTrainer
+    from bastion.client.site.base import FitResult, SiteEvent, SiteTrainer
+    from bastion.client.site.runtime import SiteClient
 
     class Noop(SiteTrainer):
         def __init__(self) -> None:

@@ -10,6 +10,9 @@ modules") and issue 10:
     ``bastion.llm``). Those shared modules must themselves stay inside the shared set (checked
     transitively), so a shared module that starts importing the store breaks the test too.
 (b) only ``bastion.api``, ``bastion.web`` and ``bastion.cli`` import ``bastion.api``.
+(c) the site runtime's two participants (``bastion.client.site.plain`` and ``.secure``) reach
+    neither each other nor the runtime that picks between them, even through package ``__init__``
+    files (importing a module runs its parents' ``__init__`` first).
 
 Every import counts: module level, inside functions, and under ``TYPE_CHECKING``. Accepted
 violations would be listed in ``KNOWN_VIOLATIONS`` (none today, see docs/architecture.md); the
@@ -43,7 +46,7 @@ CLIENT_MAY_IMPORT: frozenset[str] = frozenset(
         "bastion.federation.features",  # the feature spec a site's data is checked against
         "bastion.ml",  # model types, trainers, serialization: pure compute
         "bastion.data",  # loaders and de-identification: pure compute
-        "bastion.llm.lora",  # LoRA training on a site (fl_lora)
+        "bastion.llm.lora",  # LoRA training on a site (client/site/lora.py)
         "bastion.llm.modeldir",  # reading a local base-model directory
         "bastion.llm.textdata",  # parsing + scrubbing JSONL training text
     }
@@ -153,3 +156,51 @@ def test_wiring_lives_below_the_api() -> None:
         for line, target, names in _imports(f):
             if _under(target, frozenset({"bastion.api"})):
                 assert "CONTEXT_HOOKS" not in names, f"{f.relative_to(SRC)}:{line}"
+
+
+PARTICIPANTS = ("bastion.client.site.plain", "bastion.client.site.secure")
+RUNTIME = "bastion.client.site.runtime"
+
+
+def _reach(start: str, edges: list[tuple[str, str, str]]) -> dict[str, str]:
+    """Every bastion module importing ``start`` loads (module -> "path:line" of the first import
+    found), counting the parent packages' ``__init__`` that Python runs before a submodule."""
+    follow: dict[str, list[tuple[str, str]]] = {}
+    for importer, where, target in edges:
+        follow.setdefault(importer, []).append((target, where))
+    seen: dict[str, str] = {}
+    todo = [(start, "start")]
+    while todo:
+        module, where = todo.pop()
+        parents = [module.rsplit(".", n)[0] for n in range(1, module.count(".") + 1)]
+        for m in [module, *parents]:
+            if m in seen:
+                continue
+            seen[m] = where
+            todo.extend(follow.get(m, []))
+    return seen
+
+
+def test_site_participants_reach_neither_each_other_nor_the_runtime() -> None:
+    edges = _graph()
+    for participant in PARTICIPANTS:
+        reached = _reach(participant, edges)
+        for forbidden in (*PARTICIPANTS, RUNTIME, "bastion.client.fl"):
+            if forbidden != participant:
+                assert forbidden not in reached, (
+                    f"{participant} reaches {forbidden} (via src/{reached[forbidden]})"
+                )
+    # the runtime is what picks between them
+    assert set(PARTICIPANTS) <= set(_reach(RUNTIME, edges))
+
+
+def test_reach_follows_imports_and_parent_packages() -> None:
+    """The walker sees an import chain and a parent ``__init__``'s imports (so the test above can fail)."""
+    edges = [
+        ("bastion.x.a", "bastion/x/a.py:1", "bastion.x.b"),
+        ("bastion.x.b", "bastion/x/b.py:2", "bastion.y.c"),
+        ("bastion.y", "bastion/y/__init__.py:3", "bastion.z"),
+    ]
+    reached = _reach("bastion.x.a", edges)
+    assert {"bastion.x.b", "bastion.y.c", "bastion.y", "bastion.z", "bastion.x", "bastion"} <= set(reached)
+    assert reached["bastion.z"] == "bastion/y/__init__.py:3"

@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 from fastapi.testclient import TestClient
 
-from bastion.client.fl import FitResult, SiteClient, SiteError, SiteTrainer
+from bastion.client.site.base import FitResult, SiteError, SiteTrainer
+from bastion.client.site.runtime import SiteClient
 from bastion.crypto import signing
 from tests.conftest import Caller
 

@@ -9,7 +9,7 @@ import bastion.client  # noqa: F401 - importing the SDK registers its operations
 from bastion.client.transport import OPERATIONS
 
 SITE_RUNTIME = (
-    "site-internal: spoken by the site runtime (bastion.client.fl.SiteClient, `bastion fl client`) "
+    "site-internal: spoken by the site runtime (bastion.client.site.SiteClient, `bastion fl client`) "
     "with the site's bsp_ token, not by people or scripts"
 )
 # (METHOD, path) -> why no SDK method.

@@ -18,7 +18,7 @@ import numpy as np
 from typer.testing import CliRunner
 
 from bastion.cli.main import app
-from bastion.client.fl import SiteState
+from bastion.client.site.state import SiteState
 from bastion.crypto import signing
 from bastion.federation.sitedata import load_site_data, parse_partition
 from tests.conftest import ServerProcess

@@ -4,7 +4,7 @@ Test support (used by tests/federation/server/test_quality.py and bench/fl_quali
 bench/fl_private_quality.py), kept out of the package: it builds the API app and FastAPI's TestClient.
 
 :func:`simulate` starts a throw-away server context (SQLite and a vault in a temporary directory),
-creates the federation, and drives one :class:`~bastion.client.fl.SiteClient` per site over an
+creates the federation, and drives one :class:`~bastion.client.site.SiteClient` per site over an
 in-process HTTP transport, round by round: every update is sealed, signed, admitted, stored and folded
 exactly as in production. :func:`centralized` trains the same model on the pooled training data with
 the same settings, the baseline the federated accuracy is compared with.
@@ -48,8 +48,8 @@ def simulate(
     from fastapi.testclient import TestClient
 
     from bastion.api.app import create_app
-    from bastion.client.fl import SiteClient
-    from bastion.client.fl_trainer import TorchTrainer
+    from bastion.client.site.runtime import SiteClient
+    from bastion.client.site.trainer import TorchTrainer
     from bastion.config import Settings
     from bastion.context import build_context
     from bastion.federation.tensors import decode

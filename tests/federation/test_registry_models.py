@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from bastion.api.app import create_app
 from bastion.client import open_download
-from bastion.client.fl_trainer import TorchTrainer
+from bastion.client.site.trainer import TorchTrainer
 from bastion.context import Context
 from bastion.data.builtin import load_dataset
 from bastion.federation.features import FeatureDeclaration, site_statistics

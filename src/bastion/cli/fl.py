@@ -149,10 +149,8 @@ def create(
             privacy["dp"]["budget_epsilon"] = dp_budget
     if privacy:
         body["privacy"] = privacy
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        fed = Federations(client).create(body, project)
+        fed = client.federations.create(body, project)
     emit(
         fed
         if remote.as_json
@@ -181,10 +179,8 @@ def list_federations(
     project: ProjectOpt = None,
 ) -> None:
     """Your federations."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        rows = Federations(client).list_all(project)
+        rows = client.federations.list_all(project)
     emit(
         rows,
         as_json=remote.as_json,
@@ -202,10 +198,8 @@ def enroll(
     name: Annotated[str, typer.Option(help="The site's name, e.g. hospital-a.")],
 ) -> None:
     """Enrol a site; prints its participant token ONCE (hand it to the site operator)."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        out = Federations(client).enroll(federation, name)
+        out = client.federations.enroll(federation, name)
         server = client.url
     emit(
         out if remote.as_json else {k: out[k] for k in ("id", "name", "token", "server_signing_key")},
@@ -242,10 +236,8 @@ def delete(
 
 def _show(remote: Remote, call: Callable[[Federations], Any]) -> None:
     """One SDK call on the federations namespace, its answer printed."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        emit(call(Federations(client)), as_json=remote.as_json)
+        emit(call(client.federations), as_json=remote.as_json)
 
 
 @app.command("sharing")
@@ -289,10 +281,8 @@ def rounds(
     federation: FederationArg,
 ) -> None:
     """Per-round metrics."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        rows = Federations(client).rounds(federation)
+        rows = client.federations.rounds(federation)
     if remote.as_json:
         emit(rows, as_json=True)
         return
@@ -316,10 +306,8 @@ def model_download(
     out: Annotated[Path, typer.Argument(help="Where to write the .safetensors file.")],
 ) -> None:
     """Save the current global model (safetensors), e.g. to fine-tune it."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        version, blob = Federations(client).download_model(federation)
+        version, blob = client.federations.download_model(federation)
     from bastion.client.modelfile import write_private
 
     write_private(out, blob)  # 0600, like every model file the client writes
@@ -336,10 +324,8 @@ def model_upload(
     ],
 ) -> None:
     """Hand a fine-tuned model back: it becomes the next global version (the open round restarts)."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        emit(Federations(client).upload_model(federation, path.read_bytes()), as_json=remote.as_json)
+        emit(client.federations.upload_model(federation, path.read_bytes()), as_json=remote.as_json)
 
 
 @app.command("peers")
@@ -349,10 +335,8 @@ def peers(
     federation: FederationArg,
 ) -> None:
     """The registered sites' signing keys, {participant id: key}: give it to each site out of band."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        rows = Federations(client).participants(federation)
+        rows = client.federations.participants(federation)
     keys = {
         r["id"]: r["signing_public_key"]
         for r in rows
@@ -371,10 +355,10 @@ def _peer_keys(path: Path) -> Any:
 def _trainer(data: str, part: Any, alpha: float | None, threads: int | None, base_model: Path | None) -> Any:
     """The site trainer: the federation's torch model on tabular/image data, or LoRA on JSONL text."""
     if base_model is not None:
-        from bastion.client.fl_lora import LoraSiteTrainer
+        from bastion.client.site.lora import LoraSiteTrainer
 
         return LoraSiteTrainer(data, base_model, threads=threads)
-    from bastion.client.fl_trainer import TorchTrainer
+    from bastion.client.site.trainer import TorchTrainer
 
     return TorchTrainer(data, partition=part, alpha=alpha, threads=threads)
 
@@ -411,7 +395,8 @@ def client(
 ) -> None:
     """Take part in a federation until it completes: train locally, send sealed updates."""
     from bastion.client.errors import BastionClientError
-    from bastion.client.fl import Backoff, SiteClient, SiteError, SiteEvent, run_site
+    from bastion.client.site.base import SiteError, SiteEvent
+    from bastion.client.site.runtime import SiteClient, run_site, site_retry
     from bastion.errors import BastionError
     from bastion.federation.sitedata import parse_partition
 
@@ -435,7 +420,7 @@ def client(
             peer_keys=_peer_keys(peer_keys) if peer_keys else None,
             verify=str(ca_cert) if ca_cert else True,
             poll_timeout=poll_timeout,
-            backoff=Backoff(give_up_after=give_up_after),
+            retry=site_retry(give_up_after),
             on_event=on_event,
         )
         final = run_site(site)
@@ -527,10 +512,8 @@ def show_federation(
     federation: FederationArg,
 ) -> None:
     """A federation in full: config, rounds, participants, privacy."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        emit(Federations(client).get(federation), as_json=remote.as_json)
+        emit(client.federations.get(federation), as_json=remote.as_json)
 
 
 @app.command("participants")
@@ -541,10 +524,8 @@ def list_participants(
     quiet: QuietOpt = False,
 ) -> None:
     """Enrolled sites."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        rows = Federations(client).participants(federation)
+        rows = client.federations.participants(federation)
     columns = ["id", "name", "registered", "last_seen_at", "revoked_at"]
     emit(rows, as_json=remote.as_json, quiet=quiet, columns=columns, title="Participants")
 
@@ -557,7 +538,5 @@ def remove_participant(
     participant_id: str,
 ) -> None:
     """Revoke a site's credential (its updates are refused from now on)."""
-    from bastion.client.federations import Federations
-
     with remote.connect() as client:
-        emit(Federations(client).revoke(federation, participant_id), as_json=remote.as_json)
+        emit(client.federations.revoke(federation, participant_id), as_json=remote.as_json)

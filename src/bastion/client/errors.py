@@ -33,7 +33,9 @@ class ModelFileError(BastionClientError):
 
 
 class APIError(BastionClientError):
-    """The server answered with an error status."""
+    """The server answered with an error status; ``retry_after`` is its Retry-After, in seconds."""
+
+    retry_after: float | None = None
 
 
 class BadRequestError(APIError):
@@ -101,12 +103,14 @@ def from_response(status: int, body: Any, headers: Any = None) -> APIError:
     message = str(error.get("message") or f"HTTP {status}")
     details = {k: v for k, v in error.items() if k not in ("code", "message")}
     cls = _BY_STATUS.get(status, ServerError if status >= 500 else APIError)
+    retry = None
+    if headers is not None and headers.get("retry-after"):
+        try:
+            retry = float(headers["retry-after"])
+        except ValueError:
+            retry = None
     if issubclass(cls, RateLimitError):
-        retry = None
-        if headers is not None and headers.get("retry-after"):
-            try:
-                retry = float(headers["retry-after"])
-            except ValueError:
-                retry = None
         return cls(message, retry_after=retry, code=code, status=status, **details)
-    return cls(message, code=code, status=status, **details)
+    error = cls(message, code=code, status=status, **details)
+    error.retry_after = retry  # a 503 may say when to come back too
+    return error

@@ -1,6 +1,6 @@
-"""Coordinator calls for federations, over a :class:`~bastion.client.sdk.BastionClient`'s connection.
+"""Coordinator calls for federations: the ``client.federations`` namespace on the SDK's transport.
 
-api = Federations(BastionClient(url, api_key))
+api = BastionClient(url, api_key).federations      # or Federations(BastionClient(url, api_key))
 fed = api.create({"name": "digits", "model": {...}, "rounds": 10, "min_clients": 5})
 token = api.enroll(fed["id"], "hospital-a")["token"]   # shown once: hand it to the site
 api.status(fed["id"]); api.rounds(fed["id"])
@@ -10,9 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-import httpx
-
-from bastion.client.transport import operation
+from bastion.client.transport import Transport, operation
 
 if TYPE_CHECKING:
     from bastion.client.sdk import BastionClient
@@ -21,14 +19,12 @@ BASE = "/api/v1/federations"
 
 
 class Federations:
-    def __init__(self, client: BastionClient) -> None:
-        self.client = client
-
-    def _send(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
-        return self.client.transport.send(method, BASE + path, **kwargs)
+    def __init__(self, transport: Transport | BastionClient) -> None:
+        # a BastionClient is accepted too: docs/federated.md showed Federations(BastionClient(...))
+        self.transport = transport if isinstance(transport, Transport) else transport.transport
 
     def _json(self, method: str, path: str, **kwargs: Any) -> dict[str, Any]:
-        body: dict[str, Any] = self._send(method, path, **kwargs).json()
+        body: dict[str, Any] = self.transport.json(method, BASE + path, **kwargs)
         return body
 
     @operation("POST", "/api/v1/federations")
@@ -37,7 +33,7 @@ class Federations:
 
     @operation("GET", "/api/v1/federations")
     def list_all(self, project: str | None = None) -> list[dict[str, Any]]:
-        return list(self.client.transport.pages(BASE, {"project": project} if project else None))
+        return list(self.transport.pages(BASE, {"project": project} if project else None))
 
     @operation("GET", "/api/v1/federations/{federation_id}")
     def get(self, federation_id: str) -> dict[str, Any]:
@@ -54,7 +50,7 @@ class Federations:
 
     @operation("GET", "/api/v1/federations/{federation_id}/rounds")
     def rounds(self, federation_id: str) -> list[dict[str, Any]]:
-        return list(self.client.transport.pages(f"{BASE}/{federation_id}/rounds"))
+        return list(self.transport.pages(f"{BASE}/{federation_id}/rounds"))
 
     @operation("GET", "/api/v1/federations/{federation_id}/sharing")
     def sharing(self, federation_id: str) -> dict[str, Any]:
@@ -81,7 +77,7 @@ class Federations:
 
     @operation("GET", "/api/v1/federations/{federation_id}/participants")
     def participants(self, federation_id: str) -> list[dict[str, Any]]:
-        return list(self.client.transport.pages(f"{BASE}/{federation_id}/participants"))
+        return list(self.transport.pages(f"{BASE}/{federation_id}/participants"))
 
     @operation("GET", "/api/v1/federations/{federation_id}/participants/{participant_id}")
     def participant(self, federation_id: str, participant_id: str) -> dict[str, Any]:
@@ -94,7 +90,7 @@ class Federations:
     @operation("GET", "/api/v1/federations/{federation_id}/model")
     def download_model(self, federation_id: str) -> tuple[int, bytes]:
         """The current global model: its version and safetensors bytes."""
-        response = self._send("GET", f"/{federation_id}/model")
+        response = self.transport.send("GET", f"{BASE}/{federation_id}/model")
         return int(response.headers.get("x-bastion-global-version", "0")), response.content
 
     @operation("POST", "/api/v1/federations/{federation_id}/model")

@@ -14,21 +14,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from bastion.client.transport import operation
+from bastion.client.transport import Transport, operation
 
 FT = "/api/v1/fine_tuning"
 TERMINAL = ("succeeded", "failed", "cancelled")
 
 
 class FineTuningMixin:
-    """Needs ``_request``, ``_auth``, ``http``, ``timeout`` and ``_json`` from BastionClient."""
+    """Needs ``_request``, ``transport`` and ``timeout`` from BastionClient."""
 
-    http: Any
+    transport: Transport
     timeout: float
-
-    @property
-    def _auth(self) -> dict[str, str]:  # pragma: no cover - provided
-        raise NotImplementedError
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:  # pragma: no cover - provided
         raise NotImplementedError
@@ -132,22 +128,15 @@ class FineTuningMixin:
 
         last: str | None = None
         for attempt in range(6):
-            headers = {
-                "Accept": "text/event-stream",
-                **self._auth,
-                **({"Last-Event-ID": last} if last else {}),
-            }
+            headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last} if last else {})}
             try:
-                with self.http.stream(
+                with self.transport.stream(
                     "GET",
                     f"{FT}/jobs/{job_id}/events",
                     params={"stream": "true"},
                     headers=headers,
                     timeout=httpx.Timeout(self.timeout, read=60.0),
                 ) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        self._json(response)  # type: ignore[attr-defined]
                     for event in parse_sse(response.iter_lines()):
                         if event.kind == "end":
                             yield event.data
@@ -217,15 +206,11 @@ class FineTuningMixin:
         from bastion.client.sdk import parse_sse
 
         body = {"prompt": prompt, "messages": messages, **options, "stream": True}
-        with self.http.stream(
+        with self.transport.stream(
             "POST",
             f"/api/v1/models/{model_id}/generate",
             json={k: v for k, v in body.items() if v is not None},
-            headers=self._auth,
         ) as response:
-            if response.status_code >= 400:
-                response.read()
-                self._json(response)  # type: ignore[attr-defined]
             for event in parse_sse(response.iter_lines()):
                 if event.kind == "token":
                     yield str(event.data.get("text", ""))

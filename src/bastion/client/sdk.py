@@ -19,13 +19,13 @@ import httpx
 
 from bastion.client.accounts import AccountsMixin
 from bastion.client.catalog import CatalogMixin
-from bastion.client.errors import APIError, BastionClientError, TransportError, from_response
+from bastion.client.errors import APIError, BastionClientError, TransportError
 from bastion.client.federations import Federations
 from bastion.client.fine_tuning import FineTuningMixin
 from bastion.client.modelfile import DownloadedModel, open_download
 from bastion.client.projects import Projects
 from bastion.client.resources import Admin, Auth, Keys, Training
-from bastion.client.transport import Transport, operation
+from bastion.client.transport import Retry, Transport, error_of, operation
 from bastion.contract.jobs import SubmitRequest
 
 TERMINAL = ("completed", "failed", "cancelled")
@@ -80,22 +80,20 @@ class BastionClient(CatalogMixin, FineTuningMixin, AccountsMixin):
         timeout: float = 30.0,
         verify: bool | str | ssl.SSLContext | None = None,
         http: httpx.Client | None = None,
+        retry: Retry | None = None,
     ) -> None:
         # ``http`` lets callers bring their own client (a FastAPI TestClient in tests); ours is closed by close().
         # ``verify``: a CA bundle path, False, or None for BASTION_CA_CERT / the system's store.
-        self.transport = Transport(url, api_key, timeout=timeout, verify=verify, http=http)
+        # ``retry``: try network errors, 429 and 503 again (off by default: not every call is idempotent).
+        self.transport = Transport(url, api_key, timeout=timeout, verify=verify, http=http, retry=retry)
         self.url, self.api_key, self.http = self.transport.url, self.transport.api_key, self.transport.http
         self.timeout = timeout
         self.auth = Auth(self.transport)
         self.keys = Keys(self.transport)
         self.admin = Admin(self.transport)
         self.training = Training(self.transport)
-        self.federations = Federations(self)
+        self.federations = Federations(self.transport)
         self.projects = Projects(self.transport)
-
-    @property
-    def _auth(self) -> dict[str, str]:
-        return self.transport.auth_headers
 
     def close(self) -> None:
         self.transport.close()
@@ -113,14 +111,12 @@ class BastionClient(CatalogMixin, FineTuningMixin, AccountsMixin):
 
     @staticmethod
     def _json(response: httpx.Response) -> Any:
-
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
         if response.status_code >= 400:
-            raise from_response(response.status_code, body, response.headers)
-        return body
+            raise error_of(response)
+        try:
+            return response.json()
+        except ValueError:
+            return None
 
     # -- the API ----------------------------------------------------------------------------------
 
@@ -133,11 +129,7 @@ class BastionClient(CatalogMixin, FineTuningMixin, AccountsMixin):
     @operation("GET", "/api/v1/health")
     def health(self) -> dict[str, Any]:
         """Health in seeds/000's shape (503 with the same body when unhealthy: returned, not raised)."""
-        try:
-            response = self.http.get("/api/v1/health", headers=self._auth)
-        except httpx.HTTPError as exc:
-            raise TransportError(f"cannot reach {self.url}: {type(exc).__name__}", code="transport") from None
-        body: dict[str, Any] = response.json()
+        body: dict[str, Any] = self.transport.raw("GET", "/api/v1/health").json()
         return body
 
     @operation("GET", "/api/v1/training/examples")
@@ -281,19 +273,16 @@ class BastionClient(CatalogMixin, FineTuningMixin, AccountsMixin):
         last = after
         failures = 0
         while True:
-            headers = {"Accept": "text/event-stream", **self._auth}
+            headers = {"Accept": "text/event-stream"}
             if last is not None:
                 headers["Last-Event-ID"] = str(last)
             try:
-                with self.http.stream(
+                with self.transport.stream(
                     "GET",
                     f"/api/v1/training/jobs/{job_id}/events",
                     headers=headers,
                     timeout=httpx.Timeout(self.timeout, read=60.0),
                 ) as response:
-                    if response.status_code >= 400:
-                        response.read()
-                        self._json(response)
                     for event in parse_sse(response.iter_lines()):
                         failures = 0
                         if event.id is not None:

@@ -2,7 +2,7 @@
 
 One package for every DP mechanism Bastion runs: DP-SGD in training jobs (``bastion.ml.dp_sgd``),
 DP-FedAvg on the coordinator (``bastion.federation.strategies.private``) and on sites
-(``bastion.client.fl_secure``). Pure math plus pydantic settings; importing it loads neither torch nor
+(``bastion.client.site.secure``). Pure math plus pydantic settings; importing it loads neither torch nor
 dp-accounting. See docs/privacy.md for the threat model and how to choose the parameters.
 """
 

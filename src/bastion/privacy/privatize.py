@@ -1,6 +1,6 @@
 """DP-FedAvg (McMahan et al. 2018) around secure aggregation: what a site and the server each do.
 
-The only implementation: sites call :func:`privatize_update` (``bastion.client.fl_secure``), the
+The only implementation: sites call :func:`privatize_update` (``bastion.client.site.secure``), the
 server's private strategy calls it for updates it sees one by one, then :func:`privatize_sum` and
 :func:`dp_mean` (``bastion.federation.strategies.private``). Each takes plain numbers, which a
 :class:`~bastion.privacy.config.DPConfig` supplies (``site_noise_std``, ``server_noise_std``,

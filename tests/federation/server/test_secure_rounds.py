@@ -16,7 +16,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from bastion.client.fl import FitResult, SiteClient, SiteTrainer
+from bastion.client.site.base import FitResult, SiteTrainer
+from bastion.client.site.runtime import SiteClient
 from bastion.context import Context
 from bastion.crypto import signing
 from bastion.federation.secagg import AdvertiseKeys
@@ -232,18 +233,18 @@ def test_a_forged_key_advert_is_refused_and_a_substituted_peer_key_is_caught(
     site = fed.sites["site-1"]
     info = site.info()
     site.step(info)  # trains and advertises
-    view = site.secagg_state()
+    view = site.secure.secagg_state()
     assert view["stage"] == "advertise" and view["member"]
     # another site's advert signed with a key that is not its registered identity
     other = fed.sites["site-2"]
-    other_view = other.secagg_state()
+    other_view = other.secure.secagg_state()
     forged = sign_advert(
         signing.generate_signing_key(), view["session"], other_view["client_id"], bytes(range(32)), bytes(32)
     )
     r = client.post(
         f"{BASE}/{fed.fid}/site/secagg/advertise",
         content=forged.model_dump_json(),
-        headers={**other.http.headers, "Content-Type": "application/json"},
+        headers={**other.transport.auth_headers, "Content-Type": "application/json"},
     )
     assert r.status_code == 400 and "substitution" in r.json()["error"]["message"]
     # a server that swaps a peer's identity key in the directory is caught by the pinned key
@@ -260,9 +261,11 @@ def test_sealed_updates_and_foreign_messages_are_refused(fed: Federation, client
     fed.create(3)
     site = fed.sites["site-1"]
     site.step(site.info())
-    view = site.secagg_state()
+    view = site.secure.secagg_state()
     # a sealed update is the wrong protocol for a secure federation
-    r = client.post(f"{BASE}/{fed.fid}/site/update", content=b"x" * 64, headers=dict(site.http.headers))
+    r = client.post(
+        f"{BASE}/{fed.fid}/site/update", content=b"x" * 64, headers=dict(site.transport.auth_headers)
+    )
     assert r.status_code == 409 and r.json()["error"]["code"] == "secure_aggregation_required"
     # a message naming another client's id
     other_id = next(int(c) for c in view["directory"] if int(c) != view["client_id"])
@@ -273,7 +276,7 @@ def test_sealed_updates_and_foreign_messages_are_refused(fed: Federation, client
         mask_public_key=bytes(32),
         signature=bytes(64),
     )
-    headers = {**site.http.headers, "Content-Type": "application/json"}
+    headers = {**site.transport.auth_headers, "Content-Type": "application/json"}
     r = client.post(
         f"{BASE}/{fed.fid}/site/secagg/advertise", content=bogus.model_dump_json(), headers=headers
     )
@@ -292,7 +295,7 @@ def test_sealed_updates_and_foreign_messages_are_refused(fed: Federation, client
     r = client.post(
         f"{BASE}/{fed.fid}/site/secagg/masked",
         json={"round_id": view["session"], "client_id": view["client_id"], "masked_vector": "not base64!"},
-        headers=dict(site.http.headers),
+        headers=dict(site.transport.auth_headers),
     )
     assert r.status_code == 422
     # without a credential, or with another federation's
@@ -371,7 +374,7 @@ def test_a_round_whose_sum_was_lost_in_a_crash_runs_again(fed: Federation, ctx: 
 
 
 def test_a_peer_key_list_given_out_of_band_replaces_trust_on_first_use(fed: Federation) -> None:
-    from bastion.client.fl import load_peer_keys
+    from bastion.client.site.state import load_peer_keys
 
     fed.create(3)
     listing = fed.client.get(f"{BASE}/{fed.fid}/participants", headers=fed.owner.headers).json()["data"]
@@ -408,7 +411,7 @@ def test_a_session_takes_only_the_sites_drawn_for_the_round(
         info = site.info()
         assert info["selected"] == (name in ("site-1", "site-3", "site-5"))
         site.step(info)
-    members = {name for name, site in fed.sites.items() if site.secagg_state()["member"]}
+    members = {name for name, site in fed.sites.items() if site.secure.secagg_state()["member"]}
     assert members == {"site-1", "site-3", "site-5"}
     fed.drive(fed.round_closed(1))
     assert fed.rounds()[0]["updates"] == 3

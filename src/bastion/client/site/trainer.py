@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from bastion.client.fl import FitResult, SiteTrainer
+from bastion.client.site.base import FitResult, SiteTrainer
 from bastion.federation.sitedata import SiteData, load_site_data
 
 

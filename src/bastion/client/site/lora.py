@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from bastion.client.fl import FitResult, SiteError, SiteTrainer
+from bastion.client.site.base import FitResult, SiteError, SiteTrainer
 
 
 class LoraSiteTrainer(SiteTrainer):

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bastion.client.errors import BastionClientError
+from bastion.client.site.base import PROGRESS, WAIT_ROUND, WAIT_STAGE, Site
+from bastion.crypto import signing
 from bastion.errors import BastionError
 from bastion.federation.secagg import (
     ClientStage,
@@ -35,9 +37,8 @@ from bastion.federation.secagg.vector import flatten
 from bastion.privacy import privatize_update
 
 if TYPE_CHECKING:
-    from bastion.client.fl import SiteClient
+    from pydantic import BaseModel
 
-PROGRESS, WAIT_STAGE, WAIT_ROUND = "progress", "wait_stage", "wait_round"
 STALE = ("secagg_stale_session", "secagg_wrong_stage", "secagg_round_aborted", "round_closed")
 
 
@@ -56,7 +57,7 @@ def privatize(
 class SecureParticipant:
     """The site side of every secure round of one federation; :meth:`step` never blocks on the server."""
 
-    def __init__(self, site: SiteClient) -> None:
+    def __init__(self, site: Site) -> None:
         self.site = site
         self._round: int | None = None
         self._vector: np.ndarray | None = None
@@ -66,6 +67,53 @@ class SecureParticipant:
         self._value_range = 0.0
         self._fit_seconds = 0.0
         self.last_view: dict[str, Any] = {}
+
+    # -- the server's session view ---------------------------------------------------------------
+    def secagg_state(self, wait_session: str | None = None, wait_stage: str | None = None) -> dict[str, Any]:
+        """The round's session as this site may see it; with ``wait_stage``, long-poll until it moves on."""
+        params: dict[str, Any] | None = None
+        if wait_stage is not None:
+            params = {"wait_stage": wait_stage, "timeout": self.site.poll_timeout}
+            if wait_session is not None:
+                params["wait_session"] = wait_session
+        result: dict[str, Any] = self.site.call("GET", "/secagg", params=params).json()
+        return result
+
+    def send(self, kind: str, message: BaseModel) -> dict[str, Any]:
+        result: dict[str, Any] = self.site.call(
+            "POST",
+            f"/secagg/{kind}",
+            content=message.model_dump_json(),
+            headers={"Content-Type": "application/json"},
+        ).json()
+        return result
+
+    def advance(self, info: dict[str, Any]) -> dict[str, Any]:
+        """Advance the secure round, then wait (long-poll) for whatever it waits on; returns fresh info.
+
+        After acting on a stage, the site long-polls for the session to leave that stage and acts on the
+        long poll's answer directly (no ``/info`` + ``/secagg`` pair per stage). Anything unexpected
+        (another round, a closed round, a poll that timed out) goes back through ``/info``.
+        """
+        number = int(info["round"])
+        view: dict[str, Any] | None = None
+        while True:
+            outcome = self.step(info, view)
+            if outcome == WAIT_ROUND:
+                if info.get("round_state") == "open" and not info.get("selected", True):
+                    self.site.emit("waiting", number, f"not drawn for round {number}", info=info)
+                return self.site.info(wait_round=number)
+            last = self.last_view
+            if last.get("round") != number:
+                return self.site.info()
+            waited = (last.get("session"), last.get("stage"))
+            view = self.secagg_state(wait_session=waited[0], wait_stage=waited[1])
+            if (
+                view.get("round") != number
+                or view.get("round_state") != "open"
+                or (view.get("session"), view.get("stage")) == waited
+            ):
+                return self.site.info()
 
     # -- state on disk --------------------------------------------------------------------------
     def _masked_rounds(self) -> list[int]:
@@ -90,7 +138,7 @@ class SecureParticipant:
         if self._round != number:
             self._prepare(number)
         if view is None:
-            view = self.site.secagg_state()
+            view = self.secagg_state()
         self.last_view = dict(view)
         return self.handle(view, number)
 
@@ -121,7 +169,7 @@ class SecureParticipant:
 
     def _act(self, client: SecAggClient, view: Mapping[str, Any], number: int) -> str:
         stage, message = view["stage"], view.get("message")
-        send = self.site.secagg_send
+        send = self.send
         if stage == "aborted":
             self._drop(str(view["session"]), str(view.get("last_abort") or "the session was aborted"))
             return WAIT_STAGE if number not in self._masked_rounds() else WAIT_ROUND
@@ -188,8 +236,6 @@ class SecureParticipant:
 
     def _check_directory(self, view: Mapping[str, Any]) -> dict[int, Any]:
         """Peers' identity keys, checked against ``--peer-keys`` if given and the keys pinned at first sight."""
-        from bastion.crypto import signing
-
         pins, own = self._pins(), self.site.state.data.get("participant_id")
         mine = signing.encode_public_key(self.site.key)
         given = self.site.peer_keys

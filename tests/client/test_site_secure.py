@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bastion.client.fl_secure import privatize
+from bastion.client.site.secure import privatize
 
 BASE = {"w": np.zeros((3, 4), np.float32), "b": np.zeros(4, np.float32)}
 
