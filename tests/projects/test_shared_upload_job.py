@@ -3,21 +3,16 @@ job reads it by the project's grant, not a person's, so it runs when the uploade
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-from bastion.context import Context
 from tests.conftest import Caller
-from tests.jobs.support import QUICK_PARAMS, ApiFactory, api_factory, wait_for
-from tests.projects.test_project_routes import P, _upload, add, new_project
+from tests.jobs.support import QUICK_PARAMS, ApiFactory, wait_for
+from tests.projects.test_project_routes import P, _upload, add, api, new_project
 
-
-@pytest.fixture
-def api(ctx: Context, tmp_path: Path) -> Iterator[ApiFactory]:
-    yield from api_factory(ctx, tmp_path)
+__all__ = ["api"]  # the fixture, shared with the project route tests
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
