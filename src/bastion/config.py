@@ -159,6 +159,12 @@ class Settings(BaseSettings):
         validation_alias=_env("BASTION_OIDC_ROLE_MAP"),
         description="comma-separated group=role pairs (e.g. 'bastion-admins=admin,staff=user')",
     )
+    oidc_group_projects: str = Field(
+        "",
+        validation_alias=_env("BASTION_OIDC_GROUP_PROJECTS"),
+        description="comma-separated group=project:role items (project by id or name); joins or "
+        "raises at each SSO login, never removes (see bastion.projects.sso_groups)",
+    )
     oidc_default_role: str = Field(
         "user", pattern="^(admin|user|viewer)$", validation_alias=_env("BASTION_OIDC_DEFAULT_ROLE")
     )

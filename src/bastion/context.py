@@ -113,6 +113,7 @@ def build_sso(settings: Settings, db: Database, audit: AuditLog, auth: AuthServi
     """The OIDC relying party from settings; nothing is fetched from the provider until first use."""
     from bastion.auth.oidc import OidcProvider
     from bastion.auth.sso import SingleSignOn, parse_role_map
+    from bastion.projects.sso_groups import parse_group_projects
 
     missing = [
         n for n in ("oidc_client_id", "oidc_client_secret", "oidc_redirect_uri") if not getattr(settings, n)
@@ -125,6 +126,7 @@ def build_sso(settings: Settings, db: Database, audit: AuditLog, auth: AuthServi
     try:
         config = _oidc_config(settings, secret.get_secret_value() if secret else "")
         role_map = parse_role_map(settings.oidc_role_map)
+        group_projects = parse_group_projects(settings.oidc_group_projects)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
     return SingleSignOn(
@@ -136,6 +138,7 @@ def build_sso(settings: Settings, db: Database, audit: AuditLog, auth: AuthServi
         groups_claim=settings.oidc_groups_claim,
         role_map=role_map,
         default_role=settings.oidc_default_role,
+        group_projects=group_projects,
     )
 
 

@@ -66,10 +66,11 @@ def test_guest_enrols_and_sees_what_visibility_allows(
     full = _sites(client, bob, fid)
     assert set(full) == {"hospital-a", "clinic-d"} and full["clinic-d"]["credential_prefix"]
 
-    # a guest changes nothing but their enrolment
+    # a guest changes nothing but their enrolment; another party's site is not theirs to revoke (404)
+    r = client.delete(f"{F}/{fid}/participants/{mine['id']}", headers=dave.headers)
+    assert r.status_code == 404, r.text
     for method, path, json in (
         ("DELETE", f"{F}/{fid}", None),
-        ("DELETE", f"{F}/{fid}/participants/{mine['id']}", None),
         ("PUT", f"{F}/{fid}/sharing", {"visibility": "metrics"}),
         ("GET", f"{F}/{fid}/sharing", None),
         ("POST", f"{F}/{fid}/guests", {"user": "erin"}),
@@ -107,6 +108,15 @@ def test_guest_enrols_and_sees_what_visibility_allows(
         and seen["hospital-a"]["signing_public_key"] is None
     )
     assert _sites(client, bob, fid)["hospital-a"]["metrics"] == {"val_accuracy": 0.75}
+
+    # a guest withdraws their own site (audited); the coordinator's sites stay untouched
+    r = client.delete(f"{F}/{fid}/participants/{theirs.json()['id']}", headers=dave.headers)
+    assert r.status_code == 200 and r.json()["revoked_at"], r.text
+    assert _sites(client, bob, fid)["hospital-a"]["revoked_at"] is None
+    assert _sites(client, bob, fid)["clinic-d"]["revoked_at"]
+    with ctx.db.session() as s:
+        actions = s.scalars(select(AuditEvent.action).where(AuditEvent.actor_id == dave.user_id)).all()
+    assert "fl.participant.revoke" in actions
 
     # strangers stay out; a withdrawn invitation ends the guest's access
     assert client.get(f"{F}/{fid}", headers=erin.headers).status_code == 404

@@ -181,3 +181,22 @@ def test_quantize_a_torch_version_reports_size_and_accuracy(
         client.post(f"/api/v1/models/{sk.model_id}/quantize", json={}, headers=alice.headers).status_code
         == 422
     )
+
+
+def test_model_names_are_unique_per_project_not_per_owner(
+    client: TestClient, ctx: Context, alice: Caller, trained: Any
+) -> None:
+    """The same name in two projects is two models; a name that means two of them is refused (404
+    ``ambiguous_model_name``), their ids still work; one project still holds one model per name."""
+    pid = client.post(
+        "/api/v1/projects", json={"name": "trial", "domain": "healthcare"}, headers=alice.headers
+    ).json()["id"]
+    personal = register(ctx, alice, trained)
+    shared = register(ctx, alice, trained, project_id=pid)
+    again = register(ctx, alice, trained, project_id=pid)
+    assert personal.model_id != shared.model_id and again.model_id == shared.model_id
+    assert (again.version, shared.version) == (2, 1)
+    r = client.get("/api/v1/models/cancer", headers=alice.headers)
+    assert r.status_code == 404 and r.json()["error"]["code"] == "ambiguous_model_name"
+    for mid in (personal.model_id, shared.model_id):
+        assert client.get(f"/api/v1/models/{mid}", headers=alice.headers).json()["name"] == "cancer"

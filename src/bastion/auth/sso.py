@@ -27,6 +27,7 @@ from bastion.auth.oidc import OidcProvider
 from bastion.auth.roles import Role
 from bastion.auth.service import AuthService, TokenPair
 from bastion.errors import BadRequest, Conflict, Forbidden
+from bastion.projects.sso_groups import GroupGrant, apply_group_projects
 from bastion.store import Database
 from bastion.store.base import utcnow
 from bastion.store.tables import OidcIdentity, SsoFlow, User
@@ -91,6 +92,7 @@ class SingleSignOn:
         groups_claim: str = "groups",
         role_map: dict[str, str] | None = None,
         default_role: str = "user",
+        group_projects: list[GroupGrant] | None = None,
     ) -> None:
         self.provider = provider
         self.db = db
@@ -100,6 +102,7 @@ class SingleSignOn:
         self.groups_claim = groups_claim
         self.role_map = role_map or {}
         self.default_role = default_role
+        self.group_projects = group_projects or []
 
     def close(self) -> None:
         self.provider.close()
@@ -240,6 +243,7 @@ class SingleSignOn:
         if user.disabled:
             raise Forbidden("account disabled", code="account_disabled")
         link.last_login_at = utcnow()
+        apply_group_projects(s, self.audit, self.group_projects, user, claims, self.groups_claim, source_ip)
         return user
 
     def _link(self, user_id: str, claims: dict[str, Any], source_ip: str | None) -> None:

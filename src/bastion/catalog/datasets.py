@@ -14,14 +14,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
-from sqlalchemy import select
+from sqlalchemy import Row, select
 
 from bastion.audit import AuditLog, AuditRecord
 from bastion.auth.principal import Principal
 from bastion.catalog.access import AccessCodeGuard
 from bastion.data.sandbox import ParseLimits, Sandbox
 from bastion.errors import Invalid, NotFound
-from bastion.projects.policy import Action, authorize, scope
+from bastion.projects.policy import Action, ScopedList, authorize
 from bastion.projects.policy import target as policy_target
 from bastion.store import Database
 from bastion.store.base import utcnow
@@ -31,6 +31,11 @@ from bastion.vault.store import VaultStore
 
 PSEUDONYM_KEY_ARTIFACT = "pseudonym-key"
 DATASETS = Keyset(DatasetRecord.created_at, DatasetRecord.id, descending=False)
+_LIST = ScopedList(
+    select(DatasetRecord.__table__).where(DatasetRecord.deleted_at.is_(None)),
+    DatasetRecord.project_id,
+    DATASETS,
+)
 
 
 def pseudonym_key(master_secret: bytes) -> bytes:
@@ -58,7 +63,7 @@ def meta_artifact(dataset_artifact: str) -> str:
     return f"{dataset_artifact}-meta"
 
 
-def _view(row: DatasetRecord, schema: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def _view(row: DatasetRecord | Row[Any], schema: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     return {
         "id": row.id,
         "project_id": row.project_id,
@@ -180,10 +185,9 @@ class DatasetCatalog:
         self, principal: Principal, limit: int = 100, cursor: str | None = None, project: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """The datasets of the caller's projects (or of one), oldest first, and the next page's cursor."""
-        stmt = select(DatasetRecord).where(DatasetRecord.deleted_at.is_(None))
-        with self.db.session() as s:
-            stmt = scope(s, stmt, DatasetRecord.project_id, principal, project)
-            rows = list(s.scalars(DATASETS.apply(stmt, cursor, limit)))
+        # Plain rows on a bare connection (no ORM objects, no unit of work): this is the hot list.
+        with self.db.engine.connect() as conn:
+            rows = _LIST.rows(conn, principal, project, cursor, limit)
         return [_view(r) for r in rows[:limit]], DATASETS.next_cursor(rows, limit)
 
     def get(self, principal: Principal, dataset_id: str) -> dict[str, Any]:

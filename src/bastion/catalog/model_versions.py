@@ -181,12 +181,19 @@ class ModelVersions:
     ) -> ModelRecord:
         """A model by id (or by a name of the caller's own) that the project policy lets them ``action``."""
         model = s.get(ModelRecord, model_ref) if len(model_ref) <= 36 else None
-        if model is None:
-            model = s.scalar(
-                select(ModelRecord).where(
-                    ModelRecord.owner_id == principal.user_id, ModelRecord.name == model_ref
+        if model is None:  # names are unique per project: the caller's own may repeat across projects
+            named = s.scalars(
+                select(ModelRecord)
+                .where(ModelRecord.owner_id == principal.user_id, ModelRecord.name == model_ref)
+                .limit(2)
+            ).all()
+            if len(named) > 1:
+                # 404 (declared on every model route), with a code that says why: no one model is meant.
+                raise NotFound(
+                    "you have models of this name in several projects; name it by its id",
+                    code="ambiguous_model_name",
                 )
-            )
+            model = named[0] if named else None
         if model is None:
             raise NotFound("model not found")
         authorize(

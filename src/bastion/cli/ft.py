@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from bastion.cli.client_common import Remote, client_command
-from bastion.cli.options import JsonOpt, QuietOpt
+from bastion.cli.options import JsonOpt, ProjectOpt, QuietOpt
 from bastion.cli.output import console, emit
 
 if TYPE_CHECKING:
@@ -107,10 +107,11 @@ def upload(
     scrub: Annotated[
         str, typer.Option(help="placeholder ([NAME], [DATE] ...) or surrogate.")
     ] = "placeholder",
+    project: ProjectOpt = None,
 ) -> None:
     """Upload a JSONL training file; PHI is scrubbed before it is stored."""
     with remote.connect() as client:
-        out = client.upload_ft_file(file, model=model, scrub=scrub)
+        out = client.upload_ft_file(file, model=model, scrub=scrub, project=project)
     if remote.as_json:
         emit(out, as_json=True)
         return
@@ -142,6 +143,7 @@ def create(
         bool, typer.Option("--estimate", help="Show the cost estimate and stop.")
     ] = False,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Follow the job until it ends.")] = False,
+    project: ProjectOpt = None,
 ) -> None:
     """Create a fine-tuning job (or, with --estimate, show its time and cost per profile)."""
     options = {
@@ -164,7 +166,7 @@ def create(
                     title=f"{est['tokens']} tokens x {est['epochs']} epochs",
                 )
             return
-        job = client.ft_create(model, training_file, **options)
+        job = client.ft_create(model, training_file, project=project, **options)
         if watch:
             job = _follow(client, job["id"], remote.as_json) or client.ft_get(job["id"])
             if not remote.as_json:
@@ -182,10 +184,11 @@ def list_jobs(
     limit: Annotated[int, typer.Option(min=1, max=100)] = 20,
     cursor: Annotated[str | None, typer.Option(help="next_cursor of the previous page")] = None,
     quiet: QuietOpt = False,
+    project: ProjectOpt = None,
 ) -> None:
-    """Your fine-tuning jobs, newest first."""
+    """Your fine-tuning jobs (of all your projects, or of one), newest first."""
     with remote.connect() as client:
-        page = client.ft_list(limit, cursor)
+        page = client.ft_list(limit, cursor, project)
     if remote.as_json:
         emit(page, as_json=True)
         return

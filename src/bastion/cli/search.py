@@ -9,6 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from bastion.cli.client_common import Remote, client_command
+from bastion.cli.options import ProjectOpt
 from bastion.cli.output import console
 from bastion.cli.train import (
     ParamOpt,
@@ -80,6 +81,7 @@ def search(
     seed: Annotated[int, typer.Option(help="Seed of the sampler and the folds.")] = 0,
     resources: ResourcesOpt = None,
     watch: Annotated[bool, typer.Option("--watch", "-w", help="Show a live table of trials.")] = False,
+    project: ProjectOpt = None,
 ) -> None:
     """Search hyper-parameters (Optuna TPE + median pruning, k-fold CV per trial); the best trial is
     retrained and registered as a model version."""
@@ -103,6 +105,7 @@ def search(
             target=target,
             seed=seed,
             resources=parse_resources(resources),
+            project=project,
         ),
     )
     live = not remote.as_json and console.is_terminal

@@ -53,13 +53,21 @@ class FineTuningMixin:
 
     @operation("POST", "/api/v1/fine_tuning/files")
     def upload_ft_file(
-        self, path: str | Path, *, model: str, name: str | None = None, scrub: str = "placeholder"
+        self,
+        path: str | Path,
+        *,
+        model: str,
+        name: str | None = None,
+        scrub: str = "placeholder",
+        project: str | None = None,
     ) -> dict[str, Any]:
+        """Upload a JSONL training file into ``project`` (default: your personal project)."""
         file = Path(path)
+        params = {"model": model, "name": name or file.name, "scrub": scrub}
         out: dict[str, Any] = self._request(
             "POST",
             f"{FT}/files",
-            params={"model": model, "name": name or file.name, "scrub": scrub},
+            params=params | ({"project": project} if project else {}),
             content=file.read_bytes(),
             headers={"Content-Type": "application/octet-stream"},
         )
@@ -84,16 +92,26 @@ class FineTuningMixin:
         return out
 
     @operation("POST", "/api/v1/fine_tuning/jobs")
-    def ft_create(self, model: str, training_file: str, **options: Any) -> dict[str, Any]:
-        """Options: validation_file, hyperparameters, suffix, seed, resource_profile, max_runtime_seconds."""
+    def ft_create(
+        self, model: str, training_file: str, *, project: str | None = None, **options: Any
+    ) -> dict[str, Any]:
+        """Options: validation_file, hyperparameters, suffix, seed, resource_profile, max_runtime_seconds.
+        The job goes into ``project`` (default: your personal project)."""
         out: dict[str, Any] = self._request(
-            "POST", f"{FT}/jobs", json=self._job_body(model, training_file, **options)
+            "POST",
+            f"{FT}/jobs",
+            json=self._job_body(model, training_file, **options),
+            params={"project": project} if project else None,
         )
         return out
 
     @operation("GET", "/api/v1/fine_tuning/jobs")
-    def ft_list(self, limit: int = 20, cursor: str | None = None) -> dict[str, Any]:
+    def ft_list(
+        self, limit: int = 20, cursor: str | None = None, project: str | None = None
+    ) -> dict[str, Any]:
         params: dict[str, Any] = {"limit": limit, **({"cursor": cursor} if cursor else {})}
+        if project:
+            params["project"] = project
         out: dict[str, Any] = self._request("GET", f"{FT}/jobs", params=params)
         return out
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bastion.errors import Conflict, Invalid, NotFound
+from bastion.projects.policy import Action, authorize
 
 if TYPE_CHECKING:
     from bastion.auth.principal import Principal
@@ -122,13 +123,21 @@ def _uploaded(
 
 
 def _artifact_of(ctx: Context, principal: Principal, dataset_id: str) -> str:
-    """The vault artifact that holds the upload, read from the catalog's own table."""
+    """The vault artifact that holds the upload, read from the catalog's own table.
+
+    The project policy already granted the read (``service.get`` above), so any member of the
+    dataset's project may train on it, not only its uploader; the job then holds the artifact, not
+    a person's grant, so it still runs when the uploader or the submitter leaves the project.
+    """
     from bastion.store.tables import DatasetRecord
 
     with ctx.db.session() as s:
         row = s.get(DatasetRecord, dataset_id)
-    if row is None or row.owner_id != principal.user_id:
-        raise NotFound("dataset not found")
+        if row is None or row.deleted_at is not None:
+            raise NotFound("dataset not found")
+        authorize(
+            s, principal, row.project_id, Action.READ, NotFound("dataset not found"), owner_id=row.owner_id
+        )
     return str(row.artifact_id)
 
 

@@ -36,6 +36,7 @@ def file_view(row: DatasetRecord) -> dict[str, Any]:
         "base_model": stats.get("base_model"),
         "statistics": stats.get("tokens"),
         "deidentification": json.loads(row.deid_json),
+        "project_id": row.project_id,
     }
 
 
@@ -65,8 +66,10 @@ class FineTuneFiles:
         name: str,
         base: Any,
         scrub: ScrubMode = "placeholder",
+        project: str | None = None,
     ) -> dict[str, Any]:
-        """Validate, scrub, count and store ``data`` (raises before storing anything)."""
+        """Validate, scrub, count and store ``data`` (raises before storing anything) in ``project``
+        (the caller must be able to write there) or the caller's personal project."""
         from transformers import AutoTokenizer
 
         from bastion.data.textscrub import TextPolicy
@@ -80,6 +83,8 @@ class FineTuneFiles:
         from bastion.catalog import quota
 
         quota.check(self.db, principal.user_id, self.quota_bytes, len(data))
+        with self.db.session() as s:  # 404 / 403 before any parsing work
+            project_id = project_policy.target(s, principal, project)
         if not name or len(name) > 200:
             raise Invalid("file name must be 1-200 characters")
         parsed = parse_jsonl(data)
@@ -91,6 +96,7 @@ class FineTuneFiles:
         stored = to_jsonl(clean.records)
         record = DatasetRecord(
             owner_id=principal.user_id,
+            project_id=project_id,
             name=name,
             source_format=FORMAT,
             size_bytes=len(data),

@@ -1,7 +1,7 @@
 """The one authorization policy for everything a project owns: platform admin ⊃ project role ⊃ nothing.
 
 Every route that reads, changes or lists a dataset, model, job, fine-tuning job or federation asks
-:func:`authorize` (one object) or :func:`scope` (a list). A caller who is not a member of the
+:func:`authorize` (one object) or :func:`scope` / :class:`ScopedList` (a list). A caller who is not a member of the
 object's project learns nothing (404, as for an object that does not exist); a member whose role is
 too small for the action gets 403. The creator stays recorded as ``owner_id`` but grants nothing by
 itself: a creator removed from the project loses access to what they made there.
@@ -9,16 +9,18 @@ itself: a creator removed from the project loses access to what they made there.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import Select, select
+from sqlalchemy import Connection, Row, Select, bindparam, exists, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from bastion.auth.principal import Principal
 from bastion.errors import Forbidden, NotFound
 from bastion.projects.personal import personal_project_id
 from bastion.store.tables import Project, ProjectMember
+from bastion.store.paging import Keyset
 
 T = TypeVar("T", bound=Any)
 
@@ -55,7 +57,7 @@ def _who(caller: Caller) -> tuple[str, bool]:
     return caller.user_id, caller.is_admin
 
 
-def role_in(s: Session, user_id: str, project_id: str) -> ProjectRole | None:
+def role_in(s: Session | Connection, user_id: str, project_id: str) -> ProjectRole | None:
     role = s.scalar(
         select(ProjectMember.role).where(
             ProjectMember.project_id == project_id, ProjectMember.user_id == user_id
@@ -65,7 +67,7 @@ def role_in(s: Session, user_id: str, project_id: str) -> ProjectRole | None:
 
 
 def authorize(
-    s: Session,
+    s: Session | Connection,
     caller: Caller,
     project_id: str | None,
     action: Action,
@@ -114,6 +116,52 @@ def scope(
     )
 
 
+class ScopedList:
+    """A list query narrowed by this policy, with the membership test folded into it.
+
+    Built once per resource: the first page of each shape (all my projects, one project as a
+    member, one project as an admin) is a prepared statement with bound parameters, so a hot list
+    is one indexed query, no role query and no statement building. Reading needs the lowest role,
+    so being a member is the whole test; only an empty page asks again, to answer a stranger (or an
+    unknown project) 404 rather than an empty list.
+    """
+
+    def __init__(self, stmt: Select[Any], column: InstrumentedAttribute[Any], keyset: Keyset) -> None:
+        self.stmt, self.column, self.keyset = stmt, column, keyset
+        self._first = {shape: keyset.first(self._narrow(*shape)) for shape in _SHAPES}
+
+    def _narrow(self, one_project: bool, admin: bool) -> Select[Any]:
+        member = select(ProjectMember.project_id).where(ProjectMember.user_id == bindparam("scope_user"))
+        if not one_project:
+            return self.stmt.where(self.column.in_(member))
+        stmt = self.stmt.where(self.column == bindparam("scope_project"))
+        if admin:  # an admin reads every project; existence is asked only for an empty page
+            return stmt
+        return stmt.where(exists(member.where(ProjectMember.project_id == bindparam("scope_project"))))
+
+    def rows(
+        self,
+        conn: Session | Connection,
+        caller: Principal,
+        project: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> Sequence[Row[Any]]:
+        """One page (and one row more, for the keyset's next cursor) of what the caller may read."""
+        if project is not None and len(project) > 36:
+            raise NotFound(PROJECT_NOT_FOUND, code="project_not_found")
+        shape = (project is not None, caller.is_admin)
+        params = {"scope_user": caller.user_id, "scope_project": project, "page_limit": limit + 1}
+        stmt = self.keyset.apply(self._narrow(*shape), cursor, limit) if cursor else self._first[shape]
+        rows = conn.execute(stmt, params).all()
+        if not rows and project is not None:
+            _check_project(conn, caller, project, Action.READ)
+        return rows
+
+
+_SHAPES = [(False, False), (False, True), (True, False), (True, True)]
+
+
 def target(s: Session, caller: Caller, project: str | None) -> str:
     """The project a new object goes into: the named one (the caller must be able to write there) or
     the caller's personal project."""
@@ -124,7 +172,7 @@ def target(s: Session, caller: Caller, project: str | None) -> str:
     return project
 
 
-def _check_project(s: Session, caller: Caller, project_id: str, action: Action) -> None:
+def _check_project(s: Session | Connection, caller: Caller, project_id: str, action: Action) -> None:
     """``authorize`` for a project named in a request. A member's role row answers existence too
     (none: 404), so only an admin, who needs no membership, costs a separate existence query."""
     missing = NotFound(PROJECT_NOT_FOUND, code="project_not_found")

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, tuple_
+from sqlalchemy import Select, bindparam, tuple_
 from sqlalchemy.orm import InstrumentedAttribute
 
 from bastion.errors import Invalid
@@ -79,6 +79,11 @@ class Keyset:
             stmt = stmt.where(key < tuple_(*values) if self.descending else key > tuple_(*values))
         order = [c.desc() if self.descending else c.asc() for c in self.columns]
         return stmt.order_by(*order).limit(limit + 1)
+
+    def first(self, stmt: Select[Any]) -> Select[Any]:
+        """The first page, prepared once: the page size (plus one) is the bound ``page_limit``."""
+        order = [c.desc() if self.descending else c.asc() for c in self.columns]
+        return stmt.order_by(*order).limit(bindparam("page_limit"))
 
     def next_cursor(self, rows: Sequence[Any], limit: int) -> str | None:
         if len(rows) <= limit:

@@ -62,6 +62,7 @@ class FileObject(BaseModel):
     base_model: str | None
     statistics: dict[str, Any] | None
     deidentification: dict[str, Any]
+    project_id: str | None = Field(None, description="The project that owns the file")
 
 
 class CreateJobBody(BaseModel):
@@ -188,6 +189,7 @@ async def upload_file(
     scrub: Annotated[
         Literal["placeholder", "surrogate"], Query(description="Typed placeholders or consistent surrogates")
     ] = "placeholder",
+    project: ProjectQuery = None,
     content_type: Annotated[str, Header()] = "",
 ) -> FileObject:
     """The raw file as the body (``application/octet-stream`` or ``application/jsonl``) or multipart
@@ -216,7 +218,7 @@ async def upload_file(
     def run() -> dict[str, Any]:
         base = ctx.services["llm_bases"].get(model)
         uploaded: dict[str, Any] = ctx.services["ft_files"].upload(
-            principal, data, name=(name or "train.jsonl")[:200], base=base, scrub=scrub
+            principal, data, name=(name or "train.jsonl")[:200], base=base, scrub=scrub, project=project
         )
         return uploaded
 

@@ -515,9 +515,9 @@ class FederationService:
         self, principal: Principal, federation_id: str, participant_id: str, ip: str | None
     ) -> dict[str, Any]:
         with self.db.session() as s:
-            fed = self._owned(s, principal, federation_id, policy.Action.WRITE)
+            fed, viewer = self._access(s, principal, federation_id, policy.Action.WRITE, guest_may=True)
             row = s.get(FederationParticipant, participant_id)
-            if row is None or row.federation_id != fed.id:
+            if row is None or row.federation_id != fed.id or not viewer.may_revoke(row):
                 raise NotFound("participant not found")
             if row.revoked_at is None:
                 row.revoked_at = self.coordinator.clock()

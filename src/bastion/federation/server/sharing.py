@@ -38,6 +38,11 @@ class Viewer:
     def shows(self, row: FederationParticipant) -> bool:
         return not self.guest or row.enrolled_by == self.user_id or self.visibility != "aggregates"
 
+    def may_revoke(self, row: FederationParticipant) -> bool:
+        """The coordinator's project revokes any site; a guest only a site they enrolled (the others
+        answer 404, as if absent: whether a guest can see them depends on the visibility)."""
+        return not self.guest or row.enrolled_by == self.user_id
+
     def view(
         self, row: FederationParticipant, full: dict[str, Any], metrics: dict[str, Any] | None
     ) -> dict[str, Any]:

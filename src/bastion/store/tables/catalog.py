@@ -37,7 +37,7 @@ class ModelRecord(Base):
 
     __tablename__ = "models"
     __table_args__ = (
-        UniqueConstraint("owner_id", "name", name="uq_models_owner_name"),
+        UniqueConstraint("project_id", "name", name="uq_models_project_name"),
         Index("ix_models_project_created", "project_id", "created_at", "id"),
     )
 
