@@ -19,8 +19,8 @@ from sqlalchemy.orm import InstrumentedAttribute, Session
 from bastion.auth.principal import Principal
 from bastion.errors import Forbidden, NotFound
 from bastion.projects.personal import personal_project_id
-from bastion.store.tables import Project, ProjectMember
 from bastion.store.paging import Keyset
+from bastion.store.tables import Project, ProjectMember
 
 T = TypeVar("T", bound=Any)
 
