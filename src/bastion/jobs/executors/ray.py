@@ -14,7 +14,8 @@ one; after connecting, a probe task must report that the node enforces token aut
 
 Semantics kept from the local executor: a task waiting for resources is the stage
 ``waiting_for_resources`` (an event and a log line) until it reports ``started``; cancel and the
-maximum runtime ``ray.cancel(force=True)`` the task in any state; a Ray worker or node dying is
+maximum runtime ``ray.cancel(force=True)`` the task in any state (the runtime counts from
+``started``: time spent waiting for resources is not the job's runtime); a Ray worker or node dying is
 ``Outcome.killed = NODE_DIED`` (the worker retries by its attempt counter); if the Bastion worker
 itself dies, Ray kills the tasks it owned and recovery re-queues the job, so nothing runs twice to
 completion (and the fenced writes would refuse a second completion anyway).
@@ -249,8 +250,11 @@ class RayJobRun:
         resources = self.spec.get("resources") or {}
         sink("progress", (0.0, {"stage": "waiting_for_resources", "resources": resources}))
         sink("log", ("system", f"queued on Ray for {_describe(resources)}"))
+        # The maximum runtime is the task's: its clock starts when Ray starts the task, not while the
+        # job waits for resources (cancel stops a waiting job; so does the worker's close).
+        budget, started = max(0.0, deadline - time.monotonic()), False
         while self.killed is None:
-            if time.monotonic() >= deadline:
+            if started and time.monotonic() >= deadline:
                 self.kill("timeout")
                 break
             ready, _ = ray.wait([self.task], timeout=WAIT_SLICE)
@@ -268,6 +272,8 @@ class RayJobRun:
                             "message": f"the Ray worker running the job died ({type(exc).__name__})"
                         }
                     break
+                if not started and isinstance(message, dict) and message.get("type") == "started":
+                    started, deadline = True, time.monotonic() + budget
                 self._handle(message, sink, outcome)
             if tick is not None:
                 tick()
