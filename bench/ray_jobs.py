@@ -70,8 +70,7 @@ class Side:
         from bastion.jobs.hooks import make_worker
         from bastion.jobs.service import JobService
 
-        if self.worker is not None:
-            self.worker.close()
+        previous = self.worker
         config = JobConfig(
             max_concurrent=2,
             max_active_per_user=1000,
@@ -88,6 +87,10 @@ class Side:
         if self.name == "ray":
             executor = RayExecutor.connect(self.cluster.address, insecure=False, vault=self.ctx.vault)
         self.worker = make_worker(self.ctx, config, executor=executor, on_complete=None)
+        if previous is not None:
+            # Closed after the new executor connected: the last close would end this process's Ray
+            # connection, and a new connection (a new Ray job) cannot reuse the warm Ray workers.
+            previous.close()
         self.ctx.services["worker"] = self.worker
         self.worker.start()
 
@@ -100,7 +103,11 @@ class Side:
         ids = [
             svc.submit(
                 self.principal,
-                SubmitRequest("alzheimer_classifier", "synthetic_test_data", resources={"cpus": 1}),
+                SubmitRequest(
+                    model_type="alzheimer_classifier",
+                    dataset_source="synthetic_test_data",
+                    resources={"cpus": 1},
+                ),
             ).id
             for _ in range(count)
         ]
