@@ -36,7 +36,7 @@ from typing import Any
 from bastion.errors import ConfigError, Invalid
 from bastion.jobs.config import DEFAULT_TARGET, JobConfig
 from bastion.jobs.executor import Outcome, Sink
-from bastion.jobs.executors import LORA_ON_RAY, NEEDS_LOCAL, NODE_DIED
+from bastion.jobs.executors import NODE_DIED
 from bastion.jobs.executors.ray_task import DEFAULT_REMOTE_TARGET
 
 WAIT_SLICE = 0.1
@@ -169,7 +169,12 @@ class RayJobRun:
 
     def remote_spec(self) -> dict[str, Any]:
         """What the cluster receives about the job: the spec without local paths or secrets."""
-        return {k: v for k, v in self.spec.items() if k not in _LOCAL_ONLY}
+        spec = {k: v for k, v in self.spec.items() if k not in _LOCAL_ONLY}
+        if spec.get("model_type") == "llm_lora":
+            from bastion.llm.on_ray import remote_spec
+
+            return remote_spec(spec)
+        return spec
 
     def target(self) -> str:
         return DEFAULT_REMOTE_TARGET if self.config.target == DEFAULT_TARGET else self.config.target
@@ -305,10 +310,28 @@ class RayJobRun:
             sink("log", (stream if stream in ("stdout", "stderr") else "job", str(message.get("line", ""))))
         elif kind == "result":
             outcome.result = self._seal(message, outcome)
+        elif kind == "vault_put":
+            self._put(message, outcome)
         elif kind == "error":
             outcome.error = message
         else:
             outcome.protocol_errors += 1
+
+    def _put(self, message: dict[str, Any], outcome: Outcome) -> None:
+        """A fine-tuning checkpoint the task sent back: written through the vault, if it is this job's."""
+        from bastion.llm.on_ray import checkpoint_kind
+
+        job_id, artifact_id = str(self.spec["job_id"]), str(message.get("artifact_id"))
+        kind = checkpoint_kind(job_id, artifact_id)
+        data = message.get("data")
+        if kind is None or not isinstance(data, bytes):
+            outcome.protocol_errors += 1
+            return
+        try:
+            self.executor.vault.put_bytes(artifact_id, data, meta={"kind": kind, "job_id": job_id})
+        except Exception as exc:  # a checkpoint that cannot be kept: the job must not go on without it
+            outcome.error = {"message": f"a checkpoint could not be stored ({type(exc).__name__})"}
+            self.kill("checkpoint_failed")
 
     def _seal(self, message: dict[str, Any], outcome: Outcome) -> dict[str, Any] | None:
         """A returned model package is checked, then written through the vault by this worker."""
@@ -340,7 +363,9 @@ def job_inputs(spec: dict[str, Any], vault: Any) -> dict[str, Any]:
     from bastion.jobs.runner import load_dataset
 
     if spec.get("model_type") == "llm_lora":
-        raise Invalid(LORA_ON_RAY, code=NEEDS_LOCAL)
+        from bastion.llm.on_ray import lora_inputs
+
+        return lora_inputs(spec, vault)
     if "dataset" not in spec:
         return {}
     if spec.get("model_type") in RL_MODEL_TYPES:
