@@ -302,6 +302,34 @@ def test_fine_tuning_runs_as_a_ray_task(
     assert "running on Ray node" in lines
 
 
+@pytest.mark.ray
+def test_no_key_vault_or_model_path_reaches_a_fine_tuning_task(
+    ray_api: ApiFactory, admin: Caller, alice: Caller, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exposure check for a LoRA job: its task sees the base model's files and the text, by name,
+    never the master key, the vault, the database or the server's path of the base model."""
+    from tests.llm.support import FT, chat_records, jsonl, register, upload
+
+    monkeypatch.setenv("BASTION_MASTER_KEY", MASTER)
+    client = ray_api("tests.jobs.ray_targets:exposure")
+    register(client, admin, tiny_model)
+    file_id = upload(client, alice, jsonl(chat_records(8))).json()["id"]
+    r = client.post(f"{FT}/jobs", json={"model": "tiny", "training_file": file_id}, headers=alice.headers)
+    assert r.status_code == 201, r.text
+    harness = client.harness  # type: ignore[attr-defined]
+    job = harness.wait_state(r.json()["id"], "completed", "failed", timeout=120)
+    assert job.state == "completed", job.error_message
+    seen = json.loads(job.results or "{}")
+    vault_dir = str(harness.ctx.settings.vault_dir.resolve())
+    for what in ("environ", "spec", "inputs"):
+        assert MASTER not in seen[what], f"the master key reached the task's {what}"
+        assert vault_dir not in seen[what] and "vault_dir" not in seen[what], f"a vault path in {what}"
+        assert str(tiny_model) not in seen[what], f"the server's base model path in {what}"
+        assert "BASTION_DATABASE_URL" not in seen[what] and "sqlite:" not in seen[what]
+    assert "config.json" in seen["inputs"] and "model.safetensors" in seen["inputs"], seen["inputs"]
+    assert seen["vault"] is True, "the task cannot open a vault"
+
+
 def test_a_fine_tuning_task_gets_no_server_path_and_writes_only_its_checkpoints() -> None:
     """The node gets the base model's files, not its path on the server; it may ask the worker to write
     this job's checkpoints and optimizer states, nothing else (not another job's, not a model)."""
