@@ -303,6 +303,37 @@ def test_fine_tuning_runs_as_a_ray_task(
 
 
 @pytest.mark.ray
+def test_cancel_a_fine_tuning_task_on_ray(
+    ray_api: ApiFactory, admin: Caller, alice: Caller, tiny_model: Path
+) -> None:
+    """Cancel works for a LoRA task as for any Ray job: the task's process ends, no more checkpoints."""
+    import re
+
+    from tests.jobs.support import pid_gone
+    from tests.llm.support import FT, chat_records, jsonl, register, upload, wait_job
+
+    client = ray_api("bastion.jobs.runner:run_training")
+    register(client, admin, tiny_model)
+    file_id = upload(client, alice, jsonl(chat_records(48))).json()["id"]
+    hp = {"n_epochs": 50, "batch_size": 1, "learning_rate": 0.005}
+    job = client.post(
+        f"{FT}/jobs",
+        json={"model": "tiny", "training_file": file_id, "hyperparameters": hp},
+        headers=alice.headers,
+    ).json()
+    ckpts = f"{FT}/jobs/{job['id']}/checkpoints"
+    wait_for(lambda: client.get(ckpts, headers=alice.headers).json()["data"], 240, 0.2, "a first checkpoint")
+    harness = client.harness  # type: ignore[attr-defined]
+    lines = " ".join(ln["line"] for ln in harness.service().logs(harness.job(job["id"]), limit=500)["lines"])
+    found = re.search(r"running on Ray node \S+ \(pid (\d+)\)", lines)
+    assert found, lines
+    r = client.post(f"{FT}/jobs/{job['id']}/cancel", headers=alice.headers)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert wait_job(client, alice, job["id"], "cancelled")["finished_at"] is not None
+    wait_for(lambda: pid_gone(int(found.group(1))), 60, what="the cancelled Ray task to end")
+
+
+@pytest.mark.ray
 def test_no_key_vault_or_model_path_reaches_a_fine_tuning_task(
     ray_api: ApiFactory, admin: Caller, alice: Caller, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
