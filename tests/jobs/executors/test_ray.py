@@ -402,3 +402,45 @@ def test_a_fine_tuning_task_gets_no_server_path_and_writes_only_its_checkpoints(
         (f"ftopt-{job}-e1", {"kind": "ft-optimizer-state", "job_id": job}),
     ]
     assert outcome.protocol_errors == 3 and outcome.error is None
+
+
+def test_a_resumed_fine_tuning_attempt_gets_its_newest_checkpoint_shipped(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """What the worker puts in the object store for a LoRA task: the base model's safetensors, config and
+    tokenizer files (never a pickle file), the text, and, for a second attempt, the newest epoch's
+    checkpoint and optimizer state (not older ones, not another job's)."""
+    import shutil
+
+    from bastion.jobs.executors.ray import job_inputs
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model, base)
+    (base / "pytorch_model.bin").write_bytes(b"a pickle")
+    job = "0f0e0d0c-0b0a-4908-8706-050403020100"
+    stored = {
+        "train-file": b"text",
+        f"ftckpt-{job}-e1": b"c1",
+        f"ftopt-{job}-e1": b"o1",
+        f"ftckpt-{job}-e2": b"c2",
+        f"ftopt-{job}-e2": b"o2",
+        "ftckpt-11111111-2222-4333-8444-555555555555-e9": b"other",
+    }
+
+    class Vault:
+        def list(self) -> list[str]:
+            return list(stored)
+
+        def get_bytes(self, artifact_id: str) -> bytes:
+            return stored[artifact_id]
+
+    spec = {
+        "job_id": job,
+        "model_type": "llm_lora",
+        "params": {"base_model": {"path": str(base), "sha256": "x"}},
+        "dataset": {"training_artifact": "train-file"},
+    }
+    inputs = job_inputs(spec, Vault())
+    assert inputs["artifacts"] == {"train-file": b"text", f"ftckpt-{job}-e2": b"c2", f"ftopt-{job}-e2": b"o2"}
+    assert "config.json" in inputs["base_files"] and "pytorch_model.bin" not in inputs["base_files"]
+    assert all("/" not in name for name in inputs["base_files"])
