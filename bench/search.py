@@ -14,6 +14,7 @@ Prints ``search_parallel_speedup`` (wall time with 1 / with 2 parallel trials),
     .venv/bin/python bench/search.py --quick    # 8 trials
     .venv/bin/python bench/search.py --repeat 3 # plain / Bastion pairs taken alternately, medians
     .venv/bin/python bench/search.py --executor ray   # trials as Ray tasks on a private local cluster
+    .venv/bin/python bench/search.py --executor ray --ray-niceness 15   # Ray's default worker priority
 """
 
 from __future__ import annotations
@@ -147,6 +148,13 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--executor", choices=("local", "ray"), default="local")
     parser.add_argument(
+        "--ray-niceness",
+        type=int,
+        default=0,
+        help="nice value of the Ray workers (Ray's own default is 15: they yield to every other "
+        "process, which on a shared machine starves them against the nice-0 baseline)",
+    )
+    parser.add_argument(
         "--repeat",
         type=int,
         default=1,
@@ -165,7 +173,7 @@ def main() -> None:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
         from tests.jobs.ray_cluster import start_cluster
 
-        cluster = start_cluster()
+        cluster = start_cluster(args.ray_niceness)
         os.environ.update(cluster.env())
     pairs: list[tuple[float, float]] = []
     try:
@@ -192,7 +200,7 @@ def main() -> None:
     )
     print(f"search_best_cv_ratio: {one_best / plain_best:.4f}")
     print(
-        f"executor: {args.executor}  trials: {trials}  folds: {FOLDS}  dataset: {DATASET}  seed: {SEED}  space: {json.dumps(SPACE)}"
+        f"executor: {args.executor}  ray_niceness: {args.ray_niceness}  trials: {trials}  folds: {FOLDS}  dataset: {DATASET}  seed: {SEED}  space: {json.dumps(SPACE)}"
     )
     print(f"plain_optuna_seconds: {plain_seconds:.2f}  best_cv: {plain_best:.4f}")
     print(

@@ -14,7 +14,12 @@ def exposure(ctx: Any) -> dict[str, Any]:
         "results": {
             "environ": json.dumps(dict(os.environ)),
             "spec": json.dumps(ctx.spec, default=str),
-            "inputs": repr({k: (type(v).__name__, getattr(v, "meta", None)) for k, v in inputs.items()}),
+            "inputs": repr(
+                {
+                    k: (type(v).__name__, sorted(v) if isinstance(v, dict) else getattr(v, "meta", None))
+                    for k, v in inputs.items()
+                }
+            ),
             "vault": _vault_refused(ctx),
         }
     }

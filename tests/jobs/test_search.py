@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -157,6 +158,62 @@ def test_small_search_keeps_its_study_in_either_database(harness: Harness, alice
         "trial process 0 started",
         "trial process 1 started",
     ], lines
+
+
+def plain_optuna_table(
+    space: dict[str, Any], trials: int, k: int, seed: int
+) -> list[tuple[str, dict[str, Any], float | None]]:
+    """The same search as an in-process Optuna script: every fold reported, the pruner asked each time."""
+    import optuna
+
+    from bastion.data.builtin import load_dataset
+    from bastion.jobs.search import STARTUP_TRIALS, WARMUP_FOLDS
+    from bastion.jobs.search_space import suggest
+
+    dataset = load_dataset("breast_cancer")
+    study = optuna.create_study(
+        direction="maximize",
+        sampler=optuna.samplers.TPESampler(seed=seed),
+        pruner=optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS, n_warmup_steps=WARMUP_FOLDS),
+    )
+
+    def objective(trial: optuna.Trial) -> float:
+        scores: list[float] = []
+
+        def on_fold(i: int, score: float) -> None:
+            scores.append(score)
+            trial.report(sum(scores) / len(scores), i)
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        params = BASE | suggest(trial, space)
+        return float(
+            cross_validate("alzheimer_classifier", dataset, params, k, seed=seed, on_fold=on_fold)["mean"]
+        )
+
+    study.optimize(objective, n_trials=trials)
+    return [(t.state.name.lower(), t.params, t.value) for t in study.trials]
+
+
+@SQLITE_ONLY
+def test_one_at_a_time_search_prunes_exactly_as_in_process_optuna(harness: Harness, alice: Caller) -> None:
+    """The driver skips the verdict round trip where the pruner cannot prune (its start-up trials, its
+    warm-up fold): the trial table (states, points, CV means) must still equal plain Optuna's."""
+    config = harness.config("bastion.jobs.runner:run_training")
+    harness.service(config)
+    harness.worker(config)
+    search = {"space": SPACE, "trials": 12, "parallel": 1, "cv": 4, "include_defaults": False}
+    job = harness.submit(principal(alice), dataset_source="breast_cancer", params=BASE, search=search, seed=5)
+    done = harness.wait_state(job.id, "completed", "failed", timeout=300)
+    assert done.state == "completed", done.error_message
+    rows = json.loads(done.results or "{}")["search"]["trials"]
+    ours = [(r["state"], r["params"], r["cv_mean"]) for r in rows]
+    space = validate_search("alzheimer_classifier", {"space": SPACE})["space"]
+    expected = plain_optuna_table(space, 12, 4, 5)
+    assert [(st, p) for st, p, _ in ours] == [(st, p) for st, p, _ in expected]
+    assert [v for st, _, v in ours if st == "complete"] == pytest.approx(
+        [v for st, _, v in expected if st == "complete"], abs=1e-6
+    )
 
 
 @SQLITE_ONLY

@@ -33,6 +33,10 @@ from bastion.jobs.search_trial import READY
 from bastion.store import Database
 
 POOL_TARGET = "bastion.jobs.search_trial:serve_trials"
+# The median pruner's settings: it never prunes before this many trials completed, nor at a fold
+# (step) below WARMUP_FOLDS; those folds need no verdict from the driver.
+STARTUP_TRIALS = 5
+WARMUP_FOLDS = 1
 # A slot whose trial process keeps dying without finishing is given up after this many new starts.
 MAX_RESTARTS = 3
 
@@ -44,6 +48,7 @@ class _Slot:
     run: Any = None
     trial: Any = None
     scores: list[float] = dataclasses.field(default_factory=list)
+    free_folds: int = 0  # the trial's first folds that need no verdict (the pruner cannot prune them)
     final: bool = False
     stopped: bool = False
 
@@ -102,7 +107,7 @@ class SearchRun:
             storage=storage(self.db, f"job-{job_id}"),
             direction="maximize",
             sampler=optuna.samplers.TPESampler(seed=seed),
-            pruner=optuna.pruners.MedianPruner(n_startup_trials=5, n_warmup_steps=1),
+            pruner=optuna.pruners.MedianPruner(n_startup_trials=STARTUP_TRIALS, n_warmup_steps=WARMUP_FOLDS),
             load_if_exists=True,
         )
         self._resume(study, sink)
@@ -225,8 +230,11 @@ class SearchRun:
             return
         if stage == "cv" and "score" in event:
             slot.scores.append(float(event["score"]))
+            step = len(slot.scores) - 1
             with self._study_lock:
-                trial.report(sum(slot.scores) / len(slot.scores), len(slot.scores) - 1)
+                trial.report(sum(slot.scores) / len(slot.scores), step)
+                if step < slot.free_folds:
+                    return  # the process did not wait: the pruner cannot prune at this fold
                 prune = trial.should_prune()
             slot.run.send({"op": "prune" if prune else "continue"})
         elif stage == "trial_end":
@@ -256,8 +264,16 @@ class SearchRun:
             if more:
                 trial = study.ask()
                 point = suggest(trial, self.search["space"])
-                slot.trial, slot.scores = trial, []
-                command: dict[str, Any] = {"op": "trial", "number": trial.number, "params": point}
+                # Even if every trial in flight completes first, is the pruner still starting up?
+                starting = self._count(study, TrialState.COMPLETE) + busy < STARTUP_TRIALS
+                free = int(self.search["cv"]) if starting else WARMUP_FOLDS
+                slot.trial, slot.scores, slot.free_folds = trial, [], free
+                command: dict[str, Any] = {
+                    "op": "trial",
+                    "number": trial.number,
+                    "params": point,
+                    "free_folds": free,
+                }
             elif (
                 busy == 0
                 and not self._final_sent

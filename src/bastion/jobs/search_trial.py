@@ -7,7 +7,8 @@ Runs where any job runs (a local job process, or a Ray task), started by the sea
 * ``{"op": "trial", "number": n, "params": {...}}``: cross-validate the job's params with these
   on top. After each fold it sends ``{"stage": "cv", "trial": n, "fold": i, "score": s}`` and waits
   for the driver's verdict (``{"op": "continue"}``, or anything else: pruned), exactly as an
-  in-process Optuna objective asks its pruner; then ``{"stage": "trial_end", "trial": n, "state":
+  in-process Optuna objective asks its pruner; except after the first ``free_folds`` folds, where
+  the driver knows the pruner cannot prune yet (a round trip less per such fold); then ``{"stage": "trial_end", "trial": n, "state":
   "complete" | "pruned" | "fail", "cv": {...}}``.
 * ``{"op": "final", "params": {...}}``: train the best point on all training rows with the ordinary
   trainer; its result (the model sealed into the vault locally, or returned as package bytes on
@@ -59,9 +60,11 @@ def _trial(
     number = int(command["number"])
     k = int(spec["search"]["cv"])
 
+    free = int(command.get("free_folds") or 0)
+
     def on_fold(i: int, score: float) -> None:
         _event(ctx, {"stage": "cv", "trial": number, "fold": i, "score": score}, (i + 1) / k)
-        if ctx.receive().get("op") != "continue":
+        if i >= free and ctx.receive().get("op") != "continue":
             raise _Pruned
 
     end: dict[str, Any] = {"stage": "trial_end", "trial": number}

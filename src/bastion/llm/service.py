@@ -100,10 +100,6 @@ class FineTuning:
     # -- create -----------------------------------------------------------------------------------
 
     def _prepare(self, principal: Principal, req: CreateRequest) -> tuple[Any, Any, Any, list[str], Price]:
-        if getattr(self.ctx.settings, "executor", "local") == "ray":
-            from bastion.jobs.executors import LORA_ON_RAY, NEEDS_LOCAL
-
-            raise Invalid(LORA_ON_RAY, code=NEEDS_LOCAL)
         try:
             base = self.bases.get(req.model)
         except NotFound:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from bastion.context import Context
-from bastion.errors import ConfigError, Invalid
+from bastion.errors import ConfigError
 from bastion.jobs.executors.ray import check_security, is_loopback
 from tests.conftest import MASTER, Caller
 from tests.jobs.executors.test_executors import events, use_ray
@@ -259,32 +259,188 @@ def test_dqn_jobs_run_on_ray(ray_api: ApiFactory, alice: Caller) -> None:
         assert "running on Ray node" in lines
 
 
-def test_fine_tuning_is_refused_at_submit_on_a_ray_server(
-    ctx: Context, alice: Caller, monkeypatch: pytest.MonkeyPatch
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from tests.llm.support import build_model
+
+    return build_model(tmp_path_factory.mktemp("llm"))
+
+
+@pytest.mark.ray
+def test_fine_tuning_runs_as_a_ray_task(
+    ray_api: ApiFactory, admin: Caller, alice: Caller, tiny_model: Path
 ) -> None:
-    """A LoRA job cannot run on Ray (base model on the server's disk, per-epoch vault checkpoints):
-    with BASTION_EXECUTOR=ray, creating one is a 422 that says so, before anything is queued."""
-    from bastion.llm.params import Hyperparameters
-    from bastion.llm.service import CreateRequest
+    """LoRA on Ray: the worker ships the base model's files and the scrubbed text through the object
+    store; every epoch's checkpoint comes back on the stream and the worker writes it through the
+    vault; the adapter comes back as package bytes and is sealed by the worker."""
+    from bastion.jobs.package import unpack
+    from tests.llm.support import FT, chat_records, jsonl, register, upload, wait_job
 
-    monkeypatch.setattr(ctx.settings, "executor", "ray")
-    service = ctx.services["fine_tuning"]
-    request = CreateRequest("any-base", "file-1", None, Hyperparameters())
-    with pytest.raises(Invalid) as refused:
-        service.create(principal(alice), request)
-    assert refused.value.status_code == 422 and refused.value.code == "needs_local_executor"
-    assert "local executor" in refused.value.message and "vault" in refused.value.message
+    client = ray_api("bastion.jobs.runner:run_training")
+    register(client, admin, tiny_model)
+    file_id = upload(client, alice, jsonl(chat_records(8))).json()["id"]
+    hp = {"n_epochs": 2, "batch_size": 4, "learning_rate": 0.005}
+    r = client.post(
+        f"{FT}/jobs",
+        json={"model": "tiny", "training_file": file_id, "hyperparameters": hp},
+        headers=alice.headers,
+    )
+    assert r.status_code == 201, r.text
+    done = wait_job(client, alice, r.json()["id"], "succeeded", "failed", timeout=300)
+    assert done["status"] == "succeeded", done["error"]
+    checkpoints = client.get(f"{FT}/jobs/{done['id']}/checkpoints", headers=alice.headers).json()["data"]
+    assert len(checkpoints) == 2, checkpoints
+    harness = client.harness  # type: ignore[attr-defined]
+    job = harness.job(done["id"])
+    vault = harness.ctx.vault
+    for epoch in (1, 2):  # written by the worker, with its own metadata
+        assert vault.get_bytes(f"ftckpt-{job.id}-e{epoch}") and vault.get_bytes(f"ftopt-{job.id}-e{epoch}")
+    package = unpack(vault.get_bytes(job.model_artifact_id, job.model_version))
+    assert package.job_id == job.id and package.model_format == "safetensors"
+    assert package.model_config["kind"] == "lora_adapter"
+    lines = " ".join(ln["line"] for ln in harness.service().logs(job, limit=500)["lines"])
+    assert "running on Ray node" in lines
 
 
-def test_a_queued_fine_tuning_job_fails_on_a_ray_worker_with_the_reason() -> None:
-    """One queued before the server switched to Ray: the worker fails it at once, saying why."""
+@pytest.mark.ray
+def test_cancel_a_fine_tuning_task_on_ray(
+    ray_api: ApiFactory, admin: Caller, alice: Caller, tiny_model: Path
+) -> None:
+    """Cancel works for a LoRA task as for any Ray job: the task's process ends, no more checkpoints."""
+    import re
+
+    from tests.jobs.support import pid_gone
+    from tests.llm.support import FT, chat_records, jsonl, register, upload, wait_job
+
+    client = ray_api("bastion.jobs.runner:run_training")
+    register(client, admin, tiny_model)
+    file_id = upload(client, alice, jsonl(chat_records(48))).json()["id"]
+    hp = {"n_epochs": 50, "batch_size": 1, "learning_rate": 0.005}
+    job = client.post(
+        f"{FT}/jobs",
+        json={"model": "tiny", "training_file": file_id, "hyperparameters": hp},
+        headers=alice.headers,
+    ).json()
+    ckpts = f"{FT}/jobs/{job['id']}/checkpoints"
+    wait_for(lambda: client.get(ckpts, headers=alice.headers).json()["data"], 240, 0.2, "a first checkpoint")
+    harness = client.harness  # type: ignore[attr-defined]
+    lines = " ".join(ln["line"] for ln in harness.service().logs(harness.job(job["id"]), limit=500)["lines"])
+    found = re.search(r"running on Ray node \S+ \(pid (\d+)\)", lines)
+    assert found, lines
+    r = client.post(f"{FT}/jobs/{job['id']}/cancel", headers=alice.headers)
+    assert r.status_code == 200 and r.json()["status"] == "cancelled"
+    assert wait_job(client, alice, job["id"], "cancelled")["finished_at"] is not None
+    wait_for(lambda: pid_gone(int(found.group(1))), 60, what="the cancelled Ray task to end")
+
+
+@pytest.mark.ray
+def test_no_key_vault_or_model_path_reaches_a_fine_tuning_task(
+    ray_api: ApiFactory, admin: Caller, alice: Caller, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exposure check for a LoRA job: its task sees the base model's files and the text, by name,
+    never the master key, the vault, the database or the server's path of the base model."""
+    from tests.llm.support import FT, chat_records, jsonl, register, upload
+
+    monkeypatch.setenv("BASTION_MASTER_KEY", MASTER)
+    client = ray_api("tests.jobs.ray_targets:exposure")
+    register(client, admin, tiny_model)
+    file_id = upload(client, alice, jsonl(chat_records(8))).json()["id"]
+    r = client.post(f"{FT}/jobs", json={"model": "tiny", "training_file": file_id}, headers=alice.headers)
+    assert r.status_code == 201, r.text
+    harness = client.harness  # type: ignore[attr-defined]
+    job = harness.wait_state(r.json()["id"], "completed", "failed", timeout=120)
+    assert job.state == "completed", job.error_message
+    seen = json.loads(job.results or "{}")
+    vault_dir = str(harness.ctx.settings.vault_dir.resolve())
+    for what in ("environ", "spec", "inputs"):
+        assert MASTER not in seen[what], f"the master key reached the task's {what}"
+        assert vault_dir not in seen[what] and "vault_dir" not in seen[what], f"a vault path in {what}"
+        assert str(tiny_model) not in seen[what], f"the server's base model path in {what}"
+        assert "BASTION_DATABASE_URL" not in seen[what] and "sqlite:" not in seen[what]
+    assert "config.json" in seen["inputs"] and "model.safetensors" in seen["inputs"], seen["inputs"]
+    assert seen["vault"] is True, "the task cannot open a vault"
+
+
+def test_a_fine_tuning_task_gets_no_server_path_and_writes_only_its_checkpoints() -> None:
+    """The node gets the base model's files, not its path on the server; it may ask the worker to write
+    this job's checkpoints and optimizer states, nothing else (not another job's, not a model)."""
     from bastion.jobs.config import JobConfig
+    from bastion.jobs.executor import Outcome
     from bastion.jobs.executors.ray import RayExecutor, RayJobRun
 
-    run = RayJobRun(
-        RayExecutor("127.0.0.1:1", vault=None), {"job_id": "j", "model_type": "llm_lora"}, JobConfig()
-    )
-    assert run.start() == 0 and run.task is None
-    outcome = run.run(lambda kind, payload: None, deadline=float("inf"))
-    assert outcome.error is not None and outcome.error["code"] == "needs_local_executor"
-    assert "local executor" in outcome.reason(1.0) and outcome.returncode == 1
+    class Vault:
+        def __init__(self) -> None:
+            self.written: list[tuple[str, dict[str, object]]] = []
+
+        def put_bytes(self, artifact_id: str, data: bytes, *, meta: dict[str, object]) -> None:
+            self.written.append((artifact_id, meta))
+
+    vault = Vault()
+    spec = {
+        "job_id": "0f0e0d0c-0b0a-4908-8706-050403020100",
+        "model_type": "llm_lora",
+        "params": {"base_model": {"name": "tiny", "sha256": "ab", "path": "/srv/models/tiny"}},
+    }
+    run = RayJobRun(RayExecutor("127.0.0.1:1", vault=vault), spec, JobConfig())
+    remote = run.remote_spec()
+    assert "/srv/models" not in json.dumps(remote) and remote["params"]["base_model"]["sha256"] == "ab"
+    assert spec["params"]["base_model"]["path"] == "/srv/models/tiny", "the worker's own spec is untouched"
+    outcome = Outcome()
+    job = spec["job_id"]
+    for artifact_id in (
+        f"ftckpt-{job}-e1",
+        f"ftopt-{job}-e1",
+        "ftckpt-other-e1",
+        f"job-{job}-a1",
+        "dataset-1",
+    ):
+        run._handle(
+            {"type": "vault_put", "artifact_id": artifact_id, "data": b"x"}, lambda k, p: None, outcome
+        )
+    assert vault.written == [
+        (f"ftckpt-{job}-e1", {"kind": "ft-checkpoint", "job_id": job}),
+        (f"ftopt-{job}-e1", {"kind": "ft-optimizer-state", "job_id": job}),
+    ]
+    assert outcome.protocol_errors == 3 and outcome.error is None
+
+
+def test_a_resumed_fine_tuning_attempt_gets_its_newest_checkpoint_shipped(
+    tiny_model: Path, tmp_path: Path
+) -> None:
+    """What the worker puts in the object store for a LoRA task: the base model's safetensors, config and
+    tokenizer files (never a pickle file), the text, and, for a second attempt, the newest epoch's
+    checkpoint and optimizer state (not older ones, not another job's)."""
+    import shutil
+
+    from bastion.jobs.executors.ray import job_inputs
+
+    base = tmp_path / "base"
+    shutil.copytree(tiny_model, base)
+    (base / "pytorch_model.bin").write_bytes(b"a pickle")
+    job = "0f0e0d0c-0b0a-4908-8706-050403020100"
+    stored = {
+        "train-file": b"text",
+        f"ftckpt-{job}-e1": b"c1",
+        f"ftopt-{job}-e1": b"o1",
+        f"ftckpt-{job}-e2": b"c2",
+        f"ftopt-{job}-e2": b"o2",
+        "ftckpt-11111111-2222-4333-8444-555555555555-e9": b"other",
+    }
+
+    class Vault:
+        def list(self) -> list[str]:
+            return list(stored)
+
+        def get_bytes(self, artifact_id: str) -> bytes:
+            return stored[artifact_id]
+
+    spec = {
+        "job_id": job,
+        "model_type": "llm_lora",
+        "params": {"base_model": {"path": str(base), "sha256": "x"}},
+        "dataset": {"training_artifact": "train-file"},
+    }
+    inputs = job_inputs(spec, Vault())
+    assert inputs["artifacts"] == {"train-file": b"text", f"ftckpt-{job}-e2": b"c2", f"ftopt-{job}-e2": b"o2"}
+    assert "config.json" in inputs["base_files"] and "pytorch_model.bin" not in inputs["base_files"]
+    assert all("/" not in name for name in inputs["base_files"])

@@ -20,14 +20,6 @@ EXECUTORS = ("local", "ray")
 # Outcome.killed when the machine or process running the job died under it: the worker re-queues
 # the job while attempts remain (the attempt counter), then fails it with the reason.
 NODE_DIED = "node_died"
-# A job kind that cannot run on Ray: submit refuses it (422) with this reason, and a Ray worker fails
-# one queued before the switch with it, rather than crash later.
-NEEDS_LOCAL = "needs_local_executor"
-LORA_ON_RAY = (
-    "fine-tuning jobs run on the local executor only: they read the base model from the server's own "
-    "disk and checkpoint into the vault every epoch, and a Ray node holds neither; this server runs "
-    "its jobs on Ray (BASTION_EXECUTOR=ray)"
-)
 
 
 class JobRun(Protocol):

@@ -14,7 +14,8 @@ one; after connecting, a probe task must report that the node enforces token aut
 
 Semantics kept from the local executor: a task waiting for resources is the stage
 ``waiting_for_resources`` (an event and a log line) until it reports ``started``; cancel and the
-maximum runtime ``ray.cancel(force=True)`` the task in any state; a Ray worker or node dying is
+maximum runtime ``ray.cancel(force=True)`` the task in any state (the runtime counts from
+``started``: time spent waiting for resources is not the job's runtime); a Ray worker or node dying is
 ``Outcome.killed = NODE_DIED`` (the worker retries by its attempt counter); if the Bastion worker
 itself dies, Ray kills the tasks it owned and recovery re-queues the job, so nothing runs twice to
 completion (and the fenced writes would refuse a second completion anyway).
@@ -35,7 +36,7 @@ from typing import Any
 from bastion.errors import ConfigError, Invalid
 from bastion.jobs.config import DEFAULT_TARGET, JobConfig
 from bastion.jobs.executor import Outcome, Sink
-from bastion.jobs.executors import LORA_ON_RAY, NEEDS_LOCAL, NODE_DIED
+from bastion.jobs.executors import NODE_DIED
 from bastion.jobs.executors.ray_task import DEFAULT_REMOTE_TARGET
 
 WAIT_SLICE = 0.1
@@ -168,7 +169,12 @@ class RayJobRun:
 
     def remote_spec(self) -> dict[str, Any]:
         """What the cluster receives about the job: the spec without local paths or secrets."""
-        return {k: v for k, v in self.spec.items() if k not in _LOCAL_ONLY}
+        spec = {k: v for k, v in self.spec.items() if k not in _LOCAL_ONLY}
+        if spec.get("model_type") == "llm_lora":
+            from bastion.llm.on_ray import remote_spec
+
+            return remote_spec(spec)
+        return spec
 
     def target(self) -> str:
         return DEFAULT_REMOTE_TARGET if self.config.target == DEFAULT_TARGET else self.config.target
@@ -249,8 +255,11 @@ class RayJobRun:
         resources = self.spec.get("resources") or {}
         sink("progress", (0.0, {"stage": "waiting_for_resources", "resources": resources}))
         sink("log", ("system", f"queued on Ray for {_describe(resources)}"))
+        # The maximum runtime is the task's: its clock starts when Ray starts the task, not while the
+        # job waits for resources (cancel stops a waiting job; so does the worker's close).
+        budget, started = max(0.0, deadline - time.monotonic()), False
         while self.killed is None:
-            if time.monotonic() >= deadline:
+            if started and time.monotonic() >= deadline:
                 self.kill("timeout")
                 break
             ready, _ = ray.wait([self.task], timeout=WAIT_SLICE)
@@ -268,6 +277,8 @@ class RayJobRun:
                             "message": f"the Ray worker running the job died ({type(exc).__name__})"
                         }
                     break
+                if not started and isinstance(message, dict) and message.get("type") == "started":
+                    started, deadline = True, time.monotonic() + budget
                 self._handle(message, sink, outcome)
             if tick is not None:
                 tick()
@@ -299,10 +310,28 @@ class RayJobRun:
             sink("log", (stream if stream in ("stdout", "stderr") else "job", str(message.get("line", ""))))
         elif kind == "result":
             outcome.result = self._seal(message, outcome)
+        elif kind == "vault_put":
+            self._put(message, outcome)
         elif kind == "error":
             outcome.error = message
         else:
             outcome.protocol_errors += 1
+
+    def _put(self, message: dict[str, Any], outcome: Outcome) -> None:
+        """A fine-tuning checkpoint the task sent back: written through the vault, if it is this job's."""
+        from bastion.llm.on_ray import checkpoint_kind
+
+        job_id, artifact_id = str(self.spec["job_id"]), str(message.get("artifact_id"))
+        kind = checkpoint_kind(job_id, artifact_id)
+        data = message.get("data")
+        if kind is None or not isinstance(data, bytes):
+            outcome.protocol_errors += 1
+            return
+        try:
+            self.executor.vault.put_bytes(artifact_id, data, meta={"kind": kind, "job_id": job_id})
+        except Exception as exc:  # a checkpoint that cannot be kept: the job must not go on without it
+            outcome.error = {"message": f"a checkpoint could not be stored ({type(exc).__name__})"}
+            self.kill("checkpoint_failed")
 
     def _seal(self, message: dict[str, Any], outcome: Outcome) -> dict[str, Any] | None:
         """A returned model package is checked, then written through the vault by this worker."""
@@ -334,7 +363,9 @@ def job_inputs(spec: dict[str, Any], vault: Any) -> dict[str, Any]:
     from bastion.jobs.runner import load_dataset
 
     if spec.get("model_type") == "llm_lora":
-        raise Invalid(LORA_ON_RAY, code=NEEDS_LOCAL)
+        from bastion.llm.on_ray import lora_inputs
+
+        return lora_inputs(spec, vault)
     if "dataset" not in spec:
         return {}
     if spec.get("model_type") in RL_MODEL_TYPES:

@@ -57,6 +57,10 @@ class RayTaskContext:
             raise queue.Empty from exc
         return command
 
+    def put_artifact(self, artifact_id: str, data: bytes) -> None:
+        """Ask the worker to write ``data`` through its vault (it decides whether this task may)."""
+        self._emit({"type": "vault_put", "artifact_id": str(artifact_id), "data": bytes(data)})
+
     def progress(self, fraction: float, event: dict[str, Any] | None = None) -> None:
         self._emit({"type": "progress", "progress": float(fraction), "event": _jsonable(dict(event or {}))})
 
@@ -149,6 +153,10 @@ def train_on_inputs(ctx: RayTaskContext) -> dict[str, Any]:
     from bastion.jobs.rl import RL_MODEL_TYPES, pack_dqn, run_dqn
     from bastion.jobs.runner import train_package
 
+    if ctx.spec["model_type"] == "llm_lora":  # fine-tuning: base model and text shipped by the worker
+        from bastion.llm.on_ray import finetune_on_inputs
+
+        return finetune_on_inputs(ctx)
     if ctx.spec["model_type"] in RL_MODEL_TYPES:  # DQN: the environment on the node, or the table sent
         out = run_dqn(ctx)  # type: ignore[arg-type]
         return {
