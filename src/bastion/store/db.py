@@ -73,12 +73,28 @@ class Database:
 
         cfg = Config()
         cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
-        with self.engine.begin() as conn:
-            if self.dialect == "postgresql":
-                # Two processes starting at once must not race each other's DDL.
-                conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, "heads")
+        sqlite = self.dialect == "sqlite"
+        with self.engine.connect() as conn:
+            if sqlite:
+                # A migration that changes a constraint rebuilds the table (copy, DROP, rename), and
+                # with foreign keys on, that DROP would cascade into the rows that refer to it (model
+                # versions of `models`, say). SQLite's own recipe: keys off around the rebuild (only
+                # outside a transaction), then check every reference before committing.
+                conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+                conn.commit()
+            try:
+                with conn.begin():
+                    if self.dialect == "postgresql":
+                        # Two processes starting at once must not race each other's DDL.
+                        conn.execute(text("SELECT pg_advisory_xact_lock(727274)"))
+                    cfg.attributes["connection"] = conn
+                    command.upgrade(cfg, "heads")
+                    if sqlite and (broken := conn.exec_driver_sql("PRAGMA foreign_key_check").fetchall()):
+                        raise ConfigError(f"migration left {len(broken)} broken references, e.g. {broken[0]}")
+            finally:
+                if sqlite:
+                    conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+                    conn.commit()
 
     def dispose(self) -> None:
         self.engine.dispose()
