@@ -43,9 +43,10 @@ from bastion.federation.server.sessions import (
     eligible_members,
     identity_keys,
 )
+from bastion.federation.server.snapshot import FederationNow, RoundNow
 from bastion.federation.server.states import FederationState, RoundState
 from bastion.federation.server.transitions import system_record
-from bastion.store.models import Federation, FederationRound
+from bastion.store.models import FederationRound
 
 if TYPE_CHECKING:
     from bastion.federation.server.coordinator import Coordinator
@@ -76,12 +77,12 @@ class SecureRounds:
         """The current round's session, started if the round is open and enough sites are eligible."""
         return self._ensure(federation_id)[0]
 
-    def _ensure(self, federation_id: str) -> tuple[Session | None, Federation, FederationRound | None]:
-        """:meth:`ensure`, with the federation and round it read (one query)."""
+    def _ensure(self, federation_id: str) -> tuple[Session | None, FederationNow, RoundNow | None]:
+        """:meth:`ensure`, with the federation and round it saw (the coordinator's snapshot)."""
         co = self.coordinator
         with co.lock(federation_id):
-            with co.db.session() as s:
-                fed, rnd = co.current(s, federation_id)
+            snap = co.snapshots.get(federation_id)
+            fed, rnd = snap.federation, snap.round
             current = self._sessions.get(federation_id)
             if fed.state != FederationState.RUNNING or rnd is None or rnd.state != RoundState.OPEN:
                 if current is not None and (rnd is None or current.round_row_id != rnd.id):
@@ -94,7 +95,7 @@ class SecureRounds:
             return self._start(federation_id, fed, rnd, current), fed, rnd
 
     def _start(
-        self, federation_id: str, fed: Federation, rnd: FederationRound, previous: Session | None
+        self, federation_id: str, fed: FederationNow, rnd: RoundNow, previous: Session | None
     ) -> Session | None:
         co = self.coordinator
         cfg, spec = co.meta(federation_id)
@@ -145,8 +146,8 @@ class SecureRounds:
         with self.coordinator.lock(fid):
             session, fed, rnd = self._ensure(fid)
             if session is not None and session.stage is ServerStage.DONE:
-                with self.coordinator.db.session() as s:  # the unmasking just closed the round
-                    fed, rnd = self.coordinator.current(s, fid)
+                snap = self.coordinator.snapshots.get(fid)  # the unmasking just closed the round
+                fed, rnd = snap.federation, snap.round
             out: dict[str, Any] = {
                 "round": fed.current_round,
                 "state": fed.state,
@@ -171,11 +172,7 @@ class SecureRounds:
             )
             if cid is None:
                 return out
-            out["config"] = session.config.model_dump(mode="json")
-            out["directory"] = {
-                str(c): {"participant_id": session.members[c], "signing_public_key": k}
-                for c, k in session.directory.items()
-            }
+            out.update(session.described())
             message = session.request if session.stage is ServerStage.UNMASK else session.outbox.get(cid)
             if message is not None and cid not in session.server.waiting_for():
                 message = None  # answered already

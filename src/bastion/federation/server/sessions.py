@@ -50,10 +50,23 @@ class Session:
     stage_deadline: datetime | None = None
     outbox: dict[int, BaseModel] = field(default_factory=dict)
     request: UnmaskRequest | None = None
+    _described: dict[str, Any] | None = field(default=None, repr=False)
 
     @property
     def stage(self) -> ServerStage:
         return self.server.stage
+
+    def described(self) -> dict[str, Any]:
+        """The config and member directory members are shown, as JSON (built once: they never change)."""
+        if self._described is None:
+            self._described = {
+                "config": self.config.model_dump(mode="json"),
+                "directory": {
+                    str(c): {"participant_id": self.members[c], "signing_public_key": k}
+                    for c, k in self.directory.items()
+                },
+            }
+        return self._described
 
     def client_id(self, participant_id: str) -> int | None:
         return next((c for c, p in self.members.items() if p == participant_id), None)
