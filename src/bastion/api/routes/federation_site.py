@@ -196,11 +196,17 @@ async def secagg_state(
     """
     sites, coordinator = _sites(ctx), _coordinator(ctx)
     epoch = coordinator.epoch(federation_id)
-    view = await run_in_threadpool(sites.secagg_view, site)
+    view = await _secagg_view(sites, site)
     if wait_stage is None or (view["session"], view["stage"]) != (wait_session, wait_stage):
         return view
     await coordinator.epochs.wait(federation_id, epoch, timeout)
-    return await run_in_threadpool(sites.secagg_view, site)
+    return await _secagg_view(sites, site)
+
+
+async def _secagg_view(sites: SiteService, site: SiteIdentity) -> dict[str, Any]:
+    """From memory on the event loop while a stage runs, else in a thread (it may start or move a session)."""
+    view = sites.secagg_view_nowait(site)
+    return view if view is not None else await run_in_threadpool(sites.secagg_view, site)
 
 
 SecaggSite = Annotated[SiteIdentity, Depends(site_auth("fl.secagg"))]

@@ -360,18 +360,22 @@ class Coordinator:
             fed, rnd = self.current(s, federation_id)
         if rnd is None or rnd.number != number:
             return False
-        if not transitions.claim(
+        accepted = transitions.claim(
             self.db, rnd.id, (RoundState.OPEN, RoundState.CLOSING) if recovering else (RoundState.OPEN,)
-        ):
+        )
+        if accepted is None:
             return False
         cfg, _spec = self.meta(federation_id)
         if cfg.secure and secure is None:  # a crash lost the unmasked sum: run the round again
             transitions.reopen(self.db, self.audit, fed, rnd, now=self.clock())
             self.changed(federation_id)
             return False
-        running = self._running_for(federation_id)
+        running = self._running.get(federation_id)
+        if running is None or running.round_id != rnd.id:
+            running = self._running_for(federation_id)
         assert running is not None and running.number == number
-        self._fold_missing(federation_id, running)
+        if len(running.folded) < accepted:  # admitted by a previous process (or another): read them in
+            self._fold_missing(federation_id, running)
         try:
             if secure is not None:
                 running.strategy.add_sum(secure.total, secure.count)  # type: ignore[attr-defined]

@@ -127,6 +127,7 @@ class SecureRounds:
             directory,
         )
         self._sessions[federation_id] = session
+        session.publish()
         co.changed(federation_id)
         _log.info(
             "fl_secagg_session",
@@ -179,6 +180,48 @@ class SecureRounds:
             out["message"] = message.model_dump(mode="json") if message is not None else None
             return out
 
+    def view_nowait(self, site: SiteIdentity) -> dict[str, Any] | None:
+        """:meth:`view` from memory without the federation lock, for the event loop: only while a
+        session runs a stage of the current round whose time is not up and whose published state is
+        current; anything else (no session yet, a stage due to close, a deadline) returns None and
+        goes through :meth:`view`, which starts, advances or aborts sessions."""
+        fid, co = site.federation_id, self.coordinator
+        now = co.fresh_nowait(fid)
+        session = self._sessions.get(fid)
+        if now is None or session is None:
+            return None
+        fed, rnd = now
+        shown = session.published
+        if (
+            fed.state != FederationState.RUNNING
+            or rnd is None
+            or rnd.state != RoundState.OPEN
+            or session.round_row_id != rnd.id
+            or shown is None
+            or shown.stage is not session.stage  # moving on right now: the lock holder decides
+            or (shown.deadline is not None and co.clock() >= shown.deadline)
+        ):
+            return None
+        cid = session.client_id(site.participant_id)
+        deadline = shown.deadline or rnd.deadline
+        out: dict[str, Any] = {
+            "round": fed.current_round,
+            "state": fed.state,
+            "round_state": rnd.state,
+            "session": session.config.round_id,
+            "stage": shown.stage.value,
+            "member": cid is not None,
+            "client_id": cid,
+            "message": None,
+            "last_abort": self.last_abort(fid, fed.current_round),
+            "stage_deadline": deadline.isoformat() if deadline is not None else None,
+        }
+        if cid is None:
+            return out
+        out.update(session.described())
+        out["message"] = shown.messages.get(cid) if cid in shown.pending else None
+        return out
+
     def last_abort(self, federation_id: str, number: int) -> str | None:
         held = self._aborts.get(federation_id)
         return held[1] if held is not None and held[0] == number else None
@@ -225,6 +268,7 @@ class SecureRounds:
                 )
             else:
                 server.receive_unmask(message)
+            session.answered(cid)
             self._advance(fid, session)
             return {"accepted": True, "session": session.config.round_id, "stage": session.stage.value}
 
@@ -332,6 +376,7 @@ class SecureRounds:
             self._abort(federation_id, session, exc.message)
             return
         session.stage_deadline = co.clock() + timeout
+        session.publish()
         co.changed(federation_id)
 
     def _abort(self, federation_id: str, session: Session, reason: str) -> None:

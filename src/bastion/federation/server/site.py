@@ -254,6 +254,13 @@ class SiteService:
         self._require_secure(site.federation_id)
         return self.coordinator.secure.view(site)
 
+    def secagg_view_nowait(self, site: SiteIdentity) -> dict[str, Any] | None:
+        """:meth:`secagg_view` from memory, for the event loop; None when it needs the lock or I/O."""
+        meta = self.coordinator.cached_meta(site.federation_id)
+        if meta is None or not meta[0].secure:
+            return None
+        return self.coordinator.secure.view_nowait(site)
+
     def secagg_receive(
         self, site: SiteIdentity, message: SiteMessage, source_ip: str | None
     ) -> dict[str, Any]:
