@@ -168,11 +168,17 @@ async def info(
 ) -> dict[str, Any]:
     sites, coordinator = _sites(ctx), _coordinator(ctx)
     epoch = coordinator.epoch(federation_id)
-    state = await run_in_threadpool(sites.info, site)
+    state = await _info(sites, site)
     if wait_round is None or state["round"] != wait_round or state["state"] not in LIVE:
         return state
     await coordinator.epochs.wait(federation_id, epoch, timeout)
-    return await run_in_threadpool(sites.info, site)
+    return await _info(sites, site)
+
+
+async def _info(sites: SiteService, site: SiteIdentity) -> dict[str, Any]:
+    """From memory on the event loop when nothing needs I/O (the usual case), else in a thread."""
+    state = sites.info_nowait(site)
+    return state if state is not None else await run_in_threadpool(sites.info, site)
 
 
 @router.get("/secagg", response_model=SiteAnswer, responses=errors(409))
@@ -190,11 +196,17 @@ async def secagg_state(
     """
     sites, coordinator = _sites(ctx), _coordinator(ctx)
     epoch = coordinator.epoch(federation_id)
-    view = await run_in_threadpool(sites.secagg_view, site)
+    view = await _secagg_view(sites, site)
     if wait_stage is None or (view["session"], view["stage"]) != (wait_session, wait_stage):
         return view
     await coordinator.epochs.wait(federation_id, epoch, timeout)
-    return await run_in_threadpool(sites.secagg_view, site)
+    return await _secagg_view(sites, site)
+
+
+async def _secagg_view(sites: SiteService, site: SiteIdentity) -> dict[str, Any]:
+    """From memory on the event loop while a stage runs, else in a thread (it may start or move a session)."""
+    view = sites.secagg_view_nowait(site)
+    return view if view is not None else await run_in_threadpool(sites.secagg_view, site)
 
 
 SecaggSite = Annotated[SiteIdentity, Depends(site_auth("fl.secagg"))]
@@ -243,7 +255,9 @@ for _kind, _message, _summary in (
 @router.get("/model", response_class=Response, responses={**BINARY_RESPONSE, **errors(409)})
 async def model(federation_id: str, ctx: ContextDep, site: SiteAuth) -> Response:
     """The open round's global model, signed by the server (Bastion's BSTG format)."""
-    number, blob = await run_in_threadpool(_sites(ctx).signed_model, site)
+    sites = _sites(ctx)
+    signed = sites.signed_model_nowait(site)  # this round's model, signed already: no thread needed
+    number, blob = signed if signed is not None else await run_in_threadpool(sites.signed_model, site)
     return Response(blob, media_type="application/octet-stream", headers={"X-Bastion-Round": str(number)})
 
 

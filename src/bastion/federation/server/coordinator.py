@@ -37,6 +37,7 @@ from bastion.federation.server.privacy import round_privacy, selected
 from bastion.federation.server.rounds import Running, ServerEvaluator, fold_missing, restore, site_metrics
 from bastion.federation.server.secagg_rounds import SecureResult
 from bastion.federation.server.secure import SecureRounds
+from bastion.federation.server.snapshot import FederationNow, RoundNow, Snapshots
 from bastion.federation.server.states import LIVE, RoundState
 from bastion.federation.server.ticker import Ticker
 from bastion.federation.server.weights import WeightCap, load_cap
@@ -73,6 +74,7 @@ class Coordinator:
         self._keys: dict[str, ServerKeys] = {}
         self._meta: dict[str, tuple[FederationConfig, TensorSpec]] = {}
         self.epochs = Epochs()
+        self.snapshots = Snapshots(db, self.epochs)
         self._ticker: Ticker | None = None
         self.sites = SiteCache()
         self.secure = SecureRounds(self)
@@ -108,13 +110,18 @@ class Coordinator:
         """:meth:`meta` if this process has it already (no I/O: callable on the event loop)."""
         return self._meta.get(federation_id)
 
+    def cached_keys(self, federation_id: str) -> ServerKeys | None:
+        """:meth:`keys` if this process has them already (no I/O)."""
+        return self._keys.get(federation_id)
+
     def epoch(self, federation_id: str) -> int:
         """Bumped on every round transition; long-polling sites wait for it to change."""
         return self.epochs.get(federation_id)
 
     def changed(self, federation_id: str) -> None:
-        """A round or session moved on: wake the long polls waiting on this federation."""
-        self.epochs.bump(federation_id)
+        """A round or session moved on (call it after the commit): re-read the federation's snapshot,
+        then wake the long polls waiting on it."""
+        self.snapshots.bump(federation_id)
 
     def submitted(self, federation_id: str, round_id: str, participant_id: str) -> bool | None:
         """Whether the site is in the open round, from memory; None when this process does not hold it."""
@@ -146,21 +153,31 @@ class Coordinator:
             raise NotFound("federation not found")
         return row[0], row[1]
 
-    def fresh(self, federation_id: str) -> tuple[Federation, FederationRound | None]:
-        """The current state, after handling a deadline that has passed (the per-request check)."""
-        with self.db.session() as s:
-            fed, rnd = self.current(s, federation_id)
-        if (
+    def fresh(self, federation_id: str) -> tuple[FederationNow, RoundNow | None]:
+        """The current state (from the snapshot), after handling a deadline that has passed (the
+        per-request check)."""
+        snap = self.snapshots.get(federation_id)
+        if self._overdue(snap.round):
+            with self.lock(federation_id):
+                self._on_deadline(federation_id)
+            self.snapshots.forget(federation_id)
+            snap = self.snapshots.get(federation_id)
+        return snap.federation, snap.round
+
+    def fresh_nowait(self, federation_id: str) -> tuple[FederationNow, RoundNow | None] | None:
+        """:meth:`fresh` when it needs no I/O (a current snapshot, no deadline passed), else None."""
+        snap = self.snapshots.cached(federation_id)
+        if snap is None or self._overdue(snap.round):
+            return None
+        return snap.federation, snap.round
+
+    def _overdue(self, rnd: RoundNow | None) -> bool:
+        return (
             rnd is not None
             and rnd.state == RoundState.OPEN
             and rnd.deadline is not None
             and rnd.deadline <= self.clock()
-        ):
-            with self.lock(federation_id):
-                self._on_deadline(federation_id)
-            with self.db.session() as s:
-                fed, rnd = self.current(s, federation_id)
-        return fed, rnd
+        )
 
     # -- updates ----------------------------------------------------------------------------------
     def submit(self, site: SiteIdentity, message: bytes, source_ip: str | None) -> dict[str, Any]:
@@ -219,6 +236,7 @@ class Coordinator:
                     self.close_round(fid, "quorum", rnd.number)
                 except Exception:  # the update is in; the ticker finishes the close (recover)
                     self.forget(fid)
+                    self.snapshots.forget(fid)  # the round may be left claimed (closing)
                     _log.exception("fl_close_failed", federation=fid, round=rnd.number)
         return {
             "accepted": True,
@@ -229,7 +247,7 @@ class Coordinator:
         }
 
     def check_sealed_update_allowed(
-        self, cfg: FederationConfig, federation_id: str, rnd: FederationRound, participant_id: str
+        self, cfg: FederationConfig, federation_id: str, rnd: RoundNow, participant_id: str
     ) -> None:
         """Sealed updates are for plain rounds, and under client sampling only from the sites drawn."""
         if cfg.secure:
@@ -243,7 +261,7 @@ class Coordinator:
             )
 
     def is_selected(
-        self, cfg: FederationConfig, federation_id: str, rnd: FederationRound, participant_id: str
+        self, cfg: FederationConfig, federation_id: str, rnd: RoundNow, participant_id: str
     ) -> bool:
         dp = cfg.dp()
         q = dp.sampling_rate if dp is not None else 1.0
@@ -261,7 +279,7 @@ class Coordinator:
         audit_denial(self.audit, federation_id, site, exc, message, source_ip)
 
     def _running_for(
-        self, federation_id: str, fed: Federation | None = None, rnd: FederationRound | None = None
+        self, federation_id: str, fed: FederationNow | None = None, rnd: RoundNow | None = None
     ) -> Running | None:
         """The open round's running aggregate, rebuilt from the vault if this process has none (lock held).
 
@@ -272,15 +290,15 @@ class Coordinator:
         if cached is not None and rnd is not None and fed is not None and cached.round_id == rnd.id:
             return cached
         with self.db.session() as s:
-            fed, rnd = self.current(s, federation_id)
-        if fed.state not in LIVE or rnd is None or rnd.state not in (RoundState.OPEN, RoundState.CLOSING):
+            row_fed, row = self.current(s, federation_id)
+        if row_fed.state not in LIVE or row is None or row.state not in (RoundState.OPEN, RoundState.CLOSING):
             self._running.pop(federation_id, None)
             return None
         running = self._running.get(federation_id)
-        if running is None or running.round_id != rnd.id:
+        if running is None or running.round_id != row.id:
             cfg, spec = self.meta(federation_id)
             running = restore(
-                self.db, self.vault, federation_id=federation_id, cfg=cfg, spec=spec, round_row=rnd
+                self.db, self.vault, federation_id=federation_id, cfg=cfg, spec=spec, round_row=row
             )
             self._fold_missing(federation_id, running)
             self._running[federation_id] = running
@@ -342,18 +360,22 @@ class Coordinator:
             fed, rnd = self.current(s, federation_id)
         if rnd is None or rnd.number != number:
             return False
-        if not transitions.claim(
+        accepted = transitions.claim(
             self.db, rnd.id, (RoundState.OPEN, RoundState.CLOSING) if recovering else (RoundState.OPEN,)
-        ):
+        )
+        if accepted is None:
             return False
         cfg, _spec = self.meta(federation_id)
         if cfg.secure and secure is None:  # a crash lost the unmasked sum: run the round again
             transitions.reopen(self.db, self.audit, fed, rnd, now=self.clock())
             self.changed(federation_id)
             return False
-        running = self._running_for(federation_id)
+        running = self._running.get(federation_id)
+        if running is None or running.round_id != rnd.id:
+            running = self._running_for(federation_id)
         assert running is not None and running.number == number
-        self._fold_missing(federation_id, running)
+        if len(running.folded) < accepted:  # admitted by a previous process (or another): read them in
+            self._fold_missing(federation_id, running)
         try:
             if secure is not None:
                 running.strategy.add_sum(secure.total, secure.count)  # type: ignore[attr-defined]

@@ -39,6 +39,18 @@ STAGE_OF: dict[type[BaseModel], ServerStage] = {
 }
 
 
+@dataclass(frozen=True)
+class Published:
+    """One stage of a session as sites are shown it, replaced as a whole at each stage change so that a
+    reader without the federation lock (the event loop) never sees a stage with another stage's
+    messages. ``pending`` (who still owes this stage an answer) only shrinks, under the lock."""
+
+    stage: ServerStage
+    deadline: datetime | None
+    messages: dict[int, dict[str, Any]]  # client id -> its message for this stage, as JSON
+    pending: set[int]
+
+
 @dataclass
 class SecAggRound:
     round_number: int
@@ -51,10 +63,39 @@ class SecAggRound:
     stage_deadline: datetime | None = None
     outbox: dict[int, BaseModel] = field(default_factory=dict)
     request: UnmaskRequest | None = None
+    _described: dict[str, Any] | None = field(default=None, repr=False)
+    published: Published | None = None
 
     @property
     def stage(self) -> ServerStage:
         return self.server.stage
+
+    def publish(self) -> None:
+        """Make the current stage (after a start or a stage change; lock held) what sites are shown."""
+        if self.stage is ServerStage.UNMASK and self.request is not None:
+            request = self.request.model_dump(mode="json")
+            messages = dict.fromkeys(self.request.survivors, request)
+        else:
+            messages = {cid: m.model_dump(mode="json") for cid, m in self.outbox.items()}
+        self.published = Published(self.stage, self.stage_deadline, messages, set(self.server.waiting_for()))
+
+    def answered(self, client_id: int) -> None:
+        """``client_id`` answered the current stage (lock held)."""
+        published = self.published
+        if published is not None and published.stage is self.stage:
+            published.pending.discard(client_id)
+
+    def described(self) -> dict[str, Any]:
+        """The config and member directory members are shown, as JSON (built once: they never change)."""
+        if self._described is None:
+            self._described = {
+                "config": self.config.model_dump(mode="json"),
+                "directory": {
+                    str(c): {"participant_id": self.members[c], "signing_public_key": k}
+                    for c, k in self.directory.items()
+                },
+            }
+        return self._described
 
     def client_id(self, participant_id: str) -> int | None:
         return next((c for c, p in self.members.items() if p == participant_id), None)

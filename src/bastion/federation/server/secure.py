@@ -43,9 +43,10 @@ from bastion.federation.server.secagg_rounds import (
     eligible_members,
     identity_keys,
 )
+from bastion.federation.server.snapshot import FederationNow, RoundNow
 from bastion.federation.server.states import FederationState, RoundState
 from bastion.federation.server.transitions import system_record
-from bastion.store.tables import Federation, FederationRound
+from bastion.store.tables import FederationRound
 
 if TYPE_CHECKING:
     from bastion.federation.server.coordinator import Coordinator
@@ -76,12 +77,12 @@ class SecureRounds:
         """The current round's session, started if the round is open and enough sites are eligible."""
         return self._ensure(federation_id)[0]
 
-    def _ensure(self, federation_id: str) -> tuple[SecAggRound | None, Federation, FederationRound | None]:
-        """:meth:`ensure`, with the federation and round it read (one query)."""
+    def _ensure(self, federation_id: str) -> tuple[SecAggRound | None, FederationNow, RoundNow | None]:
+        """:meth:`ensure`, with the federation and round it saw (the coordinator's snapshot)."""
         co = self.coordinator
         with co.lock(federation_id):
-            with co.db.session() as s:
-                fed, rnd = co.current(s, federation_id)
+            snap = co.snapshots.get(federation_id)
+            fed, rnd = snap.federation, snap.round
             current = self._sessions.get(federation_id)
             if fed.state != FederationState.RUNNING or rnd is None or rnd.state != RoundState.OPEN:
                 if current is not None and (rnd is None or current.round_row_id != rnd.id):
@@ -94,7 +95,7 @@ class SecureRounds:
             return self._start(federation_id, fed, rnd, current), fed, rnd
 
     def _start(
-        self, federation_id: str, fed: Federation, rnd: FederationRound, previous: SecAggRound | None
+        self, federation_id: str, fed: FederationNow, rnd: RoundNow, previous: SecAggRound | None
     ) -> SecAggRound | None:
         co = self.coordinator
         cfg, spec = co.meta(federation_id)
@@ -126,6 +127,7 @@ class SecureRounds:
             directory,
         )
         self._sessions[federation_id] = session
+        session.publish()
         co.changed(federation_id)
         _log.info(
             "fl_secagg_session",
@@ -145,8 +147,8 @@ class SecureRounds:
         with self.coordinator.lock(fid):
             session, fed, rnd = self._ensure(fid)
             if session is not None and session.stage is ServerStage.DONE:
-                with self.coordinator.db.session() as s:  # the unmasking just closed the round
-                    fed, rnd = self.coordinator.current(s, fid)
+                snap = self.coordinator.snapshots.get(fid)  # the unmasking just closed the round
+                fed, rnd = snap.federation, snap.round
             out: dict[str, Any] = {
                 "round": fed.current_round,
                 "state": fed.state,
@@ -171,16 +173,54 @@ class SecureRounds:
             )
             if cid is None:
                 return out
-            out["config"] = session.config.model_dump(mode="json")
-            out["directory"] = {
-                str(c): {"participant_id": session.members[c], "signing_public_key": k}
-                for c, k in session.directory.items()
-            }
+            out.update(session.described())
             message = session.request if session.stage is ServerStage.UNMASK else session.outbox.get(cid)
             if message is not None and cid not in session.server.waiting_for():
                 message = None  # answered already
             out["message"] = message.model_dump(mode="json") if message is not None else None
             return out
+
+    def view_nowait(self, site: SiteIdentity) -> dict[str, Any] | None:
+        """:meth:`view` from memory without the federation lock, for the event loop: only while a
+        session runs a stage of the current round whose time is not up and whose published state is
+        current; anything else (no session yet, a stage due to close, a deadline) returns None and
+        goes through :meth:`view`, which starts, advances or aborts sessions."""
+        fid, co = site.federation_id, self.coordinator
+        now = co.fresh_nowait(fid)
+        session = self._sessions.get(fid)
+        if now is None or session is None:
+            return None
+        fed, rnd = now
+        shown = session.published
+        if (
+            fed.state != FederationState.RUNNING
+            or rnd is None
+            or rnd.state != RoundState.OPEN
+            or session.round_row_id != rnd.id
+            or shown is None
+            or shown.stage is not session.stage  # moving on right now: the lock holder decides
+            or (shown.deadline is not None and co.clock() >= shown.deadline)
+        ):
+            return None
+        cid = session.client_id(site.participant_id)
+        deadline = shown.deadline or rnd.deadline
+        out: dict[str, Any] = {
+            "round": fed.current_round,
+            "state": fed.state,
+            "round_state": rnd.state,
+            "session": session.config.round_id,
+            "stage": shown.stage.value,
+            "member": cid is not None,
+            "client_id": cid,
+            "message": None,
+            "last_abort": self.last_abort(fid, fed.current_round),
+            "stage_deadline": deadline.isoformat() if deadline is not None else None,
+        }
+        if cid is None:
+            return out
+        out.update(session.described())
+        out["message"] = shown.messages.get(cid) if cid in shown.pending else None
+        return out
 
     def last_abort(self, federation_id: str, number: int) -> str | None:
         held = self._aborts.get(federation_id)
@@ -228,6 +268,7 @@ class SecureRounds:
                 )
             else:
                 server.receive_unmask(message)
+            session.answered(cid)
             self._advance(fid, session)
             return {"accepted": True, "session": session.config.round_id, "stage": session.stage.value}
 
@@ -335,6 +376,7 @@ class SecureRounds:
             self._abort(federation_id, session, exc.message)
             return
         session.stage_deadline = co.clock() + timeout
+        session.publish()
         co.changed(federation_id)
 
     def _abort(self, federation_id: str, session: SecAggRound, reason: str) -> None:

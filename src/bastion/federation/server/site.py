@@ -23,10 +23,11 @@ from bastion.federation.global_model import sign_global_model
 from bastion.federation.secagg import MaskedInput
 from bastion.federation.server import artifacts, credentials
 from bastion.federation.server.admission import SiteIdentity
-from bastion.federation.server.config import site_config
+from bastion.federation.server.config import FederationConfig, site_config
 from bastion.federation.server.coordinator import Coordinator
 from bastion.federation.server.rounds import new_strategy
 from bastion.federation.server.secagg_rounds import SiteMessage
+from bastion.federation.server.snapshot import FederationNow, RoundNow
 from bastion.federation.server.states import FEDERATION, LIVE, FederationState
 from bastion.store.tables import Federation, FederationParticipant, FederationRound, FederationUpdate
 
@@ -184,6 +185,19 @@ class SiteService:
         fed.state = FEDERATION.check_move(fed.state, FederationState.RUNNING)
         fed.updated_at = now
 
+    def info_nowait(self, site: SiteIdentity) -> dict[str, Any] | None:
+        """:meth:`info` from memory alone (the snapshot, the open round's record, the cached config and
+        keys), for the event loop; None when any of it needs I/O."""
+        fid, co = site.federation_id, self.coordinator
+        now, meta = co.fresh_nowait(fid), co.cached_meta(fid)
+        if now is None or meta is None or co.cached_keys(fid) is None:
+            return None
+        fed, rnd = now
+        submitted = co.submitted(fid, rnd.id, site.participant_id) if rnd is not None else False
+        if submitted is None:
+            return None
+        return self._answer(site, fed, rnd, submitted, meta[0])
+
     def info(self, site: SiteIdentity) -> dict[str, Any]:
         """Where the federation stands, from this site's point of view."""
         fid = site.federation_id
@@ -201,7 +215,17 @@ class SiteService:
                     )
                     is not None
                 )
-        cfg, _spec = self.coordinator.meta(fid)
+        return self._answer(site, fed, rnd, bool(submitted), self.coordinator.meta(fid)[0])
+
+    def _answer(
+        self,
+        site: SiteIdentity,
+        fed: FederationNow,
+        rnd: RoundNow | None,
+        submitted: bool,
+        cfg: FederationConfig,
+    ) -> dict[str, Any]:
+        fid = site.federation_id
         return {
             "federation_id": fid,
             "participant_id": site.participant_id,
@@ -216,7 +240,7 @@ class SiteService:
             "deadline": rnd.deadline.isoformat() if rnd and rnd.deadline else None,
             "rounds": fed.rounds,
             "completed_rounds": fed.completed_rounds,
-            "submitted": bool(submitted),
+            "submitted": submitted,
             "registered": site.signing_public_key is not None,
             "server_signing_key": fed.signing_public_key,
             "server_sealing_key": fed.sealing_public_key,
@@ -229,6 +253,13 @@ class SiteService:
         """
         self._require_secure(site.federation_id)
         return self.coordinator.secure.view(site)
+
+    def secagg_view_nowait(self, site: SiteIdentity) -> dict[str, Any] | None:
+        """:meth:`secagg_view` from memory, for the event loop; None when it needs the lock or I/O."""
+        meta = self.coordinator.cached_meta(site.federation_id)
+        if meta is None or not meta[0].secure:
+            return None
+        return self.coordinator.secure.view_nowait(site)
 
     def secagg_receive(
         self, site: SiteIdentity, message: SiteMessage, source_ip: str | None
@@ -248,11 +279,23 @@ class SiteService:
                 code="secure_aggregation_off",
             )
 
+    def signed_model_nowait(self, site: SiteIdentity) -> tuple[int, bytes] | None:
+        """:meth:`signed_model` when the snapshot is current and this round's model is signed already."""
+        fid = site.federation_id
+        snap = self.coordinator.snapshots.cached(fid)
+        rnd = snap.round if snap is not None else None
+        if snap is None or rnd is None or snap.federation.state not in LIVE:
+            return None
+        cached = self._models.get(fid)
+        if cached is None or cached[0] != (rnd.number, rnd.base_version):
+            return None
+        return rnd.number, cached[1]
+
     def signed_model(self, site: SiteIdentity) -> tuple[int, bytes]:
         """The open round's global model, signed by the server with the round and site config bound in."""
         fid = site.federation_id
-        with self.db.session() as s:
-            fed, rnd = self.coordinator.current(s, fid)
+        snap = self.coordinator.snapshots.get(fid)
+        fed, rnd = snap.federation, snap.round
         if fed.state not in LIVE or rnd is None:
             raise Conflict(
                 f"the federation is {fed.state}; there is no round to train", code="federation_finished"

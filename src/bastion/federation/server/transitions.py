@@ -34,17 +34,21 @@ def system_record(action: str, federation_id: str, **details: Any) -> AuditRecor
     )
 
 
-def claim(db: Database, round_id: str, allowed: tuple[RoundState, ...]) -> bool:
-    """``open`` -> ``closing`` (or a stuck ``closing`` re-claimed): from here on the round admits no update."""
+def claim(db: Database, round_id: str, allowed: tuple[RoundState, ...]) -> int | None:
+    """``open`` -> ``closing`` (or a stuck ``closing`` re-claimed): from here on the round admits no update.
+
+    Returns how many updates the round counted (final from here on), or None if it was not claimed.
+    """
     for state in allowed:
         ROUND.check_move(state, RoundState.CLOSING)
     with db.session() as s:
-        claimed = s.execute(
+        accepted = s.execute(
             update(FederationRound)
             .where(FederationRound.id == round_id, FederationRound.state.in_(allowed))
             .values(state=RoundState.CLOSING)
-        )
-        return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+            .returning(FederationRound.accepted)
+        ).scalar()
+    return None if accepted is None else int(accepted)
 
 
 def commit_close(
