@@ -83,19 +83,19 @@ class Side:
                 "BENCH_SECONDS": str(self.seconds),
             },
         )
-        self.ctx.services["jobs"] = JobService(self.ctx, config)
+        self.ctx.services.jobs = JobService(self.ctx, config)
         executor = None
         if self.name == "ray":
             executor = RayExecutor.connect(self.cluster.address, insecure=False, vault=self.ctx.vault)
         self.worker = make_worker(self.ctx, config, executor=executor, on_complete=None)
-        self.ctx.services["worker"] = self.worker
+        self.ctx.services.worker = self.worker
         self.worker.start()
 
     def run(self, count: int) -> float:
         """Submit ``count`` jobs at once; seconds until the last one completed."""
         from bastion.jobs.service import SubmitRequest
 
-        svc = self.ctx.services["jobs"]
+        svc = self.ctx.services.jobs
         start = time.perf_counter()
         ids = [
             svc.submit(

@@ -19,12 +19,9 @@ def registrar(ctx: Context) -> Callable[[str], None]:
     """What the worker calls after a job completes. A failure here never fails the finished job."""
 
     def register(job_id: str) -> None:
-        from bastion.catalog.models import ModelRegistry
         from bastion.jobs.package import unpack
 
-        registry: ModelRegistry | None = ctx.services.get("models")
-        if registry is None:
-            return
+        registry = ctx.services.models
         try:
             with ctx.db.session() as s:
                 job = s.get(TrainingJob, job_id)

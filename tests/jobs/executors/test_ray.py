@@ -268,7 +268,7 @@ def test_fine_tuning_is_refused_at_submit_on_a_ray_server(
     from bastion.llm.service import CreateRequest
 
     monkeypatch.setattr(ctx.settings, "executor", "ray")
-    service = ctx.services["fine_tuning"]
+    service = ctx.services.fine_tuning
     request = CreateRequest("any-base", "file-1", None, Hyperparameters())
     with pytest.raises(Invalid) as refused:
         service.create(principal(alice), request)

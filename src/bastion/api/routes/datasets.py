@@ -43,7 +43,7 @@ UPLOAD_BODY: dict[str, Any] = {
 
 
 def catalog(ctx: ContextDep) -> DatasetCatalog:
-    svc: DatasetCatalog = ctx.services["datasets"]
+    svc: DatasetCatalog = ctx.services.datasets
     return svc
 
 

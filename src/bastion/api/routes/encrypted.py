@@ -101,7 +101,7 @@ class EncryptedPredictResponse(BaseModel):
 
 
 def service(ctx: ContextDep) -> EncryptedInference:
-    svc: EncryptedInference = ctx.services["encrypted"]
+    svc: EncryptedInference = ctx.services.encrypted
     return svc
 
 

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/api/v1/federations", tags=["federations"])
 
 
 def service(ctx: ContextDep) -> FederationService:
-    svc: FederationService = ctx.services["federations"]
+    svc: FederationService = ctx.services.federations
     return svc
 
 

@@ -44,12 +44,12 @@ class RegisterRequest(BaseModel):
 
 
 def _sites(ctx: Context) -> SiteService:
-    svc: SiteService = ctx.services["fl_sites"]
+    svc: SiteService = ctx.services.fl_sites
     return svc
 
 
 def _coordinator(ctx: Context) -> Coordinator:
-    svc: Coordinator = ctx.services["fl_coordinator"]
+    svc: Coordinator = ctx.services.fl_coordinator
     return svc
 
 

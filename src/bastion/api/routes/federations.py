@@ -46,7 +46,7 @@ BINARY_RESPONSE: dict[int | str, dict[str, Any]] = {
 
 
 def service(ctx: Context) -> FederationService:
-    svc: FederationService = ctx.services["federations"]
+    svc: FederationService = ctx.services.federations
     return svc
 
 

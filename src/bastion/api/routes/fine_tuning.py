@@ -47,7 +47,7 @@ register_url_convertor("ft_job_id", _JobId())
 
 
 def service(ctx: Context) -> FineTuning:
-    svc: FineTuning = ctx.services["fine_tuning"]
+    svc: FineTuning = ctx.services.fine_tuning
     return svc
 
 
@@ -165,7 +165,7 @@ class CostEstimate(BaseModel):
 
 
 def _job(ctx: Context, job: Any) -> JobObject:
-    price = ctx.services["jobs"].prices.all().get(job.resource_profile)
+    price = ctx.services.jobs.prices.all().get(job.resource_profile)
     return JobObject(**views.job_view(job, price.hourly_cost if price else None), project_id=job.project_id)
 
 
@@ -214,8 +214,8 @@ async def upload_file(
         raise UnsupportedMedia("send the JSONL file raw (application/octet-stream) or as multipart/form-data")
 
     def run() -> dict[str, Any]:
-        base = ctx.services["llm_bases"].get(model)
-        uploaded: dict[str, Any] = ctx.services["ft_files"].upload(
+        base = ctx.services.llm_bases.get(model)
+        uploaded: dict[str, Any] = ctx.services.ft_files.upload(
             principal, data, name=(name or "train.jsonl")[:200], base=base, scrub=scrub
         )
         return uploaded
@@ -227,7 +227,7 @@ async def upload_file(
 
 @router.get("/files/{file_id}", response_model=FileObject, responses=errors(401, 403, 404))
 def get_file(file_id: str, principal: UserPrincipal, ctx: ContextDep) -> FileObject:
-    return FileObject(**ctx.services["ft_files"].get(principal, file_id))
+    return FileObject(**ctx.services.ft_files.get(principal, file_id))
 
 
 @router.post("/jobs/estimate", response_model=CostEstimate, responses=errors(401, 403, 404, 422))
@@ -274,7 +274,7 @@ def get_job(job_id: str, principal: UserPrincipal, ctx: ContextDep) -> JobObject
 @router.post("/jobs/{job_id}/cancel", response_model=JobObject, responses=errors(401, 403, 404, 409))
 def cancel_job(job_id: str, principal: UserPrincipal, request: Request, ctx: ContextDep) -> JobObject:
     service(ctx).get(principal, job_id)
-    job, _ = ctx.services["jobs"].cancel(principal, job_id, ip=client_ip(request))
+    job, _ = ctx.services.jobs.cancel(principal, job_id, ip=client_ip(request))
     return _job(ctx, job)
 
 
@@ -317,13 +317,13 @@ def merged_model(
     service(ctx).get(principal, job_id)
     api_key = presented_credential(request) if principal.via == "api_key" else None
     out = download(
-        ctx.services["jobs"],
+        ctx.services.jobs,
         principal,
         job_id,
         api_key=api_key,
         scheme=scheme,
         ip=client_ip(request),
-        transform=lambda job, package: merged_package(job, package, ctx.services["llm_bases"]),
+        transform=lambda job, package: merged_package(job, package, ctx.services.llm_bases),
     )
     return MergedDownload(**{**out, "model_type": "llm_merged"})
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
@@ -50,6 +50,6 @@ def health(ctx: ContextDep, response: Response) -> Health:
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(ctx: ContextDep) -> Response:
-    registry = ctx.services["metrics"].registry
+def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -54,7 +54,7 @@ def register_base_model(
 ) -> BaseModelObject:
     """Register a local Hugging Face directory (safetensors only, no remote code)."""
     try:
-        out = BaseModelObject(**ctx.services["llm_bases"].register(principal, body.path, body.name))
+        out = BaseModelObject(**ctx.services.llm_bases.register(principal, body.path, body.name))
     except OSError as exc:  # e.g. a path component over the file system's name limit
         raise Invalid(f"{body.path[:200]} cannot be read: {exc.strerror}", code="model_dir_invalid") from exc
     response.headers["Location"] = f"/api/v1/llm/base_models/{out.name}"
@@ -68,7 +68,7 @@ def list_base_models(
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
     cursor: Annotated[str | None, Query(max_length=100, description="Names after this one")] = None,
 ) -> BaseModelList:
-    rows = [r for r in ctx.services["llm_bases"].list() if cursor is None or r["name"] > cursor]
+    rows = [r for r in ctx.services.llm_bases.list() if cursor is None or r["name"] > cursor]
     page = rows[:limit]
     return BaseModelList(
         data=[BaseModelObject(**r) for r in page], next_cursor=page[-1]["name"] if len(rows) > limit else None
@@ -79,7 +79,7 @@ def list_base_models(
 def get_base_model(name: str, _: UserPrincipal, ctx: ContextDep) -> BaseModelObject:
     from bastion.llm.base_models import view
 
-    return BaseModelObject(**view(ctx.services["llm_bases"].get(name)))
+    return BaseModelObject(**view(ctx.services.llm_bases.get(name)))
 
 
 class Message(BaseModel):
@@ -135,7 +135,7 @@ class GenerateResponse(Generation):
 
 
 def _generator(ctx: Any) -> Generator:
-    gen: Generator = ctx.services["generation"]
+    gen: Generator = ctx.services.generation
     return gen
 
 

@@ -33,7 +33,7 @@ AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024
 
 
 def registry(ctx: ContextDep) -> ModelRegistry:
-    svc: ModelRegistry = ctx.services["models"]
+    svc: ModelRegistry = ctx.services.models
     return svc
 
 
@@ -94,7 +94,7 @@ def quantize_measured(
         from bastion.data.deid import training_exclusions
         from bastion.jobs.datasets import without_excluded
 
-        catalog = ctx.services["datasets"]
+        catalog = ctx.services.datasets
         dataset_id = str(lineage.get("dataset_id"))
         exclude = training_exclusions(catalog.get(principal, dataset_id)["deidentification"])
         dataset = without_excluded(catalog.load_frame(principal, dataset_id), exclude, build)

@@ -30,7 +30,7 @@ UserRef = Annotated[str, Path(max_length=64)]
 
 
 def projects(ctx: ContextDep) -> ProjectService:
-    svc: ProjectService = ctx.services["projects"]
+    svc: ProjectService = ctx.services.projects
     return svc
 
 

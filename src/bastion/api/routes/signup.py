@@ -44,7 +44,7 @@ class SignupPage(BaseModel):
 
 
 def signups(ctx: ContextDep) -> Signups:
-    service: Signups = ctx.services["signups"]
+    service: Signups = ctx.services.signups
     return service
 
 

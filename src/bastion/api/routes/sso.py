@@ -59,7 +59,7 @@ class PollBody(BaseModel):
 
 
 def service(ctx: Context) -> SingleSignOn:
-    sso: SingleSignOn | None = ctx.services.get("sso")
+    sso: SingleSignOn | None = ctx.services.sso
     if sso is None:
         raise NotFound("single sign-on is not configured on this server", code="sso_not_configured")
     return sso
@@ -72,7 +72,7 @@ def _limit(ctx: Context, request: Request) -> None:
 @router.get("", response_model=SsoInfo)
 def sso_info(ctx: ContextDep) -> SsoInfo:
     """Whether SSO is on, and where a login button should point (no credentials needed)."""
-    on = "sso" in ctx.services
+    on = ctx.services.sso is not None
     return SsoInfo(enabled=on, login_path=sso_login_path() if on else None)
 
 

@@ -47,7 +47,7 @@ SSE_KEEPALIVE_SECONDS = 15.0
 
 
 def jobs(ctx: Context) -> JobService:
-    svc: JobService = ctx.services["jobs"]
+    svc: JobService = ctx.services.jobs
     return svc
 
 

@@ -136,12 +136,13 @@ def audit(
         next_before=next_before,
         filters=filters,
         before=before,
-        verified=_last_verify(ctx),
+        verified=_last_verify(request),
     )
 
 
-def _last_verify(ctx: Context) -> dict[str, Any] | None:
-    result: dict[str, Any] | None = ctx.services.get("web_audit_verify")
+def _last_verify(request: Request) -> dict[str, Any] | None:
+    """The last chain walk on this app (kept on its state, so it stays on the page until the next)."""
+    result: dict[str, Any] | None = getattr(request.app.state, "audit_verify", None)
     return result
 
 
@@ -160,7 +161,7 @@ async def audit_verify(request: Request, ctx: Ctx, session: AdminWriter) -> Resp
             "reason": result.reason,
             "at": datetime.now(UTC).isoformat(timespec="seconds"),
         }
-        ctx.services["web_audit_verify"] = out
+        request.app.state.audit_verify = out
         return out
 
     verified = await threaded(run)
@@ -171,7 +172,7 @@ MAX_PROFILES = 50
 
 
 def _prices_page(request: Request, ctx: Context, status_code: int = 200, error: str = "") -> Response:
-    table = ctx.services["jobs"].prices.all()
+    table = ctx.services.jobs.prices.all()
     return page(
         request, "admin_prices.html", status_code, prices=[p.public() for p in table.values()], error=error
     )
@@ -216,7 +217,7 @@ async def update_prices(request: Request, ctx: Ctx, session: AdminWriter) -> Res
     admin = session.principal
 
     def run() -> None:
-        table = ctx.services["jobs"].prices.replace(price_rows(form), updated_by=admin.user_id)
+        table = ctx.services.jobs.prices.replace(price_rows(form), updated_by=admin.user_id)
         ctx.audit.append(
             AuditRecord(
                 "training.prices.update",
@@ -239,4 +240,4 @@ async def update_prices(request: Request, ctx: Ctx, session: AdminWriter) -> Res
 
 @router.get("/workers")
 def workers(request: Request, ctx: Ctx, session: AdminReader) -> Response:
-    return page(request, "admin_workers.html", status=ctx.services["jobs"].admin_status())
+    return page(request, "admin_workers.html", status=ctx.services.jobs.admin_status())

@@ -29,7 +29,7 @@ PREVIEW_ROWS = 20
 
 
 def catalog(ctx: Context) -> DatasetCatalog:
-    svc: DatasetCatalog = ctx.services["datasets"]
+    svc: DatasetCatalog = ctx.services.datasets
     return svc
 
 

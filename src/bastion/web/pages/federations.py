@@ -32,7 +32,7 @@ SKIP_SERIES = ("num_samples", "dp_delta")
 
 
 def service(ctx: Context) -> FederationService:
-    svc: FederationService = ctx.services["federations"]
+    svc: FederationService = ctx.services.federations
     return svc
 
 

@@ -40,12 +40,12 @@ MAX_EVENTS = 2000
 
 
 def service(ctx: Context) -> FineTuning:
-    svc: FineTuning = ctx.services["fine_tuning"]
+    svc: FineTuning = ctx.services.fine_tuning
     return svc
 
 
 def _view(ctx: Context, job: Any) -> dict[str, Any]:
-    price = ctx.services["jobs"].prices.all().get(job.resource_profile)
+    price = ctx.services.jobs.prices.all().get(job.resource_profile)
     return _dated(views.job_view(job, price.hourly_cost if price else None))
 
 
@@ -122,19 +122,19 @@ def _estimate(ctx: Context, principal: Principal, form: dict[str, str]) -> tuple
 
 
 def _form_context(ctx: Context, principal: Principal, form: dict[str, str]) -> dict[str, Any]:
-    bases = ctx.services["llm_bases"].list()
+    bases = ctx.services.llm_bases.list()
     form = {**form}
     form.setdefault("model", bases[0]["name"] if bases else "")
-    form.setdefault("resource_profile", ctx.services["jobs"].prices.get(None).profile)
+    form.setdefault("resource_profile", ctx.services.jobs.prices.get(None).profile)
     file = None
     if form.get("training_file"):
-        file = ctx.services["ft_files"].get(principal, form["training_file"])  # foreign: 404 page
+        file = ctx.services.ft_files.get(principal, form["training_file"])  # foreign: 404 page
     estimate, estimate_error = _estimate(ctx, principal, form) if file else (None, "")
     return {
         "bases": bases,
         "form": form,
         "file": file,
-        "profiles": [p.public() for p in ctx.services["jobs"].prices.all().values()],
+        "profiles": [p.public() for p in ctx.services.jobs.prices.all().values()],
         "estimate": estimate,
         "estimate_error": estimate_error,
     }
@@ -168,8 +168,8 @@ async def upload_file(request: Request, ctx: Ctx, session: Writer) -> Response:
         name = (part.filename or "train.jsonl")[:200]
 
         def run() -> dict[str, Any]:
-            base = ctx.services["llm_bases"].get(fields.get("model", ""))
-            uploaded: dict[str, Any] = ctx.services["ft_files"].upload(
+            base = ctx.services.llm_bases.get(fields.get("model", ""))
+            uploaded: dict[str, Any] = ctx.services.ft_files.upload(
                 session.principal, data, name=name, base=base
             )
             return uploaded
@@ -240,7 +240,7 @@ def job_events(request: Request, ctx: Ctx, session: Session, job_id: str) -> Str
 async def cancel(request: Request, ctx: Ctx, session: Writer, job_id: str) -> Response:
     def run() -> None:
         service(ctx).get(session.principal, job_id)
-        ctx.services["jobs"].cancel(session.principal, job_id, ip=client_ip(request))
+        ctx.services.jobs.cancel(session.principal, job_id, ip=client_ip(request))
 
     await threaded(run)
     return redirect(f"/fine-tuning/{job_id}")

@@ -38,7 +38,7 @@ LOG_TAIL = 200
 
 
 def service(ctx: Context) -> JobService:
-    svc: JobService = ctx.services["jobs"]
+    svc: JobService = ctx.services.jobs
     return svc
 
 
@@ -86,7 +86,7 @@ def _dataset_choices(ctx: Context, principal: Principal) -> list[tuple[str, str]
         return builtin
     uploads = [
         (f"upload:{d['id']}", f"{d['name']} (uploaded)")
-        for d in gather(lambda n, c: ctx.services["datasets"].list_for(principal, n, c))
+        for d in gather(lambda n, c: ctx.services.datasets.list_for(principal, n, c))
     ]
     return builtin + uploads
 

@@ -22,7 +22,7 @@ MAX_PREDICT_ROWS = 1000
 
 
 def registry(ctx: Context) -> ModelRegistry:
-    svc: ModelRegistry = ctx.services["models"]
+    svc: ModelRegistry = ctx.services.models
     return svc
 
 
@@ -196,7 +196,7 @@ async def generate(request: Request, ctx: Ctx, session: Writer, model_id: str) -
     try:
         params = generate_params(form)
         answer = await threaded(
-            ctx.services["generation"].generate,
+            ctx.services.generation.generate,
             session.principal,
             model_id,
             params,

@@ -19,7 +19,7 @@ VIEWS = ("contributions", "resources", "models", "training", "federations")
 
 
 def projects(ctx: Context) -> ProjectService:
-    svc: ProjectService = ctx.services["projects"]
+    svc: ProjectService = ctx.services.projects
     return svc
 
 
