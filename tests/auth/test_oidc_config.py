@@ -8,8 +8,8 @@ from typing import Any
 import pytest
 
 from bastion.context import build_context
-from bastion.wiring import install_services
 from bastion.errors import ConfigError
+from bastion.wiring import install_services
 from tests.conftest import make_settings
 
 GOOD: dict[str, Any] = {

@@ -11,6 +11,7 @@ from fastapi import Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from bastion.api.deps import JobsDep
 from bastion.audit.query import AuditFilter, audit_page
 from bastion.context import Context
 from bastion.errors import BastionError, Invalid
@@ -207,7 +208,7 @@ def price_rows(form: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 
 @router.post("/prices")
-async def update_prices(request: Request, ctx: Ctx, session: AdminWriter) -> Response:
+async def update_prices(request: Request, ctx: Ctx, jobs: JobsDep, session: AdminWriter) -> Response:
     """Replaces the table through the same ``PriceTable.replace`` and audit action as
     ``PUT /admin/training/prices``."""
     from bastion.api.deps import client_ip
@@ -217,7 +218,7 @@ async def update_prices(request: Request, ctx: Ctx, session: AdminWriter) -> Res
     admin = session.principal
 
     def run() -> None:
-        table = ctx.services.jobs.prices.replace(price_rows(form), updated_by=admin.user_id)
+        table = jobs.prices.replace(price_rows(form), updated_by=admin.user_id)
         ctx.audit.append(
             AuditRecord(
                 "training.prices.update",
@@ -239,5 +240,5 @@ async def update_prices(request: Request, ctx: Ctx, session: AdminWriter) -> Res
 
 
 @router.get("/workers")
-def workers(request: Request, ctx: Ctx, session: AdminReader) -> Response:
-    return page(request, "admin_workers.html", status=ctx.services.jobs.admin_status())
+def workers(request: Request, jobs: JobsDep, session: AdminReader) -> Response:
+    return page(request, "admin_workers.html", status=jobs.admin_status())
