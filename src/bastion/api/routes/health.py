@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Literal
 
 from fastapi import APIRouter, Request, Response
@@ -11,6 +10,7 @@ from pydantic import BaseModel
 
 from bastion import __version__
 from bastion.api.deps import ContextDep
+from bastion.clock import aware_utcnow
 
 router = APIRouter(tags=["health"])
 ComponentState = Literal["operational", "unavailable"]
@@ -43,7 +43,7 @@ def health(ctx: ContextDep, response: Response) -> Health:
         response.status_code = 503
     return Health(
         status="healthy" if healthy else "unhealthy",
-        timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+        timestamp=aware_utcnow().isoformat(timespec="seconds"),
         version=__version__,
         components=components,
     )

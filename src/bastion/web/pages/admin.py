@@ -4,7 +4,7 @@ chain's verification state), the price table and the workers. Admin role checked
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request
@@ -13,6 +13,7 @@ from starlette.responses import Response
 
 from bastion.api.deps import JobsDep
 from bastion.audit.query import AuditFilter, audit_page
+from bastion.clock import aware_utcnow
 from bastion.context import Context
 from bastion.errors import BastionError, Invalid
 from bastion.web.pages.base import AdminReader, AdminWriter, Ctx, form_fields, page_router, redirect, threaded
@@ -160,7 +161,7 @@ async def audit_verify(request: Request, ctx: Ctx, session: AdminWriter) -> Resp
             "checked": result.checked,
             "first_bad_seq": result.first_bad_seq,
             "reason": result.reason,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "at": aware_utcnow().isoformat(timespec="seconds"),
         }
         request.app.state.audit_verify = out
         return out

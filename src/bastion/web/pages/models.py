@@ -138,7 +138,9 @@ async def predict(request: Request, ctx: Ctx, session: Session, model_id: str) -
         rows = parse_rows(form.get("rows", ""))
         version = int(form["version"]) if (form.get("version") or "").isdigit() else None
         body = PredictRequest(rows=rows, version=version, probabilities=True)
-        result = await api_predict(model_id, body, session.principal, ctx.services.models, form.get("access_code") or None)
+        result = await api_predict(
+            model_id, body, session.principal, ctx.services.models, form.get("access_code") or None
+        )
     except BastionError as exc:
         return page(
             request,
