@@ -118,7 +118,7 @@ class FineTuning:
 
     @staticmethod
     def _tokens(row: Any) -> int:
-        stats = json.loads(row.schema_json).get("tokens") or {}
+        stats = row.schema_json.get("tokens") or {}
         return int(stats.get("total_tokens") or 0)
 
     def estimate(self, principal: Principal, req: CreateRequest) -> dict[str, Any]:
