@@ -74,12 +74,12 @@ async def get_signups(request: Request) -> Signups:
     return services(request).signups
 
 
-async def get_sso(request: Request) -> SingleSignOn:
-    return configured_sso(services(request))
-
-
 def configured_sso(services: Services) -> SingleSignOn:
-    """The OIDC relying party, or 404 where this server has none configured."""
+    """The OIDC relying party, or 404 where this server has none configured.
+
+    Called inside the SSO handlers rather than as a dependency: they charge the login rate limit and
+    validate the body first, and a dependency would answer 404 before either.
+    """
     sso = services.sso
     if sso is None:
         raise NotFound("single sign-on is not configured on this server", code="sso_not_configured")
@@ -120,7 +120,6 @@ ModelsDep = Annotated[ModelRegistry, Depends(get_models)]
 EncryptedDep = Annotated[EncryptedInference, Depends(get_encrypted)]
 ProjectsDep = Annotated[ProjectService, Depends(get_projects)]
 SignupsDep = Annotated[Signups, Depends(get_signups)]
-SsoDep = Annotated[SingleSignOn, Depends(get_sso)]
 FederationsDep = Annotated[FederationService, Depends(get_federations)]
 SitesDep = Annotated[SiteService, Depends(get_sites)]
 CoordinatorDep = Annotated[Coordinator, Depends(get_coordinator)]
