@@ -84,7 +84,7 @@ def seed(ctx: Any) -> dict[str, str]:
         }
         for i in range(JOBS)
     ]
-    fed = ctx.services["federations"].create(
+    fed = ctx.services.federations.create(
         principal,
         FederationCreate(
             name="seed", model={"type": "tabular_mlp", "in_features": 8, "num_classes": 2}, rounds=ROUNDS

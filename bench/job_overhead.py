@@ -78,8 +78,8 @@ class JobBench:
         install_services(self.ctx)
         user = self.ctx.accounts.create_user(f"bench-{int(time.time() * 1000)}", "user")
         self.principal = Principal(user.id, user.username, "user", "api_key")
-        self.svc = self.ctx.services["jobs"]
-        self.worker = self.ctx.services["worker"]
+        self.svc = self.ctx.services.jobs
+        self.worker = self.ctx.services.worker
         self.worker.start()
 
     def run(self, model_type: str, dataset: str, params: dict[str, Any]) -> dict[str, float]:

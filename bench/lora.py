@@ -102,21 +102,19 @@ def bastion_job(root: Path, model_dir: Path, data: bytes, cfg: dict[str, Any]) -
     from bastion.config import Settings
     from bastion.context import build_context
     from bastion.jobs.config import JobConfig
-    from bastion.jobs.hooks import install as install_jobs
     from bastion.jobs.hooks import make_worker
-    from bastion.llm.hooks import install as install_llm
     from bastion.llm.params import Hyperparameters, LoraParams
     from bastion.llm.service import CreateRequest
+    from bastion.wiring import install_services
 
     settings = Settings(data_dir=root / "data", master_key=MASTER, jwt_secret=JWT, embedded_worker=False)
     ctx = build_context(settings)
-    install_jobs(ctx)
-    install_llm(ctx)
+    install_services(ctx)
     user = ctx.accounts.create_user("bench", "admin")
     who = Principal(user.id, "bench", "admin", "api_key")
-    ctx.services["llm_bases"].register(who, str(model_dir), "bench")
-    base = ctx.services["llm_bases"].get("bench")
-    f = ctx.services["ft_files"].upload(who, data, name="bench.jsonl", base=base)
+    ctx.services.llm_bases.register(who, str(model_dir), "bench")
+    base = ctx.services.llm_bases.get("bench")
+    f = ctx.services.ft_files.upload(who, data, name="bench.jsonl", base=base)
     hp = Hyperparameters(
         n_epochs=cfg["epochs"], batch_size=cfg["batch_size"], learning_rate=cfg["lr"],
         validation_fraction=cfg["validation_fraction"],
@@ -126,10 +124,10 @@ def bastion_job(root: Path, model_dir: Path, data: bytes, cfg: dict[str, Any]) -
     worker.start()
     try:
         t0 = time.perf_counter()
-        job = ctx.services["fine_tuning"].create(
+        job = ctx.services.fine_tuning.create(
             who, CreateRequest("bench", f["id"], None, hp, seed=cfg["seed"])
         )
-        while (job := ctx.services["jobs"].get_any(job.id)).state in ("pending", "running"):
+        while (job := ctx.services.jobs.get_any(job.id)).state in ("pending", "running"):
             time.sleep(0.5)
         wall = time.perf_counter() - t0
     finally:

@@ -82,7 +82,7 @@ class Side:
                 "BENCH_SECONDS": str(self.seconds),
             },
         )
-        self.ctx.services["jobs"] = JobService(self.ctx, config)
+        self.ctx.services.jobs = JobService(self.ctx, config)
         executor = None
         if self.name == "ray":
             executor = RayExecutor.connect(self.cluster.address, insecure=False, vault=self.ctx.vault)
@@ -91,14 +91,14 @@ class Side:
             # Closed after the new executor connected: the last close would end this process's Ray
             # connection, and a new connection (a new Ray job) cannot reuse the warm Ray workers.
             previous.close()
-        self.ctx.services["worker"] = self.worker
+        self.ctx.services.worker = self.worker
         self.worker.start()
 
     def run(self, count: int) -> float:
         """Submit ``count`` jobs at once; seconds until the last one completed."""
         from bastion.jobs.service import SubmitRequest
 
-        svc = self.ctx.services["jobs"]
+        svc = self.ctx.services.jobs
         start = time.perf_counter()
         ids = [
             svc.submit(

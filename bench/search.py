@@ -94,14 +94,14 @@ def bastion_search(root: Path, trials: int, parallel: int, cluster: Any = None) 
     install_services(ctx)
     user = ctx.accounts.create_user(f"bench-{parallel}", "user")
     principal = Principal(user.id, user.username, "user", "api_key")
-    worker = ctx.services["worker"]
+    worker = ctx.services.worker
     if cluster is not None:  # the same search with each trial a Ray task (warm Ray workers)
         from bastion.jobs.executors.ray import RayExecutor
         from bastion.jobs.hooks import make_worker
 
         executor = RayExecutor.connect(cluster.address, insecure=False, vault=ctx.vault)
         worker = make_worker(ctx, worker.config, executor=executor)
-        ctx.services["worker"] = worker
+        ctx.services.worker = worker
     worker.start()
     try:
         search = {
@@ -112,7 +112,7 @@ def bastion_search(root: Path, trials: int, parallel: int, cluster: Any = None) 
             "include_defaults": False,
         }
         start = time.perf_counter()
-        job = ctx.services["jobs"].submit(
+        job = ctx.services.jobs.submit(
             principal,
             # resources are per trial: one CPU each, so two trials fit the 2-CPU cluster at once
             SubmitRequest(
@@ -124,7 +124,7 @@ def bastion_search(root: Path, trials: int, parallel: int, cluster: Any = None) 
                 resources={"cpus": 1},
             ),
         )
-        while (current := ctx.services["jobs"].get_any(job.id)).state not in (
+        while (current := ctx.services.jobs.get_any(job.id)).state not in (
             "completed",
             "failed",
             "cancelled",

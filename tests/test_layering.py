@@ -35,6 +35,7 @@ CLIENT_MAY_IMPORT: frozenset[str] = frozenset(
         "bastion.client",
         "bastion.contract",  # request/response models shared by routes and SDK
         "bastion.errors",  # the error hierarchy the SDK maps problem+json onto
+        "bastion.clock",  # the injectable wall clock (stdlib only): timestamps in keyring and de-id
         "bastion.crypto",  # AEAD, sealed files, Ed25519 signing; imports nothing of ours but errors
         "bastion.federation.envelope",  # sealing + signing a site update
         "bastion.federation.tensors",  # the tensor wire format inside envelopes and global models

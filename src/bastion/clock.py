@@ -44,6 +44,11 @@ def utcnow() -> datetime:
     return _clock.now()
 
 
+def aware_utcnow() -> datetime:
+    """Now, timezone-aware UTC, from the installed clock (for timestamps written out as text)."""
+    return _clock.now().replace(tzinfo=UTC)
+
+
 @contextmanager
 def use(clock: Clock) -> Iterator[Clock]:
     """Install ``clock`` for the duration of the block (the previous one comes back after it)."""

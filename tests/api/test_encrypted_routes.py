@@ -36,7 +36,7 @@ def trained() -> dict[str, Any]:
 
 
 def _register(ctx: Context, owner: Caller, result: Any, name: str) -> str:
-    view = ctx.services["models"].register(
+    view = ctx.services.models.register(
         owner.user_id,
         name,
         result.model_bytes,

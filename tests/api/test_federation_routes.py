@@ -282,7 +282,7 @@ def test_a_long_poll_is_woken_by_the_round_closing(client: TestClient, alice: Ca
     answers: list[dict[str, Any]] = []
     poller = threading.Thread(target=lambda: answers.append(first.info(wait_round=1)))
     poller.start()
-    epochs = client.app.state.ctx.services["fl_coordinator"].epochs  # type: ignore[attr-defined]
+    epochs = client.app.state.ctx.services.fl_coordinator.epochs  # type: ignore[attr-defined]
     deadline = time.monotonic() + 20
     while epochs.waiting(fid) == 0 and time.monotonic() < deadline:
         time.sleep(0.01)

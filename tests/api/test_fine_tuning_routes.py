@@ -196,7 +196,7 @@ def test_fine_tune_end_to_end(
     assert "acetaminophen" in out["text"].replace(" ", "") or out["completion_tokens"] > 0
     sampled = {**prompt, "compare": False, "temperature": 0.8, "seed": 11}
     first = client.post(f"/api/v1/models/{model_id}/generate", json=sampled, headers=alice.headers).json()
-    client.app.state.ctx.services["generation"]._cache.clear()  # type: ignore[attr-defined]
+    client.app.state.ctx.services.generation._cache.clear()  # type: ignore[attr-defined]
     again = client.post(f"/api/v1/models/{model_id}/generate", json=sampled, headers=alice.headers).json()
     assert first["text"] == again["text"], "reloaded from the vault, same seed, same answer"
     with client.stream(
@@ -303,7 +303,7 @@ def test_packing_checkpointing_runtime_limit_and_generation_slots(
     assert done["hyperparameters"]["packing"] is True
     stopped = wait_job(client, alice, limited["id"], "failed", "succeeded")
     assert stopped["status"] == "failed" and "maximum runtime" in stopped["error"]["message"]
-    gen = client.app.state.ctx.services["generation"]  # type: ignore[attr-defined]
+    gen = client.app.state.ctx.services.generation  # type: ignore[attr-defined]
     held = [gen._slots.acquire(blocking=False) for _ in range(2)]
     try:
         busy = client.post(

@@ -33,9 +33,7 @@ def register(client: TestClient, username: str, email: str, password: str = PASS
 def test_signup_is_off_by_default(client: TestClient, ctx: Context, tmp_path: Path, db_url: str) -> None:
     default = make_settings(tmp_path, db_url)
     assert default.signup_enabled is False
-    ctx.services["signups"].policy = SignupPolicy.parse(
-        default.signup_enabled, default.signup_allowed_domains
-    )
+    ctx.services.signups.policy = SignupPolicy.parse(default.signup_enabled, default.signup_allowed_domains)
     status, body = register(client, "newbie", "newbie@example.org")
     assert status == 403 and body["error"]["code"] == "signup_disabled"
 

@@ -9,6 +9,7 @@ import pytest
 
 from bastion.context import build_context
 from bastion.errors import ConfigError
+from bastion.wiring import install_services
 from tests.conftest import make_settings
 
 GOOD: dict[str, Any] = {
@@ -34,12 +35,13 @@ def test_unsafe_or_incomplete_sso_settings_refuse_to_start(
 ) -> None:
     settings = make_settings(tmp_path, f"sqlite:///{tmp_path / 'b.db'}", **(GOOD | changes))
     with pytest.raises(ConfigError, match=message):
-        build_context(settings)
+        install_services(build_context(settings))
 
 
 def test_sso_is_built_lazily_without_contacting_the_provider(tmp_path: Path) -> None:
-    ctx = build_context(make_settings(tmp_path, f"sqlite:///{tmp_path / 'b.db'}", **GOOD))
+    ctx = install_services(build_context(make_settings(tmp_path, f"sqlite:///{tmp_path / 'b.db'}", **GOOD)))
     try:
-        assert ctx.services["sso"].provider.config.algorithms == ("RS256", "ES256", "PS256")
+        assert ctx.services.sso is not None
+        assert ctx.services.sso.provider.config.algorithms == ("RS256", "ES256", "PS256")
     finally:
         ctx.close()

@@ -163,12 +163,12 @@ def test_cli_handoff_polls_for_a_one_time_session(app: SsoApp) -> None:
 def test_signing_key_rotated_mid_test(app: SsoApp, oidc_provider: OpenIdProvider) -> None:
     client, ctx = app
     sso_login(client, "carol")
-    old = {k.kid for k in ctx.services["sso"].provider.keys().keys}
+    old = {k.kid for k in ctx.services.sso.provider.keys().keys}
     new_kid = oidc_provider.rotate()
     assert new_kid not in old
     tokens = sso_login(client, "carol")  # unknown kid: the JWKS is fetched again
     assert me(client, tokens["access_token"])["role"] == "user"
-    assert new_kid in {k.kid for k in ctx.services["sso"].provider.keys().keys}
+    assert new_kid in {k.kid for k in ctx.services.sso.provider.keys().keys}
 
 
 # -- attacks ---------------------------------------------------------------------------------------
@@ -237,7 +237,7 @@ def _claims(provider: OpenIdProvider, **changes: Any) -> dict[str, Any]:
 
 def _reason(ctx: Context, token: str) -> str:
     with pytest.raises(BastionError) as info:
-        ctx.services["sso"].provider.verify_id_token(token, "n-1")
+        ctx.services.sso.provider.verify_id_token(token, "n-1")
     assert info.value.code == "sso_id_token_invalid"
     reason: str = info.value.details["reason"]
     return reason
@@ -246,7 +246,7 @@ def _reason(ctx: Context, token: str) -> str:
 def test_forged_and_misaddressed_tokens_are_refused(app: SsoApp, oidc_provider: OpenIdProvider) -> None:
     """Tokens the provider's real key signed but for the wrong time/party, and tokens it never signed."""
     _, ctx = app
-    verifier = ctx.services["sso"].provider
+    verifier = ctx.services.sso.provider
     good = oidc_provider.sign(_claims(oidc_provider))
     assert verifier.verify_id_token(good, "n-1")["sub"] == "alice"  # the control: the real key passes
     now = int(time.time())
@@ -377,7 +377,7 @@ def test_cli_login_sso_json(app: SsoApp, monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(
         sdk_module, "BastionClient", lambda url=None, api_key=None, verify=None: BastionClient(http=client)
     )
-    client.app.state.ctx.services.pop("sso")
+    client.app.state.ctx.services.sso = None
     failed = CliRunner().invoke(cli, ["login", "--sso", "--json"])
     assert failed.exit_code == 1 and cli_json(failed.stdout)["error"]["code"] == "sso_not_configured"
 

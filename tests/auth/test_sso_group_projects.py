@@ -61,7 +61,7 @@ def test_groups_join_and_raise_never_lower(make_app: Callable[..., SsoApp]) -> N
     ctx = first[1]
     owner = ctx.accounts.create_user("pi", "user")
     pi = Principal(owner.id, "pi", "user", "api_key")
-    projects: ProjectService = ctx.services["projects"]
+    projects: ProjectService = ctx.services.projects
     cardio = projects.create(pi, name="Cardiology study", domain="healthcare")["id"]
     registry = projects.create(pi, name="Registry", domain="healthcare")["id"]
     mapping = (

@@ -139,10 +139,10 @@ def test_jobs_can_load_the_deidentified_frame(
     from bastion.errors import NotFound
 
     ds = upload(client, alice, patient_csv()).json()
-    frame = ctx.services["datasets"].load_frame(alice.user_id, ds["id"])
+    frame = ctx.services.datasets.load_frame(alice.user_id, ds["id"])
     assert "ssn" not in frame.columns and len(frame) == 4
     with pytest.raises(NotFound):
-        ctx.services["datasets"].load_frame(bob.user_id, ds["id"])
+        ctx.services.datasets.load_frame(bob.user_id, ds["id"])
 
 
 def test_multipart_upload_never_spools_plaintext_to_disk(

@@ -21,7 +21,7 @@ def principal(c: Caller) -> Principal:
 
 def register(ctx: Context, owner: Caller, trained: Any, name: str = "cancer", **kw: Any) -> Any:
     _, result = trained
-    registry: ModelVersions = ctx.services["models"]
+    registry: ModelVersions = ctx.services.models
     metrics = kw.pop("metrics", result.metrics)
     return registry.register(
         owner.user_id,
@@ -121,7 +121,7 @@ def test_access_code_protects_a_version(
 
 
 def test_pickle_offered_as_a_model_is_refused(ctx: Context, alice: Caller) -> None:
-    registry: ModelVersions = ctx.services["models"]
+    registry: ModelVersions = ctx.services.models
     payload = pickle.dumps({"weights": [1, 2, 3]})
     for fmt in ("skops", "safetensors"):
         with pytest.raises(Invalid):
@@ -144,7 +144,7 @@ def test_quantize_a_torch_version_reports_size_and_accuracy(
 
     dataset = load_dataset("breast_cancer")
     result = train("adaptive_neural_net", dataset, {"epochs": 5, "hidden_layers": [32]})
-    registry: ModelVersions = ctx.services["models"]
+    registry: ModelVersions = ctx.services.models
     view = registry.register(
         alice.user_id,
         "net",

@@ -148,7 +148,7 @@ def test_dropping_either_reference_keeps_the_other_and_the_last_one_frees_the_by
     assert r.status_code == 200 and open_download(r.json(), api_key=alice.key).job_id == job_id
 
     # a second version refers to the same package; now the job lets go of its model
-    registry: ModelVersions = ctx.services["models"]
+    registry: ModelVersions = ctx.services.models
     package = unpack(ctx.vault.get_bytes(artifact, at))
     registry.register(
         alice.user_id,

@@ -75,7 +75,7 @@ def test_quota_counts_models_and_refuses_new_jobs(client: TestClient, ctx: Conte
         == 201
     )
     weights = save({"w": np.zeros(len(CSV) // 4 + 8, dtype=np.float32)})
-    ctx.services["models"].register(user.id, "m", weights, "safetensors", config={}, metrics={})
+    ctx.services.models.register(user.id, "m", weights, "safetensors", config={}, metrics={})
     r = client.post("/api/v1/datasets", content=CSV, headers={**headers, "content-type": "text/csv"})
     assert r.status_code == 413, r.text
     error = r.json()["error"]

@@ -74,24 +74,24 @@ class Harness:
 
     def service(self, config: JobConfig | None = None) -> JobService:
         svc = JobService(self.ctx, config or self.config())
-        self.ctx.services["jobs"] = svc
+        self.ctx.services.jobs = svc
         return svc
 
     def worker(self, config: JobConfig | None = None, *, embedded: bool = True, start: bool = True) -> Worker:
         executor = self.executor_factory() if self.executor_factory is not None else None
         worker = make_worker(self.ctx, config or self.config(), executor=executor)
         if embedded:
-            old = self.ctx.services.get("worker")
+            old = self.ctx.services.worker
             if isinstance(old, Worker) and old is not worker:
                 old.close()
-            self.ctx.services["worker"] = worker
+            self.ctx.services.worker = worker
         self.workers.append(worker)
         if start:
             worker.start()
         return worker
 
     def submit(self, who: Principal, svc: JobService | None = None, **kw: Any) -> TrainingJob:
-        svc = svc or self.ctx.services["jobs"]
+        svc = svc or self.ctx.services.jobs
         request = SubmitRequest(
             model_type=kw.pop("model_type", "alzheimer_classifier"),
             dataset_source=kw.pop("dataset_source", "synthetic_test_data"),
@@ -101,7 +101,7 @@ class Harness:
         return svc.submit(who, request)
 
     def job(self, job_id: str) -> TrainingJob:
-        return self.ctx.services["jobs"].get_any(job_id)
+        return self.ctx.services.jobs.get_any(job_id)
 
     def wait_state(self, job_id: str, *states: str, timeout: float = 60.0) -> TrainingJob:
         return wait_for(

@@ -19,7 +19,7 @@ from tests.jobs.test_datasets import CSV
 
 
 def _upload(ctx: Context, who: Caller, name: str) -> tuple[str, str]:
-    view = ctx.services["datasets"].upload(principal(who), CSV, name=name, policy=None)
+    view = ctx.services.datasets.upload(principal(who), CSV, name=name, policy=None)
     from bastion.store.tables import DatasetRecord
 
     with ctx.db.session() as s:

@@ -99,7 +99,7 @@ def test_heartbeat_and_lost_jobs(harness: Harness, alice: Caller) -> None:
     claims = {c.job_id: c.attempt for c in queue.claim(db, "w", 2)}
     queue.heartbeat(db, "w", list(claims))
     assert queue.lost_jobs(db, "w", claims) == {}
-    svc = harness.ctx.services["jobs"]
+    svc = harness.ctx.services.jobs
     svc.cancel(principal(alice), a)
     assert queue.lost_jobs(db, "w", claims) == {a: "cancelled"}
     assert [w.id for w in queue.live_workers(db, 30)] == ["w"]

@@ -87,7 +87,7 @@ def test_cancel_through_another_server_reaches_the_worker(harness: Harness, alic
     """The API that cancels may not hold the worker: the worker notices on its own and kills."""
     svc = harness.service(harness.config("block"))
     harness.worker(harness.config("block"), embedded=False)
-    harness.ctx.services.pop("worker", None)
+    harness.ctx.services.worker = None
     job = harness.submit(principal(alice))
     pid = harness.started_pid(job.id)
     assert svc.cancel(principal(alice), job.id)[0].state == "cancelled"

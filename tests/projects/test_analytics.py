@@ -64,7 +64,7 @@ def test_analytics_figures_match_their_rows(
     prices = PriceTable(ctx.db).all()
 
     blob = save({"w": np.zeros((2, 2), dtype=np.float32)})
-    models = ctx.services["models"]
+    models = ctx.services.models
     for acc in (0.6, 0.7):
         models.register(
             alice.user_id, "risk", blob, "safetensors", config={}, metrics={"accuracy": acc}, project_id=p

@@ -140,7 +140,7 @@ def test_datasets_models_and_federations_across_projects(
 
     # models: a version registered for project A (as a job of A would)
     blob = save({"w": np.zeros((2, 2), dtype=np.float32)})
-    ctx.services["models"].register(
+    ctx.services.models.register(
         alice.user_id, "shared-model", blob, "safetensors", config={}, metrics={"accuracy": 0.5}, project_id=a
     )
     models = client.get("/api/v1/models", headers=bob.headers).json()["data"]

@@ -52,8 +52,8 @@ def _seed(ctx: Context, owner: Caller, project: str, n: int) -> set[str]:
 
 def test_project_pages_and_strangers(ctx: Context, make_caller: Callable[..., Caller]) -> None:
     owner, member, stranger, admin = (make_caller(r) for r in ("user", "user", "user", "admin"))
-    projects: ProjectService = ctx.services["projects"]
-    catalog: DatasetCatalog = ctx.services["datasets"]
+    projects: ProjectService = ctx.services.projects
+    catalog: DatasetCatalog = ctx.services.datasets
     full = projects.create(_principal(owner), name="full", domain="healthcare")["id"]
     empty = projects.create(_principal(owner), name="empty", domain="healthcare")["id"]
     projects.add_member(_principal(owner), full, member.username, "viewer")

@@ -69,17 +69,14 @@ ENCRYPTED_SUFFIX = "/predict/encrypted"  # ciphertexts: their own, larger, body 
 def create_app(settings: Settings | None = None, *, context: Context | None = None) -> FastAPI:
     if context is None:
         context = build_context(resolve_secrets(settings or Settings()))
+    if not context.wired:
         install_services(context)
     ctx = context
     metrics = Metrics()
-    ctx.services.setdefault("metrics", metrics)
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        for service in ctx.services.values():
-            start = getattr(service, "start", None)
-            if callable(start):
-                start()
+        ctx.services.start()
         try:
             yield
         finally:
@@ -94,6 +91,7 @@ def create_app(settings: Settings | None = None, *, context: Context | None = No
         redoc_url=None,
     )
     app.state.ctx = ctx
+    app.state.metrics = metrics  # this app's request counters, read by /metrics
     # Uploads carry PHI before de-identification: keep multipart parts in memory (the body limit
     # bounds them) instead of letting Starlette spool anything over 1 MiB to a plaintext temp file.
     MultiPartParser.spool_max_size = max(MultiPartParser.spool_max_size, ctx.settings.max_upload_bytes + 1)

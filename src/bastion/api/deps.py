@@ -1,4 +1,8 @@
-"""Annotated dependencies: the context, the caller, and role gates."""
+"""Annotated dependencies: the context, the caller, role gates, and each service by type.
+
+Routes name what they use (``jobs: JobsDep``) instead of reading ``ctx.services``; the dependencies
+only read app state, so they add nothing to the OpenAPI document.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,23 @@ from bastion.api.openapi import ROLE_GATE, USER_AUTH
 from bastion.audit import AuditRecord
 from bastion.auth.principal import Principal
 from bastion.auth.roles import Role
+from bastion.auth.signup import Signups
+from bastion.auth.sso import SingleSignOn
+from bastion.catalog.datasets import DatasetCatalog
+from bastion.catalog.encrypted import EncryptedInference
+from bastion.catalog.model_versions import ModelVersions
 from bastion.context import Context
-from bastion.errors import Forbidden, Unauthorized
+from bastion.errors import Forbidden, NotFound, Unauthorized
+from bastion.federation.server.coordinator import Coordinator
+from bastion.federation.server.service import FederationService
+from bastion.federation.server.site import SiteService
+from bastion.jobs.service import JobService
+from bastion.llm.base_models import BaseModels
+from bastion.llm.files import FineTuneFiles
+from bastion.llm.generate import Generator
+from bastion.llm.service import FineTuning
+from bastion.projects.service import ProjectService
+from bastion.wiring import Services
 
 
 async def get_context(request: Request) -> Context:
@@ -23,6 +42,91 @@ async def get_context(request: Request) -> Context:
 
 
 ContextDep = Annotated[Context, Depends(get_context)]
+
+
+def services(request: Request) -> Services:
+    ctx: Context = request.app.state.ctx
+    return ctx.services
+
+
+# One async getter per service (async: no threadpool hop), each with its Annotated alias.
+async def get_jobs(request: Request) -> JobService:
+    return services(request).jobs
+
+
+async def get_datasets(request: Request) -> DatasetCatalog:
+    return services(request).datasets
+
+
+async def get_models(request: Request) -> ModelVersions:
+    return services(request).models
+
+
+async def get_encrypted(request: Request) -> EncryptedInference:
+    return services(request).encrypted
+
+
+async def get_projects(request: Request) -> ProjectService:
+    return services(request).projects
+
+
+async def get_signups(request: Request) -> Signups:
+    return services(request).signups
+
+
+def configured_sso(services: Services) -> SingleSignOn:
+    """The OIDC relying party, or 404 where this server has none configured.
+
+    Called inside the SSO handlers rather than as a dependency: they charge the login rate limit and
+    validate the body first, and a dependency would answer 404 before either.
+    """
+    sso = services.sso
+    if sso is None:
+        raise NotFound("single sign-on is not configured on this server", code="sso_not_configured")
+    return sso
+
+
+async def get_federations(request: Request) -> FederationService:
+    return services(request).federations
+
+
+async def get_sites(request: Request) -> SiteService:
+    return services(request).fl_sites
+
+
+async def get_coordinator(request: Request) -> Coordinator:
+    return services(request).fl_coordinator
+
+
+async def get_base_models(request: Request) -> BaseModels:
+    return services(request).llm_bases
+
+
+async def get_fine_tune_files(request: Request) -> FineTuneFiles:
+    return services(request).ft_files
+
+
+async def get_fine_tuning(request: Request) -> FineTuning:
+    return services(request).fine_tuning
+
+
+async def get_generation(request: Request) -> Generator:
+    return services(request).generation
+
+
+JobsDep = Annotated[JobService, Depends(get_jobs)]
+DatasetsDep = Annotated[DatasetCatalog, Depends(get_datasets)]
+ModelsDep = Annotated[ModelVersions, Depends(get_models)]
+EncryptedDep = Annotated[EncryptedInference, Depends(get_encrypted)]
+ProjectsDep = Annotated[ProjectService, Depends(get_projects)]
+SignupsDep = Annotated[Signups, Depends(get_signups)]
+FederationsDep = Annotated[FederationService, Depends(get_federations)]
+SitesDep = Annotated[SiteService, Depends(get_sites)]
+CoordinatorDep = Annotated[Coordinator, Depends(get_coordinator)]
+BaseModelsDep = Annotated[BaseModels, Depends(get_base_models)]
+FineTuneFilesDep = Annotated[FineTuneFiles, Depends(get_fine_tune_files)]
+FineTuningDep = Annotated[FineTuning, Depends(get_fine_tuning)]
+GenerationDep = Annotated[Generator, Depends(get_generation)]
 
 
 def client_ip(request: Request) -> str | None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, Literal, cast
 
 from sqlalchemy import Table, bindparam, insert, update
 from sqlalchemy.orm import Session
 
 from bastion.audit.canonical import HASHED_FIELDS, canonical_json, row_hash, scrub
+from bastion.clock import aware_utcnow
 from bastion.store import Database
 from bastion.store.tables import AuditEvent, AuditHead
 
@@ -57,7 +57,7 @@ class AuditLog:
         seq, prev_hash = conn.execute(_BUMP).one()
         fields: dict[str, Any] = {
             "seq": seq,
-            "ts": datetime.now(UTC).isoformat(timespec="microseconds"),
+            "ts": aware_utcnow().isoformat(timespec="microseconds"),
             "actor_id": record.actor_id,
             "actor": record.actor,
             "action": record.action,

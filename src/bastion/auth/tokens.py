@@ -40,6 +40,8 @@ class TokenService:
         self.refresh_ttl = refresh_ttl
 
     def issue(self, subject: str, session_id: str, token_type: TokenType, jti: str | None = None) -> str:
+        # The system clock, not bastion.clock: PyJWT checks exp/nbf against it, so a token minted at
+        # an injected time would be refused by verify().
         now = datetime.now(UTC)
         ttl = self.access_ttl if token_type == "access" else self.refresh_ttl
         claims: dict[str, Any] = {

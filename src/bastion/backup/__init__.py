@@ -18,11 +18,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bastion.backup import archive, database
+from bastion.clock import aware_utcnow
 from bastion.crypto import _fs
 from bastion.errors import ConfigError, IntegrityError, Invalid
 from bastion.store import Database
@@ -70,7 +70,7 @@ def backup(db: Database, vault: VaultStore, out: Path, passphrase: str) -> dict[
     _check_passphrase(passphrase)
     fd = os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     manifest: dict[str, Any] = {
-        "created": datetime.now(UTC).isoformat(),
+        "created": aware_utcnow().isoformat(),
         "revisions": database.revision_heads(db),
         "dialect": db.dialect,
         "tables": {},

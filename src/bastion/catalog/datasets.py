@@ -74,8 +74,8 @@ def _view(row: DatasetRecord | Row[Any], schema: list[dict[str, Any]] | None = N
         "columns": row.columns,
         "created_at": row.created_at,
         "access_protected": bool(row.access_protected),
-        "schema": schema if schema is not None else json.loads(row.schema_json),
-        "deidentification": json.loads(row.deid_json),
+        "schema": schema if schema is not None else row.schema_json,
+        "deidentification": row.deid_json,
     }
 
 
@@ -128,8 +128,8 @@ class DatasetCatalog:
             size_bytes=len(data),
             rows=prepared.rows,
             columns=prepared.columns,
-            schema_json=json.dumps(plain),
-            deid_json=json.dumps(prepared.actions),
+            schema_json=plain,
+            deid_json=prepared.actions,
             artifact_id="",
         )
         with self.db.session() as s:

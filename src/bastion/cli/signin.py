@@ -62,7 +62,7 @@ def users_signups(
     ctx = open_context()
     rows = [
         {"id": r.id, "username": r.username, "email": r.email, "created_at": r.created_at}
-        for r in ctx.services["signups"].pending(limit=limit, after=None)
+        for r in ctx.services.signups.pending(limit=limit, after=None)
     ]
     emit(rows, as_json=as_json, columns=["id", "username", "email", "created_at"], title="Sign-ups")
 
@@ -74,7 +74,7 @@ def users_approve(
     """Approve a sign-up: the account becomes an active `user`."""
     ctx = open_context()
     try:
-        user = ctx.services["signups"].approve(ref)
+        user = ctx.services.signups.approve(ref)
     except BastionError as exc:
         raise fail(exc.message) from exc
     out: dict[str, Any] = {"id": user.id, "username": user.username, "role": user.role}
@@ -88,7 +88,7 @@ def users_reject(
     """Reject a sign-up: the request is deleted."""
     ctx = open_context()
     try:
-        ctx.services["signups"].reject(ref)
+        ctx.services.signups.reject(ref)
     except BastionError as exc:
         raise fail(exc.message) from exc
     emit({"rejected": ref}, as_json=as_json)

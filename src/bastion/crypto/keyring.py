@@ -25,7 +25,6 @@ import os
 import secrets
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +33,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from bastion.clock import aware_utcnow
 from bastion.crypto import _fs
 from bastion.errors import ConfigError, IntegrityError
 
@@ -78,7 +78,7 @@ class WrappedKey:
 
 
 def _now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return aware_utcnow().strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _hkdf(secret: bytes, salt: bytes, info: str) -> bytes:

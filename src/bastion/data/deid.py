@@ -13,12 +13,13 @@ import json
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from bastion.clock import aware_utcnow
 from bastion.data.freetext import known_values, scrub_column, text_profile
 from bastion.data.identifiers import (
     TEXT_REDACTIONS,
@@ -418,7 +419,7 @@ def deidentify(
 ) -> tuple[pd.DataFrame, list[ColumnAction]]:
     """Apply ``policy`` to every column of ``df`` (which is not modified); report one action per column."""
     names = _checked_names(df, policy, hmac_key)
-    reference_year = policy.reference_year or datetime.now(UTC).year
+    reference_year = policy.reference_year or aware_utcnow().year
     out = df.copy()
     out.columns = names
     actions: list[ColumnAction] = []

@@ -133,6 +133,41 @@ def frame_to_dataset(
     excluded = {target, *drop}
     if group_column is not None:
         excluded.add(group_column)
+    feature_names, matrix, categories, dropped_columns = _encode_features(present, columns, excluded)
+    if not feature_names:
+        raise Invalid("no usable feature columns besides the target")
+
+    groups = None
+    if group_column is not None and group_column in columns:
+        groups = np.array([str(g) for g in present[group_column].tolist()], dtype=object)
+
+    info = dict(meta or {})
+    info.update(
+        {
+            "target": target,
+            "n_samples": len(present),
+            "n_features": len(feature_names),
+            "dropped_rows_missing_target": dropped_rows,
+        }
+    )
+    if dropped_columns:
+        info["dropped_columns"] = dropped_columns
+    return Dataset(
+        X=np.column_stack(matrix).astype(np.float64),
+        y=y,
+        feature_names=feature_names,
+        target_names=target_names,
+        task=resolved,
+        meta=info,
+        categories=categories,
+        groups=groups,
+    )
+
+
+def _encode_features(
+    present: pd.DataFrame, columns: list[str], excluded: set[str]
+) -> tuple[list[str], list[np.ndarray], dict[str, list[str]], dict[str, str]]:
+    """Each usable column as float values (text as category codes); the columns dropped, and why."""
     feature_names: list[str] = []
     matrix: list[np.ndarray] = []
     categories: dict[str, list[str]] = {}
@@ -164,31 +199,4 @@ def frame_to_dataset(
             categories[name] = levels
         feature_names.append(name)
         matrix.append(values)
-    if not feature_names:
-        raise Invalid("no usable feature columns besides the target")
-
-    groups = None
-    if group_column is not None and group_column in columns:
-        groups = np.array([str(g) for g in present[group_column].tolist()], dtype=object)
-
-    info = dict(meta or {})
-    info.update(
-        {
-            "target": target,
-            "n_samples": len(present),
-            "n_features": len(feature_names),
-            "dropped_rows_missing_target": dropped_rows,
-        }
-    )
-    if dropped_columns:
-        info["dropped_columns"] = dropped_columns
-    return Dataset(
-        X=np.column_stack(matrix).astype(np.float64),
-        y=y,
-        feature_names=feature_names,
-        target_names=target_names,
-        task=resolved,
-        meta=info,
-        categories=categories,
-        groups=groups,
-    )
+    return feature_names, matrix, categories, dropped_columns

@@ -244,6 +244,28 @@ def _check_frame(
     The total-text budget matters for .xlsx shared strings and Parquet dictionaries, where one long
     value can be referenced by every row without costing bytes in the file.
     """
+    _check_shape(df, max_rows=max_rows, max_columns=max_columns)
+    df = df.reset_index(drop=True)
+    df.columns = [str(c) for c in df.columns]
+    _check_header(df, max_cell_chars)
+    total_chars = 0
+    for name in df.columns:
+        text = text_values(df[name])
+        if text.empty:
+            continue
+        lengths = text.str.len()
+        total_chars += int(lengths.sum())
+        if total_chars > max_text_chars:
+            raise PayloadTooLarge(
+                f"the table holds more than {max_text_chars} characters of text", code="data_too_large"
+            )
+        _check_cells(text, lengths, name, max_cell_chars)
+        if df[name].dtype == "category":
+            df[name] = df[name].astype(object)
+    return df
+
+
+def _check_shape(df: pd.DataFrame, *, max_rows: int, max_columns: int) -> None:
     if len(df.columns) == 0:
         raise Invalid("the file has no columns", code="no_columns")
     if len(df.columns) > max_columns:
@@ -252,8 +274,10 @@ def _check_frame(
         raise PayloadTooLarge(f"more than {max_rows} rows", code="too_many_rows")
     if len(df) == 0:
         raise Invalid("the file has a header but no rows", code="no_rows")
-    df = df.reset_index(drop=True)
-    df.columns = [str(c) for c in df.columns]
+
+
+def _check_header(df: pd.DataFrame, max_cell_chars: int) -> None:
+    """Unique header names, none too long and none a formula (row 0 in the errors)."""
     if len(set(df.columns)) != len(df.columns):
         raise Invalid("the header names a column twice", code="duplicate_column")
     for position, name in enumerate(df.columns, start=1):
@@ -266,40 +290,30 @@ def _check_frame(
                 row=0,
                 column=position,
             )
-    total_chars = 0
-    for name in df.columns:
-        text = text_values(df[name])
-        if text.empty:
-            continue
-        lengths = text.str.len()
-        total_chars += int(lengths.sum())
-        if total_chars > max_text_chars:
-            raise PayloadTooLarge(
-                f"the table holds more than {max_text_chars} characters of text", code="data_too_large"
-            )
-        too_long = text[lengths > max_cell_chars]
-        if not too_long.empty:
-            row = int(too_long.index[0]) + 1
+
+
+def _check_cells(text: pd.Series[str], lengths: pd.Series[int], name: str, max_cell_chars: int) -> None:
+    """One column's text cells: none longer than ``max_cell_chars``, none a formula (1-based rows)."""
+    too_long = text[lengths > max_cell_chars]
+    if not too_long.empty:
+        row = int(too_long.index[0]) + 1
+        raise Invalid(
+            f"row {row}, column {name[:64]!r}: cell longer than {max_cell_chars} characters",
+            code="cell_too_large",
+            row=row,
+            column=name,
+        )
+    suspects = text[text.str[:1].isin(_FORMULA_START)]
+    for index, value in suspects.items():
+        if _is_formula(value):
+            row = int(index) + 1
             raise Invalid(
-                f"row {row}, column {name[:64]!r}: cell longer than {max_cell_chars} characters",
-                code="cell_too_large",
+                f"row {row}, column {name[:64]!r}: cell looks like a spreadsheet formula (formula "
+                "injection); remove it, or prefix it with an apostrophe if it is text",
+                code="formula_injection",
                 row=row,
                 column=name,
             )
-        suspects = text[text.str[:1].isin(_FORMULA_START)]
-        for index, value in suspects.items():
-            if _is_formula(value):
-                row = int(index) + 1
-                raise Invalid(
-                    f"row {row}, column {name[:64]!r}: cell looks like a spreadsheet formula (formula "
-                    "injection); remove it, or prefix it with an apostrophe if it is text",
-                    code="formula_injection",
-                    row=row,
-                    column=name,
-                )
-        if df[name].dtype == "category":
-            df[name] = df[name].astype(object)
-    return df
 
 
 def read_upload(

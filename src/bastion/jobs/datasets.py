@@ -70,10 +70,9 @@ def _uploaded(
         raise Invalid(
             "dataset_id required: name the uploaded dataset to train on", code="dataset_id_required"
         )
-    service = ctx.services.get("datasets")
-    if service is None:
-        raise Invalid("uploads not enabled on this server", code="uploads_not_enabled")
-    view: dict[str, Any] = service.get(principal, dataset_id)  # NotFound for unknown or foreign ids
+    view: dict[str, Any] = ctx.services.datasets.get(
+        principal, dataset_id
+    )  # NotFound for unknown or foreign ids
     if view.get("format") == "jsonl":
         raise Invalid(
             "this dataset is a fine-tuning (JSONL) file: use it with /api/v1/fine_tuning/jobs",

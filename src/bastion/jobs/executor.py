@@ -192,50 +192,76 @@ class JobProcess:
         for f, name in ((msg_file, "msg"), (self.proc.stdout, "stdout"), (self.proc.stderr, "stderr")):
             os.set_blocking(f.fileno(), False)
             sel.register(f, selectors.EVENT_READ, _Stream(name))
-        exited_at: float | None = None
         try:
-            while sel.get_map():
-                now = time.monotonic()
-                if now >= deadline:
-                    self.kill("timeout")
-                if exited_at is None and self.proc.poll() is not None:
-                    exited_at = now
-                elif exited_at is not None and now - exited_at > POST_EXIT_DRAIN:
-                    break  # something the job started still holds a pipe: stop listening
-                for key, _ in sel.select(timeout=0.1):
-                    stream: _Stream = key.data
-                    try:
-                        chunk = os.read(key.fd, READ_CHUNK)
-                    except BlockingIOError:
-                        continue
-                    if not chunk:
-                        sel.unregister(key.fileobj)
-                        if stream.buffer:
-                            self._line(stream, bytes(stream.buffer), sink, outcome)
-                        continue
-                    stream.buffer.extend(chunk)
-                    *lines, rest = stream.buffer.split(b"\n")
-                    stream.buffer = bytearray(rest)
-                    for line in lines:
-                        self._line(stream, bytes(line), sink, outcome)
-                if tick is not None:
-                    tick()
-            while True:
-                try:
-                    outcome.returncode = self.proc.wait(timeout=0.1)
-                    break
-                except subprocess.TimeoutExpired:
-                    if time.monotonic() >= deadline:
-                        self.kill("timeout")
+            self._pump(sel, sink, outcome, deadline, tick)
+            outcome.returncode = self._reap(deadline)
         finally:
             sel.close()
             msg_file.close()
-            for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
-                with contextlib.suppress(OSError):
-                    if pipe is not None:
-                        pipe.close()
+            self._close_pipes()
         outcome.killed = self.killed
         return outcome
+
+    def _pump(
+        self,
+        sel: selectors.BaseSelector,
+        sink: Sink,
+        outcome: Outcome,
+        deadline: float,
+        tick: Callable[[], None] | None,
+    ) -> None:
+        """Read the three pipes until all are closed, or a short drain after the process exited."""
+        assert self.proc is not None
+        exited_at: float | None = None
+        while sel.get_map():
+            now = time.monotonic()
+            if now >= deadline:
+                self.kill("timeout")
+            if exited_at is None and self.proc.poll() is not None:
+                exited_at = now
+            elif exited_at is not None and now - exited_at > POST_EXIT_DRAIN:
+                break  # something the job started still holds a pipe: stop listening
+            for key, _ in sel.select(timeout=0.1):
+                self._read(sel, key, sink, outcome)
+            if tick is not None:
+                tick()
+
+    def _read(
+        self, sel: selectors.BaseSelector, key: selectors.SelectorKey, sink: Sink, outcome: Outcome
+    ) -> None:
+        """One ready pipe: hand on its complete lines (the rest waits for more); unregister it at EOF."""
+        stream: _Stream = key.data
+        try:
+            chunk = os.read(key.fd, READ_CHUNK)
+        except BlockingIOError:
+            return
+        if not chunk:
+            sel.unregister(key.fileobj)
+            if stream.buffer:
+                self._line(stream, bytes(stream.buffer), sink, outcome)
+            return
+        stream.buffer.extend(chunk)
+        *lines, rest = stream.buffer.split(b"\n")
+        stream.buffer = bytearray(rest)
+        for line in lines:
+            self._line(stream, bytes(line), sink, outcome)
+
+    def _reap(self, deadline: float) -> int:
+        """The exit status, killing the process group should it outlive the deadline."""
+        assert self.proc is not None
+        while True:
+            try:
+                return self.proc.wait(timeout=0.1)
+            except subprocess.TimeoutExpired:
+                if time.monotonic() >= deadline:
+                    self.kill("timeout")
+
+    def _close_pipes(self) -> None:
+        assert self.proc is not None
+        for pipe in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            with contextlib.suppress(OSError):
+                if pipe is not None:
+                    pipe.close()
 
     def _answer(self, message: dict[str, Any]) -> None:
         """Answer the job's vault call (reserve or commit one of its outputs) on its stdin."""

@@ -1,19 +1,19 @@
-"""Wiring the job subsystem into a Context (called by bastion.wiring.install_services).
+"""Pieces of the job subsystem that ``bastion.wiring`` and the worker command build over a Context.
 
-``ctx.services['jobs']`` is the JobService; ``ctx.services['worker']`` the embedded Worker when
-``settings.embedded_worker`` is true (``bastion serve`` without ``--no-worker``). The app's lifespan
-calls ``start()`` and ``close()`` on services, so the worker runs exactly as long as the server.
+``ctx.services.worker`` is the embedded Worker when ``settings.embedded_worker`` is true (``bastion
+serve`` without ``--no-worker``). The app's lifespan calls ``Services.start()`` and ``close()``, so
+the worker runs exactly as long as the server.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from bastion.context import Context
 from bastion.jobs import queue
 from bastion.jobs.config import JobConfig
 from bastion.jobs.registration import registrar
-from bastion.jobs.service import JobService
 from bastion.jobs.worker import Worker
 
 
@@ -22,27 +22,24 @@ def make_worker(ctx: Context, config: JobConfig, **options: Any) -> Worker:
 
     settings = ctx.settings
     if options.get("executor") is None:
-        options["executor"] = make_executor(settings, vault=ctx.services.get("vault"))
+        options["executor"] = make_executor(settings, vault=ctx.vault)
     return Worker(
         ctx.db,
         config,
         kaggle_path=settings.kaggle_alzheimer_path,
-        vault=ctx.services.get("vault"),
+        vault=ctx.vault,
         on_complete=options.pop("on_complete", registrar(ctx)),
         **options,
     )
 
 
-def install(ctx: Context, config: JobConfig | None = None) -> None:
-    config = config or JobConfig.from_settings(ctx.settings)
-    ctx.services["jobs"] = JobService(ctx, config)
-    if ctx.settings.embedded_worker:
-        ctx.services["worker"] = make_worker(ctx, config)
+def watch_training(ctx: Context, config: JobConfig) -> Callable[[], bool]:
+    """The ``training_manager`` health check: the embedded worker, else any live standalone one."""
 
     def training_manager() -> bool:
-        worker = ctx.services.get("worker")
-        if isinstance(worker, Worker) and worker.alive:
+        worker = ctx.services.worker
+        if worker is not None and worker.alive:
             return True
         return bool(queue.live_workers(ctx.db, config.stale_after_seconds))
 
-    ctx.health_checks["training_manager"] = training_manager
+    return training_manager

@@ -19,13 +19,10 @@ def registrar(ctx: Context) -> Callable[[str], None]:
     """What the worker calls after a job completes. A failure here never fails the finished job."""
 
     def register(job_id: str) -> None:
-        from bastion.catalog.model_versions import ModelVersions
         from bastion.catalog.stored import PACKAGE, StoredRef
         from bastion.jobs.package import unpack
 
-        registry: ModelVersions | None = ctx.services.get("models")
-        if registry is None:
-            return
+        registry = ctx.services.models
         try:
             with ctx.db.session() as s:
                 job = s.get(TrainingJob, job_id)

@@ -64,7 +64,7 @@ def resolve(
     if params.get("eval_env_id"):
         check_env(str(params["eval_env_id"]), setting)
     ref = resolve_dataset(ctx, principal, USER_PROVIDED, dataset_id, None, require_target=False)
-    view: dict[str, Any] = ctx.services["datasets"].get(principal, str(dataset_id))
+    view: dict[str, Any] = ctx.services.datasets.get(principal, str(dataset_id))
     states = check_schema(view.get("schema", []))
     return DatasetRef(
         USER_PROVIDED, ref.dataset_id, None, ref.n_samples, len(states), "reinforcement", ref.artifact_id

@@ -217,7 +217,7 @@ class JobService:
                 active_jobs=limit.active,
                 limit=cap,
             ) from None
-        worker = self.ctx.services.get("worker")
+        worker = self.ctx.services.worker
         if worker is not None:
             worker.wake()
         return job
@@ -373,7 +373,7 @@ class JobService:
             job = self.get_any(job.id)
         else:
             raise Conflict("the job changed state while being cancelled; try again", code="cancel_race")
-        worker = self.ctx.services.get("worker")
+        worker = self.ctx.services.worker
         if worker is not None:
             worker.kill(job.id, "cancelled")
         return self.get_any(job.id), False

@@ -24,7 +24,7 @@ ScrubMode = Literal["placeholder", "surrogate"]
 
 
 def file_view(row: DatasetRecord) -> dict[str, Any]:
-    stats = json.loads(row.schema_json)
+    stats = row.schema_json
     return {
         "id": row.id,
         "object": "file",
@@ -35,7 +35,7 @@ def file_view(row: DatasetRecord) -> dict[str, Any]:
         "shape": stats.get("shape"),
         "base_model": stats.get("base_model"),
         "statistics": stats.get("tokens"),
-        "deidentification": json.loads(row.deid_json),
+        "deidentification": row.deid_json,
         "project_id": row.project_id,
     }
 
@@ -102,8 +102,8 @@ class FineTuneFiles:
             size_bytes=len(data),
             rows=len(clean.records),
             columns=0,
-            schema_json=json.dumps({"shape": clean.shape, "base_model": base.name, "tokens": stats}),
-            deid_json=json.dumps({"policy": scrub, "replaced": clean.scrub_counts}),
+            schema_json={"shape": clean.shape, "base_model": base.name, "tokens": stats},
+            deid_json={"policy": scrub, "replaced": clean.scrub_counts},
             artifact_id="",
         )
         with self.db.session() as s:

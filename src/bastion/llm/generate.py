@@ -21,8 +21,9 @@ from bastion.errors import Conflict, Invalid, NotFound, RateLimited
 
 if TYPE_CHECKING:
     from bastion.auth.principal import Principal
-    from bastion.context import Context
+    from bastion.catalog.model_versions import ModelVersions
     from bastion.llm.base_models import BaseModels
+    from bastion.llm.files import FineTuneFiles
 
 MAX_NEW_TOKENS = 512
 MAX_PERPLEXITY_EXAMPLES = 2000
@@ -49,9 +50,12 @@ class GenerateParams:
 
 
 class Generator:
-    def __init__(self, ctx: Context, bases: BaseModels, max_concurrent: int = 2) -> None:
-        self.ctx = ctx
+    def __init__(
+        self, bases: BaseModels, registry: ModelVersions, files: FineTuneFiles, max_concurrent: int = 2
+    ) -> None:
         self.bases = bases
+        self.registry = registry
+        self.files = files
         self._slots = threading.BoundedSemaphore(max_concurrent)
         self._cache: OrderedDict[str, Loaded] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -61,7 +65,7 @@ class Generator:
     def resolve(
         self, principal: Principal, model_id: str, version: int | None, access_code: str | None
     ) -> tuple[Any, bytes | None, dict[str, Any]]:
-        registry = self.ctx.services["models"]
+        registry = self.registry
         try:
             view = registry.version(principal, model_id, version)
         except NotFound:
@@ -248,7 +252,7 @@ class Generator:
         from bastion.llm.textdata import read_stored
 
         base, adapter, config = self.resolve(principal, model_id, version, access_code)
-        parsed = read_stored(self.ctx.services["ft_files"].read(principal, file_id))
+        parsed = read_stored(self.files.read(principal, file_id))
         if len(parsed.records) > MAX_PERPLEXITY_EXAMPLES:
             raise Invalid(
                 f"at most {MAX_PERPLEXITY_EXAMPLES} examples per perplexity request", code="file_too_large"

@@ -24,10 +24,11 @@ from bastion.store.tables import JobEvent, TrainingJob
 
 if TYPE_CHECKING:
     from bastion.auth.principal import Principal
-    from bastion.context import Context
+    from bastion.config import Settings
     from bastion.jobs.service import JobService
     from bastion.llm.base_models import BaseModels
     from bastion.llm.files import FineTuneFiles
+    from bastion.store import Database
 
 SOURCE = "text_jsonl"
 # Effective training FLOP/s of the reference profile (speed-up 1.0, a 2-vCPU machine) on LoRA
@@ -87,15 +88,14 @@ def decode_cursor(cursor: str) -> list[Any]:
 
 
 class FineTuning:
-    def __init__(self, ctx: Context, bases: BaseModels, files: FineTuneFiles) -> None:
-        self.ctx = ctx
+    def __init__(
+        self, db: Database, settings: Settings, jobs: JobService, bases: BaseModels, files: FineTuneFiles
+    ) -> None:
+        self.db = db
+        self.settings = settings
+        self.jobs = jobs
         self.bases = bases
         self.files = files
-
-    @property
-    def jobs(self) -> JobService:
-        svc: JobService = self.ctx.services["jobs"]
-        return svc
 
     # -- create -----------------------------------------------------------------------------------
 
@@ -114,7 +114,7 @@ class FineTuning:
 
     @staticmethod
     def _tokens(row: Any) -> int:
-        stats = json.loads(row.schema_json).get("tokens") or {}
+        stats = row.schema_json.get("tokens") or {}
         return int(stats.get("total_tokens") or 0)
 
     def estimate(self, principal: Principal, req: CreateRequest) -> dict[str, Any]:
@@ -198,7 +198,7 @@ class FineTuning:
                     and_(TrainingJob.created_at == at, TrainingJob.id < str(last_id)),
                 )
             )
-        with self.ctx.db.session() as s:
+        with self.db.session() as s:
             rows = list(s.scalars(policy.scope(s, stmt, TrainingJob.project_id, principal, project)))
         page = rows[: min(limit, MAX_PAGE)]
         more = len(rows) > len(page)
@@ -212,7 +212,7 @@ class FineTuning:
         return page, (encode_cursor(page[-1].id) if len(rows) > len(page) and page else None)
 
     def checkpoints(self, job: TrainingJob) -> list[dict[str, Any]]:
-        with self.ctx.db.session() as s:
+        with self.db.session() as s:
             rows = s.scalars(
                 select(JobEvent)
                 .where(JobEvent.job_id == job.id, JobEvent.kind == "metrics")

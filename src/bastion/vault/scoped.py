@@ -21,10 +21,10 @@ import builtins
 import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from bastion.clock import aware_utcnow
 from bastion.crypto import aead
 from bastion.errors import Invalid, NotFound
 from bastion.vault import envelope as env
@@ -143,7 +143,7 @@ class ScopedVault:
             version=version,
             segment_size=int(staged["segment_size"]),
             nonce_prefix=aead.new_nonce_prefix(),
-            created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            created=aware_utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             meta=meta,
             format=int(staged["format"]),
         )

@@ -25,10 +25,10 @@ import secrets
 import shutil
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from bastion.clock import aware_utcnow
 from bastion.crypto import _fs, aead, kdf
 from bastion.crypto.keyring import KeyRing
 from bastion.errors import IntegrityError, Invalid, NotFound
@@ -315,7 +315,7 @@ class VaultStore:
             version=version,
             segment_size=self.segment_size,
             nonce_prefix=aead.new_nonce_prefix(),
-            created=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            created=aware_utcnow().strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
             meta=meta,
             format=self.write_format,
         )

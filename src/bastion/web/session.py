@@ -173,11 +173,11 @@ def sign_in(request: Request, ctx: Context, username: str, password: str) -> Non
 def sign_in_sso(request: Request, ctx: Context, code: str) -> None:
     """Redeem the one-time code the SSO callback handed to the browser (in the URL fragment) for a
     login session, rate-limited like a password sign-in, and set its cookies."""
-    from bastion.api.routes.sso import service
+    from bastion.api.deps import configured_sso
 
     ip = client_ip(request)
     ctx.limiter.hit(ctx.settings.login_rate_limit, "login", ip or "unknown")
-    pair = service(ctx).redeem(code, ip)
+    pair = configured_sso(ctx.services).redeem(code, ip)
     _queue_cookies(request, pair.access_token, pair.refresh_token)
 
 

@@ -50,9 +50,9 @@ class World:
     def __init__(self, ctx: Context, owner: Principal, clock: FakeClock | None = None) -> None:
         self.ctx = ctx
         self.owner = owner
-        self.coordinator: Coordinator = ctx.services["fl_coordinator"]
-        self.svc: FederationService = ctx.services["federations"]
-        self.sites_svc: SiteService = ctx.services["fl_sites"]
+        self.coordinator: Coordinator = ctx.services.fl_coordinator
+        self.svc: FederationService = ctx.services.federations
+        self.sites_svc: SiteService = ctx.services.fl_sites
         if clock is not None:
             self.coordinator.clock = clock
 

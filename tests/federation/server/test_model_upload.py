@@ -42,7 +42,7 @@ def test_upload_supersedes_the_open_round(world: World) -> None:
         row = s.scalar(select(AuditEvent).where(AuditEvent.action == "fl.model.upload"))
         assert row is not None and row.actor == "coordinator" and row.source_ip == "10.0.0.1"
         assert json.loads(row.details)["discarded_updates"] == 1
-    lineage = world.ctx.services["models"].get(world.owner, "fl-fed")["history"][1]["lineage"]
+    lineage = world.ctx.services.models.get(world.owner, "fl-fed")["history"][1]["lineage"]
     assert lineage["source"] == "upload" and lineage["uploaded_by"] == "coordinator"
 
 

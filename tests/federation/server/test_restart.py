@@ -90,7 +90,7 @@ def test_a_round_left_half_closed_by_a_crash_is_finished_at_start(world: World, 
         s.execute(update(FederationRound).where(FederationRound.federation_id == fid).values(state="closing"))
     world.ctx.close()
     with server(settings) as ctx:
-        ctx.services["fl_coordinator"].start()
+        ctx.services.fl_coordinator.start()
         again = World(ctx, world.owner)
         first = again.rounds(fid)[0]
         assert first["state"] == "closed" and first["close_reason"] == "recovered" and first["updates"] == 2

@@ -48,7 +48,7 @@ def test_quorum_closes_round_with_the_weighted_average(world: World) -> None:
     assert metrics["val_accuracy"] == pytest.approx((5 * 0.75 + 30 * 0.5) / 35)
     assert metrics["train_loss"] == pytest.approx(0.5)
     assert closed["model_version"] == 2, "each global model version lands in the model registry"
-    registry = world.ctx.services["models"]
+    registry = world.ctx.services.models
     versions = registry.get(world.owner, "fl-fed")["history"]
     assert [v["version"] for v in versions] == [1, 2]
     assert versions[1]["lineage"]["round"] == 1 and versions[1]["metrics"]["num_updates"] == 2

@@ -127,7 +127,7 @@ class Federation:
 @pytest.fixture
 def clock(ctx: Context) -> FakeClock:
     fake = FakeClock()
-    ctx.services["fl_coordinator"].clock = fake
+    ctx.services.fl_coordinator.clock = fake
     return fake
 
 
@@ -208,7 +208,7 @@ def test_fewer_than_threshold_survivors_abort_the_session_with_a_reason(
 
 def test_the_server_keeps_no_individual_update(fed: Federation, ctx: Context) -> None:
     fed.create(4)
-    coordinator = ctx.services["fl_coordinator"]
+    coordinator = ctx.services.fl_coordinator
     seen: list[dict[str, Any]] = []
 
     def snapshot(name: str, site: SiteClient) -> bool:
@@ -362,7 +362,7 @@ def test_a_round_whose_sum_was_lost_in_a_crash_runs_again(fed: Federation, ctx: 
     from bastion.store.tables import FederationRound
 
     fed.create(3)
-    coordinator = ctx.services["fl_coordinator"]
+    coordinator = ctx.services.fl_coordinator
     with ctx.db.session() as s:  # as if the process died between claiming the round and publishing it
         s.execute(update(FederationRound).values(state="closing"))
     coordinator.secure.forget(fed.fid)
@@ -404,7 +404,7 @@ def test_a_session_takes_only_the_sites_drawn_for_the_round(
     fed: Federation, ctx: Context, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fed.create(6, min_clients=3, target_clients=3)
-    coordinator = ctx.services["fl_coordinator"]
+    coordinator = ctx.services.fl_coordinator
     drawn = {fed.sites[n].state.data["participant_id"] for n in ("site-1", "site-3", "site-5")}
     monkeypatch.setattr(coordinator, "is_selected", lambda cfg, fid, rnd, pid: pid in drawn)
     for name, site in fed.sites.items():

@@ -11,7 +11,7 @@ from tests.federation.server.test_secure_rounds import Federation, clock, fed  #
 
 def test_polls_from_memory_match_the_locked_view_at_every_stage(fed: Federation, ctx: Context) -> None:  # noqa: F811
     fed.create(4)
-    sites = ctx.services["fl_sites"]
+    sites = ctx.services.fl_sites
     stages: list[str] = []
 
     def compare(_name: str, site: SiteClient) -> bool:

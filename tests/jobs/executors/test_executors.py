@@ -37,7 +37,7 @@ def use_ray(harness: Harness, cluster: RayCluster) -> None:
 
     harness.dir = cluster.markers  # the cluster's workers write markers there
     harness.executor_factory = lambda: RayExecutor.connect(
-        cluster.address, insecure=False, vault=harness.ctx.services["vault"]
+        cluster.address, insecure=False, vault=harness.ctx.vault
     )
 
 

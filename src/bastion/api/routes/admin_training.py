@@ -6,10 +6,9 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request
 
-from bastion.api.deps import AdminPrincipal, ContextDep, client_ip
+from bastion.api.deps import AdminPrincipal, ContextDep, JobsDep, client_ip
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, Page
-from bastion.api.routes.training import jobs
 from bastion.audit import AuditRecord
 from bastion.context import Context
 from bastion.contract.jobs import (
@@ -30,44 +29,44 @@ router = APIRouter(prefix="/api/v1/admin/training", tags=["admin"])
 
 
 @router.get("/status", response_model=AdminStatus)
-def training_status(_: AdminPrincipal, ctx: ContextDep) -> dict[str, Any]:
+def training_status(_: AdminPrincipal, jobs: JobsDep) -> dict[str, Any]:
     """System-wide counts, capacity of the live workers, and health."""
-    return jobs(ctx).admin_status()
+    return jobs.admin_status()
 
 
 @router.get("/jobs", response_model=Page[AdminJobSummary])
 def all_jobs(
     _: AdminPrincipal,
-    ctx: ContextDep,
+    jobs: JobsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 50,
     cursor: CursorQuery = None,
     status: Annotated[StateName | None, Query()] = None,
     owner_id: Annotated[str | None, Query(max_length=36)] = None,
 ) -> dict[str, Any]:
     """Every user's jobs, newest first."""
-    rows, next_cursor = jobs(ctx).admin_list(limit, status, owner_id, cursor)
-    names = jobs(ctx).usernames({j.owner_id for j in rows})
+    rows, next_cursor = jobs.admin_list(limit, status, owner_id, cursor)
+    names = jobs.usernames({j.owner_id for j in rows})
     return {"data": [views.admin_summary(j, names.get(j.owner_id)) for j in rows], "next_cursor": next_cursor}
 
 
 @router.post("/cancel/{job_id}", response_model=CancelResponse, responses=errors(409))
-def admin_cancel(job_id: str, admin: AdminPrincipal, request: Request, ctx: ContextDep) -> dict[str, Any]:
-    job, already = jobs(ctx).cancel(admin, job_id, ip=client_ip(request), as_admin=True)
+def admin_cancel(job_id: str, admin: AdminPrincipal, request: Request, jobs: JobsDep) -> dict[str, Any]:
+    job, already = jobs.cancel(admin, job_id, ip=client_ip(request), as_admin=True)
     message = "Job was already cancelled" if already else "Job cancelled successfully"
     return {"success": True, "message": message, "job_id": job.id, "status": job.state}
 
 
 @router.get("/prices", response_model=PriceTable)
-def get_prices(_: AdminPrincipal, ctx: ContextDep) -> PriceTable:
-    return PriceTable(prices=_public(jobs(ctx).prices.all()))
+def get_prices(_: AdminPrincipal, jobs: JobsDep) -> PriceTable:
+    return PriceTable(prices=_public(jobs.prices.all()))
 
 
 @router.put("/prices", response_model=PriceTableUpdated, responses=errors(409))
 def put_prices(
-    body: PriceTableBody, admin: AdminPrincipal, request: Request, ctx: ContextDep
+    body: PriceTableBody, admin: AdminPrincipal, request: Request, ctx: ContextDep, jobs: JobsDep
 ) -> PriceTableUpdated:
     """Replace the whole table (profiles not listed are removed). To change some, use PATCH."""
-    table = jobs(ctx).prices.replace(
+    table = jobs.prices.replace(
         {name: spec.model_dump() for name, spec in body.prices.items()}, updated_by=admin.user_id
     )
     return _updated(ctx, admin, request, table)
@@ -75,11 +74,11 @@ def put_prices(
 
 @router.patch("/prices", response_model=PriceTableUpdated, responses=errors(409))
 def patch_prices(
-    body: PricePatch, admin: AdminPrincipal, request: Request, ctx: ContextDep
+    body: PricePatch, admin: AdminPrincipal, request: Request, ctx: ContextDep, jobs: JobsDep
 ) -> PriceTableUpdated:
     """Merge (RFC 7396): listed profiles are set, ``null`` removes one, the others are kept."""
     changes = {name: None if spec is None else spec.model_dump() for name, spec in body.prices.items()}
-    table = jobs(ctx).prices.patch(changes, updated_by=admin.user_id)
+    table = jobs.prices.patch(changes, updated_by=admin.user_id)
     return _updated(ctx, admin, request, table)
 
 

@@ -8,12 +8,11 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.datastructures import UploadFile
 
-from bastion.api.deps import ContextDep, UserPrincipal
+from bastion.api.deps import ContextDep, DatasetsDep, UserPrincipal
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
 from bastion.api.scoping import ProjectQuery
-from bastion.catalog.datasets import DatasetCatalog
 from bastion.contract.catalog import Dataset, DatasetDeleted
 from bastion.errors import Invalid, UnsupportedMedia
 
@@ -42,11 +41,6 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-def catalog(ctx: ContextDep) -> DatasetCatalog:
-    svc: DatasetCatalog = ctx.services["datasets"]
-    return svc
-
-
 @router.post(
     "",
     status_code=201,
@@ -59,6 +53,7 @@ async def upload(
     request: Request,
     principal: UserPrincipal,
     ctx: ContextDep,
+    datasets: DatasetsDep,
     idem: Idempotent,
     response: Response,
     name: Annotated[str | None, Query(max_length=200)] = None,
@@ -106,7 +101,7 @@ async def upload(
     if not data:
         raise Invalid("the upload is empty", code="empty_upload")
     view = await run_in_threadpool(
-        catalog(ctx).upload, principal, data, name=name[:200], policy=policy, project=project
+        datasets.upload, principal, data, name=name[:200], policy=policy, project=project
     )
     dataset = Dataset.model_validate(view)
     return await run_in_threadpool(idem.created, response, dataset, f"/api/v1/datasets/{dataset.id}")
@@ -119,25 +114,25 @@ def _text(value: object) -> str | None:
 @router.get("", response_model=Page[Dataset], responses=errors(404))
 def list_datasets(
     principal: UserPrincipal,
-    ctx: ContextDep,
+    datasets: DatasetsDep,
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
     project: ProjectQuery = None,
 ) -> dict[str, Any]:
     """The datasets of your projects (or of one, ``?project=``), oldest first."""
-    data, next_cursor = catalog(ctx).list_for(principal, limit, cursor, project)
+    data, next_cursor = datasets.list_for(principal, limit, cursor, project)
     return {"data": data, "next_cursor": next_cursor}
 
 
 @router.get("/{dataset_id}", response_model=Dataset)
-def get_dataset(dataset_id: str, principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return catalog(ctx).get(principal, dataset_id)
+def get_dataset(dataset_id: str, principal: UserPrincipal, datasets: DatasetsDep) -> dict[str, Any]:
+    return datasets.get(principal, dataset_id)
 
 
 @router.delete("/{dataset_id}", response_model=DatasetDeleted)
-def delete_dataset(dataset_id: str, principal: UserPrincipal, ctx: ContextDep) -> DatasetDeleted:
+def delete_dataset(dataset_id: str, principal: UserPrincipal, datasets: DatasetsDep) -> DatasetDeleted:
     """Delete a dataset's encrypted payload. Repeating it answers the same."""
-    deleted_at = catalog(ctx).delete(principal, dataset_id)
+    deleted_at = datasets.delete(principal, dataset_id)
     return DatasetDeleted(message="dataset deleted", id=dataset_id, deleted_at=deleted_at)
 
 
@@ -165,14 +160,14 @@ class DatasetPreview(BaseModel):
 async def preview(
     dataset_id: str,
     principal: UserPrincipal,
-    ctx: ContextDep,
+    datasets: DatasetsDep,
     limit: Annotated[int, Query(ge=1, le=200)] = 20,
     access_code: AccessCode = None,
 ) -> dict[str, Any]:
     """Review what was stored: the first ``limit`` de-identified rows and the per-column report."""
     from starlette.concurrency import run_in_threadpool
 
-    return await run_in_threadpool(catalog(ctx).preview, principal, dataset_id, limit, access_code)
+    return await run_in_threadpool(datasets.preview, principal, dataset_id, limit, access_code)
 
 
 @router.put(
@@ -184,7 +179,7 @@ async def set_access_code(
     dataset_id: str,
     body: DatasetAccessCodeBody,
     principal: UserPrincipal,
-    ctx: ContextDep,
+    datasets: DatasetsDep,
     access_code: AccessCode = None,
 ) -> dict[str, Any]:
     """Set a code (or change it: the current one in ``X-Access-Code``). Owner only; audited; wrong
@@ -192,7 +187,7 @@ async def set_access_code(
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(
-        catalog(ctx).set_access_code, principal, dataset_id, current=access_code, new=body.access_code
+        datasets.set_access_code, principal, dataset_id, current=access_code, new=body.access_code
     )
 
 
@@ -202,11 +197,11 @@ async def set_access_code(
     responses=errors(403, 404, 422, 423),
 )
 async def remove_access_code(
-    dataset_id: str, principal: UserPrincipal, ctx: ContextDep, access_code: AccessCode = None
+    dataset_id: str, principal: UserPrincipal, datasets: DatasetsDep, access_code: AccessCode = None
 ) -> dict[str, Any]:
     """Remove the code (the current one in ``X-Access-Code``)."""
     from starlette.concurrency import run_in_threadpool
 
     return await run_in_threadpool(
-        catalog(ctx).set_access_code, principal, dataset_id, current=access_code, new=None
+        datasets.set_access_code, principal, dataset_id, current=access_code, new=None
     )

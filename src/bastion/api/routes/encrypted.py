@@ -15,10 +15,9 @@ from fastapi import APIRouter, Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from bastion.api.deps import ContextDep, CurrentPrincipal, client_ip
+from bastion.api.deps import CurrentPrincipal, EncryptedDep, client_ip
 from bastion.api.middleware import audits_success
 from bastion.api.openapi import errors
-from bastion.catalog.encrypted import EncryptedInference
 from bastion.errors import Invalid
 
 router = APIRouter(prefix="/api/v1/models", tags=["encrypted inference"])
@@ -100,11 +99,6 @@ class EncryptedPredictResponse(BaseModel):
     server_seconds: float
 
 
-def service(ctx: ContextDep) -> EncryptedInference:
-    svc: EncryptedInference = ctx.services["encrypted"]
-    return svc
-
-
 def _decode(text: str, what: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
@@ -120,12 +114,12 @@ def _decode(text: str, what: str) -> bytes:
 async def encryption_spec(
     model_id: str,
     principal: CurrentPrincipal,
-    ctx: ContextDep,
+    encrypted: EncryptedDep,
     version: Annotated[int | None, Query(ge=1)] = None,
     access_code: AccessCode = None,
 ) -> dict[str, Any]:
     """Input layout, CKKS parameters and link function; 422 ``he_unsupported_model`` says why not."""
-    return await run_in_threadpool(service(ctx).spec, principal, model_id, version, access_code)
+    return await run_in_threadpool(encrypted.spec, principal, model_id, version, access_code)
 
 
 @router.post(
@@ -139,7 +133,7 @@ async def predict_encrypted(
     body: EncryptedPredictRequest,
     request: Request,
     principal: CurrentPrincipal,
-    ctx: ContextDep,
+    encrypted: EncryptedDep,
     access_code: AccessCode = None,
 ) -> dict[str, Any]:
     """Evaluate the model on CKKS ciphertexts; the answer is ciphertexts only the caller can decrypt."""
@@ -151,7 +145,7 @@ async def predict_encrypted(
             Group(g.n_rows, [_decode(c, f"ciphertext {j} of group {i}") for j, c in enumerate(g.columns)])
             for i, g in enumerate(body.groups)
         ]
-        out = service(ctx).predict(
+        out = encrypted.predict(
             principal, model_id, body.version, access_code, context, groups, client_ip(request)
         )
         out["groups"] = [

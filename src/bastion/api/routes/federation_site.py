@@ -18,7 +18,7 @@ from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from bastion.api.deps import ContextDep, client_ip
+from bastion.api.deps import ContextDep, CoordinatorDep, SitesDep, client_ip
 from bastion.api.middleware import audits_success
 from bastion.api.openapi import SITE_AUTH, errors
 from bastion.api.routes.federations import BINARY_RESPONSE, RAW_BODY, read_capped
@@ -28,7 +28,6 @@ from bastion.contract.federations import SiteAnswer
 from bastion.errors import BastionError, Unauthorized
 from bastion.federation.secagg import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
 from bastion.federation.server.admission import SiteIdentity
-from bastion.federation.server.coordinator import Coordinator
 from bastion.federation.server.secagg_rounds import SiteMessage
 from bastion.federation.server.site import SiteService
 from bastion.federation.server.states import LIVE
@@ -41,16 +40,6 @@ class RegisterRequest(BaseModel):
     num_samples: int | None = Field(
         None, ge=1, le=10**9, description="training rows at this site: the most its updates may weigh"
     )
-
-
-def _sites(ctx: Context) -> SiteService:
-    svc: SiteService = ctx.services["fl_sites"]
-    return svc
-
-
-def _coordinator(ctx: Context) -> Coordinator:
-    svc: Coordinator = ctx.services["fl_coordinator"]
-    return svc
 
 
 def _token(request: Request) -> str | None:
@@ -70,7 +59,7 @@ def _authenticate(
 ) -> SiteIdentity:
     """Authenticate the site, then charge its rate limit (failures are charged to the source address)."""
     try:
-        site = _sites(ctx).authenticate(federation_id, token, ip, action)
+        site = ctx.services.fl_sites.authenticate(federation_id, token, ip, action)
     except Unauthorized as exc:
         failures = ctx.limiter.hit(ctx.settings.login_rate_limit, "fl-site-auth", ip or "unknown")
         # Like a login: an address that keeps guessing site tokens waits longer for each answer.
@@ -91,7 +80,7 @@ async def _authenticate_async(
     answered on the event loop; anything needing I/O (database, audit of a refusal, Redis) in a thread."""
     token = _token(request)
     try:
-        site = _sites(ctx).cached(federation_id, token)
+        site = ctx.services.fl_sites.cached(federation_id, token)
         if site is not None and ctx.limiter.storage_uri.startswith("memory"):
             ctx.limiter.hit(ctx.settings.rate_limit, "fl-site", site.participant_id)
             return site
@@ -149,24 +138,24 @@ router = APIRouter(
 async def register(
     federation_id: str,
     body: RegisterRequest,
-    ctx: ContextDep,
+    sites: SitesDep,
     request: Request,
     site: Annotated[SiteIdentity, Depends(site_auth("fl.participant.register"))],
 ) -> dict[str, Any]:
     return await run_in_threadpool(
-        _sites(ctx).register, site, body.signing_public_key, client_ip(request), body.num_samples
+        sites.register, site, body.signing_public_key, client_ip(request), body.num_samples
     )
 
 
 @router.get("/info", response_model=SiteAnswer)
 async def info(
     federation_id: str,
-    ctx: ContextDep,
+    sites: SitesDep,
+    coordinator: CoordinatorDep,
     site: SiteAuth,
     wait_round: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     timeout: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 20.0,
 ) -> dict[str, Any]:
-    sites, coordinator = _sites(ctx), _coordinator(ctx)
     epoch = coordinator.epoch(federation_id)
     state = await _info(sites, site)
     if wait_round is None or state["round"] != wait_round or state["state"] not in LIVE:
@@ -184,7 +173,8 @@ async def _info(sites: SiteService, site: SiteIdentity) -> dict[str, Any]:
 @router.get("/secagg", response_model=SiteAnswer, responses=errors(409))
 async def secagg_state(
     federation_id: str,
-    ctx: ContextDep,
+    sites: SitesDep,
+    coordinator: CoordinatorDep,
     site: SiteAuth,
     wait_session: Annotated[str | None, Query(max_length=200)] = None,
     wait_stage: Annotated[str | None, Query(max_length=20)] = None,
@@ -194,7 +184,6 @@ async def secagg_state(
 
     With ``wait_session``/``wait_stage`` it long-polls while the session is still at that stage.
     """
-    sites, coordinator = _sites(ctx), _coordinator(ctx)
     epoch = coordinator.epoch(federation_id)
     view = await _secagg_view(sites, site)
     if wait_stage is None or (view["session"], view["stage"]) != (wait_session, wait_stage):
@@ -218,7 +207,7 @@ def _secagg_route(kind: str, message: type[SiteMessage], summary: str) -> None:
     async def send(
         federation_id: str, body: Any, ctx: ContextDep, request: Request, site: SecaggSite
     ) -> dict[str, Any]:
-        return await run_in_threadpool(_sites(ctx).secagg_receive, site, body, client_ip(request))
+        return await run_in_threadpool(ctx.services.fl_sites.secagg_receive, site, body, client_ip(request))
 
     if kind == "masked":  # an accepted masked input is audited as fl.update by the session
         audits_success(send)
@@ -253,9 +242,8 @@ for _kind, _message, _summary in (
 
 
 @router.get("/model", response_class=Response, responses={**BINARY_RESPONSE, **errors(409)})
-async def model(federation_id: str, ctx: ContextDep, site: SiteAuth) -> Response:
+async def model(federation_id: str, sites: SitesDep, site: SiteAuth) -> Response:
     """The open round's global model, signed by the server (Bastion's BSTG format)."""
-    sites = _sites(ctx)
     signed = sites.signed_model_nowait(site)  # this round's model, signed already: no thread needed
     number, blob = signed if signed is not None else await run_in_threadpool(sites.signed_model, site)
     return Response(blob, media_type="application/octet-stream", headers={"X-Bastion-Round": str(number)})
@@ -271,12 +259,12 @@ async def model(federation_id: str, ctx: ContextDep, site: SiteAuth) -> Response
 @audits_success
 async def submit_update(
     federation_id: str,
-    ctx: ContextDep,
+    sites: SitesDep,
+    coordinator: CoordinatorDep,
     request: Request,
     site: Annotated[SiteIdentity, Depends(site_auth("fl.update"))],
 ) -> dict[str, Any]:
     """A sealed, signed update; each refusal is audited and answered with a 4xx and a reason code."""
-    sites, coordinator = _sites(ctx), _coordinator(ctx)
     ip = client_ip(request)
     limit = sites.cached_update_limit(federation_id)
     if limit is None:

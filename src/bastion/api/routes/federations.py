@@ -12,12 +12,11 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from bastion.api.deps import ContextDep, CurrentPrincipal, UserPrincipal, client_ip
+from bastion.api.deps import CurrentPrincipal, FederationsDep, UserPrincipal, client_ip
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
 from bastion.api.scoping import ProjectQuery
-from bastion.context import Context
 from bastion.contract.federations import (
     Enrolled,
     EnrollRequest,
@@ -30,7 +29,6 @@ from bastion.contract.federations import (
 )
 from bastion.errors import PayloadTooLarge
 from bastion.federation.server.config import FederationCreate
-from bastion.federation.server.service import FederationService
 
 router = APIRouter(prefix="/api/v1/federations", tags=["federations"])
 SAFETENSORS = "application/octet-stream"
@@ -43,11 +41,6 @@ RAW_BODY: dict[str, Any] = {
 BINARY_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {"content": {SAFETENSORS: {"schema": {"type": "string", "format": "binary"}}}}
 }
-
-
-def service(ctx: Context) -> FederationService:
-    svc: FederationService = ctx.services["federations"]
-    return svc
 
 
 async def read_capped(request: Request, limit: int, code: str) -> bytes:
@@ -79,7 +72,7 @@ async def read_capped(request: Request, limit: int, code: str) -> bytes:
 def create_federation(
     body: FederationCreate,
     principal: UserPrincipal,
-    ctx: ContextDep,
+    federations: FederationsDep,
     request: Request,
     idem: Idempotent,
     response: Response,
@@ -87,43 +80,47 @@ def create_federation(
 ) -> Any:
     if (replay := idem.replay()) is not None:
         return replay
-    fed = FederationDetail.model_validate(service(ctx).create(principal, body, client_ip(request), project))
+    fed = FederationDetail.model_validate(federations.create(principal, body, client_ip(request), project))
     return idem.created(response, fed, f"/api/v1/federations/{fed.id}")
 
 
 @router.get("", response_model=Page[FederationSummary], responses=errors(404))
 def list_federations(
     principal: CurrentPrincipal,
-    ctx: ContextDep,
+    federations: FederationsDep,
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
     project: ProjectQuery = None,
 ) -> dict[str, Any]:
     """The federations of your projects (or of one, ``?project=``), oldest first."""
-    data, next_cursor = service(ctx).list_for(principal, limit, cursor, project)
+    data, next_cursor = federations.list_for(principal, limit, cursor, project)
     return {"data": data, "next_cursor": next_cursor}
 
 
 @router.get("/{federation_id}", response_model=FederationDetail)
-def get_federation(federation_id: str, principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return service(ctx).get(principal, federation_id)
+def get_federation(
+    federation_id: str, principal: CurrentPrincipal, federations: FederationsDep
+) -> dict[str, Any]:
+    return federations.get(principal, federation_id)
 
 
 @router.get("/{federation_id}/status", response_model=FederationStatus)
-def federation_status(federation_id: str, principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return service(ctx).status(principal, federation_id)
+def federation_status(
+    federation_id: str, principal: CurrentPrincipal, federations: FederationsDep
+) -> dict[str, Any]:
+    return federations.status(principal, federation_id)
 
 
 @router.get("/{federation_id}/rounds", response_model=Page[Round])
 def federation_rounds(
     federation_id: str,
     principal: CurrentPrincipal,
-    ctx: ContextDep,
+    federations: FederationsDep,
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
 ) -> dict[str, Any]:
     """Rounds in order, first round first."""
-    data, next_cursor = service(ctx).rounds(principal, federation_id, limit, cursor)
+    data, next_cursor = federations.rounds(principal, federation_id, limit, cursor)
     return {"data": data, "next_cursor": next_cursor}
 
 
@@ -135,11 +132,11 @@ class FederationArchived(BaseModel):
 
 @router.delete("/{federation_id}", response_model=FederationArchived)
 def archive_federation(
-    federation_id: str, principal: UserPrincipal, ctx: ContextDep, request: Request
+    federation_id: str, principal: UserPrincipal, federations: FederationsDep, request: Request
 ) -> dict[str, Any]:
     """End a federation: it is archived (rows kept), its model, keys and updates are deleted.
     Repeating it answers the same."""
-    return service(ctx).archive(principal, federation_id, client_ip(request))
+    return federations.archive(principal, federation_id, client_ip(request))
 
 
 @router.post("/{federation_id}/participants", status_code=201, response_model=Enrolled, responses=errors(409))
@@ -147,13 +144,13 @@ def enroll_participant(
     federation_id: str,
     body: EnrollRequest,
     principal: UserPrincipal,
-    ctx: ContextDep,
+    federations: FederationsDep,
     request: Request,
     response: Response,
 ) -> dict[str, Any]:
     """Enrol a site; its ``bsp_`` token is in this answer only (so no Idempotency-Key: it is not
     kept). A second enrolment under the same name is 409."""
-    out = service(ctx).enroll(principal, federation_id, body.name, client_ip(request))
+    out = federations.enroll(principal, federation_id, body.name, client_ip(request))
     response.headers["Location"] = f"/api/v1/federations/{federation_id}/participants/{out['id']}"
     return out
 
@@ -162,34 +159,38 @@ def enroll_participant(
 def list_participants(
     federation_id: str,
     principal: CurrentPrincipal,
-    ctx: ContextDep,
+    federations: FederationsDep,
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
 ) -> dict[str, Any]:
     """Enrolled sites, in enrolment order."""
-    data, next_cursor = service(ctx).participants(principal, federation_id, limit, cursor)
+    data, next_cursor = federations.participants(principal, federation_id, limit, cursor)
     return {"data": data, "next_cursor": next_cursor}
 
 
 @router.get("/{federation_id}/participants/{participant_id}", response_model=Participant)
 def get_participant(
-    federation_id: str, participant_id: str, principal: CurrentPrincipal, ctx: ContextDep
+    federation_id: str, participant_id: str, principal: CurrentPrincipal, federations: FederationsDep
 ) -> dict[str, Any]:
-    return service(ctx).participant(principal, federation_id, participant_id)
+    return federations.participant(principal, federation_id, participant_id)
 
 
 @router.delete("/{federation_id}/participants/{participant_id}", response_model=Participant)
 def revoke_participant(
-    federation_id: str, participant_id: str, principal: UserPrincipal, ctx: ContextDep, request: Request
+    federation_id: str,
+    participant_id: str,
+    principal: UserPrincipal,
+    federations: FederationsDep,
+    request: Request,
 ) -> dict[str, Any]:
     """Revoke a site's credential. Repeating it answers the same (the site, with its revocation time)."""
-    return service(ctx).revoke(principal, federation_id, participant_id, client_ip(request))
+    return federations.revoke(principal, federation_id, participant_id, client_ip(request))
 
 
 @router.get("/{federation_id}/model", response_class=Response, responses=BINARY_RESPONSE)
-def download_model(federation_id: str, principal: CurrentPrincipal, ctx: ContextDep) -> Response:
+def download_model(federation_id: str, principal: CurrentPrincipal, federations: FederationsDep) -> Response:
     """The current global model as plain safetensors (float32), e.g. to fine-tune it."""
-    version, blob = service(ctx).download_model(principal, federation_id)
+    version, blob = federations.download_model(principal, federation_id)
     return Response(
         blob,
         media_type=SAFETENSORS,
@@ -208,10 +209,14 @@ def download_model(federation_id: str, principal: CurrentPrincipal, ctx: Context
     openapi_extra=RAW_BODY,
 )
 async def upload_model(
-    federation_id: str, principal: UserPrincipal, ctx: ContextDep, request: Request, response: Response
+    federation_id: str,
+    principal: UserPrincipal,
+    federations: FederationsDep,
+    request: Request,
+    response: Response,
 ) -> dict[str, Any]:
     """Hand-off of a fine-tuned model: becomes the new global version (safetensors, shapes checked)."""
-    svc = service(ctx)
+    svc = federations
     limit = await run_in_threadpool(svc.model_limit, principal, federation_id)
     try:
         body = await read_capped(request, limit, "model_too_large")

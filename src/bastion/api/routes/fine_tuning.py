@@ -15,7 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.convertors import Convertor, register_url_convertor
 from starlette.datastructures import UploadFile
 
-from bastion.api.deps import ContextDep, UserPrincipal, client_ip
+from bastion.api.deps import (
+    BaseModelsDep,
+    ContextDep,
+    FineTuneFilesDep,
+    FineTuningDep,
+    JobsDep,
+    UserPrincipal,
+    client_ip,
+)
 from bastion.api.openapi import errors
 from bastion.api.scoping import ProjectQuery
 from bastion.context import Context
@@ -44,11 +52,6 @@ class _JobId(Convertor[str]):
 
 
 register_url_convertor("ft_job_id", _JobId())
-
-
-def service(ctx: Context) -> FineTuning:
-    svc: FineTuning = ctx.services["fine_tuning"]
-    return svc
 
 
 class FileObject(BaseModel):
@@ -166,7 +169,7 @@ class CostEstimate(BaseModel):
 
 
 def _job(ctx: Context, job: Any) -> JobObject:
-    price = ctx.services["jobs"].prices.all().get(job.resource_profile)
+    price = ctx.services.jobs.prices.all().get(job.resource_profile)
     return JobObject(**views.job_view(job, price.hourly_cost if price else None), project_id=job.project_id)
 
 
@@ -182,6 +185,8 @@ async def upload_file(
     response: Response,
     principal: UserPrincipal,
     ctx: ContextDep,
+    bases: BaseModelsDep,
+    files: FineTuneFilesDep,
     model: Annotated[
         str, Query(min_length=1, max_length=100, description="Base model whose tokenizer counts tokens")
     ],
@@ -216,8 +221,8 @@ async def upload_file(
         raise UnsupportedMedia("send the JSONL file raw (application/octet-stream) or as multipart/form-data")
 
     def run() -> dict[str, Any]:
-        base = ctx.services["llm_bases"].get(model)
-        uploaded: dict[str, Any] = ctx.services["ft_files"].upload(
+        base = bases.get(model)
+        uploaded: dict[str, Any] = files.upload(
             principal, data, name=(name or "train.jsonl")[:200], base=base, scrub=scrub, project=project
         )
         return uploaded
@@ -228,14 +233,14 @@ async def upload_file(
 
 
 @router.get("/files/{file_id}", response_model=FileObject, responses=errors(401, 403, 404))
-def get_file(file_id: str, principal: UserPrincipal, ctx: ContextDep) -> FileObject:
-    return FileObject(**ctx.services["ft_files"].get(principal, file_id))
+def get_file(file_id: str, principal: UserPrincipal, files: FineTuneFilesDep) -> FileObject:
+    return FileObject(**files.get(principal, file_id))
 
 
 @router.post("/jobs/estimate", response_model=CostEstimate, responses=errors(401, 403, 404, 422))
-def estimate(body: CreateJobBody, principal: UserPrincipal, ctx: ContextDep) -> CostEstimate:
+def estimate(body: CreateJobBody, principal: UserPrincipal, fine_tuning: FineTuningDep) -> CostEstimate:
     """Time and cost before submitting: tokens x epochs x compute per token / the profile's throughput."""
-    return CostEstimate(**service(ctx).estimate(principal, body.request()))
+    return CostEstimate(**fine_tuning.estimate(principal, body.request()))
 
 
 @router.post(
@@ -247,9 +252,10 @@ def create_job(
     request: Request,
     response: Response,
     ctx: ContextDep,
+    fine_tuning: FineTuningDep,
     project: ProjectQuery = None,
 ) -> JobObject:
-    job = service(ctx).create(principal, body.request(), ip=client_ip(request), project=project)
+    job = fine_tuning.create(principal, body.request(), ip=client_ip(request), project=project)
     response.headers["Location"] = f"/api/v1/fine_tuning/jobs/{job.id}"
     return _job(ctx, job)
 
@@ -258,31 +264,39 @@ def create_job(
 def list_jobs(
     principal: UserPrincipal,
     ctx: ContextDep,
+    fine_tuning: FineTuningDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     project: ProjectQuery = None,
 ) -> JobList:
-    rows, next_cursor = service(ctx).page(principal, limit, cursor, project)
+    rows, next_cursor = fine_tuning.page(principal, limit, cursor, project)
     return JobList(
         data=[_job(ctx, j) for j in rows], has_more=next_cursor is not None, next_cursor=next_cursor
     )
 
 
 @router.get("/jobs/{job_id:ft_job_id}", response_model=JobObject, responses=errors(401, 403, 404))
-def get_job(job_id: str, principal: UserPrincipal, ctx: ContextDep) -> JobObject:
-    return _job(ctx, service(ctx).get(principal, job_id))
+def get_job(job_id: str, principal: UserPrincipal, ctx: ContextDep, fine_tuning: FineTuningDep) -> JobObject:
+    return _job(ctx, fine_tuning.get(principal, job_id))
 
 
 @router.post("/jobs/{job_id}/cancel", response_model=JobObject, responses=errors(401, 403, 404, 409))
-def cancel_job(job_id: str, principal: UserPrincipal, request: Request, ctx: ContextDep) -> JobObject:
-    service(ctx).get(principal, job_id)
-    job, _ = ctx.services["jobs"].cancel(principal, job_id, ip=client_ip(request))
+def cancel_job(
+    job_id: str,
+    principal: UserPrincipal,
+    request: Request,
+    ctx: ContextDep,
+    fine_tuning: FineTuningDep,
+    jobs: JobsDep,
+) -> JobObject:
+    fine_tuning.get(principal, job_id)
+    job, _ = jobs.cancel(principal, job_id, ip=client_ip(request))
     return _job(ctx, job)
 
 
 @router.get("/jobs/{job_id}/checkpoints", response_model=CheckpointList, responses=errors(401, 403, 404))
-def checkpoints(job_id: str, principal: UserPrincipal, ctx: ContextDep) -> CheckpointList:
-    svc = service(ctx)
+def checkpoints(job_id: str, principal: UserPrincipal, fine_tuning: FineTuningDep) -> CheckpointList:
+    svc = fine_tuning
     job = svc.get(principal, job_id)
     return CheckpointList(
         data=[CheckpointObject(**views.checkpoint_view(job, e)) for e in svc.checkpoints(job)]
@@ -308,7 +322,9 @@ def merged_model(
     job_id: str,
     principal: UserPrincipal,
     request: Request,
-    ctx: ContextDep,
+    fine_tuning: FineTuningDep,
+    jobs: JobsDep,
+    bases: BaseModelsDep,
     scheme: Annotated[Literal["api-key", "x25519"] | None, Query()] = None,
 ) -> MergedDownload:
     """The adapter merged into its base weights, encrypted for the caller like every model download."""
@@ -316,16 +332,16 @@ def merged_model(
     from bastion.jobs.download import download
     from bastion.llm.merge import merged_package
 
-    service(ctx).get(principal, job_id)
+    fine_tuning.get(principal, job_id)
     api_key = presented_credential(request) if principal.via == "api_key" else None
     out = download(
-        ctx.services["jobs"],
+        jobs,
         principal,
         job_id,
         api_key=api_key,
         scheme=scheme,
         ip=client_ip(request),
-        transform=lambda job, package: merged_package(job, package, ctx.services["llm_bases"]),
+        transform=lambda job, package: merged_package(job, package, bases),
     )
     return MergedDownload(**{**out, "model_type": "llm_merged"})
 
@@ -340,6 +356,7 @@ def events(
     principal: UserPrincipal,
     request: Request,
     ctx: ContextDep,
+    fine_tuning: FineTuningDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     stream: Annotated[bool, Query(description="Live Server-Sent Events until the job ends")] = False,
@@ -348,7 +365,7 @@ def events(
 ) -> Any:
     """A page of events, oldest first; with ``stream=true`` (or Accept: text/event-stream) an SSE
     stream that replays from ``cursor`` and ends when the job does."""
-    svc = service(ctx)
+    svc = fine_tuning
     job = svc.get(principal, job_id)
     if stream or "text/event-stream" in accept:
         start = 0

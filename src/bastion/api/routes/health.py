@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Literal
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from bastion import __version__
 from bastion.api.deps import ContextDep
+from bastion.clock import aware_utcnow
 
 router = APIRouter(tags=["health"])
 ComponentState = Literal["operational", "unavailable"]
@@ -43,13 +43,13 @@ def health(ctx: ContextDep, response: Response) -> Health:
         response.status_code = 503
     return Health(
         status="healthy" if healthy else "unhealthy",
-        timestamp=datetime.now(UTC).isoformat(timespec="seconds"),
+        timestamp=aware_utcnow().isoformat(timespec="seconds"),
         version=__version__,
         components=components,
     )
 
 
 @router.get("/metrics", include_in_schema=False)
-def metrics(ctx: ContextDep) -> Response:
-    registry = ctx.services["metrics"].registry
+def metrics(request: Request) -> Response:
+    registry = request.app.state.metrics.registry
     return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)

@@ -11,10 +11,10 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from bastion.api.deps import AdminPrincipal, ContextDep, UserPrincipal
+from bastion.api.deps import AdminPrincipal, BaseModelsDep, GenerationDep, UserPrincipal
 from bastion.api.openapi import errors
 from bastion.errors import Invalid
-from bastion.llm.generate import MAX_NEW_TOKENS, GenerateParams, Generator
+from bastion.llm.generate import MAX_NEW_TOKENS, GenerateParams
 
 router = APIRouter(tags=["llm"])
 AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
@@ -50,11 +50,11 @@ class BaseModelList(BaseModel):
     responses=errors(401, 403, 409, 422),
 )
 def register_base_model(
-    body: RegisterBody, principal: AdminPrincipal, response: Response, ctx: ContextDep
+    body: RegisterBody, principal: AdminPrincipal, response: Response, bases: BaseModelsDep
 ) -> BaseModelObject:
     """Register a local Hugging Face directory (safetensors only, no remote code)."""
     try:
-        out = BaseModelObject(**ctx.services["llm_bases"].register(principal, body.path, body.name))
+        out = BaseModelObject(**bases.register(principal, body.path, body.name))
     except OSError as exc:  # e.g. a path component over the file system's name limit
         raise Invalid(f"{body.path[:200]} cannot be read: {exc.strerror}", code="model_dir_invalid") from exc
     response.headers["Location"] = f"/api/v1/llm/base_models/{out.name}"
@@ -64,11 +64,11 @@ def register_base_model(
 @router.get("/api/v1/llm/base_models", response_model=BaseModelList, responses=errors(401, 403))
 def list_base_models(
     _: UserPrincipal,
-    ctx: ContextDep,
+    bases: BaseModelsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 100,
     cursor: Annotated[str | None, Query(max_length=100, description="Names after this one")] = None,
 ) -> BaseModelList:
-    rows = [r for r in ctx.services["llm_bases"].list() if cursor is None or r["name"] > cursor]
+    rows = [r for r in bases.list() if cursor is None or r["name"] > cursor]
     page = rows[:limit]
     return BaseModelList(
         data=[BaseModelObject(**r) for r in page], next_cursor=page[-1]["name"] if len(rows) > limit else None
@@ -76,10 +76,10 @@ def list_base_models(
 
 
 @router.get("/api/v1/llm/base_models/{name}", response_model=BaseModelObject, responses=errors(401, 403, 404))
-def get_base_model(name: str, _: UserPrincipal, ctx: ContextDep) -> BaseModelObject:
+def get_base_model(name: str, _: UserPrincipal, bases: BaseModelsDep) -> BaseModelObject:
     from bastion.llm.base_models import view
 
-    return BaseModelObject(**view(ctx.services["llm_bases"].get(name)))
+    return BaseModelObject(**view(bases.get(name)))
 
 
 class Message(BaseModel):
@@ -134,11 +134,6 @@ class GenerateResponse(Generation):
     base: Generation | None = None
 
 
-def _generator(ctx: Any) -> Generator:
-    gen: Generator = ctx.services["generation"]
-    return gen
-
-
 @router.post(
     "/api/v1/models/{model_id}/generate",
     response_model=GenerateResponse,
@@ -148,11 +143,11 @@ async def generate(
     model_id: str,
     body: GenerateBody,
     principal: UserPrincipal,
-    ctx: ContextDep,
+    generation: GenerationDep,
     access_code: AccessCode = None,
 ) -> Any:
     """Generate from a fine-tuned model (or a base model); ``compare`` adds the base model's answer."""
-    gen = _generator(ctx)
+    gen = generation
     if body.stream:
         pieces = await run_in_threadpool(
             gen.stream, principal, model_id, body.params(), version=body.version, access_code=access_code
@@ -201,11 +196,11 @@ async def perplexity(
     model_id: str,
     body: PerplexityBody,
     principal: UserPrincipal,
-    ctx: ContextDep,
+    generation: GenerationDep,
     access_code: AccessCode = None,
 ) -> PerplexityResponse:
     out = await run_in_threadpool(
-        _generator(ctx).perplexity,
+        generation.perplexity,
         principal,
         model_id,
         body.file,

@@ -8,13 +8,12 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
-from bastion.api.deps import ContextDep, CurrentPrincipal, UserPrincipal, presented_credential
+from bastion.api.deps import ContextDep, CurrentPrincipal, ModelsDep, UserPrincipal, presented_credential
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
 from bastion.api.scoping import ProjectQuery
 from bastion.auth.principal import Principal
-from bastion.catalog.model_versions import ModelVersions
 from bastion.context import Context
 from bastion.contract.catalog import (
     BestVersion,
@@ -32,37 +31,32 @@ router = APIRouter(prefix="/api/v1/models", tags=["models"])
 AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
 
 
-def registry(ctx: ContextDep) -> ModelVersions:
-    svc: ModelVersions = ctx.services["models"]
-    return svc
-
-
 @router.get("", response_model=Page[ModelSummary], responses=errors(404))
 def list_models(
     principal: CurrentPrincipal,
-    ctx: ContextDep,
+    models: ModelsDep,
     limit: LimitQuery = 100,
     cursor: CursorQuery = None,
     project: ProjectQuery = None,
 ) -> dict[str, Any]:
     """The registered models of your projects (or of one, ``?project=``), oldest first."""
-    data, next_cursor = registry(ctx).list_for(principal, limit, cursor, project)
+    data, next_cursor = models.list_for(principal, limit, cursor, project)
     return {"data": data, "next_cursor": next_cursor}
 
 
 @router.get("/{model_id}", response_model=ModelDetail)
-def get_model(model_id: str, principal: CurrentPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return registry(ctx).get(principal, model_id)
+def get_model(model_id: str, principal: CurrentPrincipal, models: ModelsDep) -> dict[str, Any]:
+    return models.get(principal, model_id)
 
 
 @router.get("/{model_id}/best", response_model=BestVersion)
 def best_version(
     model_id: str,
     principal: CurrentPrincipal,
-    ctx: ContextDep,
+    models: ModelsDep,
     metric: Annotated[str | None, Query(max_length=64)] = None,
 ) -> dict[str, Any]:
-    return registry(ctx).best(principal, model_id, metric)
+    return models.best(principal, model_id, metric)
 
 
 def quantize_measured(
@@ -72,14 +66,16 @@ def quantize_measured(
     from bastion.catalog.model_versions import quantize_version
     from bastion.data.builtin import load_dataset
 
-    registry(ctx).check(principal, model_id, Action.WRITE)  # a new version: refused before any work
-    view = registry(ctx).version(principal, model_id, version)
+    ctx.services.models.check(principal, model_id, Action.WRITE)  # a new version: refused before any work
+    view = ctx.services.models.version(principal, model_id, version)
     lineage = view.lineage
     source = lineage.get("dataset_source")
     if not source:
         if view.config.get("origin") != "federation":
             raise Invalid("this version has no dataset in its lineage to measure accuracy on")
-        return quantize_version(registry(ctx), principal, model_id, version, None, access_code=access_code)
+        return quantize_version(
+            ctx.services.models, principal, model_id, version, None, access_code=access_code
+        )
 
     def build(frame: Any) -> Any:
         return load_dataset(
@@ -94,14 +90,14 @@ def quantize_measured(
         from bastion.data.deid import training_exclusions
         from bastion.jobs.datasets import without_excluded
 
-        catalog = ctx.services["datasets"]
+        catalog = ctx.services.datasets
         dataset_id = str(lineage.get("dataset_id"))
         exclude = training_exclusions(catalog.get(principal, dataset_id)["deidentification"])
         dataset = without_excluded(catalog.load_frame(principal, dataset_id), exclude, build)
     else:
         dataset = build(None)
     return quantize_version(
-        registry(ctx),
+        ctx.services.models,
         principal,
         model_id,
         version,
@@ -144,11 +140,11 @@ async def predict(
     model_id: str,
     body: PredictRequest,
     principal: CurrentPrincipal,
-    ctx: ContextDep,
+    models: ModelsDep,
     access_code: AccessCode = None,
 ) -> dict[str, Any]:
     def run() -> dict[str, Any]:
-        view, model = registry(ctx).predictor(principal, model_id, body.version, access_code)
+        view, model = models.predictor(principal, model_id, body.version, access_code)
         out: dict[str, Any] = {
             "model_id": view.model_id,
             "version": view.version,
@@ -186,13 +182,13 @@ async def set_access_code(
     model_id: str,
     body: AccessCodeBody,
     principal: UserPrincipal,
-    ctx: ContextDep,
+    models: ModelsDep,
     access_code: AccessCode = None,
 ) -> dict[str, Any]:
     """Set a code (or change it: send the current one as ``X-Access-Code``). Owner only; audited;
     wrong current codes count towards the lockout."""
     return await run_in_threadpool(
-        registry(ctx).set_access_code,
+        models.set_access_code,
         principal,
         model_id,
         body.version,
@@ -209,13 +205,13 @@ async def set_access_code(
 async def remove_access_code(
     model_id: str,
     principal: UserPrincipal,
-    ctx: ContextDep,
+    models: ModelsDep,
     access_code: AccessCode = None,
     version: Annotated[int | None, Query(ge=1)] = None,
 ) -> dict[str, Any]:
     """Remove the code (the current one goes in ``X-Access-Code``)."""
     return await run_in_threadpool(
-        registry(ctx).set_access_code, principal, model_id, version, current=access_code, new=None
+        models.set_access_code, principal, model_id, version, current=access_code, new=None
     )
 
 
@@ -241,7 +237,7 @@ async def download_version(
     model_id: str,
     principal: UserPrincipal,
     request: Request,
-    ctx: ContextDep,
+    models: ModelsDep,
     version: Annotated[int | None, Query(ge=1, description="Default: the latest")] = None,
     scheme: Annotated[
         Literal["api-key", "x25519"] | None, Query(description="Default: x25519 if registered")
@@ -252,7 +248,7 @@ async def download_version(
     ``bastion models download`` decrypts it and writes the model next to its JSON config."""
     api_key = presented_credential(request) if principal.via == "api_key" else None
     return await run_in_threadpool(
-        registry(ctx).download,
+        models.download,
         principal,
         model_id,
         version,

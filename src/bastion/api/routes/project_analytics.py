@@ -22,7 +22,7 @@ ProjectId = Annotated[str, Path(max_length=36)]
 
 
 def _view(ctx: ContextDep, principal: Any, project_id: str, view: str) -> Any:
-    svc: ProjectService = ctx.services["projects"]
+    svc: ProjectService = ctx.services.projects
     return svc.analytics(principal, project_id, view)
 
 

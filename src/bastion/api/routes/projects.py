@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from bastion.api.deps import ContextDep, UserPrincipal, client_ip
+from bastion.api.deps import ProjectsDep, UserPrincipal, client_ip
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
@@ -22,22 +22,16 @@ from bastion.contract.projects import (
     ProjectDetail,
     ProjectUpdate,
 )
-from bastion.projects.service import ProjectService
 
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 ProjectId = Annotated[str, Path(max_length=36)]
 UserRef = Annotated[str, Path(max_length=64)]
 
 
-def projects(ctx: ContextDep) -> ProjectService:
-    svc: ProjectService = ctx.services["projects"]
-    return svc
-
-
 @router.get("/domains", response_model=Domains)
-def domains(_: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
+def domains(_: UserPrincipal, projects: ProjectsDep) -> dict[str, Any]:
     """The domain taxonomy projects are filed under (``BASTION_PROJECT_DOMAINS``)."""
-    return {"domains": {d: list(s) for d, s in projects(ctx).taxonomy.domains.items()}}
+    return {"domains": {d: list(s) for d, s in projects.taxonomy.domains.items()}}
 
 
 @router.post("", status_code=201, response_model=ProjectDetail, responses=errors(409))
@@ -45,7 +39,7 @@ async def create(
     body: ProjectCreate,
     principal: UserPrincipal,
     request: Request,
-    ctx: ContextDep,
+    projects: ProjectsDep,
     idem: Idempotent,
     response: Response,
 ) -> Any:
@@ -53,7 +47,7 @@ async def create(
     if (replay := idem.replay()) is not None:
         return replay
     view = await run_in_threadpool(
-        projects(ctx).create,
+        projects.create,
         principal,
         name=body.name,
         domain=body.domain,
@@ -66,24 +60,28 @@ async def create(
 
 @router.get("", response_model=Page[Project])
 def list_projects(
-    principal: UserPrincipal, ctx: ContextDep, limit: LimitQuery = 100, cursor: CursorQuery = None
+    principal: UserPrincipal, projects: ProjectsDep, limit: LimitQuery = 100, cursor: CursorQuery = None
 ) -> dict[str, Any]:
     """The projects you are a member of (your personal project included), oldest first."""
-    data, next_cursor = projects(ctx).list_for(principal, limit, cursor)
+    data, next_cursor = projects.list_for(principal, limit, cursor)
     return {"data": data, "next_cursor": next_cursor}
 
 
 @router.get("/{project_id}", response_model=ProjectDetail, responses=errors(404))
-def get_project(project_id: ProjectId, principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return projects(ctx).get(principal, project_id)
+def get_project(project_id: ProjectId, principal: UserPrincipal, projects: ProjectsDep) -> dict[str, Any]:
+    return projects.get(principal, project_id)
 
 
 @router.patch("/{project_id}", response_model=ProjectDetail, responses=errors(403, 404, 409))
 def update_project(
-    project_id: ProjectId, body: ProjectUpdate, principal: UserPrincipal, request: Request, ctx: ContextDep
+    project_id: ProjectId,
+    body: ProjectUpdate,
+    principal: UserPrincipal,
+    request: Request,
+    projects: ProjectsDep,
 ) -> dict[str, Any]:
     """Rename or re-file a project (maintainers and owners)."""
-    return projects(ctx).update(
+    return projects.update(
         principal,
         project_id,
         name=body.name,
@@ -99,11 +97,11 @@ def add_member(
     body: MemberAdd,
     principal: UserPrincipal,
     request: Request,
-    ctx: ContextDep,
+    projects: ProjectsDep,
     response: Response,
 ) -> dict[str, Any]:
     """Add a user (maintainers add members and viewers; owners also owners)."""
-    member = projects(ctx).add_member(principal, project_id, body.user, body.role, ip=client_ip(request))
+    member = projects.add_member(principal, project_id, body.user, body.role, ip=client_ip(request))
     response.headers["Location"] = f"/api/v1/projects/{project_id}/members/{member['user_id']}"
     return member
 
@@ -115,16 +113,16 @@ def change_role(
     body: MemberRole,
     principal: UserPrincipal,
     request: Request,
-    ctx: ContextDep,
+    projects: ProjectsDep,
 ) -> dict[str, Any]:
     """Change a member's role; the last owner cannot step down (409)."""
-    return projects(ctx).change_role(principal, project_id, user, body.role, ip=client_ip(request))
+    return projects.change_role(principal, project_id, user, body.role, ip=client_ip(request))
 
 
 @router.delete("/{project_id}/members/{user}", response_model=Ack, responses=errors(403, 404, 409))
 def remove_member(
-    project_id: ProjectId, user: UserRef, principal: UserPrincipal, request: Request, ctx: ContextDep
+    project_id: ProjectId, user: UserRef, principal: UserPrincipal, request: Request, projects: ProjectsDep
 ) -> Ack:
     """Remove a member (or leave yourself). Their running jobs finish; they lose access to the outputs."""
-    projects(ctx).remove_member(principal, project_id, user, ip=client_ip(request))
+    projects.remove_member(principal, project_id, user, ip=client_ip(request))
     return Ack(success=True, message="member removed")

@@ -9,9 +9,8 @@ from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from bastion.api.deps import AdminPrincipal, ContextDep, client_ip
+from bastion.api.deps import AdminPrincipal, ContextDep, SignupsDep, client_ip
 from bastion.api.openapi import errors
-from bastion.auth.signup import Signups
 from bastion.contract.accounts import UserInfo
 from bastion.errors import Invalid
 from bastion.llm.service import decode_cursor, encode_cursor
@@ -43,24 +42,19 @@ class SignupPage(BaseModel):
     next_cursor: str | None
 
 
-def signups(ctx: ContextDep) -> Signups:
-    service: Signups = ctx.services["signups"]
-    return service
-
-
 @router.post("/signup", response_model=SignupReceived, status_code=202, responses=errors(403, 422, 429))
-async def signup(body: SignupBody, request: Request, ctx: ContextDep) -> SignupReceived:
+async def signup(body: SignupBody, request: Request, ctx: ContextDep, signups: SignupsDep) -> SignupReceived:
     """Register; the answer is the same whether the name was free or taken (no enumeration)."""
     ip = client_ip(request)
     await run_in_threadpool(ctx.limiter.hit, ctx.settings.login_rate_limit, "login", ip or "unknown")
-    message = await run_in_threadpool(signups(ctx).register, body.username, body.email, body.password, ip)
+    message = await run_in_threadpool(signups.register, body.username, body.email, body.password, ip)
     return SignupReceived(message=message)
 
 
 @admin_router.get("", response_model=SignupPage, responses=errors(401, 403, 422))
 def list_signups(
     _admin: AdminPrincipal,
-    ctx: ContextDep,
+    signups: SignupsDep,
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> SignupPage:
@@ -71,7 +65,7 @@ def list_signups(
             after = (datetime.fromisoformat(str(parts[0])), str(parts[1]))
         except (ValueError, IndexError):
             raise Invalid("invalid cursor", code="invalid_cursor") from None
-    rows = signups(ctx).pending(limit=limit + 1, after=after)
+    rows = signups.pending(limit=limit + 1, after=after)
     page = rows[:limit]
     more = len(rows) > limit
     return SignupPage(
@@ -83,13 +77,13 @@ def list_signups(
 @admin_router.post(
     "/{ref}/approve", response_model=UserInfo, status_code=201, responses=errors(401, 403, 404, 409)
 )
-def approve_signup(ref: str, admin: AdminPrincipal, ctx: ContextDep, response: Response) -> UserInfo:
-    user = signups(ctx).approve(ref, admin)
+def approve_signup(ref: str, admin: AdminPrincipal, signups: SignupsDep, response: Response) -> UserInfo:
+    user = signups.approve(ref, admin)
     response.headers["Location"] = f"/api/v1/admin/users/{user.id}"
     return UserInfo.model_validate(user, from_attributes=True)
 
 
 @admin_router.delete("/{ref}", status_code=204, responses=errors(401, 403, 404))
-def reject_signup(ref: str, admin: AdminPrincipal, ctx: ContextDep) -> Response:
-    signups(ctx).reject(ref, admin)
+def reject_signup(ref: str, admin: AdminPrincipal, signups: SignupsDep) -> Response:
+    signups.reject(ref, admin)
     return Response(status_code=204)

@@ -17,13 +17,11 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
-from bastion.api.deps import ContextDep, CurrentPrincipal, client_ip
+from bastion.api.deps import ContextDep, CurrentPrincipal, client_ip, configured_sso
 from bastion.api.openapi import errors
 from bastion.api.routes.auth import tokens
-from bastion.auth.sso import SingleSignOn
 from bastion.context import Context
 from bastion.contract.accounts import TokenResponse
-from bastion.errors import NotFound
 
 PREFIX = "/api/v1/auth/sso"
 router = APIRouter(prefix=PREFIX, tags=["auth"])
@@ -58,13 +56,6 @@ class PollBody(BaseModel):
     poll_token: str = Field(min_length=10, max_length=200)
 
 
-def service(ctx: Context) -> SingleSignOn:
-    sso: SingleSignOn | None = ctx.services.get("sso")
-    if sso is None:
-        raise NotFound("single sign-on is not configured on this server", code="sso_not_configured")
-    return sso
-
-
 def _limit(ctx: Context, request: Request) -> None:
     ctx.limiter.hit(ctx.settings.login_rate_limit, "login", client_ip(request) or "unknown")
 
@@ -72,7 +63,7 @@ def _limit(ctx: Context, request: Request) -> None:
 @router.get("", response_model=SsoInfo)
 def sso_info(ctx: ContextDep) -> SsoInfo:
     """Whether SSO is on, and where a login button should point (no credentials needed)."""
-    on = "sso" in ctx.services
+    on = ctx.services.sso is not None
     return SsoInfo(enabled=on, login_path=sso_login_path() if on else None)
 
 
@@ -82,7 +73,7 @@ def sso_start(
 ) -> RedirectResponse:
     """Redirect the browser to the identity provider (state, nonce and PKCE kept server-side)."""
     _limit(ctx, request)
-    started = service(ctx).begin(return_to)
+    started = configured_sso(ctx.services).begin(return_to)
     return RedirectResponse(started.authorization_url, status_code=303)
 
 
@@ -104,7 +95,7 @@ def sso_callback(
     iss: Annotated[str | None, Query(max_length=500)] = None,
 ) -> RedirectResponse | HTMLResponse:
     _limit(ctx, request)
-    done = service(ctx).complete(code, state, iss, client_ip(request))
+    done = configured_sso(ctx.services).complete(code, state, iss, client_ip(request))
     if done.linked:
         return RedirectResponse(f"{done.return_to}#sso_linked=1", status_code=303)
     if done.handoff_code is None:
@@ -126,7 +117,7 @@ def sso_link_start(
 ) -> LinkStart:
     """Link an identity at the provider to the signed-in account (the only way to join existing ones)."""
     _limit(ctx, request)
-    started = service(ctx).begin(return_to, link_user_id=principal.user_id)
+    started = configured_sso(ctx.services).begin(return_to, link_user_id=principal.user_id)
     return LinkStart(authorization_url=started.authorization_url, expires_in=started.expires_in)
 
 
@@ -134,7 +125,7 @@ def sso_link_start(
 async def sso_exchange(body: CodeBody, request: Request, ctx: ContextDep) -> TokenResponse:
     """The browser's one-time code for a token pair (the ordinary refresh rotation and logout apply)."""
     await run_in_threadpool(_limit, ctx, request)
-    pair = await run_in_threadpool(service(ctx).redeem, body.code, client_ip(request))
+    pair = await run_in_threadpool(configured_sso(ctx.services).redeem, body.code, client_ip(request))
     return tokens(pair)
 
 
@@ -142,7 +133,7 @@ async def sso_exchange(body: CodeBody, request: Request, ctx: ContextDep) -> Tok
 def sso_cli_start(request: Request, ctx: ContextDep) -> CliStart:
     """Start a browser-less (device-style) sign-in: print the URL, then poll with the token."""
     _limit(ctx, request)
-    started = service(ctx).begin("/", cli=True)
+    started = configured_sso(ctx.services).begin("/", cli=True)
     assert started.poll_token is not None
     return CliStart(
         authorization_url=started.authorization_url,
@@ -154,4 +145,4 @@ def sso_cli_start(request: Request, ctx: ContextDep) -> CliStart:
 @router.post("/cli/poll", response_model=TokenResponse, responses=errors(400, 404, 409))
 def sso_cli_poll(body: PollBody, request: Request, ctx: ContextDep) -> TokenResponse:
     """409 ``authorization_pending`` until the browser sign-in finishes; then a token pair, once."""
-    return tokens(service(ctx).poll(body.poll_token, client_ip(request)))
+    return tokens(configured_sso(ctx.services).poll(body.poll_token, client_ip(request)))

@@ -12,12 +12,11 @@ from fastapi import APIRouter, Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
-from bastion.api.deps import ContextDep, UserPrincipal, client_ip, presented_credential
+from bastion.api.deps import JobsDep, UserPrincipal, client_ip, presented_credential
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, SeqQuery
 from bastion.api.scoping import ProjectQuery
-from bastion.context import Context
 from bastion.contract.common import DB_INT_MAX, Ack
 from bastion.contract.jobs import (
     CancelResponse,
@@ -44,11 +43,6 @@ from bastion.jobs.service import JobService
 router = APIRouter(prefix="/api/v1/training", tags=["training"])
 SSE_POLL_SECONDS = 0.25
 SSE_KEEPALIVE_SECONDS = 15.0
-
-
-def jobs(ctx: Context) -> JobService:
-    svc: JobService = ctx.services["jobs"]
-    return svc
 
 
 # seeds/000's name for the body; one model shared by the route, the service and the SDK.
@@ -108,7 +102,7 @@ def submit(
     body: SubmitRequest,
     principal: UserPrincipal,
     request: Request,
-    ctx: ContextDep,
+    jobs: JobsDep,
     idem: Idempotent,
     response: Response,
 ) -> SubmitResponse | Response:
@@ -116,7 +110,7 @@ def submit(
     first job instead of queueing a second one."""
     if (replay := idem.replay()) is not None:
         return replay
-    job = jobs(ctx).submit(principal, body, ip=client_ip(request))
+    job = jobs.submit(principal, body, ip=client_ip(request))
     out = SubmitResponse(
         success=True, job_id=job.id, message="Training job submitted successfully", status=job.state
     )
@@ -124,14 +118,14 @@ def submit(
 
 
 @router.get("/status/{job_id}", response_model=JobStatus)
-def status(job_id: str, principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
-    return views.status(jobs(ctx).get(principal, job_id))
+def status(job_id: str, principal: UserPrincipal, jobs: JobsDep) -> dict[str, Any]:
+    return views.status(jobs.get(principal, job_id))
 
 
 @router.get("/jobs", response_model=JobList, responses=errors(404))
 def list_jobs(
     principal: UserPrincipal,
-    ctx: ContextDep,
+    jobs: JobsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
     status: Annotated[StateName | None, Query(description="Only jobs in this state")] = None,
     cursor: CursorQuery = None,
@@ -139,13 +133,13 @@ def list_jobs(
 ) -> dict[str, Any]:
     """The jobs of your projects (or of one, ``?project=``), newest first (seeds/000's shape, plus
     ``next_cursor``)."""
-    rows, next_cursor = jobs(ctx).list_for(principal, limit, status, cursor, project)
+    rows, next_cursor = jobs.list_for(principal, limit, status, cursor, project)
     return {"jobs": [views.summary(j) for j in rows], "next_cursor": next_cursor}
 
 
 @router.post("/cancel/{job_id}", response_model=CancelResponse, responses=errors(409))
-def cancel(job_id: str, principal: UserPrincipal, request: Request, ctx: ContextDep) -> dict[str, Any]:
-    job, already = jobs(ctx).cancel(principal, job_id, ip=client_ip(request))
+def cancel(job_id: str, principal: UserPrincipal, request: Request, jobs: JobsDep) -> dict[str, Any]:
+    job, already = jobs.cancel(principal, job_id, ip=client_ip(request))
     message = "Job was already cancelled" if already else "Job cancelled successfully"
     return {"success": True, "message": message, "job_id": job.id, "status": job.state}
 
@@ -155,14 +149,14 @@ def model(
     job_id: str,
     principal: UserPrincipal,
     request: Request,
-    ctx: ContextDep,
+    jobs: JobsDep,
     scheme: Annotated[
         Literal["api-key", "x25519"] | None, Query(description="Default: x25519 if registered")
     ] = None,
 ) -> dict[str, Any]:
     """The trained model, encrypted so only the caller can open it (see docs/jobs.md)."""
     api_key = presented_credential(request) if principal.via == "api_key" else None
-    return download(jobs(ctx), principal, job_id, api_key=api_key, scheme=scheme, ip=client_ip(request))
+    return download(jobs, principal, job_id, api_key=api_key, scheme=scheme, ip=client_ip(request))
 
 
 @router.get(
@@ -173,12 +167,12 @@ def model(
 def logs(
     job_id: str,
     principal: UserPrincipal,
-    ctx: ContextDep,
+    jobs: JobsDep,
     after: SeqQuery = 0,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
     format: Annotated[Literal["json", "text"], Query()] = "json",
 ) -> dict[str, Any] | PlainTextResponse:
-    svc = jobs(ctx)
+    svc = jobs
     page = svc.logs(svc.get(principal, job_id), after, limit)
     if format == "text":
         return PlainTextResponse(
@@ -201,7 +195,7 @@ def events(
     job_id: str,
     principal: UserPrincipal,
     request: Request,
-    ctx: ContextDep,
+    jobs: JobsDep,
     after: Annotated[
         int | None, Query(ge=0, le=DB_INT_MAX, description="Replay events after this id")
     ] = None,
@@ -209,7 +203,7 @@ def events(
 ) -> StreamingResponse:
     """Server-Sent Events: ``status`` first, then ``state``, ``progress`` and ``metrics`` as they happen,
     and ``end`` once the job is finished. Reconnect with Last-Event-ID to resume."""
-    svc = jobs(ctx)
+    svc = jobs
     job = svc.get(principal, job_id)
     start = after if after is not None else 0
     if after is None and last_event_id is not None and last_event_id.isdigit():
@@ -254,7 +248,7 @@ async def _event_stream(svc: JobService, job_id: str, after: int, request: Reque
 @router.get("/cost-estimate", response_model=CostEstimate)
 def cost_estimate(
     principal: UserPrincipal,
-    ctx: ContextDep,
+    jobs: JobsDep,
     model_type: Annotated[str, Query(min_length=1, max_length=64)],
     dataset_source: Annotated[str, Query(min_length=1, max_length=64)],
     resource_profile: Annotated[str | None, Query(max_length=32)] = None,
@@ -272,24 +266,22 @@ def cost_estimate(
             raise Invalid("params must be a JSON object", code="invalid_params") from None
         if not isinstance(parsed, dict):
             raise Invalid("params must be a JSON object", code="invalid_params")
-    return jobs(ctx).cost_estimate(
-        principal, model_type, dataset_source, resource_profile, dataset_id, parsed
-    )
+    return jobs.cost_estimate(principal, model_type, dataset_source, resource_profile, dataset_id, parsed)
 
 
 @router.get("/resource-profiles", response_model=ResourceProfiles)
-def resource_profiles(_: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
+def resource_profiles(_: UserPrincipal, jobs: JobsDep) -> dict[str, Any]:
     return {
-        "resource_profiles": [p.public() for p in jobs(ctx).prices.all().values()],
+        "resource_profiles": [p.public() for p in jobs.prices.all().values()],
         "note": RESOURCE_PROFILE_NOTE,
     }
 
 
 @router.get("/download-key", response_model=DownloadKey)
-def get_download_key(principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any]:
+def get_download_key(principal: UserPrincipal, jobs: JobsDep) -> dict[str, Any]:
     from bastion.errors import NotFound
 
-    row = DownloadKeys(jobs(ctx)).get(principal.user_id)
+    row = DownloadKeys(jobs).get(principal.user_id)
     if row is None:
         raise NotFound("no download key registered", code="download_key_not_found")
     return {"public_key": row.public_key, "created_at": views.iso(row.created_at)}
@@ -297,15 +289,15 @@ def get_download_key(principal: UserPrincipal, ctx: ContextDep) -> dict[str, Any
 
 @router.put("/download-key", response_model=DownloadKeyStored)
 def put_download_key(
-    body: PublicKeyBody, principal: UserPrincipal, request: Request, ctx: ContextDep
+    body: PublicKeyBody, principal: UserPrincipal, request: Request, jobs: JobsDep
 ) -> dict[str, Any]:
     """Register an X25519 public key: later downloads are sealed to it (the strongest option)."""
-    row = DownloadKeys(jobs(ctx)).put(principal, check_public_key(body.public_key), client_ip(request))
+    row = DownloadKeys(jobs).put(principal, check_public_key(body.public_key), client_ip(request))
     return {"success": True, "public_key": row.public_key, "created_at": views.iso(row.created_at)}
 
 
 @router.delete("/download-key", response_model=Ack)
-def delete_download_key(principal: UserPrincipal, request: Request, ctx: ContextDep) -> Ack:
+def delete_download_key(principal: UserPrincipal, request: Request, jobs: JobsDep) -> Ack:
     """Forget the registered key (answers the same whether or not one was registered)."""
-    DownloadKeys(jobs(ctx)).delete(principal, client_ip(request))
+    DownloadKeys(jobs).delete(principal, client_ip(request))
     return Ack(message="download key removed")

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bastion.store.base import Base, new_id, utcnow
+from bastion.store.types import JsonText
 
 
 class DatasetRecord(Base):
@@ -23,8 +25,9 @@ class DatasetRecord(Base):
     size_bytes: Mapped[int] = mapped_column(Integer)
     rows: Mapped[int] = mapped_column(Integer)
     columns: Mapped[int] = mapped_column(Integer)
-    schema_json: Mapped[str] = mapped_column(Text)
-    deid_json: Mapped[str] = mapped_column(Text)
+    # Tables: a list of plain column stats and of de-identification actions; fine-tuning files: dicts.
+    schema_json: Mapped[Any] = mapped_column(JsonText)
+    deid_json: Mapped[Any] = mapped_column(JsonText)
     artifact_id: Mapped[str] = mapped_column(String(100))
     access_protected: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

@@ -4,14 +4,16 @@ chain's verification state), the price table and the workers. Admin role checked
 from __future__ import annotations
 
 import threading
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response
 
+from bastion.api.deps import JobsDep
 from bastion.audit.query import AuditFilter, audit_page
+from bastion.clock import aware_utcnow
 from bastion.context import Context
 from bastion.errors import BastionError, Invalid
 from bastion.web.pages.base import AdminReader, AdminWriter, Ctx, form_fields, page_router, redirect, threaded
@@ -136,12 +138,13 @@ def audit(
         next_before=next_before,
         filters=filters,
         before=before,
-        verified=_last_verify(ctx),
+        verified=_last_verify(request),
     )
 
 
-def _last_verify(ctx: Context) -> dict[str, Any] | None:
-    result: dict[str, Any] | None = ctx.services.get("web_audit_verify")
+def _last_verify(request: Request) -> dict[str, Any] | None:
+    """The last chain walk on this app (kept on its state, so it stays on the page until the next)."""
+    result: dict[str, Any] | None = getattr(request.app.state, "audit_verify", None)
     return result
 
 
@@ -158,9 +161,9 @@ async def audit_verify(request: Request, ctx: Ctx, session: AdminWriter) -> Resp
             "checked": result.checked,
             "first_bad_seq": result.first_bad_seq,
             "reason": result.reason,
-            "at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "at": aware_utcnow().isoformat(timespec="seconds"),
         }
-        ctx.services["web_audit_verify"] = out
+        request.app.state.audit_verify = out
         return out
 
     verified = await threaded(run)
@@ -171,7 +174,7 @@ MAX_PROFILES = 50
 
 
 def _prices_page(request: Request, ctx: Context, status_code: int = 200, error: str = "") -> Response:
-    table = ctx.services["jobs"].prices.all()
+    table = ctx.services.jobs.prices.all()
     return page(
         request, "admin_prices.html", status_code, prices=[p.public() for p in table.values()], error=error
     )
@@ -206,7 +209,7 @@ def price_rows(form: dict[str, str]) -> dict[str, dict[str, Any]]:
 
 
 @router.post("/prices")
-async def update_prices(request: Request, ctx: Ctx, session: AdminWriter) -> Response:
+async def update_prices(request: Request, ctx: Ctx, jobs: JobsDep, session: AdminWriter) -> Response:
     """Replaces the table through the same ``PriceTable.replace`` and audit action as
     ``PUT /admin/training/prices``."""
     from bastion.api.deps import client_ip
@@ -216,7 +219,7 @@ async def update_prices(request: Request, ctx: Ctx, session: AdminWriter) -> Res
     admin = session.principal
 
     def run() -> None:
-        table = ctx.services["jobs"].prices.replace(price_rows(form), updated_by=admin.user_id)
+        table = jobs.prices.replace(price_rows(form), updated_by=admin.user_id)
         ctx.audit.append(
             AuditRecord(
                 "training.prices.update",
@@ -238,5 +241,5 @@ async def update_prices(request: Request, ctx: Ctx, session: AdminWriter) -> Res
 
 
 @router.get("/workers")
-def workers(request: Request, ctx: Ctx, session: AdminReader) -> Response:
-    return page(request, "admin_workers.html", status=ctx.services["jobs"].admin_status())
+def workers(request: Request, jobs: JobsDep, session: AdminReader) -> Response:
+    return page(request, "admin_workers.html", status=jobs.admin_status())

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import JSONResponse, Response
 
-from bastion.catalog.datasets import DatasetCatalog
+from bastion.api.deps import DatasetsDep
 from bastion.context import Context
 from bastion.errors import BastionError, Invalid
 from bastion.web.listing import gather
@@ -28,22 +28,17 @@ router = page_router(prefix="/datasets")
 PREVIEW_ROWS = 20
 
 
-def catalog(ctx: Context) -> DatasetCatalog:
-    svc: DatasetCatalog = ctx.services["datasets"]
-    return svc
-
-
 @router.get("")
-def dataset_list(request: Request, ctx: Ctx, session: Session) -> Response:
+def dataset_list(request: Request, datasets: DatasetsDep, session: Session) -> Response:
     return page(
         request,
         "datasets.html",
-        datasets=gather(lambda n, c: catalog(ctx).list_for(session.principal, n, c))[::-1],
+        datasets=gather(lambda n, c: datasets.list_for(session.principal, n, c))[::-1],
     )
 
 
 @router.post("/upload")
-async def upload(request: Request, ctx: Ctx, session: Writer) -> Response:
+async def upload(request: Request, ctx: Ctx, datasets: DatasetsDep, session: Writer) -> Response:
     """Multipart (``file``, optional ``name``): the same ``DatasetCatalog.upload`` as the API's."""
     form = await request.form(max_files=1, max_fields=10, max_part_size=ctx.settings.max_upload_bytes)
     file = uploaded(form, "file")
@@ -55,14 +50,14 @@ async def upload(request: Request, ctx: Ctx, session: Writer) -> Response:
         raise Invalid("the upload is empty", code="empty_upload")
     name_field = form.get("name")
     name = (name_field if isinstance(name_field, str) and name_field.strip() else file.filename) or "dataset"
-    view = await threaded(catalog(ctx).upload, session.principal, data, name=name.strip()[:200], policy=None)
+    view = await threaded(datasets.upload, session.principal, data, name=name.strip()[:200], policy=None)
     if "hx-request" in request.headers or request.headers.get("accept", "").startswith("application/json"):
         return JSONResponse({"id": view["id"], "location": f"/datasets/{view['id']}"}, status_code=201)
     return redirect(f"/datasets/{view['id']}")
 
 
 def preview(ctx: Context, principal: Any, dataset_id: str, access_code: str | None = None) -> dict[str, Any]:
-    frame = catalog(ctx).load_frame(principal, dataset_id, access_code).head(PREVIEW_ROWS)
+    frame = ctx.services.datasets.load_frame(principal, dataset_id, access_code).head(PREVIEW_ROWS)
     return {
         "columns": [str(c) for c in frame.columns],
         "rows": [
@@ -81,7 +76,7 @@ def _dataset_page(
 ) -> Response:
     """A protected dataset's rows are shown only after its access code is given (never kept: the
     code is posted, used once for this page, and wrong codes count towards the lockout)."""
-    view = catalog(ctx).get(principal, dataset_id)
+    view = ctx.services.datasets.get(principal, dataset_id)
     actions = {a["column"]: a for a in view["deidentification"]}
     rows, code_error, status = None, "", 200
     if not view.get("access_protected") or access_code is not None:
@@ -108,6 +103,6 @@ async def protected_preview(request: Request, ctx: Ctx, session: Writer, dataset
 
 
 @router.post("/{dataset_id}/delete")
-async def delete(request: Request, ctx: Ctx, session: Writer, dataset_id: str) -> Response:
-    await threaded(catalog(ctx).delete, session.principal, dataset_id)
+async def delete(request: Request, datasets: DatasetsDep, session: Writer, dataset_id: str) -> Response:
+    await threaded(datasets.delete, session.principal, dataset_id)
     return redirect("/datasets")

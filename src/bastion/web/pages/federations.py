@@ -13,12 +13,11 @@ from fastapi import Request
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 
-from bastion.api.deps import client_ip
+from bastion.api.deps import FederationsDep, client_ip
 from bastion.auth.principal import Principal
 from bastion.context import Context
 from bastion.errors import BastionError, Invalid
 from bastion.federation.server.config import FederationCreate
-from bastion.federation.server.service import FederationService
 from bastion.federation.server.states import LIVE
 from bastion.web.listing import gather
 from bastion.web.pages.base import Ctx, Session, Writer, form_fields, page_router, redirect, threaded
@@ -31,17 +30,12 @@ SSE_KEEPALIVE_POLLS = 15
 SKIP_SERIES = ("num_samples", "dp_delta")
 
 
-def service(ctx: Context) -> FederationService:
-    svc: FederationService = ctx.services["federations"]
-    return svc
-
-
 @router.get("")
-def federation_list(request: Request, ctx: Ctx, session: Session) -> Response:
+def federation_list(request: Request, federations: FederationsDep, session: Session) -> Response:
     return page(
         request,
         "federations.html",
-        federations=gather(lambda n, c: service(ctx).list_for(session.principal, n, c))[::-1],
+        federations=gather(lambda n, c: federations.list_for(session.principal, n, c))[::-1],
     )
 
 
@@ -132,11 +126,11 @@ def create_form(request: Request, session: Session) -> Response:
 
 
 @router.post("")
-async def create(request: Request, ctx: Ctx, session: Writer) -> Response:
+async def create(request: Request, federations: FederationsDep, session: Writer) -> Response:
     form = await form_fields(request)
     try:
         cfg = config_of(form)
-        fed = await threaded(service(ctx).create, session.principal, cfg, client_ip(request))
+        fed = await threaded(federations.create, session.principal, cfg, client_ip(request))
     except BastionError as exc:
         return page(
             request, "federation_new.html", exc.status_code, error=exc.message, **_create_context(form)
@@ -169,7 +163,7 @@ def chart_series(history: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _federation_context(ctx: Context, principal: Principal, federation_id: str) -> dict[str, Any]:
-    svc = service(ctx)
+    svc = ctx.services.federations
     fed = svc.get(principal, federation_id)
     status = svc.status(principal, federation_id)
     return {"fed": fed, "status": status, "charts": chart_series(fed["history"])}
@@ -192,7 +186,7 @@ def federation_panel(request: Request, ctx: Ctx, session: Session, federation_id
 
 
 def _signature(ctx: Context, principal: Principal, federation_id: str) -> str:
-    s = service(ctx).status(principal, federation_id)
+    s = ctx.services.federations.status(principal, federation_id)
     secure = s.get("secure_aggregation") or {}
     return json.dumps(
         [
@@ -245,7 +239,9 @@ def federation_events(request: Request, ctx: Ctx, session: Session, federation_i
 
 
 @router.post("/{federation_id}/sites")
-async def enroll(request: Request, ctx: Ctx, session: Writer, federation_id: str) -> Response:
+async def enroll(
+    request: Request, ctx: Ctx, federations: FederationsDep, session: Writer, federation_id: str
+) -> Response:
     """Enrol a site: the token is in this response only (it is stored as a hash)."""
     from bastion.contract.federations import EnrollRequest
 
@@ -254,7 +250,7 @@ async def enroll(request: Request, ctx: Ctx, session: Writer, federation_id: str
         name = EnrollRequest(name=(form.get("site_name") or "").strip()).name
     except ValidationError:
         raise Invalid("site names are 1-100 letters, digits, spaces, dots, dashes or underscores") from None
-    enrolled = await threaded(service(ctx).enroll, session.principal, federation_id, name, client_ip(request))
+    enrolled = await threaded(federations.enroll, session.principal, federation_id, name, client_ip(request))
     context = await threaded(_federation_context, ctx, session.principal, federation_id)
     server_url = f"{request.url.scheme}://{request.url.netloc}"
     response = page(request, "federation.html", 201, enrolled=enrolled, server_url=server_url, **context)

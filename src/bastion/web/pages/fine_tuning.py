@@ -13,13 +13,13 @@ from fastapi import Query, Request
 from pydantic import ValidationError
 from starlette.responses import Response, StreamingResponse
 
-from bastion.api.deps import client_ip
+from bastion.api.deps import BaseModelsDep, FineTuneFilesDep, FineTuningDep, JobsDep, client_ip
 from bastion.auth.principal import Principal
 from bastion.context import Context
 from bastion.errors import BastionError, Invalid
 from bastion.llm import views
 from bastion.llm.params import Hyperparameters
-from bastion.llm.service import CreateRequest, FineTuning
+from bastion.llm.service import CreateRequest
 from bastion.web.pages.base import (
     Ctx,
     Session,
@@ -39,13 +39,8 @@ LOSS_KEYS = ("train_loss", "eval_loss")
 MAX_EVENTS = 2000
 
 
-def service(ctx: Context) -> FineTuning:
-    svc: FineTuning = ctx.services["fine_tuning"]
-    return svc
-
-
 def _view(ctx: Context, job: Any) -> dict[str, Any]:
-    price = ctx.services["jobs"].prices.all().get(job.resource_profile)
+    price = ctx.services.jobs.prices.all().get(job.resource_profile)
     return _dated(views.job_view(job, price.hourly_cost if price else None))
 
 
@@ -59,9 +54,13 @@ def _dated(view: dict[str, Any]) -> dict[str, Any]:
 
 @router.get("")
 def job_list(
-    request: Request, ctx: Ctx, session: Session, cursor: Annotated[str | None, Query(max_length=200)] = None
+    request: Request,
+    ctx: Ctx,
+    fine_tuning: FineTuningDep,
+    session: Session,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
-    rows, next_cursor = service(ctx).page(session.principal, 50, cursor)
+    rows, next_cursor = fine_tuning.page(session.principal, 50, cursor)
     return page(request, "ft_jobs.html", jobs=[_view(ctx, j) for j in rows], next_cursor=next_cursor)
 
 
@@ -116,25 +115,25 @@ def request_of(form: dict[str, str]) -> CreateRequest:
 
 def _estimate(ctx: Context, principal: Principal, form: dict[str, str]) -> tuple[dict[str, Any] | None, str]:
     try:
-        return service(ctx).estimate(principal, request_of(form)), ""
+        return ctx.services.fine_tuning.estimate(principal, request_of(form)), ""
     except BastionError as exc:
         return None, exc.message
 
 
 def _form_context(ctx: Context, principal: Principal, form: dict[str, str]) -> dict[str, Any]:
-    bases = ctx.services["llm_bases"].list()
+    bases = ctx.services.llm_bases.list()
     form = {**form}
     form.setdefault("model", bases[0]["name"] if bases else "")
-    form.setdefault("resource_profile", ctx.services["jobs"].prices.get(None).profile)
+    form.setdefault("resource_profile", ctx.services.jobs.prices.get(None).profile)
     file = None
     if form.get("training_file"):
-        file = ctx.services["ft_files"].get(principal, form["training_file"])  # foreign: 404 page
+        file = ctx.services.ft_files.get(principal, form["training_file"])  # foreign: 404 page
     estimate, estimate_error = _estimate(ctx, principal, form) if file else (None, "")
     return {
         "bases": bases,
         "form": form,
         "file": file,
-        "profiles": [p.public() for p in ctx.services["jobs"].prices.all().values()],
+        "profiles": [p.public() for p in ctx.services.jobs.prices.all().values()],
         "estimate": estimate,
         "estimate_error": estimate_error,
     }
@@ -156,7 +155,9 @@ def estimate(request: Request, ctx: Ctx, session: Session) -> Response:
 
 
 @router.post("/files")
-async def upload_file(request: Request, ctx: Ctx, session: Writer) -> Response:
+async def upload_file(
+    request: Request, ctx: Ctx, bases: BaseModelsDep, files: FineTuneFilesDep, session: Writer
+) -> Response:
     """Step one: the JSONL file, scrubbed and token-counted with the chosen base model's tokenizer."""
     form = await request.form(max_files=1, max_fields=10, max_part_size=ctx.settings.max_upload_bytes)
     fields = {k: v for k, v in form.items() if isinstance(v, str)}
@@ -168,10 +169,8 @@ async def upload_file(request: Request, ctx: Ctx, session: Writer) -> Response:
         name = (part.filename or "train.jsonl")[:200]
 
         def run() -> dict[str, Any]:
-            base = ctx.services["llm_bases"].get(fields.get("model", ""))
-            uploaded: dict[str, Any] = ctx.services["ft_files"].upload(
-                session.principal, data, name=name, base=base
-            )
+            base = bases.get(fields.get("model", ""))
+            uploaded: dict[str, Any] = files.upload(session.principal, data, name=name, base=base)
             return uploaded
 
         out = await threaded(run)
@@ -185,10 +184,10 @@ async def upload_file(request: Request, ctx: Ctx, session: Writer) -> Response:
 
 
 @router.post("")
-async def create(request: Request, ctx: Ctx, session: Writer) -> Response:
+async def create(request: Request, ctx: Ctx, fine_tuning: FineTuningDep, session: Writer) -> Response:
     form = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
     try:
-        job = await threaded(service(ctx).create, session.principal, request_of(form), ip=client_ip(request))
+        job = await threaded(fine_tuning.create, session.principal, request_of(form), ip=client_ip(request))
     except BastionError as exc:
         context = await threaded(_form_context, ctx, session.principal, form)
         return page(request, "ft_new.html", exc.status_code, error=exc.message, **context)
@@ -204,7 +203,7 @@ def loss_series(events: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _job_context(ctx: Context, principal: Principal, job_id: str) -> dict[str, Any]:
-    svc = service(ctx)
+    svc = ctx.services.fine_tuning
     job = svc.get(principal, job_id)
     events = [views.event_view(r) for r in svc.jobs.events_after(job.id, 0, MAX_EVENTS)]
     return {
@@ -227,20 +226,24 @@ def job_panel(request: Request, ctx: Ctx, session: Session, job_id: str) -> Resp
 
 
 @router.get("/{job_id}/events")
-def job_events(request: Request, ctx: Ctx, session: Session, job_id: str) -> StreamingResponse:
+def job_events(
+    request: Request, ctx: Ctx, fine_tuning: FineTuningDep, session: Session, job_id: str
+) -> StreamingResponse:
     """The API's own fine-tuning event stream (replayed from the start, ends with the job)."""
     from bastion.api.routes.fine_tuning import _stream
 
-    svc = service(ctx)
+    svc = fine_tuning
     job = svc.get(session.principal, job_id)
     return sse(_stream(ctx, svc, job.id, last_event_id(request), request))
 
 
 @router.post("/{job_id}/cancel")
-async def cancel(request: Request, ctx: Ctx, session: Writer, job_id: str) -> Response:
+async def cancel(
+    request: Request, fine_tuning: FineTuningDep, jobs: JobsDep, session: Writer, job_id: str
+) -> Response:
     def run() -> None:
-        service(ctx).get(session.principal, job_id)
-        ctx.services["jobs"].cancel(session.principal, job_id, ip=client_ip(request))
+        fine_tuning.get(session.principal, job_id)
+        jobs.cancel(session.principal, job_id, ip=client_ip(request))
 
     await threaded(run)
     return redirect(f"/fine-tuning/{job_id}")

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import Query, Request
 from starlette.responses import Response, StreamingResponse
 
-from bastion.api.deps import client_ip
+from bastion.api.deps import JobsDep, client_ip
 from bastion.auth.principal import Principal
 from bastion.auth.roles import Role
 from bastion.context import Context
@@ -37,30 +37,25 @@ StateName = Literal["pending", "running", "completed", "failed", "cancelled"]
 LOG_TAIL = 200
 
 
-def service(ctx: Context) -> JobService:
-    svc: JobService = ctx.services["jobs"]
-    return svc
-
-
 @router.get("")
 def job_list(
     request: Request,
-    ctx: Ctx,
+    jobs: JobsDep,
     session: Session,
     status: Annotated[StateName | None, Query()] = None,
     model_type: Annotated[str, Query(max_length=64)] = "",
     limit: Annotated[int, Query(ge=1, le=MAX_LIST)] = 50,
 ) -> Response:
-    jobs = [views.summary(j) for j in service(ctx).list_for(session.principal, limit, status)[0]]
+    rows = [views.summary(j) for j in jobs.list_for(session.principal, limit, status)[0]]
     if model_type:
-        jobs = [j for j in jobs if j["model_type"] == model_type]
+        rows = [j for j in rows if j["model_type"] == model_type]
     template = "partials/job_rows.html" if "hx-request" in request.headers else "jobs.html"
     from bastion.ml.model_types import model_type_names
 
     return page(
         request,
         template,
-        jobs=jobs,
+        jobs=rows,
         status=status or "",
         model_type=model_type,
         model_types=model_type_names(),
@@ -84,7 +79,7 @@ def _dataset_choices(ctx: Context, principal: Principal) -> list[tuple[str, str]
         return builtin
     uploads = [
         (f"upload:{d['id']}", f"{d['name']} (uploaded)")
-        for d in gather(lambda n, c: ctx.services["datasets"].list_for(principal, n, c))
+        for d in gather(lambda n, c: ctx.services.datasets.list_for(principal, n, c))
     ]
     return builtin + uploads
 
@@ -118,7 +113,7 @@ def _request_of(form: dict[str, str], types: dict[str, dict[str, Any]]) -> Submi
 def _estimate(ctx: Context, principal: Principal, form: dict[str, str]) -> tuple[dict[str, Any] | None, str]:
     try:
         req = _request_of(form, _model_types())
-        est = service(ctx).cost_estimate(
+        est = ctx.services.jobs.cost_estimate(
             principal, req.model_type, req.dataset_source, req.resource_profile, req.dataset_id, req.params
         )
         return est, ""
@@ -138,7 +133,7 @@ def _form_context(ctx: Context, principal: Principal, form: dict[str, str]) -> d
         "chosen": types[chosen],
         "fields": fields_of(types[chosen]["params"]),
         "datasets": datasets,
-        "profiles": [p.public() for p in service(ctx).prices.all().values()],
+        "profiles": [p.public() for p in ctx.services.jobs.prices.all().values()],
         "form": form,
         "estimate": estimate,
         "estimate_error": estimate_error,
@@ -160,11 +155,11 @@ def estimate(request: Request, ctx: Ctx, session: Session) -> Response:
 
 
 @router.post("")
-async def submit(request: Request, ctx: Ctx, session: Writer) -> Response:
+async def submit(request: Request, ctx: Ctx, jobs: JobsDep, session: Writer) -> Response:
     form = await form_fields(request)
     try:
         req = _request_of(form, await threaded(_model_types))
-        job = await threaded(service(ctx).submit, session.principal, req, ip=client_ip(request))
+        job = await threaded(jobs.submit, session.principal, req, ip=client_ip(request))
     except BastionError as exc:
         context = await threaded(_form_context, ctx, session.principal, form)
         return page(request, "job_new.html", exc.status_code, error=exc.message, **context)
@@ -173,7 +168,7 @@ async def submit(request: Request, ctx: Ctx, session: Writer) -> Response:
 
 # -- one job --------------------------------------------------------------------------------------
 def _job_context(ctx: Context, principal: Principal, job_id: str) -> dict[str, Any]:
-    svc = service(ctx)
+    svc = ctx.services.jobs
     job = svc.get(principal, job_id)
     status = views.status(job)
     logs = svc.logs(job, max(0, job.log_lines - LOG_TAIL), LOG_TAIL)
@@ -219,18 +214,18 @@ def job_logs(request: Request, ctx: Ctx, session: Session, job_id: str) -> Respo
 
 
 @router.get("/{job_id}/events")
-def job_events(request: Request, ctx: Ctx, session: Session, job_id: str) -> StreamingResponse:
+def job_events(request: Request, jobs: JobsDep, session: Session, job_id: str) -> StreamingResponse:
     """The API's own SSE stream (status, state, progress, metrics, end) for the page's script."""
     from bastion.api.routes.training import _event_stream
 
-    svc = service(ctx)
+    svc = jobs
     job = svc.get(session.principal, job_id)
     return sse(_event_stream(svc, job.id, last_event_id(request), request))
 
 
 @router.post("/{job_id}/cancel")
-async def cancel(request: Request, ctx: Ctx, session: Writer, job_id: str) -> Response:
-    await threaded(service(ctx).cancel, session.principal, job_id, ip=client_ip(request))
+async def cancel(request: Request, ctx: Ctx, jobs: JobsDep, session: Writer, job_id: str) -> Response:
+    await threaded(jobs.cancel, session.principal, job_id, ip=client_ip(request))
     if "hx-request" in request.headers:
         return page(
             request, "partials/job_panel.html", **await threaded(_job_context, ctx, session.principal, job_id)
@@ -239,13 +234,13 @@ async def cancel(request: Request, ctx: Ctx, session: Writer, job_id: str) -> Re
 
 
 @router.get("/{job_id}/download")
-def download(request: Request, ctx: Ctx, session: Session, job_id: str) -> Response:
+def download(request: Request, jobs: JobsDep, session: Session, job_id: str) -> Response:
     """The model sealed to the caller's registered X25519 key (as ``GET /training/model`` gives a
     signed-in caller); without one, the error page says how to register it."""
     from bastion.jobs.download import download as sealed_download
 
     body = sealed_download(
-        service(ctx), session.principal, job_id, api_key=None, scheme="x25519", ip=client_ip(request)
+        jobs, session.principal, job_id, api_key=None, scheme="x25519", ip=client_ip(request)
     )
     return Response(
         json.dumps(body),

@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import Query, Request
 from starlette.responses import Response
 
-from bastion.catalog.model_versions import ModelVersions
+from bastion.api.deps import GenerationDep, ModelsDep
 from bastion.context import Context
 from bastion.errors import BastionError, Invalid, NotFound
 from bastion.web.listing import gather
@@ -21,17 +21,12 @@ router = page_router(prefix="/models")
 MAX_PREDICT_ROWS = 1000
 
 
-def registry(ctx: Context) -> ModelVersions:
-    svc: ModelVersions = ctx.services["models"]
-    return svc
-
-
 @router.get("")
-def model_list(request: Request, ctx: Ctx, session: Session) -> Response:
+def model_list(request: Request, models: ModelsDep, session: Session) -> Response:
     return page(
         request,
         "models.html",
-        models=gather(lambda n, c: registry(ctx).list_for(session.principal, n, c))[::-1],
+        models=gather(lambda n, c: models.list_for(session.principal, n, c))[::-1],
     )
 
 
@@ -47,11 +42,11 @@ def numeric_metrics(history: list[dict[str, Any]]) -> list[str]:
 
 
 def _model_context(ctx: Context, session: Session, model_id: str, metric: str) -> dict[str, Any]:
-    model = registry(ctx).get(session.principal, model_id)
+    model = ctx.services.models.get(session.principal, model_id)
     metrics = numeric_metrics(model["history"])
     chosen = metric if metric in metrics else (model.get("primary_metric") or (metrics[0] if metrics else ""))
     try:
-        best = registry(ctx).best(session.principal, model_id, chosen or None)
+        best = ctx.services.models.best(session.principal, model_id, chosen or None)
     except NotFound:
         best = None
     compare = {
@@ -143,7 +138,9 @@ async def predict(request: Request, ctx: Ctx, session: Session, model_id: str) -
         rows = parse_rows(form.get("rows", ""))
         version = int(form["version"]) if (form.get("version") or "").isdigit() else None
         body = PredictRequest(rows=rows, version=version, probabilities=True)
-        result = await api_predict(model_id, body, session.principal, ctx, form.get("access_code") or None)
+        result = await api_predict(
+            model_id, body, session.principal, ctx.services.models, form.get("access_code") or None
+        )
     except BastionError as exc:
         return page(
             request,
@@ -189,14 +186,16 @@ def generate_params(form: dict[str, str]) -> Any:
 
 
 @router.post("/{model_id}/generate")
-async def generate(request: Request, ctx: Ctx, session: Writer, model_id: str) -> Response:
+async def generate(
+    request: Request, ctx: Ctx, generation: GenerationDep, session: Writer, model_id: str
+) -> Response:
     """The generate route's compare mode: the fine-tuned answer and the base model's, side by side."""
     form = await form_fields(request)
     context = await threaded(_model_context, ctx, session, model_id, "")
     try:
         params = generate_params(form)
         answer = await threaded(
-            ctx.services["generation"].generate,
+            generation.generate,
             session.principal,
             model_id,
             params,

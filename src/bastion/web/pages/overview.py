@@ -40,12 +40,12 @@ def machine(ctx: Context) -> dict[str, Any]:
 
 
 def overview_data(ctx: Context, principal: Principal) -> dict[str, Any]:
-    jobs: JobService = ctx.services["jobs"]
-    feds: FederationService = ctx.services["federations"]
+    jobs: JobService = ctx.services.jobs
+    feds: FederationService = ctx.services.federations
     running = [views.summary(j) for j in jobs.list_for(principal, 20, "running")[0]]
     queued = [views.summary(j) for j in jobs.list_for(principal, 20, "pending")[0]]
     federations = [f for f in gather(lambda n, c: feds.list_for(principal, n, c)) if f["state"] in LIVE]
-    models = gather(lambda n, c: ctx.services["models"].list_for(principal, n, c))[-5:][::-1]
+    models = gather(lambda n, c: ctx.services.models.list_for(principal, n, c))[-5:][::-1]
     capacity = jobs.admin_status() if principal.is_admin else None
     return {
         "running": running,

@@ -8,34 +8,30 @@ from typing import Any
 from fastapi import Request
 from starlette.responses import Response
 
-from bastion.context import Context
-from bastion.projects.service import ProjectService
+from bastion.api.deps import ProjectsDep
 from bastion.web.listing import gather
-from bastion.web.pages.base import Ctx, Session, page_router, threaded
+from bastion.web.pages.base import Session, page_router, threaded
 from bastion.web.render import page
 
 router = page_router(prefix="/projects")
 VIEWS = ("contributions", "resources", "models", "training", "federations")
 
 
-def projects(ctx: Context) -> ProjectService:
-    svc: ProjectService = ctx.services["projects"]
-    return svc
-
-
 @router.get("")
-def project_list(request: Request, ctx: Ctx, session: Session) -> Response:
+def project_list(request: Request, projects: ProjectsDep, session: Session) -> Response:
     return page(
         request,
         "projects.html",
-        projects=gather(lambda n, c: projects(ctx).list_for(session.principal, n, c)),
+        projects=gather(lambda n, c: projects.list_for(session.principal, n, c)),
     )
 
 
 @router.get("/{project_id}")
-async def project_detail(request: Request, ctx: Ctx, session: Session, project_id: str) -> Response:
+async def project_detail(
+    request: Request, projects: ProjectsDep, session: Session, project_id: str
+) -> Response:
     """Members and the five analytics views; a stranger gets the 404 page, as from the API."""
-    svc = projects(ctx)
+    svc = projects
     project = await threaded(svc.get, session.principal, project_id[:36])
     views: dict[str, Any] = {}
     for view in VIEWS:

@@ -37,7 +37,7 @@ def _login_page(
         error=error,
         reason=reason,
         tab=tab,
-        sso="sso" in request.app.state.ctx.services,
+        sso=request.app.state.ctx.services.sso is not None,
     )
     web.set_cookie(request, response, web.LOGIN_CSRF_COOKIE, token)
     return response

@@ -1,0 +1,55 @@
+"""The one wiring point: typed services built once, nothing of the subsystems imported before."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bastion.api.app import create_app
+from bastion.context import build_context
+from bastion.federation.server.coordinator import Coordinator
+from bastion.jobs.service import JobService
+from bastion.wiring import install_services
+from tests.conftest import make_settings
+
+
+def test_services_are_built_once_and_share_their_parts(tmp_path: Path) -> None:
+    ctx = build_context(make_settings(tmp_path, f"sqlite:///{tmp_path / 'w.db'}", embedded_worker=False))
+    try:
+        with pytest.raises(RuntimeError, match="not wired"):
+            _ = ctx.services
+        install_services(ctx)
+        services = ctx.services
+        assert isinstance(services.jobs, JobService) and isinstance(services.fl_coordinator, Coordinator)
+        assert services.worker is None and services.sso is None
+        assert services.fine_tuning.jobs is services.jobs
+        assert services.generation.registry is services.models
+        assert services.federations.coordinator is services.fl_coordinator
+        assert "training_manager" in ctx.health_checks
+    finally:
+        ctx.close()
+
+
+def test_the_app_wires_a_context_handed_to_it_unwired(tmp_path: Path) -> None:
+    ctx = build_context(make_settings(tmp_path, f"sqlite:///{tmp_path / 'w.db'}", embedded_worker=False))
+    try:
+        assert not ctx.wired
+        create_app(context=ctx)
+        assert ctx.wired
+    finally:
+        ctx.close()
+
+
+def test_importing_the_wiring_imports_no_subsystem() -> None:
+    code = (
+        "import sys, bastion.wiring\n"
+        "heavy = [m for m in sys.modules if m.startswith(('bastion.jobs', 'bastion.federation', "
+        "'bastion.llm', 'bastion.api', 'torch'))]\n"
+        "print(heavy)\n"
+        "sys.exit(1 if heavy else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
