@@ -15,7 +15,7 @@ def test_polls_from_memory_match_the_locked_view_at_every_stage(fed: Federation,
     stages: list[str] = []
 
     def compare(_name: str, site: SiteClient) -> bool:
-        token = str(site.http.headers["Authorization"]).removeprefix("Bearer ")
+        token = str(site.transport.access_token)
         ident = sites.authenticate(fed.fid, token, None, "test")
         locked: dict[str, Any] = sites.secagg_view(ident)
         free = sites.secagg_view_nowait(ident)
