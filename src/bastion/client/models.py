@@ -10,7 +10,6 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from bastion.client import he
 from bastion.client.datasets import code_header, every
 from bastion.client.modelfile import DownloadedModel, open_download
 from bastion.client.transport import Transport, operation
@@ -143,6 +142,8 @@ class Models:
         Returns the same shape as :meth:`predict` (predictions, classes, probabilities for
         classifiers) plus ``scores`` (the decrypted model outputs) and the sizes and server time.
         """
+        from bastion.client import he  # numpy (and TenSEAL) only when encrypting: the CLI starts lighter
+
         spec = self.encryption_spec(model_id, version=version, access_code=access_code)
         matrix = he.encode_rows(spec["inputs"], rows)
         batch = he.encrypt(spec, matrix, version=spec["version"])
