@@ -89,13 +89,13 @@ def test_encrypted_equals_plaintext_and_nothing_plain_is_kept(
     model_id = _register(ctx, alice, trained[kind], f"cancer-{kind}")
     rows = _rows(trained["data"], 569)
     sdk = _sdk(client, alice)
-    plain = sdk.predict_registered(model_id, rows, probabilities=True)
+    plain = sdk.models.predict(model_id, rows, probabilities=True)
     vault_before = _vault_files(ctx)
-    enc = sdk.predict_encrypted(model_id, rows)
+    enc = sdk.models.predict_encrypted(model_id, rows)
     same = np.mean(np.asarray(enc["predictions"]) == np.asarray(plain["predictions"]))
     assert same >= 0.999
     assert np.abs(np.asarray(enc["probabilities"]) - np.asarray(plain["probabilities"])).max() < 1e-3
-    spec = sdk.encryption_spec(model_id)
+    spec = sdk.models.encryption_spec(model_id)
     assert spec["depth"] == (1 if kind == "logistic" else 3)
     assert spec["parameters"]["poly_modulus_degree"] == (8192 if kind == "logistic" else 16384)
 

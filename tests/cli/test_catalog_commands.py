@@ -46,12 +46,12 @@ def test_model_and_dataset_commands(
         lambda url=None, api_key=None, verify=None: BastionClient(api_key=alice.key, http=http),
     )
     client = BastionClient(api_key=alice.key, http=http)
-    job = client.submit(
+    job = client.jobs.submit(
         "adaptive_neural_net", "wine", params={"epochs": 3, "hidden_layers": [16], "importance_repeats": 0}
     )
-    assert client.wait(job)["status"] == "completed"
-    sk = client.submit("alzheimer_classifier", "wine", params={"importance_repeats": 0})
-    assert client.wait(sk)["status"] == "completed"
+    assert client.jobs.wait(job)["status"] == "completed"
+    sk = client.jobs.submit("alzheimer_classifier", "wine", params={"importance_repeats": 0})
+    assert client.jobs.wait(sk)["status"] == "completed"
 
     quantized = _cli(["models", "quantize", NAME])
     assert (

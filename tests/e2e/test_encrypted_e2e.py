@@ -34,20 +34,20 @@ def test_encrypted_prediction_leaves_no_plaintext(
     server = server_factory(BASTION_LOG_LEVEL="debug").start()
     key = server.keys["user"]
     with BastionClient(server.url, key, timeout=120) as sdk:
-        job = sdk.submit(
+        job = sdk.jobs.submit(
             "alzheimer_classifier",
             "breast_cancer",
             params={"estimator": "logistic_regression", "importance_repeats": 0},
         )
-        assert sdk.wait(job, timeout=180)["status"] == "completed"
+        assert sdk.jobs.wait(job, timeout=180)["status"] == "completed"
         registered = wait_for(
-            lambda: [m["id"] for m in sdk.list_models() if m["name"] == "alzheimer_classifier-breast_cancer"],
+            lambda: [m["id"] for m in sdk.models.list() if m["name"] == "alzheimer_classifier-breast_cancer"],
             60,
             0.2,
             "the job's model in the registry",
         )
         model_id = registered[0]
-        predictor = sdk.download(job).predictor()
+        predictor = sdk.jobs.download(job).predictor()
 
     data = load_dataset("breast_cancer")
     rng = np.random.default_rng(11)

@@ -31,7 +31,7 @@ def upload(
     if policy and policy.startswith("@"):
         policy = Path(policy[1:]).read_text()
     with remote.connect() as client:
-        result = client.upload_dataset(file, name=name, policy=policy, project=project)
+        result = client.datasets.upload(file, name=name, policy=policy, project=project)
     if remote.as_json:
         emit(result, as_json=True)
         return
@@ -56,7 +56,7 @@ def list_datasets(
 ) -> None:
     """Your datasets."""
     with remote.connect() as client:
-        rows = client.list_datasets(project)
+        rows = client.datasets.list(project)
     emit(
         [{k: r[k] for k in ("id", "name", "format", "rows", "columns", "created_at")} for r in rows],
         as_json=remote.as_json,
@@ -74,7 +74,7 @@ def delete_dataset(
 ) -> None:
     """Delete a dataset and its encrypted payload."""
     with remote.connect() as client:
-        emit(client.delete_dataset(dataset_id), as_json=remote.as_json)
+        emit(client.datasets.delete(dataset_id), as_json=remote.as_json)
 
 
 @models_app.command("list")
@@ -86,7 +86,7 @@ def list_models(
 ) -> None:
     """Your registered models."""
     with remote.connect() as client:
-        rows = client.list_models(project)
+        rows = client.models.list(project)
     emit(
         rows,
         as_json=remote.as_json,
@@ -104,7 +104,7 @@ def show_model(
 ) -> None:
     """A model and its versions, with metrics and lineage."""
     with remote.connect() as client:
-        model = client.get_model(model_id)
+        model = client.models.get(model_id)
     if remote.as_json:
         emit(model, as_json=True)
         return
@@ -136,7 +136,7 @@ def best_model(
 ) -> None:
     """The best version of a model by a metric (rmse/mae/loss are minimised, others maximised)."""
     with remote.connect() as client:
-        best = client.best_model(model_id, metric)
+        best = client.models.best(model_id, metric)
     emit(
         best
         if remote.as_json
@@ -188,9 +188,9 @@ def model_access_code(
     new = _new_code(code, remove)
     with remote.connect() as client:
         if new is None:
-            result = client.remove_model_access_code(model_id, current=current or "", version=version)
+            result = client.models.remove_access_code(model_id, current=current or "", version=version)
         else:
-            result = client.set_model_access_code(model_id, new, current=current, version=version)
+            result = client.models.set_access_code(model_id, new, current=current, version=version)
     emit(result, as_json=remote.as_json)
 
 
@@ -204,7 +204,7 @@ def quantize_model(
 ) -> None:
     """Store an int8 version of a PyTorch model; shows size and held-out accuracy before and after."""
     with remote.connect() as client:
-        result = client.quantize_model(model_id, version=version, access_code=access_code)
+        result = client.models.quantize(model_id, version=version, access_code=access_code)
     if remote.as_json:
         emit(result, as_json=True)
         return
@@ -223,7 +223,7 @@ def download_model(
 ) -> None:
     """Download a registered version (quantized ones too), decrypt it here, write FILE and FILE.json."""
     with remote.connect() as client:
-        model = client.download_model_version(model_id, version=version, access_code=access_code)
+        model = client.models.download(model_id, version=version, access_code=access_code)
     model_path, config_path = model.save(output or Path(model.default_filename()))
     emit(
         {
@@ -251,9 +251,9 @@ def dataset_access_code(
     new = _new_code(code, remove)
     with remote.connect() as client:
         if new is None:
-            result = client.remove_dataset_access_code(dataset_id, current=current or "")
+            result = client.datasets.remove_access_code(dataset_id, current=current or "")
         else:
-            result = client.set_dataset_access_code(dataset_id, new, current=current)
+            result = client.datasets.set_access_code(dataset_id, new, current=current)
     emit(result, as_json=remote.as_json)
 
 
@@ -270,8 +270,8 @@ def show_dataset(
 ) -> None:
     """A dataset's schema and the decision taken for every column (and, with --preview, its rows)."""
     with remote.connect() as client:
-        info = client.get_dataset(dataset_id)
-        shown = client.preview_dataset(dataset_id, limit=limit, access_code=access_code) if preview else None
+        info = client.datasets.get(dataset_id)
+        shown = client.datasets.preview(dataset_id, limit=limit, access_code=access_code) if preview else None
     if remote.as_json:
         emit({**info, "preview": shown} if shown is not None else info, as_json=True)
         return

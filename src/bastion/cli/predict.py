@@ -40,9 +40,9 @@ def predict(
     with remote.connect() as client:
         try:
             out: dict[str, Any] = (
-                client.predict_encrypted(model_id, rows, version=version, access_code=access_code)
+                client.models.predict_encrypted(model_id, rows, version=version, access_code=access_code)
                 if encrypted
-                else client.predict_registered(
+                else client.models.predict(
                     model_id, rows, version=version, probabilities=True, access_code=access_code
                 )
             )

@@ -60,7 +60,7 @@ def _watch_trials(client: BastionClient, job_id: str) -> dict[str, Any]:
                 best = max(complete, key=lambda r: r["cv_mean"])["number"] if complete else None
                 live.update(trial_table(list(rows.values()), best))
 
-        return client.wait(job_id, on_event=on_event)
+        return client.jobs.wait(job_id, on_event=on_event)
 
 
 @client_command()
@@ -92,7 +92,7 @@ def search(
     client = remote.client()
     job_id = _call(
         remote.as_json,
-        lambda: client.search(
+        lambda: client.jobs.search(
             model_type,
             dataset,
             space_spec.get("space", space_spec) if isinstance(space_spec, dict) else space_spec,
@@ -114,7 +114,7 @@ def search(
         "search",
         watch,
         remote.as_json,
-        lambda: _watch_trials(client, job_id) if live else client.wait(job_id),
+        lambda: _watch_trials(client, job_id) if live else client.jobs.wait(job_id),
         _show_trials,
     )
 

@@ -102,7 +102,7 @@ def _show_final(final: dict[str, Any], as_json: bool) -> None:
 def _watch(client: BastionClient, job_id: str, as_json: bool) -> dict[str, Any]:
     """Follow the job to its end: a live progress bar on a terminal, nothing extra otherwise."""
     if as_json or not console.is_terminal:
-        return client.wait(job_id)
+        return client.jobs.wait(job_id)
     from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -128,7 +128,7 @@ def _watch(client: BastionClient, job_id: str, as_json: bool) -> dict[str, Any]:
                 shown = {k: v for k, v in data.items() if k not in ("job_id", "lr")}
                 bar.update(task, description=" ".join(f"{k}={v}" for k, v in shown.items()))
 
-        return client.wait(job_id, on_event=on_event)
+        return client.jobs.wait(job_id, on_event=on_event)
 
 
 @app.command("submit")
@@ -170,7 +170,7 @@ def submit(
     client = Remote(url, api_key, ca_cert, as_json).client()
     job_id = _call(
         as_json,
-        lambda: client.submit(
+        lambda: client.jobs.submit(
             model_type,
             dataset,
             params=params or None,
@@ -223,7 +223,7 @@ def status(
         final = _call(remote.as_json, lambda: _watch(client, job_id, remote.as_json))
         _show_final(final, remote.as_json)
         return
-    current = _call(remote.as_json, lambda: client.status(job_id))
+    current = _call(remote.as_json, lambda: client.jobs.get(job_id))
     if remote.as_json:
         emit(current, as_json=True)
         return
@@ -252,7 +252,7 @@ def list_jobs(
 ) -> None:
     """List your jobs."""
     client = remote.client()
-    rows = _call(remote.as_json, lambda: client.list_jobs(limit, state, project))
+    rows = _call(remote.as_json, lambda: client.jobs.list(limit, state, project))
     columns = ["job_id", "status", "progress", "model_type", "dataset_source", "created_at"]
     emit(rows, as_json=remote.as_json, quiet=quiet, columns=columns, title="Training jobs")
 
@@ -265,7 +265,7 @@ def cancel(
 ) -> None:
     """Cancel a pending or running job (at once)."""
     client = remote.client()
-    emit(_call(remote.as_json, lambda: client.cancel(job_id)), as_json=remote.as_json)
+    emit(_call(remote.as_json, lambda: client.jobs.cancel(job_id)), as_json=remote.as_json)
 
 
 @app.command("logs")
@@ -277,7 +277,7 @@ def logs(
 ) -> None:
     """Print a job's captured output (stdout, stderr, progress notes)."""
     client = remote.client()
-    page = _call(remote.as_json, lambda: client.logs(job_id, after=after, limit=5000))
+    page = _call(remote.as_json, lambda: client.jobs.logs(job_id, after=after, limit=5000))
     if remote.as_json:
         emit(page, as_json=True)
         return
@@ -294,7 +294,7 @@ def download(
 ) -> None:
     """Download a completed job's model, decrypt it here, and write FILE plus FILE.json."""
     client = remote.client()
-    model = _call(remote.as_json, lambda: client.download(job_id))
+    model = _call(remote.as_json, lambda: client.jobs.download(job_id))
     path = output or Path(model.default_filename())
     model_path, config_path = model.save(path)
     emit(
@@ -381,7 +381,9 @@ def estimate(
     client = remote.client()
     params = parse_params(param)
     emit(
-        _call(remote.as_json, lambda: client.cost_estimate(model_type, dataset, profile, params or None)),
+        _call(
+            remote.as_json, lambda: client.jobs.cost_estimate(model_type, dataset, profile, params or None)
+        ),
         as_json=remote.as_json,
     )
 
@@ -391,7 +393,7 @@ def estimate(
 def types(remote: Remote) -> None:
     """Model types and their parameters."""
     client = remote.client()
-    found = _call(remote.as_json, client.model_types)
+    found = _call(remote.as_json, client.training.model_types)
     if remote.as_json:
         emit(found, as_json=True)
         return
@@ -406,7 +408,7 @@ def types(remote: Remote) -> None:
 def examples(remote: Remote) -> None:
     """Example configurations (no key needed)."""
     client = remote.client()
-    found = _call(remote.as_json, client.examples)
+    found = _call(remote.as_json, client.training.examples)
     if remote.as_json:
         emit(found, as_json=True)
         return
@@ -437,7 +439,9 @@ def download_key(
     """The X25519 public key downloads are sealed to: show it, --register one, or --forget it."""
     client = remote.client()
     if register:
-        emit(_call(remote.as_json, lambda: client.register_download_key(register)), as_json=remote.as_json)
+        emit(
+            _call(remote.as_json, lambda: client.training.set_download_key(register)), as_json=remote.as_json
+        )
         return
     call = client.training.delete_download_key if forget else client.training.download_key
     emit(_call(remote.as_json, call), as_json=remote.as_json)

@@ -142,7 +142,7 @@ class FineTuningMixin:
         import httpx
 
         from bastion.client.errors import TransportError
-        from bastion.client.sdk import parse_sse
+        from bastion.client.jobs import parse_sse
 
         last: str | None = None
         for attempt in range(6):
@@ -221,7 +221,7 @@ class FineTuningMixin:
         **options: Any,
     ) -> Iterator[str]:
         """Text pieces as the server produces them."""
-        from bastion.client.sdk import parse_sse
+        from bastion.client.jobs import parse_sse
 
         body = {"prompt": prompt, "messages": messages, **options, "stream": True}
         with self.transport.stream(

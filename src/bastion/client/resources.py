@@ -3,6 +3,7 @@
 client.auth.login("carol", "...")          client.keys.create("laptop")
 client.admin.users.list()                  client.admin.audit(action="auth.")
 client.admin.training.prices.patch({...})  client.training.resource_profiles()
+client.jobs.submit(...)  client.datasets.upload(...)  client.models.predict(...)  (their own modules)
 """
 
 from __future__ import annotations
@@ -218,6 +219,17 @@ class Training:
     def __init__(self, transport: Transport) -> None:
         self.t = transport
 
+    @operation("GET", "/api/v1/training/examples")
+    def examples(self) -> dict[str, Any]:
+        """Example job configurations (the server answers without a key)."""
+        out: dict[str, Any] = self.t.json("GET", "/api/v1/training/examples")
+        return out
+
+    @operation("GET", "/api/v1/training/model-types")
+    def model_types(self) -> list[dict[str, Any]]:
+        """The model types a job can train, with their parameters and the datasets they accept."""
+        return list(self.t.json("GET", "/api/v1/training/model-types")["model_types"])
+
     @operation("GET", "/api/v1/training/resource-profiles")
     def resource_profiles(self) -> list[dict[str, Any]]:
         return list(self.t.json("GET", "/api/v1/training/resource-profiles")["resource_profiles"])
@@ -225,6 +237,14 @@ class Training:
     @operation("GET", "/api/v1/training/download-key")
     def download_key(self) -> dict[str, Any]:
         out: dict[str, Any] = self.t.json("GET", "/api/v1/training/download-key")
+        return out
+
+    @operation("PUT", "/api/v1/training/download-key")
+    def set_download_key(self, public_key: str) -> dict[str, Any]:
+        """Register your X25519 public key: downloads are then sealed to it, not to the API key."""
+        out: dict[str, Any] = self.t.json(
+            "PUT", "/api/v1/training/download-key", json={"public_key": public_key}
+        )
         return out
 
     @operation("DELETE", "/api/v1/training/download-key")
