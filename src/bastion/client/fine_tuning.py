@@ -82,10 +82,10 @@ class FineTuningMixin:
     def _job_body(self, model: str, training_file: str, **options: Any) -> dict[str, Any]:
         """``num_workers`` is a hyper-parameter; it is accepted here too, as ``bastion ft create`` does."""
         workers = options.pop("num_workers", None)
-        body = {"model": model, "training_file": training_file}
+        body: dict[str, Any] = {"model": model, "training_file": training_file}
         body.update({k: v for k, v in options.items() if v is not None})
         if workers is not None:
-            body["hyperparameters"] = {**dict(body.get("hyperparameters") or {}), "num_workers": workers}
+            body["hyperparameters"] = {**(body.get("hyperparameters") or {}), "num_workers": workers}
         return body
 
     @operation("POST", "/api/v1/fine_tuning/jobs/estimate")
