@@ -43,7 +43,7 @@ def test_create_checks_num_workers(
     error = r.json()["error"]
     assert error["code"] == "needs_ray_executor" and error["field"] == "hyperparameters.num_workers"
     assert "BASTION_EXECUTOR=ray" in error["message"]
-    monkeypatch.setattr(client.harness.ctx.settings, "executor", "ray")  # type: ignore[attr-defined]
+    monkeypatch.setattr(client.harness.ctx.settings, "executor", "ray")
     r = create({"num_workers": 2, "dp": {"enabled": True}})
     assert (r.status_code, r.json()["error"]["code"]) == (422, "dp_unsupported"), r.text
     est = client.post(

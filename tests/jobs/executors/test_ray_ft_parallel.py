@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from bastion.context import Context
-from tests.conftest import Caller
+from tests.conftest import MASTER, Caller
 from tests.jobs.executors.test_executors import events, use_ray
 from tests.jobs.ray_cluster import RayCluster
 from tests.jobs.support import ApiFactory, api_factory
@@ -59,6 +59,7 @@ def _run(
 
 
 @pytest.mark.ray
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # Ray Train is the slow part; one store will do
 def test_two_worker_lora_matches_one_worker(
     ray_api: ApiFactory, admin: Caller, alice: Caller, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -68,7 +69,7 @@ def test_two_worker_lora_matches_one_worker(
     from tests.llm.support import chat_records, jsonl, register, upload
 
     client = ray_api("bastion.jobs.runner:run_training")
-    monkeypatch.setattr(client.harness.ctx.settings, "executor", "ray")  # type: ignore[attr-defined]
+    monkeypatch.setattr(client.harness.ctx.settings, "executor", "ray")
     register(client, admin, tiny_model)
     file_id = upload(client, alice, jsonl(chat_records(16))).json()["id"]
     one, one_epochs = _run(client, alice, file_id, 1)
@@ -90,3 +91,56 @@ def test_two_worker_lora_matches_one_worker(
     assert abs(two["eval_loss"] - one["eval_loss"]) <= 0.25 * drop, (one["eval_loss"], two["eval_loss"], drop)
     train_one, train_two = one_epochs[-1]["train_loss"], two_epochs[-1]["train_loss"]
     assert abs(train_two - train_one) <= 0.25 * drop, (train_one, train_two, drop)
+
+
+def _probe_loop(config: dict[str, Any]) -> None:
+    """In place of the LoRA loop on every Train worker: rank 0 reports what a worker can see."""
+    import os
+
+    import ray.train
+
+    if ray.train.get_context().get_world_rank() == 0:
+        seen = {"environ": json.dumps(dict(os.environ)), "config": json.dumps(config, default=repr)}
+        config["channel"].put(("final", seen, b""))
+
+
+def train_worker_exposure(ctx: Any) -> dict[str, Any]:
+    """A job target: the real data-parallel path (bastion.llm.data_parallel) with a probe for a loop."""
+    from bastion.llm import data_parallel
+
+    real = data_parallel._worker_loop
+    data_parallel._worker_loop = _probe_loop
+    try:
+        return {"results": data_parallel.finetune_data_parallel(ctx, dict(ctx.spec))["results"]}
+    finally:  # Ray reuses this process for later tasks
+        data_parallel._worker_loop = real
+
+
+@pytest.mark.ray
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)  # Ray Train is the slow part; one store will do
+def test_no_key_vault_or_model_path_reaches_a_train_worker(
+    ray_api: ApiFactory, admin: Caller, alice: Caller, tiny_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The exposure check one level down: a Ray Train worker of a 2-worker fine-tuning job sees the
+    spec and a reference to the shipped inputs, never the master key, vault, database or base path."""
+    from tests.llm.support import FT, chat_records, jsonl, register, upload
+
+    monkeypatch.setenv("BASTION_MASTER_KEY", MASTER)
+    client = ray_api("tests.jobs.executors.test_ray_ft_parallel:train_worker_exposure")
+    monkeypatch.setattr(client.harness.ctx.settings, "executor", "ray")
+    register(client, admin, tiny_model)
+    file_id = upload(client, alice, jsonl(chat_records(8))).json()["id"]
+    body = {"model": "tiny", "training_file": file_id, "hyperparameters": {"num_workers": 2}}
+    r = client.post(f"{FT}/jobs", json=body, headers=alice.headers)
+    assert r.status_code == 201, r.text
+    harness = client.harness
+    job = harness.wait_state(r.json()["id"], "completed", "failed", timeout=300)
+    assert job.state == "completed", job.error_message
+    seen = json.loads(job.results or "{}")
+    vault_dir = str(harness.ctx.settings.vault_dir.resolve())
+    for what in ("environ", "config"):
+        assert MASTER not in seen[what], f"the master key reached a Train worker's {what}"
+        assert vault_dir not in seen[what] and "vault_dir" not in seen[what], f"a vault path in {what}"
+        assert str(tiny_model) not in seen[what], f"the server's base model path in {what}"
+        assert "BASTION_DATABASE_URL" not in seen[what] and "sqlite:" not in seen[what]
+    assert "ObjectRef" in seen["config"] and "model.safetensors" not in seen["config"], "inputs by reference"
