@@ -74,7 +74,6 @@ def test_two_worker_lora_matches_one_worker(
     file_id = upload(client, alice, jsonl(chat_records(16))).json()["id"]
     one, one_epochs = _run(client, alice, file_id, 1)
     two, two_epochs = _run(client, alice, file_id, 2)
-    print("1 worker", one, one_epochs, "\n2 workers", two, two_epochs)
     assert [e["epoch"] for e in two_epochs] == [e["epoch"] for e in one_epochs] == [1, 2]
     # Each rank takes half of every batch: the same steps (and learning-rate schedule) as one worker.
     assert [e["step"] for e in two_epochs] == [e["step"] for e in one_epochs]
