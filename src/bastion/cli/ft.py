@@ -24,7 +24,11 @@ JOB_COLUMNS = ["id", "status", "model", "fine_tuned_model", "progress", "trained
 
 
 def _hyper(
-    pairs: list[str] | None, epochs: int | None, batch: int | None, lr: float | None
+    pairs: list[str] | None,
+    epochs: int | None,
+    batch: int | None,
+    lr: float | None,
+    workers: int | None = None,
 ) -> dict[str, Any]:
     """``--set lora.r=16 --set dp.enabled=true`` plus the common flags, as the hyperparameters object."""
     out: dict[str, Any] = {}
@@ -41,7 +45,8 @@ def _hyper(
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    for key, value in (("n_epochs", epochs), ("batch_size", batch), ("learning_rate", lr)):
+    common = (("n_epochs", epochs), ("batch_size", batch), ("learning_rate", lr), ("num_workers", workers))
+    for key, value in common:
         if value is not None:
             out[key] = value
     return out
@@ -132,6 +137,12 @@ def create(
     epochs: Annotated[int | None, typer.Option("--epochs")] = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size")] = None,
     learning_rate: Annotated[float | None, typer.Option("--learning-rate")] = None,
+    num_workers: Annotated[
+        int | None,
+        typer.Option(
+            "--num-workers", min=1, help="Data-parallel workers (Ray Train); above 1 needs the Ray executor."
+        ),
+    ] = None,
     sets: Annotated[
         list[str] | None,
         typer.Option("--set", help="Hyper-parameter KEY=VALUE (lora.r=16, dp.enabled=true)."),
@@ -148,7 +159,7 @@ def create(
     """Create a fine-tuning job (or, with --estimate, show its time and cost per profile)."""
     options = {
         "validation_file": validation_file,
-        "hyperparameters": _hyper(sets, epochs, batch_size, learning_rate),
+        "hyperparameters": _hyper(sets, epochs, batch_size, learning_rate, num_workers),
         "suffix": suffix,
         "seed": seed,
         "resource_profile": profile,

@@ -80,8 +80,12 @@ class FineTuningMixin:
         return out
 
     def _job_body(self, model: str, training_file: str, **options: Any) -> dict[str, Any]:
-        body = {"model": model, "training_file": training_file}
+        """``num_workers`` is a hyper-parameter; it is accepted here too, as ``bastion ft create`` does."""
+        workers = options.pop("num_workers", None)
+        body: dict[str, Any] = {"model": model, "training_file": training_file}
         body.update({k: v for k, v in options.items() if v is not None})
+        if workers is not None:
+            body["hyperparameters"] = {**(body.get("hyperparameters") or {}), "num_workers": workers}
         return body
 
     @operation("POST", "/api/v1/fine_tuning/jobs/estimate")
@@ -95,7 +99,8 @@ class FineTuningMixin:
     def ft_create(
         self, model: str, training_file: str, *, project: str | None = None, **options: Any
     ) -> dict[str, Any]:
-        """Options: validation_file, hyperparameters, suffix, seed, resource_profile, max_runtime_seconds.
+        """Options: validation_file, hyperparameters, num_workers, suffix, seed, resource_profile,
+        max_runtime_seconds.
         The job goes into ``project`` (default: your personal project)."""
         out: dict[str, Any] = self._request(
             "POST",

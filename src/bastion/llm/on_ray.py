@@ -102,20 +102,35 @@ class _LoraContext:
         self._ctx.flush()
 
 
-def finetune_on_inputs(ctx: Any) -> dict[str, Any]:
-    """Task side: train from the shipped inputs; return the adapter as package bytes."""
-    from bastion.jobs.runner import artifact_id_for
+def run_shipped(
+    ctx: Any, spec: dict[str, Any], inputs: dict[str, Any], vault: ShippedVault
+) -> dict[str, Any]:
+    """Train from shipped inputs: the base model's files in a private temporary directory."""
     from bastion.llm.train import run_finetune
 
-    spec = dict(ctx.spec)
-    final_id = artifact_id_for(str(spec["job_id"]), int(spec.get("attempt") or 1))
-    vault = ShippedVault(ctx.inputs["artifacts"], final_id, ctx.put_artifact)
     with tempfile.TemporaryDirectory(prefix="bastion-base-") as tmp:
-        for name, data in ctx.inputs["base_files"].items():
+        for name, data in inputs["base_files"].items():
             (Path(tmp) / Path(name).name).write_bytes(data)
         params = dict(spec["params"])
         params["base_model"] = dict(params["base_model"], path=tmp)
-        out = run_finetune(_LoraContext(ctx, dict(spec, params=params), vault))  # type: ignore[arg-type]
+        return run_finetune(_LoraContext(ctx, dict(spec, params=params), vault))  # type: ignore[arg-type]
+
+
+def final_artifact_id(spec: dict[str, Any]) -> str:
+    from bastion.jobs.runner import artifact_id_for
+
+    return artifact_id_for(str(spec["job_id"]), int(spec.get("attempt") or 1))
+
+
+def finetune_on_inputs(ctx: Any) -> dict[str, Any]:
+    """Task side: train from the shipped inputs; return the adapter as package bytes."""
+    spec = dict(ctx.spec)
+    if int(dict(spec["params"]).get("num_workers") or 1) > 1:
+        from bastion.llm.data_parallel import finetune_data_parallel
+
+        return finetune_data_parallel(ctx, spec)
+    vault = ShippedVault(ctx.inputs["artifacts"], final_artifact_id(spec), ctx.put_artifact)
+    out = run_shipped(ctx, spec, ctx.inputs, vault)
     if vault.final is None:
         raise RuntimeError("the fine-tuning run returned no adapter")
     return {"results": out["results"], "model_package": vault.final, "model_format": "safetensors"}

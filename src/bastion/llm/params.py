@@ -63,6 +63,12 @@ class Hyperparameters(BaseModel):
     qlora: bool = Field(False, description="4-bit base weights (bitsandbytes); needs a CUDA GPU")
     bf16: bool = Field(False, description="bfloat16 mixed precision; needs a CUDA GPU")
     dp: DPParams = Field(default_factory=DPParams)
+    num_workers: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="Data-parallel workers (Ray Train TorchTrainer, DDP); above 1 needs the Ray executor",
+    )
 
 
 def cuda_available() -> bool:
@@ -82,6 +88,23 @@ def check_hardware(hp: Hyperparameters) -> None:
     if hp.dp.enabled and (hp.packing or hp.qlora):
         raise Invalid(
             "DP fine-tuning trains one example per record: packing and QLoRA are off", code="dp_unsupported"
+        )
+    if hp.dp.enabled and hp.num_workers > 1:
+        raise Invalid(
+            "dp cannot be combined with num_workers above 1; fine-tune DP-SGD on one worker",
+            code="dp_unsupported",
+            field="hyperparameters.num_workers",
+        )
+
+
+def check_executor(hp: Hyperparameters, executor: str) -> None:
+    """Data-parallel fine-tuning runs on a Ray cluster; refuse it up front where jobs run locally."""
+    if hp.num_workers > 1 and executor != "ray":
+        raise Invalid(
+            "num_workers above 1 fine-tunes on a Ray cluster and this server runs jobs locally: "
+            "submit with num_workers 1 (or run the server and workers with BASTION_EXECUTOR=ray)",
+            code="needs_ray_executor",
+            field="hyperparameters.num_workers",
         )
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import and_, or_, select
 
 from bastion.errors import Invalid, NotFound
 from bastion.jobs.pricing import FIXED_OVERHEAD_SECONDS, Price
-from bastion.llm.params import Hyperparameters, check_hardware, resolve_targets
+from bastion.llm.params import Hyperparameters, check_executor, check_hardware, resolve_targets
 from bastion.llm.train import LORA_MODEL_TYPE
 from bastion.projects import policy
 from bastion.store.tables import JobEvent, TrainingJob
@@ -109,6 +109,7 @@ class FineTuning:
         train = self.files.owned(principal, req.training_file)
         val = self.files.owned(principal, req.validation_file) if req.validation_file else None
         check_hardware(req.hyperparameters)
+        check_executor(req.hyperparameters, self.settings.executor)
         targets = resolve_targets(req.hyperparameters, base.model_type, base.path, base.weights_sha256)
         return base, train, val, targets, self.jobs.prices.get(req.resource_profile)
 

@@ -65,6 +65,18 @@ def _latest_checkpoint(vault: Any, job_id: str) -> tuple[int, str] | None:
     return best
 
 
+def world_size() -> int:
+    """Data-parallel workers training this model together (1 outside Ray Train)."""
+    import torch.distributed as dist
+
+    return int(dist.get_world_size()) if dist.is_available() and dist.is_initialized() else 1
+
+
+def per_device_batch(batch_size: int, world: int) -> int:
+    """Each worker's share of a step's batch, so N workers take the steps one worker takes."""
+    return max(-(-batch_size // world), 1)
+
+
 def run_finetune(ctx: JobContext) -> dict[str, Any]:
     os.environ["HF_HUB_OFFLINE"] = "1"
     os.environ["TRANSFORMERS_OFFLINE"] = "1"
@@ -81,6 +93,14 @@ def run_finetune(ctx: JobContext) -> dict[str, Any]:
     job_id, attempt, seed = str(spec["job_id"]), int(spec.get("attempt") or 1), int(spec.get("seed") or 0)
     params, files = dict(spec["params"]), dict(spec["dataset"])
     base = params["base_model"]
+    world = world_size()
+    if int(params.get("num_workers") or 1) != world:
+        from bastion.errors import Invalid
+
+        raise Invalid(
+            "num_workers above 1 fine-tunes on a Ray cluster: run the job with BASTION_EXECUTOR=ray",
+            code="needs_ray_executor",
+        )
     ctx.progress(0.0, {"stage": "validating_files"})
     torch.manual_seed(seed)
     random.seed(seed)
@@ -125,8 +145,8 @@ def run_finetune(ctx: JobContext) -> dict[str, Any]:
     if not params["dp"].get("enabled"):
         from bastion.llm import optstate
 
-        bs = int(params["batch_size"])
-        steps_per_epoch = max(math.ceil(len(train_examples) / bs), 1)
+        bs = per_device_batch(int(params["batch_size"]), world)  # each rank's share of the examples
+        steps_per_epoch = max(math.ceil(math.ceil(len(train_examples) / world) / bs), 1)
         optimizers = optstate.make_optimizer(
             model, float(params["learning_rate"]), steps_per_epoch * epochs_total
         )
@@ -213,6 +233,7 @@ def run_finetune(ctx: JobContext) -> dict[str, Any]:
         "resumed_schedule_step": restored_step,
         "adapter_bytes": len(weights),
         "peak_rss_mb": peak_rss_mb(),
+        "num_workers": world,
     }
     if dp_report is not None:
         results["dp"] = {
@@ -244,7 +265,7 @@ def _train_trainer(
 ) -> None:
     from transformers import TrainerCallback
 
-    bs = int(params["batch_size"])
+    bs = per_device_batch(int(params["batch_size"]), world_size())
 
     class Progress(TrainerCallback):
         def __init__(self) -> None:
