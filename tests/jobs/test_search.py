@@ -86,7 +86,7 @@ def test_search_beats_defaults_survives_a_restart_and_registers_its_best(
     assert results["accuracy"] > 0.9 and done.model_artifact_id
     # The best trial's model is a registered version whose lineage carries the CV scores.
     version = wait_for(lambda: _registered(harness, job.id), 30, what="the model to be registered")
-    lineage = json.loads(version.lineage_json)
+    lineage = version.lineage_json
     assert lineage["search"]["best_trial"] == summary["best_trial"]
     assert lineage["cv"]["folds"] == summary["best_cv"]["folds"]
 
@@ -94,7 +94,7 @@ def test_search_beats_defaults_survives_a_restart_and_registers_its_best(
 def _registered(h: Harness, job_id: str) -> ModelVersionRecord | None:
     with h.ctx.db.session() as s:
         for row in s.query(ModelVersionRecord).all():
-            if json.loads(row.lineage_json).get("job_id") == job_id:
+            if row.lineage_json.get("job_id") == job_id:
                 return row
     return None
 

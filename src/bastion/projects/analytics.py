@@ -113,9 +113,7 @@ def model_performance(s: Session, project_id: str) -> list[dict[str, Any]]:
                 "version": version.version,
                 "created_at": version.created_at.isoformat(),
                 "metrics": {
-                    k: v
-                    for k, v in json.loads(version.metrics_json or "{}").items()
-                    if isinstance(v, int | float)
+                    k: v for k, v in (version.metrics_json or {}).items() if isinstance(v, int | float)
                 },
             }
         )
