@@ -119,9 +119,11 @@ def seed(ctx: Any) -> dict[str, str]:
                         "base_version": n - 1,
                         "accepted": 3,
                         "num_samples": 300,
-                        "metrics_json": json.dumps(
-                            {"val_accuracy": 0.5 + n / 50, "val_loss": 1 / n, "train_loss": 1.2 / n}
-                        ),
+                        "metrics_json": {
+                            "val_accuracy": 0.5 + n / 50,
+                            "val_loss": 1 / n,
+                            "train_loss": 1.2 / n,
+                        },
                     }
                 )
         if fed_rows:
