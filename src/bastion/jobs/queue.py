@@ -78,7 +78,7 @@ def _claim_values(worker_id: str, now: datetime) -> dict[str, Any]:
         "updated_at": now,
         "progress": 0.0,
         "stage": None,
-        "history": "[]",
+        "history": [],
     }
 
 
@@ -123,12 +123,12 @@ def claim(db: Database, worker_id: str, limit: int) -> list[Claim]:
                     job.attempt,
                     job.owner_id,
                     job.model_type,
-                    json.loads(job.dataset_ref),
-                    json.loads(job.params),
+                    job.dataset_ref,
+                    job.params,
                     job.seed,
                     job.max_runtime_seconds,
-                    json.loads(job.resources) if job.resources else None,
-                    json.loads(job.search_spec) if job.search_spec else None,
+                    job.resources,
+                    job.search_spec,
                 )
             )
         return claims
@@ -152,8 +152,8 @@ def complete(
                 state=states.COMPLETED.value,
                 progress=1.0,
                 stage="done",
-                results=json.dumps(results, default=str),
-                history=json.dumps(history, default=str),
+                results=results,
+                history=history,
                 completed_at=now,
                 updated_at=now,
                 heartbeat_at=None,
@@ -202,7 +202,7 @@ def requeue(
         "started_at": None,
         "progress": 0.0,
         "stage": None,
-        "history": "[]",
+        "history": [],
         "updated_at": now,
     }
     if not count_attempt:

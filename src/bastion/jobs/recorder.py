@@ -112,7 +112,7 @@ class Recorder:
                     .values(
                         progress=self.progress,
                         stage=self.stage,
-                        history=json.dumps(self.history, default=str),
+                        history=self.history,
                         updated_at=utcnow(),
                     )
                 )

@@ -29,9 +29,9 @@ def status_of(job: TrainingJob) -> str:
 
 
 def job_view(job: TrainingJob, hourly_cost: float | None = None) -> dict[str, Any]:
-    params = json.loads(job.params)
-    ref = json.loads(job.dataset_ref)
-    results = json.loads(job.results) if job.results else None
+    params = job.params
+    ref = job.dataset_ref
+    results = job.results
     base = params.get("base_model", {})
     hyper = {
         k: params[k]

@@ -62,8 +62,8 @@ def test_submit_and_complete(runs: Harness, alice: Caller, executor: str) -> Non
     job = runs.submit(principal(alice))
     done = runs.wait_state(job.id, "completed", "failed")
     assert done.state == "completed", done.error_message
-    assert json.loads(done.results or "{}") == {"accuracy": 0.8, "model_type": "alzheimer_classifier"}
-    assert [h["epoch"] for h in json.loads(done.history)] == [1, 2, 3]
+    assert (done.results or {}) == {"accuracy": 0.8, "model_type": "alzheimer_classifier"}
+    assert [h["epoch"] for h in done.history] == [1, 2, 3]
     lines = [ln["line"] for ln in svc.logs(done)["lines"]]
     assert "hello from the job" in lines and "evaluated" in lines and "job completed" in lines
     assert [k for k, _ in events(runs, job.id)].count("metrics") == 3
