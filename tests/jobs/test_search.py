@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -44,7 +43,7 @@ def test_search_spec_is_checked_at_submit() -> None:
 def trial_events(h: Harness, job_id: str) -> list[dict[str, object]]:
     with h.ctx.db.session() as s:
         rows = s.query(JobEvent).filter_by(job_id=job_id, kind="trial").order_by(JobEvent.id).all()
-        return [json.loads(e.data) for e in rows]
+        return [e.data for e in rows]
 
 
 @SQLITE_ONLY

@@ -9,7 +9,6 @@ was cancelled, or re-queued after the worker looked dead) can never overwrite wh
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ class Claim:
 
 
 def add_event(session: Session, job_id: str, kind: str, data: dict[str, Any]) -> None:
-    session.add(JobEvent(job_id=job_id, ts=utcnow(), kind=kind, data=json.dumps(data, default=str)))
+    session.add(JobEvent(job_id=job_id, ts=utcnow(), kind=kind, data=data))
 
 
 def add_log(session: Session, job_id: str, line: str, stream: str = "system") -> None:

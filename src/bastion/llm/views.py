@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -104,7 +103,7 @@ def _message(kind: str, data: dict[str, Any]) -> tuple[str, str]:
 
 
 def event_view(row: JobEvent) -> dict[str, Any]:
-    data = json.loads(row.data)
+    data = row.data
     level, message = _message(row.kind, data)
     return {
         "id": str(row.id),

@@ -6,7 +6,6 @@ which keeps them to a few seconds each.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections.abc import Iterator
@@ -53,7 +52,7 @@ def runs(executor: str, ctx: Context, tmp_path: Path, request: pytest.FixtureReq
 def events(harness: Harness, job_id: str) -> list[tuple[str, dict[str, object]]]:
     with harness.ctx.db.session() as s:
         rows = s.query(JobEvent).filter_by(job_id=job_id).order_by(JobEvent.id).all()
-        return [(e.kind, json.loads(e.data)) for e in rows]
+        return [(e.kind, e.data) for e in rows]
 
 
 def test_submit_and_complete(runs: Harness, alice: Caller, executor: str) -> None:

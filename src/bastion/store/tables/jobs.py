@@ -74,7 +74,7 @@ class JobEvent(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"), index=True)
     ts: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     kind: Mapped[str] = mapped_column(String(16))
-    data: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JsonText(str))
 
 
 class JobLogLine(Base):
@@ -128,7 +128,7 @@ class SearchJournalEntry(Base):
     id: Mapped[int] = mapped_column(_BIGINT, primary_key=True, autoincrement=True)
     study: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(Integer)
-    entry: Mapped[str] = mapped_column(Text)
+    entry: Mapped[dict[str, Any]] = mapped_column(JsonText)
 
 
 class DownloadKey(Base):
