@@ -62,10 +62,8 @@ def seed(ctx: Any) -> dict[str, str]:
     principal = Principal(admin.id, admin.username, "admin", "api_key")
     now = utcnow()
     states = ["completed"] * 8 + ["failed", "running"]
-    history = json.dumps(
-        [{"epoch": e, "train_loss": 1 / e, "val_accuracy": 0.5 + e / 100} for e in range(1, 21)]
-    )
-    results = json.dumps({"accuracy": 0.9, "f1": 0.88, "training_samples": 142})
+    history = [{"epoch": e, "train_loss": 1 / e, "val_accuracy": 0.5 + e / 100} for e in range(1, 21)]
+    results = {"accuracy": 0.9, "f1": 0.88, "training_samples": 142}
     jobs = [
         {
             "id": new_id(),
@@ -78,7 +76,7 @@ def seed(ctx: Any) -> dict[str, str]:
             "progress": 1.0,
             "history": history,
             "results": results,
-            "params": '{"epochs": 20}',
+            "params": {"epochs": 20},
             "created_at": now - timedelta(seconds=JOBS - i),
             "updated_at": now,
         }
@@ -119,9 +117,11 @@ def seed(ctx: Any) -> dict[str, str]:
                         "base_version": n - 1,
                         "accepted": 3,
                         "num_samples": 300,
-                        "metrics_json": json.dumps(
-                            {"val_accuracy": 0.5 + n / 50, "val_loss": 1 / n, "train_loss": 1.2 / n}
-                        ),
+                        "metrics_json": {
+                            "val_accuracy": 0.5 + n / 50,
+                            "val_loss": 1 / n,
+                            "train_loss": 1.2 / n,
+                        },
                     }
                 )
         if fed_rows:

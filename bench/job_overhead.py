@@ -102,7 +102,7 @@ class JobBench:
         if current.state != "completed":
             raise SystemExit(f"job {current.state}: {current.error_message}")
         assert current.started_at is not None and current.completed_at is not None
-        results = json.loads(current.results or "{}")
+        results = current.results or {}
         return {
             # submit call (it includes creating the row) + the store's created_at -> completed_at
             "total": submit_seconds + (current.completed_at - current.created_at).total_seconds(),

@@ -135,7 +135,7 @@ def bastion_job(root: Path, model_dir: Path, data: bytes, cfg: dict[str, Any]) -
         ctx.close()
     if job.state != "completed":
         raise SystemExit(f"the Bastion job ended {job.state}: {job.error_message}")
-    results = json.loads(job.results or "{}")
+    results = job.results or {}
     return {**results, "wall_seconds": wall}
 
 

@@ -133,7 +133,7 @@ def bastion_search(root: Path, trials: int, parallel: int, cluster: Any = None) 
         if current.state != "completed":
             raise SystemExit(f"search {current.state}: {current.error_message}")
         # Search time: from submit until the last trial was told (the retrain that follows is extra).
-        summary = json.loads(current.results or "{}")["search"]
+        summary = (current.results or {})["search"]
         return time.perf_counter() - start, float(summary["best_cv"]["mean"])
     finally:
         worker.close()

@@ -88,7 +88,7 @@ def test_guest_enrols_and_sees_what_visibility_allows(
                 nonce="n" * 32,
                 artifact_id="x",
                 num_samples=10,
-                metrics_json='{"val_accuracy": 0.75}',
+                metrics_json={"val_accuracy": 0.75},
             )
         )
 

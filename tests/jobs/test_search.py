@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -44,7 +43,7 @@ def test_search_spec_is_checked_at_submit() -> None:
 def trial_events(h: Harness, job_id: str) -> list[dict[str, object]]:
     with h.ctx.db.session() as s:
         rows = s.query(JobEvent).filter_by(job_id=job_id, kind="trial").order_by(JobEvent.id).all()
-        return [json.loads(e.data) for e in rows]
+        return [e.data for e in rows]
 
 
 @SQLITE_ONLY
@@ -67,7 +66,7 @@ def test_search_beats_defaults_survives_a_restart_and_registers_its_best(
     harness.worker(config)
     done = harness.wait_state(job.id, "completed", "failed", timeout=600)
     assert done.state == "completed", done.error_message
-    results = json.loads(done.results or "{}")
+    results = done.results or {}
     summary = results["search"]
     assert summary["n_complete"] + summary["n_pruned"] == 20
     assert "search resumed" in " ".join(ln["line"] for ln in svc.logs(done, limit=2000)["lines"])
@@ -78,7 +77,7 @@ def test_search_beats_defaults_survives_a_restart_and_registers_its_best(
     # The defaults, cross-validated independently on the same folds, are not better than the best.
     from bastion.jobs.datasets import DatasetRef, load_for_job
 
-    ref = DatasetRef.from_json(json.loads(done.dataset_ref))
+    ref = DatasetRef.from_json(done.dataset_ref)
     defaults = cross_validate(
         "alzheimer_classifier", load_for_job(ref, seed=3, kaggle_path=None), BASE, 5, seed=3
     )
@@ -86,7 +85,7 @@ def test_search_beats_defaults_survives_a_restart_and_registers_its_best(
     assert results["accuracy"] > 0.9 and done.model_artifact_id
     # The best trial's model is a registered version whose lineage carries the CV scores.
     version = wait_for(lambda: _registered(harness, job.id), 30, what="the model to be registered")
-    lineage = json.loads(version.lineage_json)
+    lineage = version.lineage_json
     assert lineage["search"]["best_trial"] == summary["best_trial"]
     assert lineage["cv"]["folds"] == summary["best_cv"]["folds"]
 
@@ -94,7 +93,7 @@ def test_search_beats_defaults_survives_a_restart_and_registers_its_best(
 def _registered(h: Harness, job_id: str) -> ModelVersionRecord | None:
     with h.ctx.db.session() as s:
         for row in s.query(ModelVersionRecord).all():
-            if json.loads(row.lineage_json).get("job_id") == job_id:
+            if row.lineage_json.get("job_id") == job_id:
                 return row
     return None
 
@@ -129,7 +128,7 @@ def test_plain_job_with_cv(harness: Harness, alice: Caller) -> None:
     job = harness.submit(principal(alice), dataset_source="breast_cancer", params={**BASE, "cv": 4})
     done = harness.wait_state(job.id, "completed", "failed", timeout=120)
     assert done.state == "completed", done.error_message
-    cv = json.loads(done.results or "{}")["cv"]
+    cv = (done.results or {})["cv"]
     assert cv["k"] == 4 and len(cv["folds"]) == 4 and cv["metric"] == "accuracy"
     assert min(cv["folds"]) <= cv["mean"] <= max(cv["folds"]) and cv["mean"] > 0.9
 
@@ -151,7 +150,7 @@ def test_small_search_keeps_its_study_in_either_database(harness: Harness, alice
             .all()
         )
     assert [e.seq for e in entries] == list(range(len(entries))) and len(entries) > 3
-    assert len(trial_events(harness, job.id)) == len(json.loads(done.results or "{}")["search"]["trials"])
+    assert len(trial_events(harness, job.id)) == len((done.results or {})["search"]["trials"])
     # The trials ran in two warm processes (one per parallel slot), not one process each.
     lines = [ln["line"] for ln in svc.logs(done, limit=2000)["lines"]]
     assert sorted(ln for ln in lines if ln.startswith("trial process")) == [
@@ -206,7 +205,7 @@ def test_one_at_a_time_search_prunes_exactly_as_in_process_optuna(harness: Harne
     job = harness.submit(principal(alice), dataset_source="breast_cancer", params=BASE, search=search, seed=5)
     done = harness.wait_state(job.id, "completed", "failed", timeout=300)
     assert done.state == "completed", done.error_message
-    rows = json.loads(done.results or "{}")["search"]["trials"]
+    rows = (done.results or {})["search"]["trials"]
     ours = [(r["state"], r["params"], r["cv_mean"]) for r in rows]
     space = validate_search("alzheimer_classifier", {"space": SPACE})["space"]
     expected = plain_optuna_table(space, 12, 4, 5)
@@ -225,7 +224,7 @@ def test_time_budget_stops_starting_trials(harness: Harness, alice: Caller) -> N
     job = harness.submit(principal(alice), dataset_source="breast_cancer", params=BASE, search=search)
     done = harness.wait_state(job.id, "completed", "failed", timeout=300)
     assert done.state == "completed", done.error_message
-    summary = json.loads(done.results or "{}")["search"]
+    summary = (done.results or {})["search"]
     assert 1 <= len(summary["trials"]) < 200 and done.model_artifact_id
 
 
@@ -253,7 +252,7 @@ def test_search_resumes_after_its_worker_is_killed(harness: Harness, alice: Call
     done = harness.wait_state(job.id, "completed", "failed", timeout=300)
     assert done.state == "completed", done.error_message
     assert done.attempt == 2
-    summary = json.loads(done.results or "{}")["search"]
+    summary = (done.results or {})["search"]
     assert summary["n_complete"] + summary["n_pruned"] == 8
     lines = " ".join(ln["line"] for ln in svc.logs(done, limit=2000)["lines"])
     assert "search resumed" in lines, lines[-2000:]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 
 import pytest
@@ -20,8 +19,8 @@ def test_job_runs_in_its_own_process_and_reports(harness: Harness, alice: Caller
     job = harness.submit(principal(alice))
     done = harness.wait_state(job.id, "completed", "failed")
     assert done.state == "completed", done.error_message
-    assert json.loads(done.results or "{}") == {"accuracy": 0.8, "model_type": "alzheimer_classifier"}
-    history = json.loads(done.history)
+    assert (done.results or {}) == {"accuracy": 0.8, "model_type": "alzheimer_classifier"}
+    history = done.history
     assert [h["epoch"] for h in history] == [1, 2, 3], "epochs reported during training become the history"
     assert done.attempt == 1 and done.progress == 1.0 and done.started_at and done.completed_at
     lines = [ln["line"] for ln in svc.logs(done)["lines"]]
@@ -36,7 +35,7 @@ def test_secrets_never_reach_the_job_environment(harness: Harness, alice: Caller
     harness.service(harness.config("env"))
     harness.worker(harness.config("env"))
     job = harness.wait_state(harness.submit(principal(alice)).id, "completed", "failed")
-    results = json.loads(job.results or "{}")
+    results = job.results or {}
     assert results["env"] == [] and "secrets" not in results["spec_keys"]
 
 

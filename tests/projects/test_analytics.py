@@ -3,7 +3,6 @@ times and reserved resources, model versions with metrics, federation updates fr
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -38,8 +37,8 @@ def _job(
         progress=1.0,
         started_at=start,
         completed_at=start + timedelta(minutes=minutes),
-        resources=json.dumps(resources) if resources is not None else None,
-        results=json.dumps({"accuracy": 0.8, "model_type": "alzheimer_classifier"}),
+        resources=resources,
+        results={"accuracy": 0.8, "model_type": "alzheimer_classifier"},
     )
     with ctx.db.session() as s:
         s.add(job)

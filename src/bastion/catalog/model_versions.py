@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -47,10 +46,10 @@ class VersionView:
             model_id=row.model_id,
             version=row.version,
             model_format=row.model_format,
-            metrics=json.loads(row.metrics_json),
-            lineage=json.loads(row.lineage_json),
-            input_schema=json.loads(row.input_schema_json),
-            config=json.loads(row.config_json),
+            metrics=row.metrics_json,
+            lineage=row.lineage_json,
+            input_schema=row.input_schema_json,
+            config=row.config_json,
             size_bytes=row.size_bytes,
             access_protected=row.access_protected,
             created_at=row.created_at.isoformat(),
@@ -150,10 +149,10 @@ class ModelVersions:
                         artifact_version=where[1],
                         artifact_layout=where[2],
                         model_format=model_format,
-                        config_json=json.dumps(config),
-                        metrics_json=json.dumps(metrics, default=float),
-                        lineage_json=json.dumps(lineage or {}),
-                        input_schema_json=json.dumps(input_schema or {}),
+                        config_json=config,
+                        metrics_json=metrics,
+                        lineage_json=lineage or {},
+                        input_schema_json=input_schema or {},
                         size_bytes=len(model_bytes),
                         access_protected=access_code is not None,
                     )

@@ -7,7 +7,6 @@ constraint makes two writers that raced for a number fail loudly instead of inte
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -32,7 +31,7 @@ class DatabaseJournal(BaseJournalBackend):
                 .where(SearchJournalEntry.study == self.study, SearchJournalEntry.seq >= log_number_from)
                 .order_by(SearchJournalEntry.seq)
             ).all()
-        return [json.loads(row) for row in rows]
+        return list(rows)
 
     def append_logs(self, logs: list[dict[str, Any]]) -> None:
         with self._lock, self.db.session() as s:
@@ -41,7 +40,7 @@ class DatabaseJournal(BaseJournalBackend):
             )
             start = -1 if last is None else int(last)
             s.add_all(
-                SearchJournalEntry(study=self.study, seq=start + 1 + i, entry=json.dumps(log))
+                SearchJournalEntry(study=self.study, seq=start + 1 + i, entry=log)
                 for i, log in enumerate(logs)
             )
 

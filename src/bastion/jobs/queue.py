@@ -9,7 +9,6 @@ was cancelled, or re-queued after the worker looked dead) can never overwrite wh
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ class Claim:
 
 
 def add_event(session: Session, job_id: str, kind: str, data: dict[str, Any]) -> None:
-    session.add(JobEvent(job_id=job_id, ts=utcnow(), kind=kind, data=json.dumps(data, default=str)))
+    session.add(JobEvent(job_id=job_id, ts=utcnow(), kind=kind, data=data))
 
 
 def add_log(session: Session, job_id: str, line: str, stream: str = "system") -> None:
@@ -78,7 +77,7 @@ def _claim_values(worker_id: str, now: datetime) -> dict[str, Any]:
         "updated_at": now,
         "progress": 0.0,
         "stage": None,
-        "history": "[]",
+        "history": [],
     }
 
 
@@ -123,12 +122,12 @@ def claim(db: Database, worker_id: str, limit: int) -> list[Claim]:
                     job.attempt,
                     job.owner_id,
                     job.model_type,
-                    json.loads(job.dataset_ref),
-                    json.loads(job.params),
+                    job.dataset_ref,
+                    job.params,
                     job.seed,
                     job.max_runtime_seconds,
-                    json.loads(job.resources) if job.resources else None,
-                    json.loads(job.search_spec) if job.search_spec else None,
+                    job.resources,
+                    job.search_spec,
                 )
             )
         return claims
@@ -152,8 +151,8 @@ def complete(
                 state=states.COMPLETED.value,
                 progress=1.0,
                 stage="done",
-                results=json.dumps(results, default=str),
-                history=json.dumps(history, default=str),
+                results=results,
+                history=history,
                 completed_at=now,
                 updated_at=now,
                 heartbeat_at=None,
@@ -202,7 +201,7 @@ def requeue(
         "started_at": None,
         "progress": 0.0,
         "stage": None,
-        "history": "[]",
+        "history": [],
         "updated_at": now,
     }
     if not count_attempt:

@@ -9,7 +9,6 @@ every line ever written is on the job row so a reader knows what was dropped.
 
 from __future__ import annotations
 
-import json
 import time
 from typing import Any
 
@@ -112,7 +111,7 @@ class Recorder:
                     .values(
                         progress=self.progress,
                         stage=self.stage,
-                        history=json.dumps(self.history, default=str),
+                        history=self.history,
                         updated_at=utcnow(),
                     )
                 )
@@ -121,16 +120,14 @@ class Recorder:
                 else:
                     event = self._progress_event()
                     if event is not None:
-                        s.add(
-                            JobEvent(job_id=self.job_id, ts=utcnow(), kind="progress", data=json.dumps(event))
-                        )
+                        s.add(JobEvent(job_id=self.job_id, ts=utcnow(), kind="progress", data=event))
                     for m in metrics:
                         s.add(
                             JobEvent(
                                 job_id=self.job_id,
                                 ts=utcnow(),
                                 kind="metrics",
-                                data=json.dumps(m, default=str),
+                                data=m,
                             )
                         )
             if logs:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +28,7 @@ def registrar(ctx: Context) -> Callable[[str], None]:
                 if job is None or job.model_artifact_id is None:
                     return
                 owner, artifact, version = job.owner_id, job.model_artifact_id, job.model_version
-                model_type, results = job.model_type, json.loads(job.results or "{}")
+                model_type, results = job.model_type, job.results or {}
                 source, dataset_id, target, seed = job.dataset_source, job.dataset_id, job.target, job.seed
                 name = job.model_name or default_model_name(model_type, source, dataset_id)
             package = unpack(ctx.vault.get_bytes(artifact, version))

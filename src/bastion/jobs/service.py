@@ -6,7 +6,6 @@ as a job that does not exist. Only the ``admin_*`` methods see every job.
 
 from __future__ import annotations
 
-import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -160,20 +159,18 @@ class JobService:
                     dataset_source=dataset_source,
                     dataset_id=dataset_id,
                     target=target,
-                    dataset_ref=json.dumps(dataset_ref),
-                    params=json.dumps(params),
+                    dataset_ref=dataset_ref,
+                    params=params,
                     resource_profile=profile,
                     seed=seed,
                     model_name=model_name or default_model_name(model_type, dataset_source, dataset_id),
                     max_runtime_seconds=float(runtime),
                     estimated_seconds=estimated_seconds,
-                    resources=json.dumps(
-                        resources if resources is not None else resolve_resources(None, profile)
-                    ),
-                    search_spec=json.dumps(search) if search is not None else None,
+                    resources=resources if resources is not None else resolve_resources(None, profile),
+                    search_spec=search,
                     state=states.PENDING.value,
                     progress=0.0,
-                    history="[]",
+                    history=[],
                     attempt=0,
                     log_lines=0,
                     created_at=now,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -16,15 +15,6 @@ def iso(value: datetime | None) -> str | None:
     return value.replace(tzinfo=UTC).isoformat(timespec="milliseconds")
 
 
-def _json(text: str | None, default: Any) -> Any:
-    if not text:
-        return default
-    try:
-        return json.loads(text)
-    except ValueError:
-        return default
-
-
 def summary(job: TrainingJob) -> dict[str, Any]:
     """One row of ``GET /training/jobs``."""
     return {
@@ -33,7 +23,7 @@ def summary(job: TrainingJob) -> dict[str, Any]:
         "status": job.state,
         "progress": round(float(job.progress), 4),
         "created_at": iso(job.created_at),
-        "results": _json(job.results, None),
+        "results": job.results,
         "model_type": job.model_type,
         "dataset_source": job.dataset_source,
         "model_name": job.model_name,
@@ -53,25 +43,25 @@ def status(job: TrainingJob) -> dict[str, Any]:
         "created_at": iso(job.created_at),
         "started_at": iso(job.started_at),
         "completed_at": iso(job.completed_at),
-        "results": _json(job.results, None),
+        "results": job.results,
         "error_message": job.error_message,
         "model_type": job.model_type,
         "dataset_source": job.dataset_source,
         "dataset_id": job.dataset_id,
         "target": job.target,
         "model_name": job.model_name,
-        "params": _json(job.params, {}),
+        "params": job.params,
         "resource_profile": job.resource_profile,
         "stage": job.stage,
         "attempt": job.attempt,
-        "history": _json(job.history, []),
+        "history": job.history,
         "estimated_seconds": job.estimated_seconds,
         "max_runtime_seconds": job.max_runtime_seconds,
         "updated_at": iso(job.updated_at),
         "model_available": job.state == "completed" and job.model_artifact_id is not None,
         "model_format": job.model_format,
-        "resources": _json(job.resources, None),
-        "search": _json(job.search_spec, None),
+        "resources": job.resources,
+        "search": job.search_spec,
     }
 
 

@@ -7,7 +7,6 @@ weights hash, and every later load checks that hash again.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -58,7 +57,7 @@ class BaseModels:
             model_type=info.model_type,
             parameter_count=info.parameter_count,
             weights_sha256=info.weights_sha256,
-            config_json=json.dumps(info.config),
+            config_json=info.config,
             created_by=principal.user_id,
             created_at=utcnow(),
         )

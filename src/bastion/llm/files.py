@@ -7,7 +7,6 @@ scrubber replaced. The text itself is in the vault, already scrubbed.
 
 from __future__ import annotations
 
-import json
 from typing import Any, Literal
 
 from bastion.audit import AuditLog, AuditRecord
@@ -91,7 +90,7 @@ class FineTuneFiles:
         policy = TextPolicy(mode=scrub, key=self.surrogate_key if scrub == "surrogate" else None)
         clean = scrub_records(parsed, policy)
         tokenizer = AutoTokenizer.from_pretrained(base.path, local_files_only=True, trust_remote_code=False)
-        positions = context_length(json.loads(base.config_json), DEFAULT_MAX_TOKENS)
+        positions = context_length(base.config_json, DEFAULT_MAX_TOKENS)
         stats = token_stats(tokenizer, clean, min(positions, DEFAULT_MAX_TOKENS))
         stored = to_jsonl(clean.records)
         record = DatasetRecord(

@@ -6,7 +6,6 @@ base model (name and weights hash) it adapts, so loading it later checks the sam
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import structlog
@@ -26,8 +25,8 @@ def register_adapter(ctx: Any, registry: Any, job_id: str, package: Any, stored:
     with ctx.db.session() as s:
         job = s.get(TrainingJob, job_id)
         assert job is not None
-        owner, params, ref = job.owner_id, json.loads(job.params), json.loads(job.dataset_ref)
-        results, seed = json.loads(job.results or "{}"), job.seed
+        owner, params, ref = job.owner_id, job.params, job.dataset_ref
+        results, seed = job.results or {}, job.seed
     base = params["base_model"]
     hyper = {k: v for k, v in params.items() if k not in ("base_model", "suffix")}
     view = registry.register(

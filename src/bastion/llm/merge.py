@@ -8,7 +8,6 @@ its config) that the download scheme then seals for the caller; nothing is writt
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from bastion.errors import Invalid
@@ -58,7 +57,7 @@ def merged_package(job: Any, package: bytes, bases: Any) -> bytes:
             {
                 "kind": "merged_causal_lm",
                 "base_model": config["base_model"],
-                "config_json": json.loads(base.config_json),
+                "config_json": base.config_json,
             },
             weights,
         )

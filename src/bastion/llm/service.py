@@ -221,7 +221,7 @@ class FineTuning:
             ).all()
         latest: dict[int, dict[str, Any]] = {}
         for row in rows:
-            data = json.loads(row.data)
+            data = row.data
             if "checkpoint" in data:
                 latest[int(data["epoch"])] = {"event_id": row.id, "ts": row.ts, **data}
         return [latest[k] for k in sorted(latest)]

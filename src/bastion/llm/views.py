@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -29,9 +28,9 @@ def status_of(job: TrainingJob) -> str:
 
 
 def job_view(job: TrainingJob, hourly_cost: float | None = None) -> dict[str, Any]:
-    params = json.loads(job.params)
-    ref = json.loads(job.dataset_ref)
-    results = json.loads(job.results) if job.results else None
+    params = job.params
+    ref = job.dataset_ref
+    results = job.results
     base = params.get("base_model", {})
     hyper = {
         k: params[k]
@@ -104,7 +103,7 @@ def _message(kind: str, data: dict[str, Any]) -> tuple[str, str]:
 
 
 def event_view(row: JobEvent) -> dict[str, Any]:
-    data = json.loads(row.data)
+    data = row.data
     level, message = _message(row.kind, data)
     return {
         "id": str(row.id),

@@ -4,7 +4,6 @@ stored counters that could drift), computed for one project after the policy all
 
 from __future__ import annotations
 
-import json
 from collections import defaultdict
 from typing import Any
 
@@ -113,9 +112,7 @@ def model_performance(s: Session, project_id: str) -> list[dict[str, Any]]:
                 "version": version.version,
                 "created_at": version.created_at.isoformat(),
                 "metrics": {
-                    k: v
-                    for k, v in json.loads(version.metrics_json or "{}").items()
-                    if isinstance(v, int | float)
+                    k: v for k, v in (version.metrics_json or {}).items() if isinstance(v, int | float)
                 },
             }
         )
@@ -129,10 +126,7 @@ def _hours(job: TrainingJob) -> float:
 
 
 def _reserved(job: TrainingJob) -> dict[str, float]:
-    try:
-        stored = json.loads(job.resources) if job.resources else None
-    except ValueError:
-        stored = None
+    stored = job.resources
     return stored if isinstance(stored, dict) else resolve_resources(None, job.resource_profile)
 
 
@@ -169,7 +163,7 @@ def training_history(s: Session, project_id: str) -> dict[str, Any]:
                 "duration_seconds": round(_hours(j) * 3600.0, 3),
                 "metrics": {
                     k: v
-                    for k, v in json.loads(j.results or "{}").items()
+                    for k, v in (j.results or {}).items()
                     if isinstance(v, int | float) and not isinstance(v, bool)
                 },
             }

@@ -6,7 +6,6 @@ which keeps them to a few seconds each.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 from collections.abc import Iterator
@@ -53,7 +52,7 @@ def runs(executor: str, ctx: Context, tmp_path: Path, request: pytest.FixtureReq
 def events(harness: Harness, job_id: str) -> list[tuple[str, dict[str, object]]]:
     with harness.ctx.db.session() as s:
         rows = s.query(JobEvent).filter_by(job_id=job_id).order_by(JobEvent.id).all()
-        return [(e.kind, json.loads(e.data)) for e in rows]
+        return [(e.kind, e.data) for e in rows]
 
 
 def test_submit_and_complete(runs: Harness, alice: Caller, executor: str) -> None:
@@ -62,8 +61,8 @@ def test_submit_and_complete(runs: Harness, alice: Caller, executor: str) -> Non
     job = runs.submit(principal(alice))
     done = runs.wait_state(job.id, "completed", "failed")
     assert done.state == "completed", done.error_message
-    assert json.loads(done.results or "{}") == {"accuracy": 0.8, "model_type": "alzheimer_classifier"}
-    assert [h["epoch"] for h in json.loads(done.history)] == [1, 2, 3]
+    assert (done.results or {}) == {"accuracy": 0.8, "model_type": "alzheimer_classifier"}
+    assert [h["epoch"] for h in done.history] == [1, 2, 3]
     lines = [ln["line"] for ln in svc.logs(done)["lines"]]
     assert "hello from the job" in lines and "evaluated" in lines and "job completed" in lines
     assert [k for k, _ in events(runs, job.id)].count("metrics") == 3

@@ -81,7 +81,7 @@ def test_cancel_while_waiting_for_resources(ray_runs: Harness, alice: Caller) ->
         what="the job to wait for resources",
     )
     assert waiting.state == "running"
-    assert json.loads(waiting.resources or "{}")["gpus"] == 1.0
+    assert (waiting.resources or {})["gpus"] == 1.0
     assert any(
         d.get("stage") == "waiting_for_resources" for k, d in events(ray_runs, job.id) if k == "progress"
     )
@@ -104,7 +104,7 @@ def test_no_key_or_vault_path_reaches_the_cluster(
     ray_runs.worker(config)
     job = ray_runs.wait_state(ray_runs.submit(principal(alice)).id, "completed", "failed")
     assert job.state == "completed", job.error_message
-    seen = json.loads(job.results or "{}")
+    seen = job.results or {}
     vault_dir = str(ray_runs.ctx.settings.vault_dir.resolve())
     for what in ("environ", "spec", "inputs"):
         assert MASTER not in seen[what], f"the master key reached the task's {what}"
@@ -129,7 +129,7 @@ def test_real_training_model_is_sealed_by_the_worker(ray_runs: Harness, alice: C
     assert done.model_artifact_id == artifact_id_for(job.id, 1)
     package = unpack(ray_runs.ctx.vault.get_bytes(done.model_artifact_id, done.model_version))
     assert package.job_id == job.id and package.model_format == done.model_format
-    assert json.loads(done.results or "{}")["accuracy"] > 0.9
+    assert (done.results or {})["accuracy"] > 0.9
 
 
 @pytest.mark.ray
@@ -150,7 +150,7 @@ def test_search_trials_run_as_ray_tasks(ray_runs: Harness, alice: Caller) -> Non
     )
     done = ray_runs.wait_state(job.id, "completed", "failed", timeout=300)
     assert done.state == "completed", done.error_message
-    summary = json.loads(done.results or "{}")["search"]
+    summary = (done.results or {})["search"]
     assert summary["n_complete"] + summary["n_pruned"] == 4
     assert all(len(t["folds"]) == 3 for t in summary["trials"] if t["state"] == "complete")
     assert done.model_artifact_id and done.model_format
@@ -176,11 +176,11 @@ def test_data_parallel_job_matches_one_worker(ray_runs: Harness, alice: Caller) 
     )
     done = ray_runs.wait_state(job.id, "completed", "failed", timeout=300)
     assert done.state == "completed", done.error_message
-    two = json.loads(done.results or "{}")
+    two = done.results or {}
     one = train("adaptive_neural_net", load_dataset("breast_cancer"), params, seed=1).metrics
     assert two["test_samples"] == one["test_samples"] == 114
     assert abs(two["accuracy"] - one["accuracy"]) <= 4 / 114 + 1e-9, (two["accuracy"], one["accuracy"])
-    assert two["accuracy"] > 0.9 and len(json.loads(done.history)) >= 1
+    assert two["accuracy"] > 0.9 and len(done.history) >= 1
 
 
 @pytest.mark.ray
@@ -350,7 +350,7 @@ def test_no_key_vault_or_model_path_reaches_a_fine_tuning_task(
     harness = client.harness  # type: ignore[attr-defined]
     job = harness.wait_state(r.json()["id"], "completed", "failed", timeout=120)
     assert job.state == "completed", job.error_message
-    seen = json.loads(job.results or "{}")
+    seen = job.results or {}
     vault_dir = str(harness.ctx.settings.vault_dir.resolve())
     for what in ("environ", "spec", "inputs"):
         assert MASTER not in seen[what], f"the master key reached the task's {what}"

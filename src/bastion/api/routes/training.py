@@ -228,7 +228,7 @@ async def _event_stream(svc: JobService, job_id: str, after: int, request: Reque
         rows = await run_in_threadpool(svc.events_after, job_id, last)
         for row in rows:
             last = row.id
-            yield _sse(row.kind, {"job_id": job_id, **json.loads(row.data)}, row.id)
+            yield _sse(row.kind, {"job_id": job_id, **row.data}, row.id)
         if rows:
             quiet_since = time.monotonic()
             continue
@@ -236,7 +236,7 @@ async def _event_stream(svc: JobService, job_id: str, after: int, request: Reque
         if states.is_terminal(job.state):
             for row in await run_in_threadpool(svc.events_after, job_id, last, 10_000):
                 last = row.id
-                yield _sse(row.kind, {"job_id": job_id, **json.loads(row.data)}, row.id)
+                yield _sse(row.kind, {"job_id": job_id, **row.data}, row.id)
             yield _sse("end", views.status(job))
             return
         if time.monotonic() - quiet_since >= SSE_KEEPALIVE_SECONDS:

@@ -11,7 +11,6 @@ duplicates and replays even when two requests race.
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 import time
 from collections.abc import Callable
@@ -254,7 +253,7 @@ def admit(
                     "artifact_id": artifact,
                     "num_samples": header.num_samples,
                     "size_bytes": len(message),
-                    "metrics_json": json.dumps(header.metrics),
+                    "metrics_json": header.metrics,
                     "accepted_at": utcnow(),
                 },
             )

@@ -14,7 +14,6 @@ running aggregate is rebuilt on demand after a restart (:mod:`.rounds`).
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -102,7 +101,7 @@ class Coordinator:
                 if fed is None:
                     raise NotFound("federation not found")
                 cfg = FederationConfig.model_validate_json(fed.config_json)
-                spec = TensorSpec.from_json(json.loads(fed.spec_json))
+                spec = TensorSpec.from_json(fed.spec_json)
             meta = self._meta[federation_id] = (cfg, spec)
         return meta
 

@@ -11,7 +11,6 @@ before a round is finalized.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -194,7 +193,7 @@ def site_metrics(
             .order_by(FederationUpdate.accepted_at)
         ).all()
     effective = [cap.effective(str(p), int(n)) if cap else int(n) for n, _, p, _ in rows]
-    metrics = weighted_metrics((w, json.loads(m)) for w, (_, m, _, _) in zip(effective, rows, strict=True))
+    metrics = weighted_metrics((w, m) for w, (_, m, _, _) in zip(effective, rows, strict=True))
     total = float(sum(effective)) or 1.0
     for w, (n, _, _, name) in zip(effective, rows, strict=True):
         metrics[f"site.{name}.claimed_samples"] = float(n)

@@ -195,7 +195,7 @@ class FederationService:
                         name=cfg.name,
                         state=FederationState.WAITING,
                         config_json=cfg.model_dump_json(),
-                        spec_json=json.dumps(spec.to_json()),
+                        spec_json=spec.to_json(),
                         strategy=cfg.strategy,
                         rounds=cfg.rounds,
                         min_clients=cfg.min_clients,
@@ -219,7 +219,7 @@ class FederationService:
                         base_version=version,
                         accepted=0,
                         num_samples=0,
-                        metrics_json="{}",
+                        metrics_json={},
                     )
                 )
                 self._record(
@@ -604,7 +604,7 @@ class FederationService:
                             base_version=version,
                             accepted=0,
                             num_samples=0,
-                            metrics_json="{}",
+                            metrics_json={},
                         )
                     )
                     fed.current_round = rnd.number + 1

@@ -12,7 +12,6 @@ read and enrol; every other change stays with the project (403).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -98,7 +97,7 @@ def latest_metrics(s: Session, federation_id: str, participant_ids: list[str]) -
             & (FederationUpdate.round == last.c.round),
         )
     ).all()
-    return {str(pid): json.loads(m or "{}") for pid, m in rows}
+    return {str(pid): m or {} for pid, m in rows}
 
 
 def guests(s: Session, federation_id: str) -> list[dict[str, Any]]:

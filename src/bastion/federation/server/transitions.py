@@ -8,7 +8,6 @@ ticker and a request) race for the same round, exactly one wins and the other se
 from __future__ import annotations
 
 import functools
-import json
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,7 +77,7 @@ def commit_close(
         "close_reason": reason,
         "result_version": result_version,
         "strategy_state_version": state_version,
-        "metrics_json": json.dumps(metrics),
+        "metrics_json": metrics,
     }
     if accepted is not None:
         round_values["accepted"] = accepted
@@ -105,7 +104,7 @@ def commit_close(
                 base_version=result_version,
                 accepted=0,
                 num_samples=0,
-                metrics_json="{}",
+                metrics_json={},
             )
             s.add(next_round)
         s.execute(update(Federation).where(Federation.id == fed.id).values(**values))

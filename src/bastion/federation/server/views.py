@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
@@ -61,7 +60,7 @@ def round_view(row: FederationRound) -> dict[str, Any]:
         "close_reason": row.close_reason,
         "updates": row.accepted,
         "num_samples": row.num_samples,
-        "metrics": json.loads(row.metrics_json or "{}"),
+        "metrics": row.metrics_json or {},
         "base_version": row.base_version,
         "global_version": row.result_version,
         "model_version": row.model_version,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, Text, UniqueConstraint, false
+from sqlalchemy import Boolean, DateTime, ForeignKey, Index, Integer, String, UniqueConstraint, false
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bastion.store.base import Base, new_id, utcnow
@@ -65,10 +65,11 @@ class ModelVersionRecord(Base):
     artifact_version: Mapped[int | None] = mapped_column(Integer)
     artifact_layout: Mapped[str] = mapped_column(String(16), default="raw", server_default="raw")
     model_format: Mapped[str] = mapped_column(String(16))
-    config_json: Mapped[str] = mapped_column(Text, default="{}")
-    metrics_json: Mapped[str] = mapped_column(Text, default="{}")
-    lineage_json: Mapped[str] = mapped_column(Text, default="{}")
-    input_schema_json: Mapped[str] = mapped_column(Text, default="{}")
+    config_json: Mapped[dict[str, Any]] = mapped_column(JsonText, default=dict)
+    # Metrics may hold numpy scalars: written as floats, as json.dumps(default=float) always did.
+    metrics_json: Mapped[dict[str, Any]] = mapped_column(JsonText(float), default=dict)
+    lineage_json: Mapped[dict[str, Any]] = mapped_column(JsonText, default=dict)
+    input_schema_json: Mapped[dict[str, Any]] = mapped_column(JsonText, default=dict)
     size_bytes: Mapped[int] = mapped_column(Integer, default=0)
     access_protected: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

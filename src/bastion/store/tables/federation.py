@@ -9,11 +9,13 @@ rows only name their artifacts.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bastion.store.base import Base, new_id, utcnow
+from bastion.store.types import JsonText
 
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -34,7 +36,7 @@ class Federation(Base):
     state: Mapped[str] = mapped_column(String(16), default="waiting")
     failure_reason: Mapped[str | None] = mapped_column(Text)
     config_json: Mapped[str] = mapped_column(Text)
-    spec_json: Mapped[str] = mapped_column(Text)
+    spec_json: Mapped[dict[str, list[int]]] = mapped_column(JsonText)
     strategy: Mapped[str] = mapped_column(String(32))
     rounds: Mapped[int] = mapped_column(Integer)
     min_clients: Mapped[int] = mapped_column(Integer)
@@ -119,7 +121,7 @@ class FederationRound(Base):
     model_version: Mapped[int | None] = mapped_column(Integer)
     accepted: Mapped[int] = mapped_column(Integer, default=0)
     num_samples: Mapped[int] = mapped_column(_BIGINT, default=0)
-    metrics_json: Mapped[str] = mapped_column(Text, default="{}")
+    metrics_json: Mapped[dict[str, Any]] = mapped_column(JsonText, default=dict)
 
 
 class FederationUpdate(Base):
@@ -139,5 +141,5 @@ class FederationUpdate(Base):
     artifact_id: Mapped[str] = mapped_column(String(100))
     num_samples: Mapped[int] = mapped_column(_BIGINT)
     size_bytes: Mapped[int] = mapped_column(_BIGINT, default=0)
-    metrics_json: Mapped[str] = mapped_column(Text, default="{}")
+    metrics_json: Mapped[dict[str, Any]] = mapped_column(JsonText, default=dict)
     accepted_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)

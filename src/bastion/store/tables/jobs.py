@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bastion.store.base import Base, new_id, utcnow
+from bastion.store.types import JsonText
 
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -30,8 +32,8 @@ class TrainingJob(Base):
     target: Mapped[str | None] = mapped_column(String(200))
     # The registry model its result joins (default: "<model_type>-<dataset>"); see catalog/model_versions.py.
     model_name: Mapped[str | None] = mapped_column(String(200))
-    dataset_ref: Mapped[str] = mapped_column(Text, default="{}")
-    params: Mapped[str] = mapped_column(Text, default="{}")
+    dataset_ref: Mapped[dict[str, Any]] = mapped_column(JsonText, default=dict)
+    params: Mapped[dict[str, Any]] = mapped_column(JsonText, default=dict)
     resource_profile: Mapped[str] = mapped_column(String(32))
     seed: Mapped[int] = mapped_column(Integer, default=0)
     max_runtime_seconds: Mapped[float] = mapped_column(Float)
@@ -40,8 +42,9 @@ class TrainingJob(Base):
     state: Mapped[str] = mapped_column(String(16), default="pending")
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     stage: Mapped[str | None] = mapped_column(String(32))
-    history: Mapped[str] = mapped_column(Text, default="[]")
-    results: Mapped[str | None] = mapped_column(Text)
+    # Written with json.dumps(default=str) always: what a target returns need not be JSON-able.
+    history: Mapped[list[Any]] = mapped_column(JsonText(str), default=list)
+    results: Mapped[dict[str, Any] | None] = mapped_column(JsonText(str))
     error_message: Mapped[str | None] = mapped_column(Text)
 
     attempt: Mapped[int] = mapped_column(Integer, default=0)
@@ -57,9 +60,9 @@ class TrainingJob(Base):
     model_version: Mapped[int | None] = mapped_column(Integer)
     model_format: Mapped[str | None] = mapped_column(String(16))
     # JSON {cpus, gpus, memory} the executor reserves (Ray); None = from the resource profile.
-    resources: Mapped[str | None] = mapped_column(Text)
+    resources: Mapped[dict[str, Any] | None] = mapped_column(JsonText)
     # JSON search spec: set only on hyper-parameter search jobs (bastion.jobs.search).
-    search_spec: Mapped[str | None] = mapped_column(Text)
+    search_spec: Mapped[dict[str, Any] | None] = mapped_column(JsonText)
 
 
 class JobEvent(Base):
@@ -71,7 +74,7 @@ class JobEvent(Base):
     job_id: Mapped[str] = mapped_column(ForeignKey("training_jobs.id", ondelete="CASCADE"), index=True)
     ts: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
     kind: Mapped[str] = mapped_column(String(16))
-    data: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JsonText(str))
 
 
 class JobLogLine(Base):
@@ -125,7 +128,7 @@ class SearchJournalEntry(Base):
     id: Mapped[int] = mapped_column(_BIGINT, primary_key=True, autoincrement=True)
     study: Mapped[str] = mapped_column(String(64))
     seq: Mapped[int] = mapped_column(Integer)
-    entry: Mapped[str] = mapped_column(Text)
+    entry: Mapped[dict[str, Any]] = mapped_column(JsonText)
 
 
 class DownloadKey(Base):

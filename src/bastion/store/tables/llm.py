@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import BigInteger, DateTime, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bastion.store.base import Base, new_id, utcnow
+from bastion.store.types import JsonText
 
 _BIGINT = BigInteger().with_variant(Integer(), "sqlite")
 
@@ -22,6 +24,6 @@ class LlmBaseModel(Base):
     model_type: Mapped[str] = mapped_column(String(64))
     parameter_count: Mapped[int] = mapped_column(_BIGINT)
     weights_sha256: Mapped[str] = mapped_column(String(64))
-    config_json: Mapped[str] = mapped_column(Text, default="{}")
+    config_json: Mapped[dict[str, Any]] = mapped_column(JsonText, default=dict)
     created_by: Mapped[str | None] = mapped_column(String(36))
     created_at: Mapped[datetime] = mapped_column(DateTime, default=utcnow)
