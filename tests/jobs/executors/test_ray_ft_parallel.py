@@ -55,7 +55,7 @@ def _run(
     vault = harness.ctx.vault
     for epoch in (1, 2):  # rank 0's checkpoints, written by the Bastion worker through the vault
         assert vault.get_bytes(f"ftckpt-{job.id}-e{epoch}") and vault.get_bytes(f"ftopt-{job.id}-e{epoch}")
-    return json.loads(job.results or "{}"), epochs
+    return dict(job.results or {}), epochs
 
 
 @pytest.mark.ray
@@ -135,7 +135,7 @@ def test_no_key_vault_or_model_path_reaches_a_train_worker(
     harness = client.harness
     job = harness.wait_state(r.json()["id"], "completed", "failed", timeout=300)
     assert job.state == "completed", job.error_message
-    seen = json.loads(job.results or "{}")
+    seen = dict(job.results or {})
     vault_dir = str(harness.ctx.settings.vault_dir.resolve())
     for what in ("environ", "config"):
         assert MASTER not in seen[what], f"the master key reached a Train worker's {what}"
