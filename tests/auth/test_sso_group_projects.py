@@ -17,6 +17,7 @@ from bastion.errors import ConfigError
 from bastion.projects.service import ProjectService
 from bastion.projects.sso_groups import parse_group_projects
 from bastion.store.tables import AuditEvent, ProjectMember
+from bastion.wiring import install_services
 from tests.auth.test_sso import SsoApp, make_app, me, sso_login
 from tests.conftest import make_settings
 from tests.oidc_provider import CALLBACK, CLIENT_ID, CLIENT_SECRET
@@ -40,8 +41,10 @@ def test_bad_mapping_is_a_clear_error(text: str, tmp_path: Path) -> None:
         oidc_redirect_uri=CALLBACK,
         oidc_group_projects=text,
     )
+    ctx = build_context(settings)
     with pytest.raises(ConfigError, match="BASTION_OIDC_GROUP_PROJECTS"):
-        build_context(settings)
+        install_services(ctx)  # what the server's start-up runs: a bad mapping stops it
+    ctx.db.dispose()
 
 
 def test_parse_keeps_colons_in_names() -> None:
