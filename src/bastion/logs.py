@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 import sys
@@ -28,9 +29,16 @@ def redact_text(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=1024)
+def _secret_key(key: str) -> bool:
+    """Whether a field name looks secret-bearing (cached: names come from code, a small set)."""
+    lowered = key.lower()
+    return any(w in lowered for w in _SECRET_KEYS)
+
+
 def _redact(_logger: Any, _name: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key, value in list(event.items()):
-        if any(w in key.lower() for w in _SECRET_KEYS):
+        if _secret_key(key):
             event[key] = "[redacted]"
         elif isinstance(value, str):
             event[key] = redact_text(value)

@@ -17,6 +17,9 @@ from bastion.errors import ConfigError
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
+SQLITE_POOL_SIZE = 40  # anyio's default threadpool size: one connection per worker thread
+
+
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
@@ -35,8 +38,14 @@ class Database:
             path = url.split("///", 1)[-1]
             if path and path != ":memory:" and not path.startswith("file:"):
                 _private_sqlite_file(Path(path))
+            # A pool as deep as the server's threadpool (40): with QueuePool's default 5 + 10 overflow,
+            # busy threads opened and closed a connection per request (and its PRAGMAs with it).
             self.engine: Engine = create_engine(
-                url, echo=echo, connect_args={"check_same_thread": False, "timeout": 15}
+                url,
+                echo=echo,
+                connect_args={"check_same_thread": False, "timeout": 15},
+                pool_size=SQLITE_POOL_SIZE,
+                max_overflow=10,
             )
             event.listen(self.engine, "connect", _sqlite_pragmas)
         elif url.startswith("postgresql"):

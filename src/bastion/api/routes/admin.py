@@ -6,7 +6,7 @@ import re
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response
+from fastapi import Query, Response
 from pydantic import BaseModel, BeforeValidator, Field
 
 from bastion.api.deps import AdminPrincipal, ContextDep
@@ -14,6 +14,7 @@ from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
 from bastion.api.routes.auth import key_info
+from bastion.api.routing import PrefixRouter
 from bastion.audit.query import AuditFilter, filtered, row_dict
 from bastion.contract.accounts import (
     AuditEntry,
@@ -27,7 +28,7 @@ from bastion.errors import Invalid
 from bastion.store.paging import Keyset
 from bastion.store.tables import AuditEvent
 
-router = APIRouter(prefix="/api/v1/admin", tags=["admin"])
+router = PrefixRouter(prefix="/api/v1/admin", tags=["admin"])
 _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}([Tt ]\d{2}:\d{2}.*)?$")
 AUDIT = Keyset(AuditEvent.seq)  # newest first
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 
 from bastion.api.deps import AdminPrincipal, ContextDep, JobsDep, client_ip
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, Page
+from bastion.api.routing import PrefixRouter
 from bastion.audit import AuditRecord
 from bastion.context import Context
 from bastion.contract.jobs import (
@@ -25,7 +26,7 @@ from bastion.contract.jobs import (
 from bastion.jobs import views
 from bastion.jobs.pricing import Price as StoredPrice
 
-router = APIRouter(prefix="/api/v1/admin/training", tags=["admin"])
+router = PrefixRouter(prefix="/api/v1/admin/training", tags=["admin"])
 
 
 @router.get("/status", response_model=AdminStatus)

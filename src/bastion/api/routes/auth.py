@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import anyio
-from fastapi import APIRouter, Body, Request, Response
+from fastapi import Body, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import ContextDep, CurrentPrincipal, client_ip
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
+from bastion.api.routing import PrefixRouter
 from bastion.auth.service import TokenPair
 from bastion.contract.accounts import (
     KeyCreate,
@@ -25,7 +26,7 @@ from bastion.contract.accounts import (
 from bastion.contract.common import Ack
 from bastion.errors import Unauthorized
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = PrefixRouter(prefix="/api/v1/auth", tags=["auth"])
 # Re-exported for the admin routes and older imports.
 __all__ = ["KeyCreate", "KeyInfo", "NewKeyResponse", "key_info", "router"]
 

@@ -11,16 +11,17 @@ import base64
 import binascii
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request
+from fastapi import Header, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import CurrentPrincipal, EncryptedDep, client_ip
 from bastion.api.middleware import audits_success
 from bastion.api.openapi import errors
+from bastion.api.routing import PrefixRouter
 from bastion.errors import Invalid
 
-router = APIRouter(prefix="/api/v1/models", tags=["encrypted inference"])
+router = PrefixRouter(prefix="/api/v1/models", tags=["encrypted inference"])
 AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
 # A base64 string bound well above any allowed ciphertext; exact byte caps are settings, checked later.
 MAX_B64 = 96 * 1024 * 1024

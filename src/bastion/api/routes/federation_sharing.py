@@ -5,13 +5,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 
 from bastion.api.deps import FederationsDep, UserPrincipal, client_ip
 from bastion.api.openapi import errors
+from bastion.api.routing import PrefixRouter
 from bastion.contract.federations import GuestInvite, Sharing, VisibilityBody
 
-router = APIRouter(prefix="/api/v1/federations", tags=["federations"])
+router = PrefixRouter(prefix="/api/v1/federations", tags=["federations"])
 
 
 @router.get("/{federation_id}/sharing", response_model=Sharing, responses=errors(403, 404))

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi import Depends, Query, Request, Response
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -22,6 +22,7 @@ from bastion.api.deps import ContextDep, CoordinatorDep, SitesDep, client_ip
 from bastion.api.middleware import audits_success
 from bastion.api.openapi import SITE_AUTH, errors
 from bastion.api.routes.federations import BINARY_RESPONSE, RAW_BODY, read_capped
+from bastion.api.routing import PrefixRouter
 from bastion.auth.service import progressive_delay
 from bastion.context import Context
 from bastion.contract.federations import SiteAnswer
@@ -129,7 +130,7 @@ def site_auth(action: str) -> Callable[..., Awaitable[SiteIdentity]]:
 
 
 SiteAuth = Annotated[SiteIdentity, Depends(site_auth("fl.site.auth"))]
-router = APIRouter(
+router = PrefixRouter(
     prefix="/api/v1/federations/{federation_id}/site", tags=["federation sites"], route_class=SiteRoute
 )
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -16,6 +16,7 @@ from bastion.api.deps import CurrentPrincipal, FederationsDep, UserPrincipal, cl
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
+from bastion.api.routing import PrefixRouter
 from bastion.api.scoping import ProjectQuery
 from bastion.contract.federations import (
     Enrolled,
@@ -30,7 +31,7 @@ from bastion.contract.federations import (
 from bastion.errors import PayloadTooLarge
 from bastion.federation.server.config import FederationCreate
 
-router = APIRouter(prefix="/api/v1/federations", tags=["federations"])
+router = PrefixRouter(prefix="/api/v1/federations", tags=["federations"])
 SAFETENSORS = "application/octet-stream"
 RAW_BODY: dict[str, Any] = {
     "requestBody": {

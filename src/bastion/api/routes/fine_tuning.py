@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
@@ -25,6 +25,7 @@ from bastion.api.deps import (
     client_ip,
 )
 from bastion.api.openapi import errors
+from bastion.api.routing import PrefixRouter
 from bastion.api.scoping import ProjectQuery
 from bastion.context import Context
 from bastion.errors import Invalid, UnsupportedMedia
@@ -33,7 +34,7 @@ from bastion.llm import views
 from bastion.llm.params import Hyperparameters
 from bastion.llm.service import CreateRequest, FineTuning
 
-router = APIRouter(prefix="/api/v1/fine_tuning", tags=["fine-tuning"])
+router = PrefixRouter(prefix="/api/v1/fine_tuning", tags=["fine-tuning"])
 SSE_POLL_SECONDS = 0.25
 SSE_KEEPALIVE_SECONDS = 15.0
 

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from bastion import __version__
 from bastion.api.deps import ContextDep
+from bastion.api.routing import PrefixRouter
 from bastion.clock import aware_utcnow
 
-router = APIRouter(tags=["health"])
+router = PrefixRouter(tags=["health"])
 ComponentState = Literal["operational", "unavailable"]
 
 

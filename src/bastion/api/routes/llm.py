@@ -6,17 +6,18 @@ import json
 from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import Header, Query, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bastion.api.deps import AdminPrincipal, BaseModelsDep, GenerationDep, UserPrincipal
 from bastion.api.openapi import errors
+from bastion.api.routing import PrefixRouter
 from bastion.errors import Invalid
 from bastion.llm.generate import MAX_NEW_TOKENS, GenerateParams
 
-router = APIRouter(tags=["llm"])
+router = PrefixRouter(tags=["llm"])
 AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
 
 

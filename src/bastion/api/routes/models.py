@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import Header, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.concurrency import run_in_threadpool
 
@@ -12,6 +12,7 @@ from bastion.api.deps import ContextDep, CurrentPrincipal, ModelsDep, UserPrinci
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
+from bastion.api.routing import PrefixRouter
 from bastion.api.scoping import ProjectQuery
 from bastion.auth.principal import Principal
 from bastion.context import Context
@@ -27,7 +28,7 @@ from bastion.contract.catalog import (
 from bastion.errors import Invalid
 from bastion.projects.policy import Action
 
-router = APIRouter(prefix="/api/v1/models", tags=["models"])
+router = PrefixRouter(prefix="/api/v1/models", tags=["models"])
 AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024)]
 
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import Path
 
 from bastion.api.deps import ContextDep, UserPrincipal
 from bastion.api.openapi import errors
+from bastion.api.routing import PrefixRouter
 from bastion.contract.projects import (
     Contributions,
     ModelsOverTime,
@@ -17,7 +18,7 @@ from bastion.contract.projects import (
 )
 from bastion.projects.service import ProjectService
 
-router = APIRouter(prefix="/api/v1/projects/{project_id}/analytics", tags=["projects"])
+router = PrefixRouter(prefix="/api/v1/projects/{project_id}/analytics", tags=["projects"])
 ProjectId = Annotated[str, Path(max_length=36)]
 
 

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Request, Response
+from fastapi import Path, Request, Response
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import ProjectsDep, UserPrincipal, client_ip
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
+from bastion.api.routing import PrefixRouter
 from bastion.contract.common import Ack
 from bastion.contract.projects import (
     Domains,
@@ -23,7 +24,7 @@ from bastion.contract.projects import (
     ProjectUpdate,
 )
 
-router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+router = PrefixRouter(prefix="/api/v1/projects", tags=["projects"])
 ProjectId = Annotated[str, Path(max_length=36)]
 UserRef = Annotated[str, Path(max_length=64)]
 

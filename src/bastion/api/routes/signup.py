@@ -5,18 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import Query, Request, Response
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from bastion.api.deps import AdminPrincipal, ContextDep, SignupsDep, client_ip
 from bastion.api.openapi import errors
+from bastion.api.routing import PrefixRouter
 from bastion.contract.accounts import UserInfo
 from bastion.errors import Invalid
 from bastion.llm.service import decode_cursor, encode_cursor
 
-router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
-admin_router = APIRouter(prefix="/api/v1/admin/signups", tags=["admin"])
+router = PrefixRouter(prefix="/api/v1/auth", tags=["auth"])
+admin_router = PrefixRouter(prefix="/api/v1/admin/signups", tags=["admin"])
 
 
 class SignupBody(BaseModel):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Annotated
 from urllib.parse import quote
 
-from fastapi import APIRouter, Query, Request
+from fastapi import Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
@@ -20,11 +20,12 @@ from starlette.concurrency import run_in_threadpool
 from bastion.api.deps import ContextDep, CurrentPrincipal, client_ip, configured_sso
 from bastion.api.openapi import errors
 from bastion.api.routes.auth import tokens
+from bastion.api.routing import PrefixRouter
 from bastion.context import Context
 from bastion.contract.accounts import TokenResponse
 
 PREFIX = "/api/v1/auth/sso"
-router = APIRouter(prefix=PREFIX, tags=["auth"])
+router = PrefixRouter(prefix=PREFIX, tags=["auth"])
 DONE_PAGE = (
     "<!doctype html><meta charset=utf-8><title>Bastion</title>"
     "<p>Signed in. You can close this window and return to your terminal.</p>"

@@ -8,7 +8,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import Header, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import PlainTextResponse, StreamingResponse
 
@@ -16,6 +16,7 @@ from bastion.api.deps import JobsDep, UserPrincipal, client_ip, presented_creden
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, SeqQuery
+from bastion.api.routing import PrefixRouter
 from bastion.api.scoping import ProjectQuery
 from bastion.contract.common import DB_INT_MAX, Ack
 from bastion.contract.jobs import (
@@ -40,7 +41,7 @@ from bastion.jobs.download import DownloadKeys, check_public_key, download
 from bastion.jobs.pricing import RESOURCE_PROFILE_NOTE
 from bastion.jobs.service import JobService
 
-router = APIRouter(prefix="/api/v1/training", tags=["training"])
+router = PrefixRouter(prefix="/api/v1/training", tags=["training"])
 SSE_POLL_SECONDS = 0.25
 SSE_KEEPALIVE_SECONDS = 15.0
 
