@@ -76,7 +76,7 @@ def oidc_provider() -> Iterator[OpenIdProvider]:
         env={**os.environ, "NODE_ENV": "test"},
     )
     assert proc.stdout is not None
-    deadline, seen = time.monotonic() + 30, ""
+    deadline, seen = time.monotonic() + 90, ""  # node loading oidc-provider on a busy machine: slow
     while time.monotonic() < deadline and "ready" not in seen:
         if proc.poll() is not None:
             raise RuntimeError("OpenID provider exited:\n" + seen + proc.stdout.read())

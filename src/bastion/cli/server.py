@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -73,6 +74,7 @@ def serve(
     import uvicorn
 
     from bastion.api.app import create_app
+    from bastion.api.routing import warm as warm_routes
     from bastion.auth.bootstrap import bootstrap_if_empty
 
     try:
@@ -96,8 +98,10 @@ def serve(
     err_console.print(
         f"Dashboard: {scheme}://{settings.host}:{settings.port}/  (first time: 'First sign-in with an API key')"
     )
+    app = create_app(context=ctx)
+    threading.Thread(target=warm_routes, args=(app,), name="bastion-warm-routes", daemon=True).start()
     uvicorn.run(
-        create_app(context=ctx),
+        app,
         host=settings.host,
         port=settings.port,
         ssl_certfile=str(settings.ssl_cert) if settings.ssl_cert else None,

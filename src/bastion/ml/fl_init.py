@@ -15,6 +15,7 @@ from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
+import numpy.random  # loaded with this module, not by the first federation created
 
 from bastion.ml.fl_config import BrainTumourCNNConfig, TabularMLPConfig, parse_model_config
 

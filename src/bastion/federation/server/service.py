@@ -30,6 +30,7 @@ from bastion.federation.server.privacy import privacy_report
 from bastion.federation.server.states import FEDERATION, LIVE, FederationState, RoundState
 from bastion.federation.server.views import federation_view, participant_view, round_view
 from bastion.federation.tensors import TensorSpec, decode, encode, validate
+from bastion.ml.fl_init import initial_parameters as draw
 from bastion.projects import policy
 from bastion.store.base import new_id
 from bastion.store.paging import Keyset
@@ -50,7 +51,6 @@ PARTICIPANTS = Keyset(FederationParticipant.created_at, FederationParticipant.id
 
 def initial_parameters(cfg: FederationConfig, bases: Any = None) -> dict[str, Any]:
     from bastion.llm.federated import initial_adapter, is_lora
-    from bastion.ml.fl_init import initial_parameters as draw
 
     if is_lora(cfg.model):  # a LoRA adapter on a registered base model (fills cfg.model for sites)
         return initial_adapter(cfg.model, bases, cfg.seed)
