@@ -226,3 +226,14 @@ def test_fine_tuning_cursor_of_the_previous_code_still_pages(
     assert by_new.json() == by_old.json() and len(by_new.json()["data"]) == 2
     bad = client.get(url, headers=owner.headers, params={"limit": 2, "cursor": "W10"})  # []
     assert bad.status_code == 422 and bad.json()["error"]["code"] == "invalid_cursor"
+
+
+def test_a_stranger_with_a_bad_cursor_still_gets_404(
+    ctx: Context, client: TestClient, make_caller: Callable[..., Caller]
+) -> None:
+    owner, stranger = make_caller("user"), make_caller("user")
+    project = ctx.services.projects.create(_principal(owner), name="a", domain="healthcare")["id"]
+    for kind, listing in LISTS.items():
+        for who, status in ((stranger, 404), (owner, 422)):
+            r = client.get(listing.url, headers=who.headers, params={"project": project, "cursor": "W10"})
+            assert r.status_code == status, (kind, r.text)

@@ -28,7 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from bastion.auth.principal import Principal
-from bastion.errors import Forbidden, NotFound
+from bastion.errors import Forbidden, Invalid, NotFound
 from bastion.projects.personal import personal_project_id
 from bastion.store.paging import Keyset
 from bastion.store.tables import Project, ProjectMember
@@ -182,7 +182,12 @@ class ScopedList:
         shape = (project is not None, caller.is_admin, present)
         params = {"scope_user": caller.user_id, "scope_project": project, "page_limit": limit + 1}
         params.update({f"filter_{name}": filters[name] for name in present})
-        stmt = self.keyset.apply(self._narrow(shape), cursor, limit) if cursor else self._prepared(shape)
+        try:
+            stmt = self.keyset.apply(self._narrow(shape), cursor, limit) if cursor else self._prepared(shape)
+        except Invalid:  # a stranger learns 404 before anything about the cursor, as ever
+            if project is not None:
+                _check_project(conn, caller, project, Action.READ)
+            raise
         rows = conn.execute(stmt, params).all()
         if not rows and project is not None:
             _check_project(conn, caller, project, Action.READ)
