@@ -4,10 +4,11 @@ One SQLite database is seeded once (a project with 20 members owning 1,000 model
 2,000 jobs, half of them fine-tuning, and 300 federations; a second project as large that the
 member does not see). Then each round runs every list route in a fresh process per source tree
 (``PYTHONPATH`` = this ``src`` or ``--baseline``'s), on a copy of the same database, in-process
-(``TestClient``, no worker): median time of N requests per route after a warm-up, and the SQL
+(``TestClient``, no worker): median wall and process CPU time of N requests per route after a warm-up, and the SQL
 statements one request runs. The rounds alternate the two trees.
 
-Prints ``project_list_<route>_ratio: this / baseline`` (median over rounds; lower is faster) and
+Prints ``project_list_<route>_cpu_ratio: this / baseline`` (process CPU per request, median over
+rounds; lower is cheaper; CPU rather than wall because the machine is shared), the wall ratio and
 the statement counts, then the raw figures and the load average.
 
     .venv/bin/python bench/project_lists.py --baseline /work/main/src          # 3 rounds, 40 requests
@@ -168,12 +169,17 @@ def measure(data: Path, n: int) -> None:
             statements.clear()
             client.get(path, headers=headers, params=params)
             count = len(statements)
-            times = []
+            times, cpu = [], []
             for _ in range(n):
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), time.process_time()
                 client.get(path, headers=headers, params=params)
                 times.append(time.perf_counter() - start)
-            out[name] = {"median_s": statistics.median(times), "statements": count}
+                cpu.append(time.process_time() - start_cpu)
+            out[name] = {
+                "median_s": statistics.median(times),
+                "median_cpu_s": statistics.median(cpu),
+                "statements": count,
+            }
     ctx.close()
     print(json.dumps(out))
 
@@ -204,15 +210,14 @@ def main() -> None:
                 line = _run(trees[tree], ["--measure", str(copy), "--n", str(args.n)])
                 raw[tree].append(json.loads(line.strip().splitlines()[-1]))
                 shutil.rmtree(copy)
+    pairs = list(zip(raw["this"], raw["baseline"], strict=True))
     for name in ROUTES:
-        ratios = [
-            t[name]["median_s"] / b[name]["median_s"]
-            for t, b in zip(raw["this"], raw["baseline"], strict=True)
-        ]
+        wall = [t[name]["median_s"] / b[name]["median_s"] for t, b in pairs]
+        cpu = [t[name]["median_cpu_s"] / b[name]["median_cpu_s"] for t, b in pairs]
         print(
-            f"project_list_{name}_ratio: {statistics.median(ratios):.3f} "
-            f"(rounds {' / '.join(f'{x:.3f}' for x in ratios)}; statements "
-            f"{raw['this'][0][name]['statements']} vs {raw['baseline'][0][name]['statements']})"
+            f"project_list_{name}_cpu_ratio: {statistics.median(cpu):.3f} "
+            f"(rounds {' / '.join(f'{x:.3f}' for x in cpu)}; wall {statistics.median(wall):.3f}; "
+            f"statements {raw['this'][0][name]['statements']} vs {raw['baseline'][0][name]['statements']})"
         )
     print("raw:", json.dumps(raw))
     print("load average:", os.getloadavg())
