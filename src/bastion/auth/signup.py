@@ -9,7 +9,6 @@ neither the answer nor its timing tells whether an account exists. Login already
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -20,7 +19,10 @@ from bastion.auth.passwords import hash_password
 from bastion.auth.principal import Principal
 from bastion.errors import Conflict, Forbidden, NotFound
 from bastion.store import Database
+from bastion.store.paging import Keyset
 from bastion.store.tables import SignupRequest, User
+
+SIGNUPS = Keyset(SignupRequest.created_at, SignupRequest.id, descending=False)
 
 RECEIVED = "registration received; you can sign in once the account is active"
 
@@ -84,16 +86,11 @@ class Signups:
             or s.scalar(select(SignupRequest.id).where(SignupRequest.username == username)) is not None
         )
 
-    def pending(self, *, limit: int, after: tuple[datetime, str] | None) -> list[SignupRequest]:
-        """Requests oldest first, keyset-paginated on (created_at, id)."""
+    def pending(self, *, limit: int, cursor: str | None = None) -> tuple[list[SignupRequest], str | None]:
+        """Requests oldest first, keyset-paginated on (created_at, id), and the next page's cursor."""
         with self.db.session() as s:
-            q = select(SignupRequest).order_by(SignupRequest.created_at, SignupRequest.id).limit(limit)
-            if after is not None:
-                q = q.where(
-                    (SignupRequest.created_at > after[0])
-                    | ((SignupRequest.created_at == after[0]) & (SignupRequest.id > after[1]))
-                )
-            return list(s.scalars(q))
+            rows = list(s.scalars(SIGNUPS.apply(select(SignupRequest), cursor, limit)))
+        return rows[:limit], SIGNUPS.next_cursor(rows, limit)
 
     def approve(self, ref: str, actor: Principal | None = None) -> User:
         """Turn a pending request (by id or username) into an active ``user`` account."""

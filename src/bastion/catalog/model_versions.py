@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Protocol, TypeVar
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
@@ -15,7 +16,7 @@ from bastion.catalog.access import AccessCodeGuard
 from bastion.catalog.stored import RAW, StoredRef, own_artifact, own_copy, read_model, release
 from bastion.errors import Conflict, Invalid, NotFound
 from bastion.projects.personal import personal_project_id
-from bastion.projects.policy import Action, authorize, scope
+from bastion.projects.policy import Action, ScopedList, authorize
 from bastion.store import Database
 from bastion.store.paging import Keyset
 from bastion.store.tables import ModelRecord, ModelVersionRecord
@@ -63,6 +64,32 @@ class VersionView:
 
 
 MODELS = Keyset(ModelRecord.created_at, ModelRecord.id, descending=False)
+_LIST = ScopedList(select(ModelRecord.__table__), ModelRecord.project_id, MODELS)
+# Every version of a page's models, in one query (prepared: the ids are one expanding parameter).
+_PAGE_VERSIONS = (
+    select(ModelVersionRecord.model_id, ModelVersionRecord.version, ModelVersionRecord.metrics_json)
+    .where(ModelVersionRecord.model_id.in_(bindparam("model_ids", expanding=True)))
+    .order_by(ModelVersionRecord.model_id, ModelVersionRecord.version)
+)
+
+
+class _Scored(Protocol):
+    """What choosing the best version reads of one."""
+
+    @property
+    def version(self) -> int: ...
+    @property
+    def metrics(self) -> dict[str, Any]: ...
+
+
+S = TypeVar("S", bound=_Scored)
+
+
+class _Scores(NamedTuple):
+    """A version as the models list needs it: its number and metrics, not its config or lineage."""
+
+    version: int
+    metrics: dict[str, Any]
 
 
 def better(metric: str, a: float, b: float) -> bool:
@@ -217,14 +244,19 @@ class ModelVersions:
     def list_for(
         self, principal: Principal, limit: int = 100, cursor: str | None = None, project: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
-        """The models of the caller's projects (or of one), oldest first, and the next page's cursor."""
-        with self.db.session() as s:
-            stmt = scope(s, select(ModelRecord), ModelRecord.project_id, principal, project)
-            models = list(s.scalars(MODELS.apply(stmt, cursor, limit)))
-            return [self._summary(s, m) for m in models[:limit]], MODELS.next_cursor(models, limit)
+        """The models of the caller's projects (or of one), oldest first, and the next page's cursor:
+        two queries whatever the page size (the page, then every version of its models at once)."""
+        with self.db.engine.connect() as conn:
+            models = _LIST.rows(conn, principal, project, cursor, limit)
+            page = models[:limit]
+            scores: dict[str, list[_Scores]] = {m.id: [] for m in page}
+            if page:
+                for row in conn.execute(_PAGE_VERSIONS, {"model_ids": list(scores)}):
+                    scores[row.model_id].append(_Scores(row.version, row.metrics_json))
+        return [self._summary(m, scores[m.id]) for m in page], MODELS.next_cursor(models, limit)
 
-    def _summary(self, s: Session, model: ModelRecord) -> dict[str, Any]:
-        versions = [VersionView.of(v) for v in self._versions(s, model.id)]
+    def _summary(self, model: ModelRecord | Row[Any], versions: Sequence[_Scored]) -> dict[str, Any]:
+        """``versions`` in version order."""
         best = self._best(versions, model.primary_metric)
         return {
             "id": model.id,
@@ -240,13 +272,14 @@ class ModelVersions:
     def get(self, principal: Principal, model_ref: str) -> dict[str, Any]:
         with self.db.session() as s:
             model = self._model(s, principal, model_ref)
-            out = self._summary(s, model)
-            out["history"] = [VersionView.of(v).public() for v in self._versions(s, model.id)]
+            versions = [VersionView.of(v) for v in self._versions(s, model.id)]
+            out = self._summary(model, versions)
+            out["history"] = [v.public() for v in versions]
             return out
 
     @staticmethod
-    def _best(versions: list[VersionView], metric: str | None) -> VersionView | None:
-        best: VersionView | None = None
+    def _best(versions: Sequence[S], metric: str | None) -> S | None:
+        best: S | None = None
         for v in versions:
             name = metric or _default_metric(v.metrics)
             value = v.metrics.get(name) if name else None

@@ -62,7 +62,7 @@ def users_signups(
     ctx = open_context()
     rows = [
         {"id": r.id, "username": r.username, "email": r.email, "created_at": r.created_at}
-        for r in ctx.services.signups.pending(limit=limit, after=None)
+        for r in ctx.services.signups.pending(limit=limit)[0]
     ]
     emit(rows, as_json=as_json, columns=["id", "username", "email", "created_at"], title="Sign-ups")
 

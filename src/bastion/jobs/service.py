@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Row, func, select, update
 
 from bastion.audit import AuditRecord
 from bastion.contract.jobs import SubmitRequest
@@ -40,6 +40,9 @@ def default_model_name(model_type: str, dataset_source: str, dataset_id: str | N
 
 
 JOBS = Keyset(TrainingJob.created_at, TrainingJob.id)  # newest first
+_LIST = policy.ScopedList(
+    select(TrainingJob.__table__), TrainingJob.project_id, JOBS, filters={"state": TrainingJob.state}
+)
 
 
 class _LimitReached(Exception):
@@ -253,9 +256,13 @@ class JobService:
         state: str | None = None,
         cursor: str | None = None,
         project: str | None = None,
-    ) -> tuple[list[TrainingJob], str | None]:
-        """The jobs of the caller's projects (or of one), newest first, and the next page's cursor."""
-        return self._list(limit, state, None, cursor, (principal, project))
+    ) -> tuple[list[Row[Any]], str | None]:
+        """The jobs of the caller's projects (or of one), newest first, and the next page's cursor:
+        plain rows (the job's columns), read on a bare connection."""
+        limit = min(limit, MAX_LIST)
+        with self.db.engine.connect() as conn:
+            rows = _LIST.rows(conn, principal, project, cursor, limit, state=state)
+        return list(rows[:limit]), JOBS.next_cursor(rows, limit)
 
     def admin_list(
         self,
@@ -280,7 +287,6 @@ class JobService:
         state: str | None,
         owner_id: str | None,
         cursor: str | None,
-        scoped: tuple[Principal, str | None] | None = None,
     ) -> tuple[list[TrainingJob], str | None]:
         limit = min(limit, MAX_LIST)
         stmt = select(TrainingJob)
@@ -289,8 +295,6 @@ class JobService:
         if state is not None:
             stmt = stmt.where(TrainingJob.state == state)
         with self.db.session() as s:
-            if scoped is not None:
-                stmt = policy.scope(s, stmt, TrainingJob.project_id, *scoped)
             rows = list(s.scalars(JOBS.apply(stmt, cursor, limit)))
         return rows[:limit], JOBS.next_cursor(rows, limit)
 

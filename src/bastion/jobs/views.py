@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from sqlalchemy import Row
+
 from bastion.store.tables import TrainingJob
 
 
@@ -15,8 +17,8 @@ def iso(value: datetime | None) -> str | None:
     return value.replace(tzinfo=UTC).isoformat(timespec="milliseconds")
 
 
-def summary(job: TrainingJob) -> dict[str, Any]:
-    """One row of ``GET /training/jobs``."""
+def summary(job: TrainingJob | Row[Any]) -> dict[str, Any]:
+    """One row of ``GET /training/jobs`` (from the list's plain row or a loaded job)."""
     return {
         "job_id": job.id,
         "project_id": job.project_id,
@@ -65,7 +67,7 @@ def status(job: TrainingJob) -> dict[str, Any]:
     }
 
 
-def admin_summary(job: TrainingJob, owner: str | None = None) -> dict[str, Any]:
+def admin_summary(job: TrainingJob | Row[Any], owner: str | None = None) -> dict[str, Any]:
     return summary(job) | {
         "owner_id": job.owner_id,
         "owner": owner,

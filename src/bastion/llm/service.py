@@ -8,18 +8,18 @@ pages use opaque cursors.
 
 from __future__ import annotations
 
-import base64
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, or_, select
+from sqlalchemy import Row, select
 
 from bastion.errors import Invalid, NotFound
 from bastion.jobs.pricing import FIXED_OVERHEAD_SECONDS, Price
+from bastion.jobs.service import JOBS
 from bastion.llm.params import Hyperparameters, check_executor, check_hardware, resolve_targets
 from bastion.llm.train import LORA_MODEL_TYPE
 from bastion.projects import policy
+from bastion.store.paging import Keyset
 from bastion.store.tables import JobEvent, TrainingJob
 
 if TYPE_CHECKING:
@@ -35,6 +35,17 @@ SOURCE = "text_jsonl"
 # fine-tuning; other profiles scale by their speed-up. Measured order of magnitude, see docs.
 REFERENCE_FLOPS = 2.0e10
 MAX_PAGE = 100
+EVENTS = Keyset(JobEvent.id, descending=False)
+_LIST = policy.ScopedList(
+    select(TrainingJob.__table__).where(TrainingJob.model_type == LORA_MODEL_TYPE),
+    TrainingJob.project_id,
+    JOBS,
+)
+
+
+def event_after(cursor: str | None) -> int:
+    """The event id a fine-tuning events cursor starts after (0: from the first)."""
+    return int(EVENTS.decode(cursor)[0]) if cursor else 0
 
 
 @dataclass(frozen=True)
@@ -70,21 +81,6 @@ def estimate_cost(price: Price, parameter_count: int, tokens: int, epochs: int) 
         "estimated_cost": round(seconds / 3600 * price.hourly_cost, 6),
         "currency": price.currency,
     }
-
-
-def encode_cursor(*parts: Any) -> str:
-    return base64.urlsafe_b64encode(json.dumps(parts).encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> list[Any]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        parts = json.loads(raw)
-    except (ValueError, TypeError):
-        raise Invalid("invalid cursor", code="invalid_cursor") from None
-    if not isinstance(parts, list):
-        raise Invalid("invalid cursor", code="invalid_cursor")
-    return parts
 
 
 class FineTuning:
@@ -180,37 +176,18 @@ class FineTuning:
 
     def page(
         self, principal: Principal, limit: int, cursor: str | None, project: str | None = None
-    ) -> tuple[list[TrainingJob], str | None]:
-        """Fine-tuning jobs of the caller's projects (or of one), newest first."""
-        stmt = (
-            select(TrainingJob)
-            .where(TrainingJob.model_type == LORA_MODEL_TYPE)
-            .order_by(TrainingJob.created_at.desc(), TrainingJob.id.desc())
-            .limit(min(limit, MAX_PAGE) + 1)
-        )
-        if cursor:
-            from datetime import datetime
-
-            created, last_id = decode_cursor(cursor)[:2]
-            at = datetime.fromisoformat(str(created))
-            stmt = stmt.where(
-                or_(
-                    TrainingJob.created_at < at,
-                    and_(TrainingJob.created_at == at, TrainingJob.id < str(last_id)),
-                )
-            )
-        with self.db.session() as s:
-            rows = list(s.scalars(policy.scope(s, stmt, TrainingJob.project_id, principal, project)))
-        page = rows[: min(limit, MAX_PAGE)]
-        more = len(rows) > len(page)
-        next_cursor = encode_cursor(page[-1].created_at.isoformat(), page[-1].id) if more and page else None
-        return page, next_cursor
+    ) -> tuple[list[Row[Any]], str | None]:
+        """Fine-tuning jobs of the caller's projects (or of one), newest first: plain rows, read on a
+        bare connection. A cursor written before the list used Keyset (a plain ISO time) still pages."""
+        limit = min(limit, MAX_PAGE)
+        with self.db.engine.connect() as conn:
+            rows = _LIST.rows(conn, principal, project, cursor, limit)
+        return list(rows[:limit]), JOBS.next_cursor(rows, limit)
 
     def events(self, job: TrainingJob, limit: int, cursor: str | None) -> tuple[list[JobEvent], str | None]:
-        after = int(decode_cursor(cursor)[0]) if cursor else 0
-        rows = self.jobs.events_after(job.id, after, min(limit, MAX_PAGE) + 1)
-        page = rows[: min(limit, MAX_PAGE)]
-        return page, (encode_cursor(page[-1].id) if len(rows) > len(page) and page else None)
+        limit = min(limit, MAX_PAGE)
+        rows = self.jobs.events_after(job.id, event_after(cursor), limit + 1)
+        return rows[:limit], EVENTS.next_cursor(rows, limit)
 
     def checkpoints(self, job: TrainingJob) -> list[dict[str, Any]]:
         with self.db.session() as s:

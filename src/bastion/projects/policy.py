@@ -1,7 +1,7 @@
 """The one authorization policy for everything a project owns: platform admin ⊃ project role ⊃ nothing.
 
 Every route that reads, changes or lists a dataset, model, job, fine-tuning job or federation asks
-:func:`authorize` (one object) or :func:`scope` / :class:`ScopedList` (a list). A caller who is not a member of the
+:func:`authorize` (one object) or :class:`ScopedList` (every list). A caller who is not a member of the
 object's project learns nothing (404, as for an object that does not exist); a member whose role is
 too small for the action gets 403. The creator stays recorded as ``owner_id`` but grants nothing by
 itself: a creator removed from the project loses access to what they made there.
@@ -9,15 +9,26 @@ itself: a creator removed from the project loses access to what they made there.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Row, Select, bindparam, exists, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Connection,
+    Row,
+    Select,
+    String,
+    bindparam,
+    exists,
+    or_,
+    select,
+)
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from bastion.auth.principal import Principal
-from bastion.errors import Forbidden, NotFound
+from bastion.errors import Forbidden, Invalid, NotFound
 from bastion.projects.personal import personal_project_id
 from bastion.store.paging import Keyset
 from bastion.store.tables import Project, ProjectMember
@@ -100,41 +111,53 @@ def authorize(
     return role
 
 
-def scope(
-    s: Session, stmt: Select[Any], column: InstrumentedAttribute[Any], caller: Principal, project: str | None
-) -> Select[Any]:
-    """Narrow a list query to what the caller may read: one project (checked) or all of theirs.
-
-    One query: membership is a sub-select on the indexed ``project_members.user_id``, so a list
-    stays a single indexed range scan however many projects and members there are.
-    """
-    if project is not None:
-        _check_project(s, caller, project, Action.READ)
-        return stmt.where(column == project)
-    return stmt.where(
-        column.in_(select(ProjectMember.project_id).where(ProjectMember.user_id == caller.user_id))
-    )
-
-
 class ScopedList:
-    """A list query narrowed by this policy, with the membership test folded into it.
+    """A list query narrowed by this policy, with the membership test folded into it: every
+    project-scoped list (datasets, models, training and fine-tuning jobs, federations) is one.
 
     Built once per resource: the first page of each shape (all my projects, one project as a
-    member, one project as an admin) is a prepared statement with bound parameters, so a hot list
-    is one indexed query, no role query and no statement building. Reading needs the lowest role,
-    so being a member is the whole test; only an empty page asks again, to answer a stranger (or an
-    unknown project) 404 rather than an empty list.
+    member, one project as an admin; times which optional ``filters`` are set) is a prepared
+    statement with bound parameters, so a hot list is one indexed query, no role query and no
+    statement building. Filter values are bound parameters (``filter_<name>``), never text; the
+    shapes are a small cache, at most 4 * 2**len(filters). ``widen`` adds rows outside the caller's
+    projects to the all-my-projects shape (a federation's invited guests). Reading needs the
+    lowest role, so being a member is the whole test; only an empty page asks again, to answer a
+    stranger (or an unknown project) 404 rather than an empty list.
     """
 
-    def __init__(self, stmt: Select[Any], column: InstrumentedAttribute[Any], keyset: Keyset) -> None:
+    def __init__(
+        self,
+        stmt: Select[Any],
+        column: InstrumentedAttribute[Any],
+        keyset: Keyset,
+        *,
+        filters: Mapping[str, InstrumentedAttribute[Any]] | None = None,
+        widen: Callable[[BindParameter[str]], ColumnElement[bool]] | None = None,
+    ) -> None:
         self.stmt, self.column, self.keyset = stmt, column, keyset
-        self._first = {shape: keyset.first(self._narrow(*shape)) for shape in _SHAPES}
+        self.filters = dict(filters or {})
+        self.widen = widen
+        self._first: dict[_Shape, Select[Any]] = {}
+        for one_project, admin in _SHAPES:  # the unfiltered shapes are the hot ones: built now
+            self._prepared((one_project, admin, frozenset()))
 
-    def _narrow(self, one_project: bool, admin: bool) -> Select[Any]:
-        member = select(ProjectMember.project_id).where(ProjectMember.user_id == bindparam("scope_user"))
+    def _prepared(self, shape: _Shape) -> Select[Any]:
+        stmt = self._first.get(shape)
+        if stmt is None:  # a race builds the same statement twice: harmless
+            stmt = self._first[shape] = self.keyset.first(self._narrow(shape))
+        return stmt
+
+    def _narrow(self, shape: _Shape) -> Select[Any]:
+        one_project, admin, present = shape
+        user = bindparam("scope_user", type_=String)
+        stmt = self.stmt
+        for name in sorted(present):
+            stmt = stmt.where(self.filters[name] == bindparam(f"filter_{name}"))
+        member = select(ProjectMember.project_id).where(ProjectMember.user_id == user)
         if not one_project:
-            return self.stmt.where(self.column.in_(member))
-        stmt = self.stmt.where(self.column == bindparam("scope_project"))
+            mine = self.column.in_(member)
+            return stmt.where(or_(mine, self.widen(user)) if self.widen is not None else mine)
+        stmt = stmt.where(self.column == bindparam("scope_project"))
         if admin:  # an admin reads every project; existence is asked only for an empty page
             return stmt
         return stmt.where(exists(member.where(ProjectMember.project_id == bindparam("scope_project"))))
@@ -146,19 +169,32 @@ class ScopedList:
         project: str | None,
         cursor: str | None,
         limit: int,
+        **filters: Any,
     ) -> Sequence[Row[Any]]:
-        """One page (and one row more, for the keyset's next cursor) of what the caller may read."""
+        """One page (and one row more, for the keyset's next cursor) of what the caller may read;
+        ``filters`` (by name, None for unset) narrow it further."""
         if project is not None and len(project) > 36:
             raise NotFound(PROJECT_NOT_FOUND, code="project_not_found")
-        shape = (project is not None, caller.is_admin)
+        unknown = set(filters) - set(self.filters)
+        if unknown:
+            raise TypeError(f"no such list filter: {', '.join(sorted(unknown))}")
+        present = frozenset(name for name, value in filters.items() if value is not None)
+        shape = (project is not None, caller.is_admin, present)
         params = {"scope_user": caller.user_id, "scope_project": project, "page_limit": limit + 1}
-        stmt = self.keyset.apply(self._narrow(*shape), cursor, limit) if cursor else self._first[shape]
+        params.update({f"filter_{name}": filters[name] for name in present})
+        try:
+            stmt = self.keyset.apply(self._narrow(shape), cursor, limit) if cursor else self._prepared(shape)
+        except Invalid:  # a stranger learns 404 before anything about the cursor, as ever
+            if project is not None:
+                _check_project(conn, caller, project, Action.READ)
+            raise
         rows = conn.execute(stmt, params).all()
         if not rows and project is not None:
             _check_project(conn, caller, project, Action.READ)
         return rows
 
 
+_Shape = tuple[bool, bool, frozenset[str]]
 _SHAPES = [(False, False), (False, True), (True, False), (True, True)]
 
 

@@ -61,6 +61,17 @@ def _fits(column: InstrumentedAttribute[Any], value: Any) -> bool:
     return isinstance(value, expected)
 
 
+def _legacy(column: InstrumentedAttribute[Any], value: Any) -> Any:
+    """A time as a plain ISO string: how the fine-tuning and sign-up lists wrote cursors before they
+    used this class. Read as the time it names, so a cursor issued then still pages on."""
+    if isinstance(value, str) and column.type.python_type is datetime:
+        try:
+            return datetime.fromisoformat(value)
+        except ValueError:
+            return value  # refused by _fits
+    return value
+
+
 class Keyset:
     """A total sort order over columns (the last one unique) and paging along it."""
 
@@ -68,13 +79,20 @@ class Keyset:
         self.columns = columns
         self.descending = descending
 
+    def decode(self, cursor: str) -> list[Any]:
+        """The sort key a cursor holds, checked against the columns (422 ``invalid_cursor`` if not)."""
+        values = [
+            _legacy(c, v) for c, v in zip(self.columns, decode_cursor(cursor, len(self.columns)), strict=True)
+        ]
+        for column, value in zip(self.columns, values, strict=True):
+            if not _fits(column, value):
+                raise Invalid("cursor is not one this server issued", code="invalid_cursor")
+        return values
+
     def apply(self, stmt: Select[Any], cursor: str | None, limit: int) -> Select[Any]:
         """Order, start after the cursor, and fetch one row more than the page (to know if more exist)."""
         if cursor:
-            values = decode_cursor(cursor, len(self.columns))
-            for column, value in zip(self.columns, values, strict=True):
-                if not _fits(column, value):
-                    raise Invalid("cursor is not one this server issued", code="invalid_cursor")
+            values = self.decode(cursor)
             key = tuple_(*self.columns)
             stmt = stmt.where(key < tuple_(*values) if self.descending else key > tuple_(*values))
         order = [c.desc() if self.descending else c.asc() for c in self.columns]

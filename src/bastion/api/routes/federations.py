@@ -86,7 +86,7 @@ def create_federation(
 
 
 @router.get("", response_model=Page[FederationSummary], responses=errors(404))
-def list_federations(
+async def list_federations(
     principal: CurrentPrincipal,
     federations: FederationsDep,
     limit: LimitQuery = 100,
@@ -94,7 +94,7 @@ def list_federations(
     project: ProjectQuery = None,
 ) -> dict[str, Any]:
     """The federations of your projects (or of one, ``?project=``), oldest first."""
-    data, next_cursor = federations.list_for(principal, limit, cursor, project)
+    data, next_cursor = await run_in_threadpool(federations.list_for, principal, limit, cursor, project)
     return {"data": data, "next_cursor": next_cursor}
 
 

@@ -27,9 +27,11 @@ from bastion.api.deps import (
 from bastion.api.openapi import errors
 from bastion.api.routing import PrefixRouter
 from bastion.api.scoping import ProjectQuery
+from bastion.auth.principal import Principal
 from bastion.context import Context
 from bastion.errors import Invalid, UnsupportedMedia
 from bastion.jobs import states
+from bastion.jobs.pricing import Price
 from bastion.llm import views
 from bastion.llm.params import Hyperparameters
 from bastion.llm.service import CreateRequest, FineTuning
@@ -169,8 +171,9 @@ class CostEstimate(BaseModel):
     profiles: list[dict[str, Any]]
 
 
-def _job(ctx: Context, job: Any) -> JobObject:
-    price = ctx.services.jobs.prices.all().get(job.resource_profile)
+def _job(ctx: Context, job: Any, prices: dict[str, Price] | None = None) -> JobObject:
+    """``prices``: the price table, read once for a whole list (else read here)."""
+    price = (prices if prices is not None else ctx.services.jobs.prices.all()).get(job.resource_profile)
     return JobObject(**views.job_view(job, price.hourly_cost if price else None), project_id=job.project_id)
 
 
@@ -262,7 +265,7 @@ def create_job(
 
 
 @router.get("/jobs", response_model=JobList, responses=errors(401, 403, 404, 422))
-def list_jobs(
+async def list_jobs(
     principal: UserPrincipal,
     ctx: ContextDep,
     fine_tuning: FineTuningDep,
@@ -270,9 +273,22 @@ def list_jobs(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     project: ProjectQuery = None,
 ) -> JobList:
+    return await run_in_threadpool(_list, ctx, fine_tuning, principal, limit, cursor, project)
+
+
+def _list(
+    ctx: Context,
+    fine_tuning: FineTuning,
+    principal: Principal,
+    limit: int,
+    cursor: str | None,
+    project: str | None,
+) -> JobList:
+    """One page of jobs with their costs: the page query and one read of the price table."""
     rows, next_cursor = fine_tuning.page(principal, limit, cursor, project)
+    prices = ctx.services.jobs.prices.all()
     return JobList(
-        data=[_job(ctx, j) for j in rows], has_more=next_cursor is not None, next_cursor=next_cursor
+        data=[_job(ctx, j, prices) for j in rows], has_more=next_cursor is not None, next_cursor=next_cursor
     )
 
 
@@ -371,9 +387,9 @@ def events(
     if stream or "text/event-stream" in accept:
         start = 0
         if cursor:
-            from bastion.llm.service import decode_cursor
+            from bastion.llm.service import event_after
 
-            start = int(decode_cursor(cursor)[0])
+            start = event_after(cursor)
         elif last_event_id is not None and last_event_id.isdigit():
             start = int(last_event_id)
         return StreamingResponse(

@@ -33,7 +33,7 @@ AccessCode = Annotated[str | None, Header(alias="X-Access-Code", max_length=1024
 
 
 @router.get("", response_model=Page[ModelSummary], responses=errors(404))
-def list_models(
+async def list_models(
     principal: CurrentPrincipal,
     models: ModelsDep,
     limit: LimitQuery = 100,
@@ -41,7 +41,7 @@ def list_models(
     project: ProjectQuery = None,
 ) -> dict[str, Any]:
     """The registered models of your projects (or of one, ``?project=``), oldest first."""
-    data, next_cursor = models.list_for(principal, limit, cursor, project)
+    data, next_cursor = await run_in_threadpool(models.list_for, principal, limit, cursor, project)
     return {"data": data, "next_cursor": next_cursor}
 
 

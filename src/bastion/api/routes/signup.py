@@ -13,8 +13,6 @@ from bastion.api.deps import AdminPrincipal, ContextDep, SignupsDep, client_ip
 from bastion.api.openapi import errors
 from bastion.api.routing import PrefixRouter
 from bastion.contract.accounts import UserInfo
-from bastion.errors import Invalid
-from bastion.llm.service import decode_cursor, encode_cursor
 
 router = PrefixRouter(prefix="/api/v1/auth", tags=["auth"])
 admin_router = PrefixRouter(prefix="/api/v1/admin/signups", tags=["admin"])
@@ -59,19 +57,9 @@ def list_signups(
     limit: Annotated[int, Query(ge=1, le=500)] = 100,
     cursor: Annotated[str | None, Query(max_length=500)] = None,
 ) -> SignupPage:
-    after = None
-    if cursor:
-        parts = decode_cursor(cursor)
-        try:
-            after = (datetime.fromisoformat(str(parts[0])), str(parts[1]))
-        except (ValueError, IndexError):
-            raise Invalid("invalid cursor", code="invalid_cursor") from None
-    rows = signups.pending(limit=limit + 1, after=after)
-    page = rows[:limit]
-    more = len(rows) > limit
+    page, next_cursor = signups.pending(limit=limit, cursor=cursor)
     return SignupPage(
-        data=[SignupInfo.model_validate(r, from_attributes=True) for r in page],
-        next_cursor=encode_cursor(page[-1].created_at.isoformat(), page[-1].id) if more else None,
+        data=[SignupInfo.model_validate(r, from_attributes=True) for r in page], next_cursor=next_cursor
     )
 
 

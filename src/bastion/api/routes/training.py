@@ -124,7 +124,7 @@ def status(job_id: str, principal: UserPrincipal, jobs: JobsDep) -> dict[str, An
 
 
 @router.get("/jobs", response_model=JobList, responses=errors(404))
-def list_jobs(
+async def list_jobs(
     principal: UserPrincipal,
     jobs: JobsDep,
     limit: Annotated[int, Query(ge=1, le=100)] = 10,
@@ -134,7 +134,7 @@ def list_jobs(
 ) -> dict[str, Any]:
     """The jobs of your projects (or of one, ``?project=``), newest first (seeds/000's shape, plus
     ``next_cursor``)."""
-    rows, next_cursor = jobs.list_for(principal, limit, status, cursor, project)
+    rows, next_cursor = await run_in_threadpool(jobs.list_for, principal, limit, status, cursor, project)
     return {"jobs": [views.summary(j) for j in rows], "next_cursor": next_cursor}
 
 

@@ -14,7 +14,7 @@ import json
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
@@ -40,7 +40,6 @@ from bastion.store.tables import (
     FederationParticipant,
     FederationRound,
     FederationUpdate,
-    ProjectMember,
 )
 
 ONLINE_WINDOW = timedelta(seconds=60)
@@ -345,21 +344,12 @@ class FederationService:
         self, principal: Principal, limit: int = 100, cursor: str | None = None, project: str | None = None
     ) -> tuple[list[dict[str, Any]], str | None]:
         """The federations of the caller's projects (or of one) and those they are invited to, oldest
-        first, and the next page's cursor."""
-        with self.db.session() as s:
-            stmt = select(Federation)
-            if project is not None:
-                stmt = policy.scope(s, stmt, Federation.project_id, principal, project)
-            else:
-                mine = select(ProjectMember.project_id).where(ProjectMember.user_id == principal.user_id)
-                stmt = stmt.where(
-                    or_(
-                        Federation.project_id.in_(mine),
-                        Federation.id.in_(sharing.guest_federations(principal.user_id)),
-                    )
-                )
-            feds = list(s.scalars(FEDERATIONS.apply(stmt, cursor, limit)))
-            return [federation_view(f) for f in feds[:limit]], FEDERATIONS.next_cursor(feds, limit)
+        first, and the next page's cursor (bastion.federation.server.listing)."""
+        from bastion.federation.server.listing import FEDERATION_LIST
+
+        with self.db.engine.connect() as conn:
+            feds = FEDERATION_LIST.rows(conn, principal, project, cursor, limit)
+        return [federation_view(f) for f in feds[:limit]], FEDERATIONS.next_cursor(feds, limit)
 
     def get(self, principal: Principal, federation_id: str) -> dict[str, Any]:
         self._exists(principal, federation_id)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
+from sqlalchemy import Row
+
 from bastion.store.tables import Federation, FederationParticipant, FederationRound
 
 
@@ -12,7 +14,7 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def federation_view(fed: Federation) -> dict[str, Any]:
+def federation_view(fed: Federation | Row[Any]) -> dict[str, Any]:
     return {
         "id": fed.id,
         "project_id": fed.project_id,

@@ -17,6 +17,7 @@ from bastion.api.deps import BaseModelsDep, FineTuneFilesDep, FineTuningDep, Job
 from bastion.auth.principal import Principal
 from bastion.context import Context
 from bastion.errors import BastionError, Invalid
+from bastion.jobs.pricing import Price
 from bastion.llm import views
 from bastion.llm.params import Hyperparameters
 from bastion.llm.service import CreateRequest
@@ -39,8 +40,9 @@ LOSS_KEYS = ("train_loss", "eval_loss")
 MAX_EVENTS = 2000
 
 
-def _view(ctx: Context, job: Any) -> dict[str, Any]:
-    price = ctx.services.jobs.prices.all().get(job.resource_profile)
+def _view(ctx: Context, job: Any, prices: dict[str, Price] | None = None) -> dict[str, Any]:
+    """``prices``: the price table, read once for a whole list (else read here)."""
+    price = (prices if prices is not None else ctx.services.jobs.prices.all()).get(job.resource_profile)
     return _dated(views.job_view(job, price.hourly_cost if price else None))
 
 
@@ -61,7 +63,8 @@ def job_list(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
 ) -> Response:
     rows, next_cursor = fine_tuning.page(session.principal, 50, cursor)
-    return page(request, "ft_jobs.html", jobs=[_view(ctx, j) for j in rows], next_cursor=next_cursor)
+    prices = ctx.services.jobs.prices.all()
+    return page(request, "ft_jobs.html", jobs=[_view(ctx, j, prices) for j in rows], next_cursor=next_cursor)
 
 
 # -- create -----------------------------------------------------------------------------------------
