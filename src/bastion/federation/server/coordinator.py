@@ -45,6 +45,7 @@ from bastion.federation.tensors import TensorSpec, encode
 from bastion.store import Database
 from bastion.store.base import utcnow
 from bastion.store.tables import Federation, FederationRound
+from bastion.vault.records import Records
 from bastion.vault.store import VaultStore
 
 _log = structlog.get_logger("bastion.federation")
@@ -63,6 +64,7 @@ class Coordinator:
         hooks: RoundHooks | None = None,
     ) -> None:
         self.db, self.vault, self.audit, self.registry = db, vault, audit, registry
+        self.records = Records(vault)  # received updates (artifacts.save_update)
         self.clock = clock
         self.tick_seconds = tick_seconds
         self.hooks = hooks or RoundHooks()
@@ -208,6 +210,7 @@ class Coordinator:
         admitted = admit(
             self.db,
             self.vault,
+            self.records,
             self.audit,
             message=message,
             keys=self.keys(fid),
@@ -316,6 +319,7 @@ class Coordinator:
         return fold_missing(
             self.db,
             self.vault,
+            self.records,
             running,
             federation_id=federation_id,
             keys=self.keys(federation_id),
