@@ -135,7 +135,7 @@ class Records:
         """Drop the cached secrets of ``anchor`` (after deleting it)."""
         with self._lock:
             self._current.pop(anchor, None)
-            for key in [k for k in self._secrets if k[0] == anchor]:
+            for key in [k for k in list(self._secrets) if k[0] == anchor]:
                 del self._secrets[key]
 
     # -- records --------------------------------------------------------------------------------------
