@@ -16,6 +16,7 @@ from bastion.cli.main import app
 from bastion.context import Context
 from bastion.errors import ConfigError
 from bastion.store import Database
+from bastion.vault.records import Records
 from bastion.vault.store import VaultStore
 from tests.catalog.test_datasets import patient_csv, upload
 from tests.conftest import JWT, MASTER, Caller
@@ -42,6 +43,7 @@ def test_backup_then_restore_into_an_empty_place_is_verified(
         f"/api/v1/datasets/{ds['id']}/access-code", json={"access_code": "a code 1234"}, headers=alice.headers
     )
     assert r.status_code == 200
+    Records(ctx.vault).put("flu-fed1", "update1", b"a received update")  # records travel too
     _env(monkeypatch, ctx.settings.data_dir, ctx.settings.resolved_database_url)
     out = tmp_path / "bastion.bak"
     made = runner.invoke(app, ["backup", "-o", str(out), "--json"])
@@ -68,6 +70,7 @@ def test_backup_then_restore_into_an_empty_place_is_verified(
     assert store.get_bytes(artifact, access_code="a code 1234") == original.get_bytes(
         artifact, access_code="a code 1234"
     )
+    assert Records(store).get_bytes("flu-fed1", "update1") == b"a received update"
     db = Database(f"sqlite:///{fresh}/bastion.db")
     from bastion.audit.verify import verify_chain
 

@@ -26,6 +26,7 @@ from bastion.clock import aware_utcnow
 from bastion.crypto import _fs
 from bastion.errors import ConfigError, IntegrityError, Invalid
 from bastion.store import Database
+from bastion.vault.records import RECORD_FILE
 from bastion.vault.store import ARTIFACT_ID_PATTERN, VaultStore
 
 MIN_PASSPHRASE = 12
@@ -105,9 +106,14 @@ def _vault_target(vault_dir: Path, rel: str) -> Path:
         len(parts) == 3
         and parts[0] == "artifacts"
         and ARTIFACT_ID_PATTERN.fullmatch(parts[1]) is not None
-        and parts[2].startswith("v")
-        and parts[2].endswith((".data", ".key"))
-        and parts[2][1:].split(".")[0].isdigit()
+        and (
+            (
+                parts[2].startswith("v")
+                and parts[2].endswith((".data", ".key"))
+                and parts[2][1:].split(".")[0].isdigit()
+            )
+            or RECORD_FILE.fullmatch(parts[2]) is not None
+        )
     )
     if not ok:
         raise IntegrityError(f"backup names an unexpected vault path {rel!r}")

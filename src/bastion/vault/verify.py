@@ -2,7 +2,9 @@
 
 A full check authenticates the key slot, binds header and trailer to it, decrypts every segment and
 compares the plaintext digest (SHA-256 or BLAKE3, by format). An artifact behind an access code can only be decrypted with its code;
-without one it gets a key-only check (slot, header, trailer and length) and says so.
+without one it gets a key-only check (slot, header, trailer and length) and says so. Records
+(:mod:`bastion.vault.records`) are reported as ``<anchor>/<name>`` with their anchor version, after
+the same full check.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from bastion.errors import Forbidden, IntegrityError
+from bastion.errors import Forbidden, IntegrityError, NotFound
+from bastion.vault.records import Records
 from bastion.vault.store import VaultStore
 
 OK = "ok"
@@ -69,4 +72,15 @@ def verify(
             ArtifactReport(artifact_id, v, INCOMPLETE, "no key slot: write in progress or interrupted")
             for v in incomplete
         )
+    records = Records(store)
+    for anchor, names in records.scan():
+        reports.extend(verify_record(records, anchor, name) for name in names)
     return reports
+
+
+def verify_record(records: Records, anchor: str, name: str) -> ArtifactReport:
+    try:
+        info, _data = records.read(anchor, name)
+    except (IntegrityError, NotFound) as exc:
+        return ArtifactReport(f"{anchor}/{name}", 0, CORRUPT, exc.message)
+    return ArtifactReport(f"{anchor}/{name}", info.anchor_version, OK, "", info.size)

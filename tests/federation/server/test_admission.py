@@ -108,7 +108,7 @@ def test_database_refuses_a_duplicate_that_slipped_past_the_precheck(
         world.submit(a, second)
     assert info.value.code == "duplicate_update"
     assert world.status(fid)["pending_updates"] == 1
-    stored = [name for name in world.ctx.vault.list() if name.startswith("flu-")]
+    stored = world.coordinator.records.names(f"flu-{fid}")
     assert len(stored) == 1, "the refused update's vault copy was removed"
 
 

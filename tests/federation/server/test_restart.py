@@ -6,12 +6,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 import numpy as np
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from bastion.config import Settings
 from bastion.context import Context, build_context
 from bastion.federation.strategies import create_strategy
-from bastion.store.tables import FederationRound
+from bastion.store.tables import FederationRound, FederationUpdate
 from bastion.wiring import install_services
 from tests.federation.server.support import Site, World, principal_for
 
@@ -117,3 +117,40 @@ def test_other_users_never_see_a_federation(world: World) -> None:
         else:
             raise AssertionError("a foreign user reached another user's federation")
     assert svc.list_for(mallory) == ([], None)
+
+
+def test_updates_are_records_and_one_stored_the_old_way_is_still_refolded(
+    world: World, settings: Settings
+) -> None:
+    """Each update is a record of the federation's ``flu-`` anchor; a row naming a whole artifact
+    (how updates were stored before h41) is read back as well, and archiving removes both."""
+    fid = world.create(min_clients=3, rounds=2)["id"]
+    a, b, c = world.enroll(fid, "a"), world.enroll(fid, "b"), world.enroll(fid, "c")
+    base = world.global_params(fid)
+    sent_a = world.seal(a, fid, 1, {k: v + 1.0 for k, v in base.items()}, num_samples=1)
+    first = world.submit(a, sent_a)["update_id"]
+    world.submit(b, world.seal(b, fid, 1, {k: v + 2.0 for k, v in base.items()}, num_samples=1))
+    records = world.coordinator.records
+    with world.ctx.db.session() as s:
+        stored = dict(s.execute(select(FederationUpdate.id, FederationUpdate.artifact_id)).all())
+    assert stored[first] == f"flu-{fid}/{first}"
+    assert records.get_bytes(f"flu-{fid}", first) == sent_a, "kept exactly as received"
+    assert sorted(records.names(f"flu-{fid}")) == sorted(stored)
+    # Turn A's update into what an older server wrote: its own artifact flu-<update id>.
+    world.ctx.vault.put_bytes(f"flu-{first}", sent_a, meta={"kind": "fl-update"})
+    records.delete(f"flu-{fid}", first)
+    with world.ctx.db.session() as s:
+        s.execute(
+            update(FederationUpdate).where(FederationUpdate.id == first).values(artifact_id=f"flu-{first}")
+        )
+    world.ctx.close()
+
+    with server(settings) as ctx:
+        again = _again(world, ctx, a, b, c)
+        assert again.status(fid)["pending_updates"] == 2
+        again.submit(c, again.seal(c, fid, 1, {k: v + 6.0 for k, v in base.items()}, num_samples=1))
+        new = again.global_params(fid)
+        for name, arr in base.items():
+            np.testing.assert_allclose(new[name], arr + 3.0, rtol=1e-6, atol=1e-6)
+        again.svc.archive(again.owner, fid, None)
+        assert not [i for i in ctx.vault.list() if i.startswith("flu-")]

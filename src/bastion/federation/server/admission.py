@@ -3,7 +3,8 @@
 Order of checks (the library's :func:`verify_and_open` does the first ones): size, framing, header,
 federation, participant, signature, round, replay/duplicate, decryption; then tensor names, shapes,
 dtype and finiteness. Nothing is decrypted before the signature is verified. The update is then
-written to the vault as received, and one transaction (1) bumps the round's counter *only if the round
+written to the vault as received (a record of the federation's ``flu-`` anchor: durable when the write
+returns, before the row that names it is committed), and one transaction (1) bumps the round's counter *only if the round
 is still open* and (2) inserts the ``fl_updates`` row, whose unique constraints are the final word on
 duplicates and replays even when two requests race.
 """
@@ -24,16 +25,17 @@ from sqlalchemy import Table, and_, bindparam, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 
 from bastion.audit import AuditLog, AuditRecord
-from bastion.errors import BastionError, Conflict, CryptoError, Forbidden, NotFound, Unauthorized
+from bastion.errors import BastionError, Conflict, CryptoError, Forbidden, Unauthorized
 from bastion.federation.envelope import UpdateHeader, max_update_bytes, read_header, verify_and_open
 from bastion.federation.replay import duplicate, replayed
-from bastion.federation.server.artifacts import update_artifact
+from bastion.federation.server.artifacts import drop_update, save_update
 from bastion.federation.server.keys import ServerKeys
 from bastion.federation.server.states import RoundState
 from bastion.federation.tensors import TensorSpec, decode, validate
 from bastion.store import Database
 from bastion.store.base import new_id, utcnow
 from bastion.store.tables import FederationRound, FederationUpdate
+from bastion.vault.records import Records
 from bastion.vault.store import VaultStore
 
 
@@ -199,6 +201,7 @@ _INSERT_UPDATE = insert(_UPDATES)
 def admit(
     db: Database,
     vault: VaultStore,
+    records: Records,
     audit: AuditLog,
     *,
     message: bytes,
@@ -228,12 +231,7 @@ def admit(
             "the update's signature does not verify against this site's registered key", code="bad_signature"
         ) from exc
     update_id = new_id()
-    artifact = update_artifact(update_id)
-    vault.put_bytes(
-        artifact,
-        message,
-        meta={"kind": "fl-update", "federation": site.federation_id, "round": round_number},
-    )
+    artifact = save_update(records, site.federation_id, update_id, message, round_number)
     try:
         with write_lock or contextlib.nullcontext(), db.session() as s:
             conn = s.connection()
@@ -269,10 +267,10 @@ def admit(
                 s,
             )
     except DBIntegrityError:
-        _discard(vault, artifact)
+        drop_update(vault, records, artifact)
         raise _classify(db, round_number, header.nonce) from None
     except BaseException:
-        _discard(vault, artifact)
+        drop_update(vault, records, artifact)
         raise
     return Admitted(update_id, header, tensors, int(accepted))
 
@@ -289,11 +287,6 @@ def accepted_record(site: SiteIdentity, source_ip: str | None, **details: Any) -
         source_ip=source_ip,
         details=details,
     )
-
-
-def _discard(vault: VaultStore, artifact: str) -> None:
-    with contextlib.suppress(NotFound):
-        vault.delete(artifact)
 
 
 def _classify(db: Database, round: int, nonce: str) -> Conflict:

@@ -27,7 +27,14 @@ from bastion.audit import AuditLog
 from bastion.catalog.model_versions import ModelVersions
 from bastion.errors import BastionError, Conflict, Forbidden, NotFound
 from bastion.federation.server import artifacts, deadlines, transitions
-from bastion.federation.server.admission import MemoryGuard, SiteCache, SiteIdentity, admit, audit_denial
+from bastion.federation.server.admission import (
+    Admitted,
+    MemoryGuard,
+    SiteCache,
+    SiteIdentity,
+    admit,
+    audit_denial,
+)
 from bastion.federation.server.config import FederationConfig
 from bastion.federation.server.epochs import Epochs
 from bastion.federation.server.hooks import RoundHooks
@@ -45,6 +52,7 @@ from bastion.federation.tensors import TensorSpec, encode
 from bastion.store import Database
 from bastion.store.base import utcnow
 from bastion.store.tables import Federation, FederationRound
+from bastion.vault.records import Records
 from bastion.vault.store import VaultStore
 
 _log = structlog.get_logger("bastion.federation")
@@ -63,6 +71,7 @@ class Coordinator:
         hooks: RoundHooks | None = None,
     ) -> None:
         self.db, self.vault, self.audit, self.registry = db, vault, audit, registry
+        self.records = Records(vault)  # received updates (artifacts.save_update)
         self.clock = clock
         self.tick_seconds = tick_seconds
         self.hooks = hooks or RoundHooks()
@@ -70,6 +79,8 @@ class Coordinator:
         self._guard = threading.Lock()
         self._locks: dict[str, threading.RLock] = {}
         self._running: dict[str, Running] = {}
+        # Admitted, not yet folded: federation -> update id -> (round id, participant id, update).
+        self._inbox: dict[str, dict[str, tuple[str, str, Admitted]]] = {}
         self._keys: dict[str, ServerKeys] = {}
         self._meta: dict[str, tuple[FederationConfig, TensorSpec]] = {}
         self.epochs = Epochs()
@@ -132,6 +143,8 @@ class Coordinator:
     def forget(self, federation_id: str) -> None:
         """Drop the running aggregate and session (the round ended or was replaced); lock held."""
         self._running.pop(federation_id, None)
+        with self._guard:
+            self._inbox.pop(federation_id, None)
         self.secure.forget(federation_id)
 
     @staticmethod
@@ -208,6 +221,7 @@ class Coordinator:
         admitted = admit(
             self.db,
             self.vault,
+            self.records,
             self.audit,
             message=message,
             keys=self.keys(fid),
@@ -219,17 +233,10 @@ class Coordinator:
             guard=guard,
             write_lock=self.write_lock,
         )
+        with self._guard:  # in memory at once, for whoever holds the lock first (see _fold_inbox)
+            self._inbox.setdefault(fid, {})[admitted.update_id] = (rnd.id, site.participant_id, admitted)
         with self.lock(fid):
-            running = self._running_for(fid, fed, rnd)
-            if (
-                running is not None
-                and running.number == rnd.number
-                and admitted.update_id not in running.folded
-            ):
-                weight = self._cap(fid, running).effective(site.participant_id, admitted.header.num_samples)
-                tensors = self.hooks.on_update(fid, rnd.number, admitted.tensors, weight)
-                running.strategy.accumulate(tensors, weight)
-                running.record(admitted.update_id, site.participant_id, admitted.header.nonce)
+            self._fold_inbox(fid, self._running_for(fid, fed, rnd))
             if admitted.accepted >= target:
                 try:
                     self.close_round(fid, "quorum", rnd.number)
@@ -299,9 +306,31 @@ class Coordinator:
             running = restore(
                 self.db, self.vault, federation_id=federation_id, cfg=cfg, spec=spec, round_row=row
             )
+            self._fold_inbox(federation_id, running)
             self._fold_missing(federation_id, running)
             self._running[federation_id] = running
         return running
+
+    def _fold_inbox(self, federation_id: str, running: Running | None) -> None:
+        """Fold every update this process admitted but has not folded yet (lock held).
+
+        Admission runs outside the lock, so when the last update of a round closes it, others may be
+        admitted and still waiting for the lock: folding them here from memory spares the close from
+        reading them back from the vault and verifying them again (``fold_missing`` still catches
+        whatever another process admitted). An entry of any other round was counted by that round's
+        close (the database is the record) and is dropped.
+        """
+        with self._guard:
+            pending = self._inbox.pop(federation_id, {})
+        if running is None:
+            return
+        for update_id, (round_id, participant_id, admitted) in pending.items():
+            if round_id != running.round_id or update_id in running.folded:
+                continue
+            weight = self._cap(federation_id, running).effective(participant_id, admitted.header.num_samples)
+            tensors = self.hooks.on_update(federation_id, running.number, admitted.tensors, weight)
+            running.strategy.accumulate(tensors, weight)
+            running.record(update_id, participant_id, admitted.header.nonce)
 
     def _cap(self, federation_id: str, running: Running) -> WeightCap:
         """The round's bound on site weights (weights.py), read once per round."""
@@ -316,6 +345,7 @@ class Coordinator:
         return fold_missing(
             self.db,
             self.vault,
+            self.records,
             running,
             federation_id=federation_id,
             keys=self.keys(federation_id),
@@ -373,6 +403,7 @@ class Coordinator:
         if running is None or running.round_id != rnd.id:
             running = self._running_for(federation_id)
         assert running is not None and running.number == number
+        self._fold_inbox(federation_id, running)
         if len(running.folded) < accepted:  # admitted by a previous process (or another): read them in
             self._fold_missing(federation_id, running)
         try:

@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from bastion.crypto import signing
 from bastion.federation.server.admission import SiteIdentity, open_checked
-from bastion.federation.server.artifacts import load_global, load_state
+from bastion.federation.server.artifacts import load_global, load_state, update_bytes
 from bastion.federation.server.config import FederationConfig
 from bastion.federation.server.keys import ServerKeys
 from bastion.federation.server.states import RoundState
@@ -30,6 +30,7 @@ from bastion.federation.strategies.private import PrivateAggregate
 from bastion.federation.tensors import TensorSpec
 from bastion.store import Database
 from bastion.store.tables import FederationParticipant, FederationRound, FederationUpdate
+from bastion.vault.records import Records
 from bastion.vault.store import VaultStore
 
 
@@ -98,6 +99,7 @@ def restore(
 def fold_missing(
     db: Database,
     vault: VaultStore,
+    records: Records,
     running: Running,
     *,
     federation_id: str,
@@ -128,7 +130,7 @@ def fold_missing(
             else None,
         )
         header, tensors = open_checked(
-            vault.get_bytes(update.artifact_id),
+            update_bytes(vault, records, update.artifact_id),
             keys=keys,
             federation_id=federation_id,
             round=running.number,

@@ -279,13 +279,17 @@ class FederationService:
                 .where(FederationRound.federation_id == fed.id, FederationRound.state == RoundState.OPEN)
                 .values(state=RoundState.FAILED, closed_at=now, close_reason="archived")
             )
-            update_ids = s.scalars(
-                select(FederationUpdate.id).where(FederationUpdate.federation_id == fed.id)
+            stored = s.scalars(
+                select(FederationUpdate.artifact_id).where(FederationUpdate.federation_id == fed.id)
             ).all()
             self._record(s, principal, "fl.federation.archive", fed.id, source_ip)
-        for update_id in update_ids:
-            with contextlib.suppress(NotFound):
-                self.vault.delete(artifacts.update_artifact(update_id))
+        for artifact_id in stored:
+            if "/" not in artifact_id:  # an update stored before records (h41): its own artifact
+                artifacts.drop_update(self.vault, self.coordinator.records, artifact_id)
+        anchor = artifacts.updates_anchor(federation_id)  # every record of the federation goes with it
+        with contextlib.suppress(NotFound):
+            self.vault.delete(anchor)
+        self.coordinator.records.forget(anchor)
         with self.coordinator.lock(federation_id):
             self.coordinator.forget(federation_id)
         self.coordinator.changed(federation_id)
