@@ -6,7 +6,7 @@ f = ft.files.upload("notes.jsonl", model="tiny")                # scrubbed befor
 job = ft.create("tiny", f["id"], hyperparameters={"n_epochs": 3}, num_workers=2)
 for event in ft.follow(job["id"]): print(event.get("message"))
 ft.download(job["id"]).save("adapter.safetensors")
-ft.generate(job_model, messages=[{"role": "user", "content": "..."}], compare=True)
+ft.generate(ft.wait(job["id"])["fine_tuned_model"], prompt="...", compare=True)
 """
 
 from __future__ import annotations
