@@ -228,9 +228,9 @@ def test_fine_tune_end_to_end(
     from bastion.client.sdk import BastionClient
 
     sdk = BastionClient("http://testserver", alice.key, http=client)
-    merged = sdk.ft_download(job["id"], merged=True)
+    merged = sdk.fine_tuning.download(job["id"], merged=True)
     assert merged.model_config["kind"] == "merged_causal_lm"
-    assert sdk.ft_download(job["id"]).model_config["kind"] == "lora_adapter"
+    assert sdk.fine_tuning.download(job["id"]).model_config["kind"] == "lora_adapter"
     assert client.get(f"{FT}/jobs/{job['id']}/merged_model", headers=bob.headers).status_code == 404
     import torch
     from safetensors.torch import load

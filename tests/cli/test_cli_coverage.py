@@ -130,9 +130,9 @@ NO_COMMAND: dict[tuple[str, str], str] = {
     "device-style with `login --sso`",
     ("GET", "/api/v1/llm/base_models/{name}"): "one base model's row: `llm list` lists them all",
     ("GET", "/api/v1/fine_tuning/files/{file_id}"): "one file's record: `ft upload` prints it "
-    "(SDK get_ft_file)",
+    "(SDK client.fine_tuning.files.get)",
     ("POST", "/api/v1/models/{model_id}/perplexity"): "held-out perplexity is for evaluation scripts "
-    "(SDK client.perplexity); `ft checkpoints` shows each checkpoint's eval perplexity",
+    "(SDK client.fine_tuning.perplexity); `ft checkpoints` shows each checkpoint's eval perplexity",
 }
 
 

@@ -40,10 +40,31 @@ def _operations(client: TestClient) -> set[tuple[str, str]]:
     }
 
 
+def _unmapped(operations: set[tuple[str, str]], record: dict[tuple[str, str], str]) -> list[tuple[str, str]]:
+    return sorted(op for op in operations if op not in record and op not in NO_SDK_METHOD)
+
+
 def test_every_operation_has_an_sdk_method_or_a_reason(client: TestClient) -> None:
-    operations = _operations(client)
-    missing = sorted(op for op in operations if op not in OPERATIONS and op not in NO_SDK_METHOD)
+    missing = _unmapped(_operations(client), OPERATIONS)
     assert not missing, f"operations with neither an SDK method nor a reason: {missing}"
+
+
+def test_an_operation_without_a_method_is_caught(client: TestClient) -> None:
+    """The check above is not vacuous: drop one method from the record and it is reported."""
+    dropped = ("POST", "/api/v1/fine_tuning/jobs")
+    assert OPERATIONS[dropped] == "FineTuning.create"
+    record = {op: name for op, name in OPERATIONS.items() if op != dropped}
+    assert _unmapped(_operations(client), record) == [dropped]
+
+
+def test_fine_tuning_and_llm_calls_live_in_the_fine_tuning_namespace() -> None:
+    """No flat client methods are left for them (the mixin is gone)."""
+    prefixes = ("/api/v1/fine_tuning/", "/api/v1/llm/")
+    llm = {("POST", "/api/v1/models/{model_id}/generate"), ("POST", "/api/v1/models/{model_id}/perplexity")}
+    owners = {
+        name.split(".")[0] for op, name in OPERATIONS.items() if op[1].startswith(prefixes) or op in llm
+    }
+    assert owners == {"FineTuning", "Files", "BaseModels"}
 
 
 def test_the_record_names_only_real_operations(client: TestClient) -> None:

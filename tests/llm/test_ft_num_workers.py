@@ -69,11 +69,9 @@ def test_a_local_job_process_refuses_more_than_one_worker() -> None:
 def test_sdk_and_cli_pass_num_workers_as_a_hyperparameter() -> None:
     from bastion.cli.ft import _hyper
     from bastion.cli.main import app
-    from bastion.client.fine_tuning import FineTuningMixin
+    from bastion.client.fine_tuning import job_body
 
-    body = FineTuningMixin._job_body(
-        cast(Any, None), "tiny", "file-1", num_workers=2, hyperparameters={"n_epochs": 1}, suffix=None
-    )
+    body = job_body("tiny", "file-1", {"num_workers": 2, "hyperparameters": {"n_epochs": 1}, "suffix": None})
     assert body == {
         "model": "tiny",
         "training_file": "file-1",

@@ -14,6 +14,7 @@ from bastion.cli.options import JsonOpt, ProjectOpt, QuietOpt
 from bastion.cli.output import console, emit
 
 if TYPE_CHECKING:
+    from bastion.client.fine_tuning import GenerateOptions, JobOptions
     from bastion.client.sdk import BastionClient
 
 ft_app = typer.Typer(help="Fine-tune language models with LoRA (OpenAI-shaped jobs).", no_args_is_help=True)
@@ -56,7 +57,7 @@ def _follow(client: BastionClient, job_id: str, as_json: bool) -> dict[str, Any]
     """Events until the job ends: JSON lines under --json, a live bar (loss, tokens/s, ETA) on a terminal."""
     final: dict[str, Any] = {}
     if as_json or not sys.stdout.isatty():
-        for event in client.ft_follow(job_id):
+        for event in client.fine_tuning.follow(job_id):
             if event.get("object") == "fine_tuning.job":
                 final = event
             if as_json:
@@ -74,7 +75,7 @@ def _follow(client: BastionClient, job_id: str, as_json: bool) -> dict[str, Any]
         console=console,
     ) as bar:
         task = bar.add_task(f"job {job_id[:8]}", total=1.0)
-        for event in client.ft_follow(job_id):
+        for event in client.fine_tuning.follow(job_id):
             if event.get("object") == "fine_tuning.job":
                 final = event
                 bar.update(task, completed=1.0 if final["status"] == "succeeded" else final["progress"])
@@ -116,7 +117,7 @@ def upload(
 ) -> None:
     """Upload a JSONL training file; PHI is scrubbed before it is stored."""
     with remote.connect() as client:
-        out = client.upload_ft_file(file, model=model, scrub=scrub, project=project)
+        out = client.fine_tuning.files.upload(file, model=model, scrub=scrub, project=project)
     if remote.as_json:
         emit(out, as_json=True)
         return
@@ -157,7 +158,7 @@ def create(
     project: ProjectOpt = None,
 ) -> None:
     """Create a fine-tuning job (or, with --estimate, show its time and cost per profile)."""
-    options = {
+    options: JobOptions = {
         "validation_file": validation_file,
         "hyperparameters": _hyper(sets, epochs, batch_size, learning_rate, num_workers),
         "suffix": suffix,
@@ -166,7 +167,7 @@ def create(
     }
     with remote.connect() as client:
         if estimate_only:
-            est = client.ft_estimate(model, training_file, **options)
+            est = client.fine_tuning.estimate(model, training_file, **options)
             if remote.as_json:
                 emit(est, as_json=True)
             else:
@@ -177,9 +178,9 @@ def create(
                     title=f"{est['tokens']} tokens x {est['epochs']} epochs",
                 )
             return
-        job = client.ft_create(model, training_file, project=project, **options)
+        job = client.fine_tuning.create(model, training_file, project=project, **options)
         if watch:
-            job = _follow(client, job["id"], remote.as_json) or client.ft_get(job["id"])
+            job = _follow(client, job["id"], remote.as_json) or client.fine_tuning.get(job["id"])
             if not remote.as_json:
                 _show(job, False)
         else:
@@ -199,7 +200,7 @@ def list_jobs(
 ) -> None:
     """Your fine-tuning jobs (of all your projects, or of one), newest first."""
     with remote.connect() as client:
-        page = client.ft_list(limit, cursor, project)
+        page = client.fine_tuning.list(limit, cursor, project)
     if remote.as_json:
         emit(page, as_json=True)
         return
@@ -216,7 +217,7 @@ def show(
 ) -> None:
     """One job: status, metrics, estimated and actual cost."""
     with remote.connect() as client:
-        _show(client.ft_get(job_id), remote.as_json)
+        _show(client.fine_tuning.get(job_id), remote.as_json)
 
 
 @ft_app.command("events")
@@ -234,7 +235,7 @@ def events(
         if follow:
             _follow(client, job_id, remote.as_json)
             return
-        page = client.ft_events(job_id, limit)
+        page = client.fine_tuning.events(job_id, limit)
     if remote.as_json:
         emit(page, as_json=True)
         return
@@ -250,7 +251,7 @@ def checkpoints(
 ) -> None:
     """The per-epoch checkpoints of a job (kept encrypted in the vault)."""
     with remote.connect() as client:
-        rows = client.ft_checkpoints(job_id)
+        rows = client.fine_tuning.checkpoints(job_id)
     emit(
         rows if remote.as_json else [{**r, **r["metrics"]} for r in rows],
         as_json=remote.as_json,
@@ -273,7 +274,7 @@ def download(
 ) -> None:
     """Download the adapter (or the merged model) encrypted for you, and decrypt it here."""
     with remote.connect() as client:
-        model = client.ft_download(job_id, merged=merged)
+        model = client.fine_tuning.download(job_id, merged=merged)
     model_path, config_path = model.save(
         output or Path(f"{job_id[:8]}{'-merged' if merged else '-adapter'}.safetensors")
     )
@@ -296,7 +297,7 @@ def cancel(
 ) -> None:
     """Cancel a queued or running job (the job process is killed at once)."""
     with remote.connect() as client:
-        job = client.ft_cancel(job_id)
+        job = client.fine_tuning.cancel(job_id)
     emit({"id": job["id"], "status": job["status"]}, as_json=remote.as_json)
 
 
@@ -309,7 +310,10 @@ def register(
 ) -> None:
     """Register a local Hugging Face model directory (admin; safetensors only, no remote code)."""
     with remote.connect() as client:
-        emit(client.register_base_model(Path(path).expanduser().resolve(), name), as_json=remote.as_json)
+        emit(
+            client.fine_tuning.base_models.register(Path(path).expanduser().resolve(), name),
+            as_json=remote.as_json,
+        )
 
 
 @llm_app.command("list")
@@ -317,7 +321,7 @@ def register(
 def list_bases(remote: Remote, quiet: QuietOpt = False) -> None:
     """Registered base models."""
     with remote.connect() as client:
-        rows = client.list_base_models()
+        rows = client.fine_tuning.base_models.list()
     emit(
         rows,
         as_json=remote.as_json,
@@ -370,7 +374,7 @@ def generate(
             if not sep:
                 raise typer.BadParameter("--message takes ROLE:TEXT")
             messages.append({"role": role.strip(), "content": text.strip()})
-    options: dict[str, Any] = {
+    options: GenerateOptions = {
         "max_new_tokens": max_new_tokens,
         "temperature": temperature,
         "top_p": top_p,
@@ -378,11 +382,15 @@ def generate(
     }
     with remote.connect() as client:
         if stream and not remote.as_json:
-            for piece in client.generate_stream(model_id, prompt=prompt, messages=messages, **options):
+            for piece in client.fine_tuning.generate_stream(
+                model_id, prompt=prompt, messages=messages, **options
+            ):
                 typer.echo(piece, nl=False)
             typer.echo()
             return
-        out = client.generate(model_id, prompt=prompt, messages=messages, compare=compare, **options)
+        out = client.fine_tuning.generate(
+            model_id, prompt=prompt, messages=messages, compare=compare, **options
+        )
     if remote.as_json:
         emit(out, as_json=True)
         return

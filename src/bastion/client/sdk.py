@@ -17,7 +17,7 @@ from bastion.client.accounts import AccountsMixin
 from bastion.client.datasets import Datasets
 from bastion.client.errors import APIError, BastionClientError
 from bastion.client.federations import Federations
-from bastion.client.fine_tuning import FineTuningMixin
+from bastion.client.fine_tuning import FineTuning
 from bastion.client.jobs import Event, Jobs, parse_sse
 from bastion.client.modelfile import DownloadedModel
 from bastion.client.models import Models
@@ -26,10 +26,10 @@ from bastion.client.resources import Admin, Auth, Keys, Training
 from bastion.client.transport import Retry, Transport, operation
 
 
-class BastionClient(FineTuningMixin, AccountsMixin):
+class BastionClient(AccountsMixin):
     """Resource namespaces on one transport: ``jobs``, ``datasets``, ``models``, ``federations``,
-    ``projects``, ``training``, ``auth``, ``keys``, ``admin``. Fine-tuning (FineTuningMixin) and
-    sign-up/SSO (AccountsMixin) are still methods of the client itself."""
+    ``projects``, ``training``, ``auth``, ``keys``, ``admin``, ``fine_tuning``. Sign-up/SSO
+    (AccountsMixin) are still methods of the client itself."""
 
     def __init__(
         self,
@@ -46,7 +46,6 @@ class BastionClient(FineTuningMixin, AccountsMixin):
         # ``retry``: try network errors, 429 and 503 again (off by default: not every call is idempotent).
         self.transport = Transport(url, api_key, timeout=timeout, verify=verify, http=http, retry=retry)
         self.url, self.api_key, self.http = self.transport.url, self.transport.api_key, self.transport.http
-        self.timeout = timeout
         self.jobs = Jobs(self.transport)
         self.datasets = Datasets(self.transport)
         self.models = Models(self.transport)
@@ -56,6 +55,7 @@ class BastionClient(FineTuningMixin, AccountsMixin):
         self.training = Training(self.transport)
         self.federations = Federations(self.transport)
         self.projects = Projects(self.transport)
+        self.fine_tuning = FineTuning(self.transport)
 
     def close(self) -> None:
         self.transport.close()
@@ -66,7 +66,7 @@ class BastionClient(FineTuningMixin, AccountsMixin):
     def __exit__(self, *_: object) -> None:
         self.close()
 
-    # -- plumbing for the mixins --------------------------------------------------------------------
+    # -- plumbing for AccountsMixin ----------------------------------------------------------------
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         return self.transport.json(method, path, **kwargs)
