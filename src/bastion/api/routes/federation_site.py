@@ -4,7 +4,9 @@
 are raw bytes (``application/octet-stream``) in Bastion's envelope format; the server never unpickles.
 ``GET .../site/info?wait_round=N`` long-polls (up to ``timeout`` seconds) while round N is still the
 current round; the coordinator's epoch wakes it at the transition (:mod:`bastion.federation.server.epochs`), so sites learn
-of a new round at once without polling the server or the database.
+of a new round at once without polling the server or the database. A secure-aggregation stage message
+posted with ``?wait=T`` long-polls the same way for the session to leave that stage and answers with the
+next view, and ``/info?secagg=true`` carries the first one: one request per stage instead of two.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ from bastion.contract.federations import SiteAnswer
 from bastion.errors import BastionError, Unauthorized
 from bastion.federation.secagg import AdvertiseKeys, MaskedInput, ShareKeys, UnmaskResponse
 from bastion.federation.server.admission import SiteIdentity
-from bastion.federation.server.secagg_rounds import SiteMessage
+from bastion.federation.server.coordinator import Coordinator
+from bastion.federation.server.secagg_rounds import STAGE_OF, SiteMessage
 from bastion.federation.server.site import SiteService
 from bastion.federation.server.states import LIVE
 
@@ -156,13 +159,22 @@ async def info(
     site: SiteAuth,
     wait_round: Annotated[int | None, Query(ge=0, le=2**31 - 1)] = None,
     timeout: Annotated[float, Query(ge=0, le=MAX_WAIT_S)] = 20.0,
+    secagg: Annotated[
+        bool,
+        Query(
+            description="in a secure federation's open round, also answer the site's session view "
+            "(`GET .../secagg`) as `secagg`"
+        ),
+    ] = False,
 ) -> dict[str, Any]:
     epoch = coordinator.epoch(federation_id)
     state = await _info(sites, site)
-    if wait_round is None or state["round"] != wait_round or state["state"] not in LIVE:
-        return state
-    await coordinator.epochs.wait(federation_id, epoch, timeout)
-    return await _info(sites, site)
+    if wait_round is not None and state["round"] == wait_round and state["state"] in LIVE:
+        await coordinator.epochs.wait(federation_id, epoch, timeout)
+        state = await _info(sites, site)
+    if secagg and state["secure_aggregation"] and state["round_state"] == "open" and state["selected"]:
+        state = {**state, "secagg": await _secagg_view(sites, site)}  # saves the site a request
+    return state
 
 
 async def _info(sites: SiteService, site: SiteIdentity) -> dict[str, Any]:
@@ -185,12 +197,30 @@ async def secagg_state(
 
     With ``wait_session``/``wait_stage`` it long-polls while the session is still at that stage.
     """
-    epoch = coordinator.epoch(federation_id)
-    view = await _secagg_view(sites, site)
-    if wait_stage is None or (view["session"], view["stage"]) != (wait_session, wait_stage):
-        return view
-    await coordinator.epochs.wait(federation_id, epoch, timeout)
-    return await _secagg_view(sites, site)
+    if wait_stage is None:
+        return await _secagg_view(sites, site)
+    return await _view_after(sites, coordinator, site, (wait_session, wait_stage), timeout)
+
+
+async def _view_after(
+    sites: SiteService,
+    coordinator: Coordinator,
+    site: SiteIdentity,
+    waited: tuple[str | None, str],
+    timeout: float,
+) -> dict[str, Any]:
+    """The site's session view once (session, stage) is no longer ``waited``, or when ``timeout`` runs out.
+
+    The epoch is read before each view, so a transition between the view and the wait is not missed.
+    """
+    deadline = anyio.current_time() + timeout
+    while True:
+        epoch = coordinator.epoch(site.federation_id)
+        view = await _secagg_view(sites, site)
+        left = deadline - anyio.current_time()
+        if (view["session"], view["stage"]) != waited or left <= 0:
+            return view
+        await coordinator.epochs.wait(site.federation_id, epoch, left)
 
 
 async def _secagg_view(sites: SiteService, site: SiteIdentity) -> dict[str, Any]:
@@ -206,12 +236,31 @@ def _secagg_route(kind: str, message: type[SiteMessage], summary: str) -> None:
     """One POST route per stage; the body type is the stage's message, validated by pydantic."""
 
     async def send(
-        federation_id: str, body: Any, ctx: ContextDep, request: Request, site: SecaggSite
+        federation_id: str,
+        body: Any,
+        ctx: ContextDep,
+        request: Request,
+        site: SecaggSite,
+        wait: Annotated[
+            float | None,
+            Query(
+                ge=0,
+                le=MAX_WAIT_S,
+                description="long-poll up to this many seconds for the session to leave the stage "
+                "just answered; the answer then carries the session view as `view`",
+            ),
+        ] = None,
     ) -> dict[str, Any]:
-        return await run_in_threadpool(ctx.services.fl_sites.secagg_receive, site, body, client_ip(request))
+        sites = ctx.services.fl_sites
+        answer = await run_in_threadpool(sites.secagg_receive, site, body, client_ip(request))
+        if wait is not None:  # the view the site would long-poll GET .../secagg for next, in this answer
+            answered = (body.round_id, STAGE_OF[type(body)].value)
+            answer["view"] = await _view_after(sites, sites.coordinator, site, answered, wait)
+        return answer
 
-    if kind == "masked":  # an accepted masked input is audited as fl.update by the session
-        audits_success(send)
+    # An accepted masked input is audited as fl.update by the session, the other stages' accepted
+    # messages in one fl.secagg.stage row per stage (SecureRounds._close_stage); refusals by the gateway.
+    audits_success(send)
 
     send.__annotations__["body"] = message
     send.__doc__ = summary

@@ -126,9 +126,15 @@ class SiteClient:
         self.emit("joined", info.get("round"), f"joined as {info.get('name')}", info=info)
         return info
 
-    def info(self, wait_round: int | None = None) -> dict[str, Any]:
-        params = {"wait_round": wait_round, "timeout": self.poll_timeout} if wait_round is not None else None
-        result: dict[str, Any] = self.call("GET", "/info", params=params).json()
+    def info(self, wait_round: int | None = None, *, secagg: bool = False) -> dict[str, Any]:
+        """Where the federation stands; ``wait_round`` long-polls while that round is current, and
+        ``secagg`` asks for the open secure round's session view too (as ``secagg``)."""
+        params: dict[str, Any] = (
+            {"wait_round": wait_round, "timeout": self.poll_timeout} if wait_round is not None else {}
+        )
+        if secagg:
+            params["secagg"] = "true"
+        result: dict[str, Any] = self.call("GET", "/info", params=params or None).json()
         return result
 
     def run(self) -> dict[str, Any]:

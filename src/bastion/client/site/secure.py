@@ -67,6 +67,7 @@ class SecureParticipant:
         self._value_range = 0.0
         self._fit_seconds = 0.0
         self.last_view: dict[str, Any] = {}
+        self.carried: dict[str, Any] | None = None  # the view the last stage answer carried, if any
 
     # -- the server's session view ---------------------------------------------------------------
     def secagg_state(self, wait_session: str | None = None, wait_stage: str | None = None) -> dict[str, Any]:
@@ -79,41 +80,53 @@ class SecureParticipant:
         result: dict[str, Any] = self.site.call("GET", "/secagg", params=params).json()
         return result
 
-    def send(self, kind: str, message: BaseModel) -> dict[str, Any]:
+    def send(self, kind: str, message: BaseModel, *, wait: bool = False) -> dict[str, Any]:
+        """Post a stage's message; with ``wait`` the server long-polls for the next stage and the answer
+        carries the session view (``view``), kept in :attr:`carried` for :meth:`advance`."""
+        params = {"wait": self.site.poll_timeout} if wait else None
         result: dict[str, Any] = self.site.call(
             "POST",
             f"/secagg/{kind}",
+            params=params,
             content=message.model_dump_json(),
             headers={"Content-Type": "application/json"},
         ).json()
+        view = result.get("view") if wait else None
+        self.carried = view if isinstance(view, dict) else None  # an older server answers without one
         return result
 
     def advance(self, info: dict[str, Any]) -> dict[str, Any]:
         """Advance the secure round, then wait (long-poll) for whatever it waits on; returns fresh info.
 
-        After acting on a stage, the site long-polls for the session to leave that stage and acts on the
-        long poll's answer directly (no ``/info`` + ``/secagg`` pair per stage). Anything unexpected
-        (another round, a closed round, a poll that timed out) goes back through ``/info``.
+        A stage message is posted with ``wait``: the server answers once the session has left that
+        stage, with the new view, and the site acts on it directly (one request per stage). Without a
+        view in the answer (an older server), or when the site had nothing to send, it long-polls
+        ``GET /secagg`` for the session to leave the stage. Anything unexpected (another round, a closed
+        round, a poll that timed out) goes back through ``/info``.
         """
         number = int(info["round"])
-        view: dict[str, Any] | None = None
+        given = info.get("secagg")  # the session view an /info answer carried (asked for with secagg)
+        view: dict[str, Any] | None = given if isinstance(given, dict) else None
         while True:
-            outcome = self.step(info, view)
+            self.carried = None
+            outcome = self.step(info, view, wait=True)
             if outcome == WAIT_ROUND:
                 if info.get("round_state") == "open" and not info.get("selected", True):
                     self.site.emit("waiting", number, f"not drawn for round {number}", info=info)
-                return self.site.info(wait_round=number)
+                return self.site.info(wait_round=number, secagg=True)
             last = self.last_view
             if last.get("round") != number:
-                return self.site.info()
+                return self.site.info(secagg=True)
             waited = (last.get("session"), last.get("stage"))
-            view = self.secagg_state(wait_session=waited[0], wait_stage=waited[1])
+            view = self.carried
+            if view is None:
+                view = self.secagg_state(wait_session=waited[0], wait_stage=waited[1])
             if (
                 view.get("round") != number
                 or view.get("round_state") != "open"
                 or (view.get("session"), view.get("stage")) == waited
             ):
-                return self.site.info()
+                return self.site.info(secagg=True)
 
     # -- state on disk --------------------------------------------------------------------------
     def _masked_rounds(self) -> list[int]:
@@ -125,10 +138,14 @@ class SecureParticipant:
         return pins
 
     # -- one step -------------------------------------------------------------------------------
-    def step(self, info: Mapping[str, Any], view: Mapping[str, Any] | None = None) -> str:
+    def step(
+        self, info: Mapping[str, Any], view: Mapping[str, Any] | None = None, *, wait: bool = False
+    ) -> str:
         """Do what the current stage asks of this site, if anything; returns what to wait for next.
 
         ``view`` is a session view the caller already holds (a long poll's answer), saving a request.
+        With ``wait`` a stage message is posted as a long poll for the next stage (see :meth:`send`);
+        without it the step never blocks on the server.
         """
         number = int(info["round"])
         if info.get("round_state") != "open" or not info.get("selected", True):
@@ -140,9 +157,9 @@ class SecureParticipant:
         if view is None:
             view = self.secagg_state()
         self.last_view = dict(view)
-        return self.handle(view, number)
+        return self.handle(view, number, wait=wait)
 
-    def handle(self, view: Mapping[str, Any], number: int) -> str:
+    def handle(self, view: Mapping[str, Any], number: int, *, wait: bool = False) -> str:
         if view["round"] != number or view["round_state"] != "open":
             return WAIT_ROUND
         session, stage = view.get("session"), view.get("stage")
@@ -157,7 +174,7 @@ class SecureParticipant:
             if session != self._session:
                 self._join(view, number)
             assert self._client is not None
-            return self._act(self._client, view, number)
+            return self._act(self._client, view, number, wait)
         except BastionClientError as exc:
             if exc.code in STALE:
                 self._drop(str(session), f"{exc.message} ({exc.code})")
@@ -167,9 +184,12 @@ class SecureParticipant:
             self._drop(str(session), exc.message, refuse=True)
             return WAIT_STAGE
 
-    def _act(self, client: SecAggClient, view: Mapping[str, Any], number: int) -> str:
+    def _act(self, client: SecAggClient, view: Mapping[str, Any], number: int, wait: bool) -> str:
         stage, message = view["stage"], view.get("message")
-        send = self.send
+
+        def send(kind: str, answer: BaseModel) -> None:  # unmasking is the last stage: nothing to wait for
+            self.send(kind, answer, wait=wait and kind != "unmask")
+
         if stage == "aborted":
             self._drop(str(view["session"]), str(view.get("last_abort") or "the session was aborted"))
             return WAIT_STAGE if number not in self._masked_rounds() else WAIT_ROUND
@@ -240,6 +260,7 @@ class SecureParticipant:
         mine = signing.encode_public_key(self.site.key)
         given = self.site.peer_keys
         directory: dict[int, Any] = {}
+        fresh = False
         for cid, entry in dict(view["directory"]).items():
             pid, key = str(entry["participant_id"]), str(entry["signing_public_key"])
             if pid == own and key != mine:
@@ -250,13 +271,17 @@ class SecureParticipant:
                     if pid not in given
                     else f"the identity key of peer {pid} differs from the peer key list: possible key substitution"
                 )
-            if pins.setdefault(pid, key) != key:
+            pinned = pins.get(pid)
+            if pinned is None:
+                pins[pid], fresh = key, True
+            elif pinned != key:
                 raise BastionError(
                     f"the identity key of peer {pid} differs from the one pinned at first contact: "
                     "possible key substitution"
                 )
             directory[int(cid)] = signing.decode_public_key(key)
-        self.site.state.save()
+        if fresh:  # a first sight pinned a key: on disk before it is used
+            self.site.state.save()
         return directory
 
     def _drop(self, session: str, reason: str, *, refuse: bool = False) -> None:
