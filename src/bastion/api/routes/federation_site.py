@@ -258,9 +258,8 @@ def _secagg_route(kind: str, message: type[SiteMessage], summary: str) -> None:
             answer["view"] = await _view_after(sites, sites.coordinator, site, answered, wait)
         return answer
 
-    # An accepted masked input is audited as fl.update by the session, the other stages' accepted
-    # messages in one fl.secagg.stage row per stage (SecureRounds._close_stage); refusals by the gateway.
-    audits_success(send)
+    if kind == "masked":  # an accepted masked input is audited as fl.update by the session
+        audits_success(send)
 
     send.__annotations__["body"] = message
     send.__doc__ = summary

@@ -65,7 +65,6 @@ class SecAggRound:
     request: UnmaskRequest | None = None
     _described: dict[str, Any] | None = field(default=None, repr=False)
     published: Published | None = None
-    answers: dict[str, str | None] = field(default_factory=dict)  # this stage: participant id -> source IP
 
     @property
     def stage(self) -> ServerStage:

@@ -268,8 +268,6 @@ class SecureRounds:
                 )
             else:
                 server.receive_unmask(message)
-            if not isinstance(message, MaskedInput):  # audited with the stage (fl.secagg.stage)
-                session.answers[site.participant_id] = source_ip
             session.answered(cid)
             self._advance(fid, session)
             return {"accepted": True, "session": session.config.round_id, "stage": session.stage.value}
@@ -339,25 +337,9 @@ class SecureRounds:
             if session.stage is stage:
                 return
 
-    def _audit_answers(self, session: SecAggRound, **details: Any) -> dict[str, Any]:
-        """The stage's accepted answers (participant -> source IP) as audit details; one row per stage
-        instead of a generic ``http.post`` row per message. Masked inputs are ``fl.update`` rows."""
-        answered, session.answers = session.answers, {}
-        return {
-            "round": session.round_number,
-            "session": session.config.round_id,
-            "answered": answered,
-            **details,
-        }
-
     def _close_stage(self, federation_id: str, session: SecAggRound) -> None:
         co = self.coordinator
         server = session.server
-        if session.answers:
-            stage = session.stage.value
-            co.audit.append(
-                system_record("fl.secagg.stage", federation_id, **self._audit_answers(session, stage=stage))
-            )
         cfg, _spec = co.meta(federation_id)
         assert cfg.privacy is not None and cfg.privacy.secure_aggregation is not None
         timeout = timedelta(seconds=cfg.privacy.secure_aggregation.stage_timeout_s)
@@ -398,7 +380,6 @@ class SecureRounds:
         co.changed(federation_id)
 
     def _abort(self, federation_id: str, session: SecAggRound, reason: str) -> None:
-        stage = session.stage.value
         if session.stage is not ServerStage.ABORTED:
             session.server.abort(reason)
         session.outbox.clear()
@@ -408,7 +389,9 @@ class SecureRounds:
             system_record(
                 "fl.secagg.abort",
                 federation_id,
-                **self._audit_answers(session, stage=stage, reason=reason),
+                round=session.round_number,
+                session=session.config.round_id,
+                reason=reason,
             )
         )
         _log.warning(
