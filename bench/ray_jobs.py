@@ -86,7 +86,7 @@ class Side:
         executor = None
         if self.name == "ray":
             executor = RayExecutor.connect(self.cluster.address, insecure=False, vault=self.ctx.vault)
-        self.worker = make_worker(self.ctx, config, executor=executor, on_complete=None)
+        self.worker = make_worker(self.ctx, config, executor=executor, registrar=None)
         if previous is not None:
             # Closed after the new executor connected: the last close would end this process's Ray
             # connection, and a new connection (a new Ray job) cannot reuse the warm Ray workers.

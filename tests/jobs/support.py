@@ -40,6 +40,25 @@ def wait_for(
         time.sleep(interval)
 
 
+def at_completion(monkeypatch: Any, check: Callable[[str], T]) -> list[T]:
+    """Run ``check(job_id)`` the moment a worker's ``queue.complete`` has committed ``completed`` (and
+    before the worker does anything after it): what a client polling the status sees first. The list
+    fills with what each check returned."""
+    from bastion.jobs import queue
+
+    seen: list[T] = []
+    original = queue.complete
+
+    def complete(db: Any, job_id: str, *args: Any, **kw: Any) -> bool:
+        done = original(db, job_id, *args, **kw)
+        if done:
+            seen.append(check(job_id))
+        return done
+
+    monkeypatch.setattr(queue, "complete", complete)
+    return seen
+
+
 def pid_gone(pid: int) -> bool:
     try:
         os.kill(pid, 0)

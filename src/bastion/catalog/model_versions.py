@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol, TypeVar
 
@@ -118,6 +119,7 @@ class ModelVersions:
         primary_metric: str | None = None,
         project_id: str | None = None,
         stored: StoredRef | None = None,
+        session: Session | None = None,
     ) -> VersionView:
         """Store a new version of ``name`` in a project (creating the model on first use).
 
@@ -125,6 +127,9 @@ class ModelVersions:
         model joins the project of what produced it), else the owner's personal project. ``stored``
         names the vault version that already holds ``model_bytes`` (a job's package, a federation's
         global model): the version then refers to it instead of storing a copy (bastion.catalog.stored).
+        With ``session`` the version is written in the caller's transaction (a job's completion:
+        the version and the ``completed`` state commit together, or neither does); a vault copy,
+        made only without ``stored``, is written at once either way.
         """
         from bastion.ml.serialize import sniff_format
 
@@ -139,7 +144,7 @@ class ModelVersions:
             stored.check(self.vault, model_bytes)
         for attempt in range(3):
             try:
-                with self.db.session() as s:
+                with self._unit(session) as s:
                     pid = project_id or _producer_project(s, lineage or {})
                     pid = pid or personal_project_id(s.connection(), owner_id)
                     model = s.scalar(
@@ -200,6 +205,17 @@ class ModelVersions:
                 if attempt == 2:
                     raise Conflict("model version was registered concurrently; retry") from None
         raise AssertionError("unreachable")
+
+    @contextmanager
+    def _unit(self, session: Session | None) -> Iterator[Session]:
+        """One try at a registration: a transaction of its own, or a savepoint in the caller's (so a
+        lost race for the version number rolls back only the try, never the caller's work)."""
+        if session is None:
+            with self.db.session() as s:
+                yield s
+        else:
+            with session.begin_nested():
+                yield session
 
     # -- reading ---------------------------------------------------------------------------------
     def _model(

@@ -28,7 +28,7 @@ def make_worker(ctx: Context, config: JobConfig, **options: Any) -> Worker:
         config,
         kaggle_path=settings.kaggle_alzheimer_path,
         vault=ctx.vault,
-        on_complete=options.pop("on_complete", registrar(ctx)),
+        registrar=options.pop("registrar", registrar(ctx)),
         **options,
     )
 

@@ -141,7 +141,12 @@ def complete(
     results: dict[str, Any],
     history: list[dict[str, Any]],
     model: dict[str, Any] | None,
+    *,
+    then: Callable[[Session], None] | None = None,
 ) -> bool:
+    """Move the job to completed; ``then`` (registering its model) runs in the same transaction after
+    the fenced UPDATE won, so whoever can read ``completed`` can read what ``then`` wrote, and an error
+    in ``then`` (or a crash before the commit) leaves the job running, for the worker or recovery."""
     now = utcnow()
     with db.session() as s:
         moved = s.execute(
@@ -163,6 +168,8 @@ def complete(
         )
         if moved.rowcount != 1:  # type: ignore[attr-defined]
             return False
+        if then is not None:
+            then(s)
         add_event(s, job_id, "state", {"state": "completed", "progress": 1.0, "attempt": attempt})
         add_log(s, job_id, "job completed")
         return True

@@ -14,13 +14,13 @@ import os
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
+from bastion.errors import BastionError
 from bastion.jobs import queue
 from bastion.jobs.config import JobConfig
 from bastion.jobs.executor import Outcome
@@ -29,6 +29,9 @@ from bastion.jobs.keys import KeyScope
 from bastion.jobs.recorder import Recorder
 from bastion.jobs.runner import artifact_id_for
 from bastion.store import Database
+
+if TYPE_CHECKING:
+    from bastion.jobs.registration import Prepare
 
 _log = structlog.get_logger("bastion.jobs.worker")
 
@@ -57,7 +60,7 @@ class Worker:
         kaggle_path: Path | str | None = None,
         vault: Any = None,
         worker_id: str | None = None,
-        on_complete: Callable[[str], None] | None = None,
+        registrar: Prepare | None = None,
         executor: Executor | None = None,
     ) -> None:
         import socket
@@ -66,7 +69,7 @@ class Worker:
         self.config = config
         self.kaggle_path = str(Path(kaggle_path).resolve()) if kaggle_path else None
         self.vault = vault
-        self.on_complete = on_complete
+        self.registrar = registrar
         self.executor: Executor = executor or LocalExecutor()
         self.id = worker_id or f"{socket.gethostname()[:60]}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._runs: dict[str, _Run] = {}
@@ -262,32 +265,62 @@ class Worker:
                 None,
                 {"message": "the job reported a model it did not write"},
             )
-        done = False
+        kept = False  # the model stays in the vault only if the job completed with it
         if outcome.killed in ("cancelled", "lost"):
             note = "cancelled" if outcome.killed == "cancelled" else "taken from this worker"
             self._note(job_id, f"job process killed: the job was {note}")
         elif outcome.killed == "released":
-            done = queue.requeue(
-                self.db, job_id, self.id, attempt, "the worker shut down", count_attempt=False
-            )
+            queue.requeue(self.db, job_id, self.id, attempt, "the worker shut down", count_attempt=False)
         elif outcome.killed == NODE_DIED:
             why = str((outcome.error or {}).get("message") or "the executor lost the job")
             if attempt < self.config.max_attempts:
                 note = f"{why}; retrying, attempt {attempt + 1} of {self.config.max_attempts}"
-                done = queue.requeue(self.db, job_id, self.id, attempt, note, count_attempt=True)
+                queue.requeue(self.db, job_id, self.id, attempt, note, count_attempt=True)
             else:
                 note = f"{why} (attempt {attempt} of {self.config.max_attempts})"
-                done = queue.fail(self.db, job_id, self.id, attempt, note)
+                queue.fail(self.db, job_id, self.id, attempt, note)
         elif outcome.result is not None and outcome.returncode == 0:
             results = outcome.result.get("results") or {}
             history = outcome.result.get("history") or rec.history
-            done = queue.complete(self.db, job_id, self.id, attempt, results, history, model)
-            if done and self.on_complete is not None:
-                self.on_complete(job_id)
+            kept = self._complete(claim, results, history, model)
         else:
-            done = queue.fail(self.db, job_id, self.id, attempt, outcome.reason(runtime, rec.last_stderr))
-        if model and not (done and outcome.result is not None and outcome.killed is None):
+            queue.fail(self.db, job_id, self.id, attempt, outcome.reason(runtime, rec.last_stderr))
+        if model and not kept:
             self._discard(model)
+
+    def _complete(
+        self,
+        claim: queue.Claim,
+        results: dict[str, Any],
+        history: list[dict[str, Any]],
+        model: dict[str, Any] | None,
+    ) -> bool:
+        """Complete the job and register its model in one transaction; whether it completed.
+
+        A model the registry refuses fails the job instead (a completed job always has its version).
+        A database error propagates: the job stays running until recovery re-queues it.
+        """
+        step = None
+        if model is not None and self.registrar is not None:
+            try:
+                step = self.registrar(claim.job_id, results, model)
+            except Exception as exc:  # an unreadable package, a refused format: retrying will not help
+                self._unregistered(claim, exc)
+                return False
+        try:
+            return queue.complete(
+                self.db, claim.job_id, self.id, claim.attempt, results, history, model, then=step
+            )
+        except BastionError as exc:  # the registry refused the version inside the step (rolled back)
+            self._unregistered(claim, exc)
+            return False
+
+    def _unregistered(self, claim: queue.Claim, exc: Exception) -> None:
+        """Fail a job whose model could not be registered (nothing of the registration was kept)."""
+        why = f"{type(exc).__name__}: {exc}" if isinstance(exc, BastionError) else type(exc).__name__
+        _say("warning", "job_model_not_registered", job_id=claim.job_id, error=why[:300])
+        reason = f"the job's model could not be registered ({why})"[:1000]
+        queue.fail(self.db, claim.job_id, self.id, claim.attempt, reason)
 
     def _note(self, job_id: str, line: str) -> None:
         try:
