@@ -8,6 +8,7 @@ beyond JSON Schema are listed, with the reason, in schemathesis.toml next to thi
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -82,9 +83,25 @@ def _run(server: ServerProcess, key: str) -> subprocess.CompletedProcess[str]:
 def test_schemathesis_finds_nothing(fuzzed_server: ServerProcess, role: str) -> None:
     result = _run(fuzzed_server, fuzzed_server.keys[role])
     report = result.stdout + result.stderr
-    assert result.returncode == 0, report[-20000:]
+    assert result.returncode == 0, report[-20000:] + _slow_and_warnings(fuzzed_server)
     selected = re.search(r"Selected: (\d+)/(\d+)", report)
     tested = re.search(r"Tested: (\d+)", report)
     assert selected and tested, report[-4000:]
     # Every operation in the document was exercised; none was left out.
     assert int(tested.group(1)) == int(selected.group(1)) == int(selected.group(2)), report[-4000:]
+
+
+def _slow_and_warnings(server: ServerProcess, over_ms: float = 2000) -> str:
+    """The server's access-log lines of requests slower than ``over_ms``, and its warnings and errors:
+    what a response-time failure (ST112) needs to show who else was running at the time."""
+    picked: list[str] = []
+    for line in server.text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if not isinstance(entry, dict):
+            continue
+        if float(entry.get("duration_ms") or 0) >= over_ms or entry.get("level") in ("warning", "error"):
+            picked.append(line[:2000])
+    return "\n\nserver: slow requests, warnings and errors\n" + "\n".join(picked[-60:])
