@@ -237,6 +237,7 @@ class Result:
     p50_ms: float
     p99_ms: float
     server_cpu_s: float | None = None
+    retransmits: int | None = None
 
     @property
     def rps(self) -> float:
@@ -257,6 +258,23 @@ def process_cpu_seconds(pid: int) -> float | None:
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def tcp_retransmits() -> int | None:
+    """The kernel's count of retransmitted TCP segments (Linux; None elsewhere).
+
+    A saturated event loop reads its sockets late, so the kernel's delayed ACKs can outlast the
+    client's 200 ms minimum retransmission timeout: each spurious retransmission then costs that
+    request 0.2-1 s, and a handful of them is the whole p99 (see docs/performance.md, stop 23)."""
+    try:
+        lines = [
+            line.split()
+            for line in Path("/proc/net/snmp").read_text().splitlines()
+            if line.startswith("Tcp:")
+        ]
+        return int(lines[1][lines[0].index("RetransSegs")])
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 _WRK_LUA = """
@@ -352,13 +370,17 @@ def measure(
     workdir: Path,
 ) -> Result:
     cpu_before = process_cpu_seconds(server.proc.pid)
+    retrans_before = tcp_retransmits()
     if generator == "wrk":
         result = run_wrk(url, headers, connections, seconds, workdir)
     else:
         result = run_asyncio_generator(url, headers, connections, seconds)
     cpu_after = process_cpu_seconds(server.proc.pid)
+    retrans_after = tcp_retransmits()
     if cpu_before is not None and cpu_after is not None:
         result.server_cpu_s = cpu_after - cpu_before
+    if retrans_before is not None and retrans_after is not None:
+        result.retransmits = retrans_after - retrans_before
     return result
 
 
@@ -390,9 +412,10 @@ def drop_pg_database(admin_url: str, name: str) -> None:
 
 def _fmt(r: Result) -> str:
     cpu = f"  server cpu {r.cpu_us_per_request:6.0f} us/req" if r.cpu_us_per_request else ""
+    retrans = f", {r.retransmits} TCP retransmits" if r.retransmits is not None else ""
     return (
         f"{r.rps:9.1f} rps  p50 {r.p50_ms:7.2f} ms  p99 {r.p99_ms:7.2f} ms{cpu}  "
-        f"({r.requests} requests in {r.seconds:.1f} s, {r.errors} errors)"
+        f"({r.requests} requests in {r.seconds:.1f} s, {r.errors} errors{retrans})"
     )
 
 

@@ -144,6 +144,7 @@ def run_bastion(tmp: Path) -> dict[str, Any]:
     bastion = [sys.executable, "-m", "bastion.cli.main"]
     t0 = time.perf_counter()
     server, url, keys = start_server(tmp)
+    phases: dict[str, float | None] = {"server ready": time.perf_counter() - t0}
     sites: list[subprocess.Popen[bytes]] = []
     try:
         with httpx.Client(base_url=url, headers={"X-API-Key": keys["user"]}, timeout=60) as http:
@@ -157,6 +158,7 @@ def run_bastion(tmp: Path) -> dict[str, Any]:
                 "seed": SEED,
             }
             fid = http.post("/api/v1/federations", json=spec).raise_for_status().json()["id"]
+            phases["federation created"] = time.perf_counter() - t0
             for i in range(1, SITES + 1):
                 token = http.post(f"/api/v1/federations/{fid}/participants", json={"name": f"site-{i}"})
                 cmd = [*bastion, "fl", "client", "--server", url, "--federation", fid]
@@ -165,15 +167,28 @@ def run_bastion(tmp: Path) -> dict[str, Any]:
                 sites.append(
                     subprocess.Popen(cmd, stdout=(tmp / f"site-{i}.log").open("wb"), stderr=subprocess.STDOUT)
                 )
+            phases["sites started"] = time.perf_counter() - t0
             for proc in sites:
                 if proc.wait(600) != 0:
                     raise RuntimeError(f"a Bastion site failed; see {tmp}")
             seconds = time.perf_counter() - t0
             rounds = http.get(f"/api/v1/federations/{fid}/rounds").json()["data"]
+            phases["rounds (first opened to last closed)"] = _span(rounds)
     finally:
         stop_all(server, sites)
     last = max(rounds, key=lambda r: r["round"])
-    return {"seconds": seconds, "accuracy": last["metrics"]["server_accuracy"]}
+    return {"seconds": seconds, "accuracy": last["metrics"]["server_accuracy"], "phases": phases}
+
+
+def _span(rounds: list[dict[str, Any]]) -> float | None:
+    """Seconds from the first round's opening (every site joined) to the last one's close."""
+    from datetime import datetime
+
+    opened = min(rounds, key=lambda r: r["round"]).get("opened_at")
+    closed = max(rounds, key=lambda r: r["round"]).get("closed_at")
+    if opened is None or closed is None:
+        return None
+    return datetime.fromisoformat(closed).timestamp() - datetime.fromisoformat(opened).timestamp()
 
 
 def flower_available(python: str) -> bool:
@@ -233,6 +248,9 @@ def main() -> None:
     print(f"digits, {SITES} sites, {ROUNDS} rounds, whole process, {args.runs} run(s) per side, medians")
     print(f"  bastion (serve + {SITES} fl client processes): {b_time:6.2f} s  accuracy {b_acc:.4f}")
     print(f"    runs: {[(round(r['seconds'], 2), round(r['accuracy'], 4)) for r in bastion_runs]}")
+    for run in bastion_runs:
+        marks = ", ".join(f"{k} {v:.2f} s" for k, v in run["phases"].items() if v is not None)
+        print(f"    phases: {marks}")
     if flower_runs:
         print(
             f"  flower {flower_runs[0]['flwr']} start_simulation (ray):  {f_time:6.2f} s  accuracy {f_acc:.4f}"

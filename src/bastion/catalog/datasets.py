@@ -186,7 +186,7 @@ class DatasetCatalog:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """The datasets of the caller's projects (or of one), oldest first, and the next page's cursor."""
         # Plain rows on a bare connection (no ORM objects, no unit of work): this is the hot list.
-        with self.db.engine.connect() as conn:
+        with self.db.reader() as conn:
             rows = _LIST.rows(conn, principal, project, cursor, limit)
         return [_view(r) for r in rows[:limit]], DATASETS.next_cursor(rows, limit)
 

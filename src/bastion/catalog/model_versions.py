@@ -262,7 +262,7 @@ class ModelVersions:
     ) -> tuple[list[dict[str, Any]], str | None]:
         """The models of the caller's projects (or of one), oldest first, and the next page's cursor:
         two queries whatever the page size (the page, then every version of its models at once)."""
-        with self.db.engine.connect() as conn:
+        with self.db.reader() as conn:
             models = _LIST.rows(conn, principal, project, cursor, limit)
             page = models[:limit]
             scores: dict[str, list[_Scores]] = {m.id: [] for m in page}

@@ -56,8 +56,8 @@ class PriceTable:
         self.db = db
 
     def all(self) -> dict[str, Price]:
-        with self.db.session() as s:
-            rows = s.scalars(select(TrainingPrice).order_by(TrainingPrice.profile)).all()
+        with self.db.reader() as conn:
+            rows = conn.execute(select(TrainingPrice.__table__).order_by(TrainingPrice.profile)).all()
         if not rows:
             return dict(DEFAULT_PRICES)
         return {

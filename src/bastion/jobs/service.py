@@ -260,7 +260,7 @@ class JobService:
         """The jobs of the caller's projects (or of one), newest first, and the next page's cursor:
         plain rows (the job's columns), read on a bare connection."""
         limit = min(limit, MAX_LIST)
-        with self.db.engine.connect() as conn:
+        with self.db.reader() as conn:
             rows = _LIST.rows(conn, principal, project, cursor, limit, state=state)
         return list(rows[:limit]), JOBS.next_cursor(rows, limit)
 

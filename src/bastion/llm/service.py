@@ -180,7 +180,7 @@ class FineTuning:
         """Fine-tuning jobs of the caller's projects (or of one), newest first: plain rows, read on a
         bare connection. A cursor written before the list used Keyset (a plain ISO time) still pages."""
         limit = min(limit, MAX_PAGE)
-        with self.db.engine.connect() as conn:
+        with self.db.reader() as conn:
             rows = _LIST.rows(conn, principal, project, cursor, limit)
         return list(rows[:limit]), JOBS.next_cursor(rows, limit)
 

@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import create_engine, event, text
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import SingletonThreadPool
 
 from bastion.errors import ConfigError
 
@@ -18,6 +21,13 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 
 SQLITE_POOL_SIZE = 40  # anyio's default threadpool size: one connection per worker thread
+INLINE_BUSY_MS = 50  # how long an inline read waits for a lock before it gives way (InlineBusy)
+_INLINE: ContextVar[bool] = ContextVar("bastion_inline_read", default=False)
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
+
+
+class InlineBusy(Exception):
+    """An inline read met a lock: run it again where waiting costs nothing (a worker thread)."""
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -29,15 +39,30 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
+def _inline_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute(f"PRAGMA busy_timeout={INLINE_BUSY_MS}")
+    cur.execute("PRAGMA query_only=ON")  # what runs on the event loop can never write
+    cur.close()
+
+
 class Database:
     """One engine and a session factory. ``session()`` is a unit of work: commit on success."""
 
     def __init__(self, url: str, *, echo: bool = False) -> None:
         self.url = url
+        self._inline: Engine | None = None
         if url.startswith("sqlite"):
             path = url.split("///", 1)[-1]
             if path and path != ":memory:" and not path.startswith("file:"):
                 _private_sqlite_file(Path(path))
+                # Inline reads (see ``inline``): one read-only connection per thread that uses it.
+                self._inline = create_engine(
+                    url,
+                    connect_args={"check_same_thread": False, "timeout": INLINE_BUSY_MS / 1000},
+                    poolclass=SingletonThreadPool,
+                )
+                event.listen(self._inline, "connect", _inline_pragmas)
             # A pool as deep as the server's threadpool (40): with QueuePool's default 5 + 10 overflow,
             # busy threads opened and closed a connection per request (and its PRAGMAs with it).
             self.engine: Engine = create_engine(
@@ -62,6 +87,35 @@ class Database:
     def session(self) -> Iterator[Session]:
         with self._factory() as s, s.begin():
             yield s
+
+    @property
+    def inline_reads(self) -> bool:
+        """Whether a short read may run on the calling thread (the event loop): SQLite files only."""
+        return self._inline is not None
+
+    @contextmanager
+    def inline(self) -> Iterator[None]:
+        """Within this block, ``reader()`` gives this thread's read-only connection that waits at most
+        ``INLINE_BUSY_MS`` for a lock and then raises ``InlineBusy`` (instead of 15 s)."""
+        token = _INLINE.set(True)
+        try:
+            yield
+        finally:
+            _INLINE.reset(token)
+
+    @contextmanager
+    def reader(self) -> Iterator[Connection]:
+        """A connection for one short read (a page of a list): no unit of work, nothing written."""
+        inline = self._inline is not None and _INLINE.get()
+        engine = self._inline if inline and self._inline is not None else self.engine
+        with engine.connect() as conn:
+            try:
+                yield conn
+            except OperationalError as exc:
+                code = getattr(exc.orig, "sqlite_errorcode", 0) & 0xFF
+                if inline and code in (_SQLITE_BUSY, _SQLITE_LOCKED):
+                    raise InlineBusy(str(exc.orig)) from exc
+                raise
 
     def ping(self) -> bool:
         try:
@@ -107,6 +161,8 @@ class Database:
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._inline is not None:
+            self._inline.dispose()
 
 
 def _private_sqlite_file(path: Path) -> None:

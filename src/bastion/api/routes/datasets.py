@@ -13,6 +13,7 @@ from bastion.api.deps import ContextDep, DatasetsDep, UserPrincipal
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
+from bastion.api.reads import read
 from bastion.api.routing import PrefixRouter
 from bastion.api.scoping import ProjectQuery
 from bastion.contract.catalog import Dataset, DatasetDeleted
@@ -121,8 +122,7 @@ async def list_datasets(
     project: ProjectQuery = None,
 ) -> dict[str, Any]:
     """The datasets of your projects (or of one, ``?project=``), oldest first."""
-    # async with one explicit hop: a sync route would hop twice (the query, then the response check).
-    data, next_cursor = await run_in_threadpool(datasets.list_for, principal, limit, cursor, project)
+    data, next_cursor = await read(datasets.db, datasets.list_for, principal, limit, cursor, project)
     return {"data": data, "next_cursor": next_cursor}
 
 

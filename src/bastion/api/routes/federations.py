@@ -16,6 +16,7 @@ from bastion.api.deps import CurrentPrincipal, FederationsDep, UserPrincipal, cl
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
+from bastion.api.reads import read
 from bastion.api.routing import PrefixRouter
 from bastion.api.scoping import ProjectQuery
 from bastion.contract.federations import (
@@ -94,7 +95,7 @@ async def list_federations(
     project: ProjectQuery = None,
 ) -> dict[str, Any]:
     """The federations of your projects (or of one, ``?project=``), oldest first."""
-    data, next_cursor = await run_in_threadpool(federations.list_for, principal, limit, cursor, project)
+    data, next_cursor = await read(federations.db, federations.list_for, principal, limit, cursor, project)
     return {"data": data, "next_cursor": next_cursor}
 
 

@@ -25,6 +25,7 @@ from bastion.api.deps import (
     client_ip,
 )
 from bastion.api.openapi import errors
+from bastion.api.reads import read
 from bastion.api.routing import PrefixRouter
 from bastion.api.scoping import ProjectQuery
 from bastion.auth.principal import Principal
@@ -273,7 +274,7 @@ async def list_jobs(
     cursor: Annotated[str | None, Query(max_length=200)] = None,
     project: ProjectQuery = None,
 ) -> JobList:
-    return await run_in_threadpool(_list, ctx, fine_tuning, principal, limit, cursor, project)
+    return await read(ctx.db, _list, ctx, fine_tuning, principal, limit, cursor, project)
 
 
 def _list(

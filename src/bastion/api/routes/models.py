@@ -12,6 +12,7 @@ from bastion.api.deps import ContextDep, CurrentPrincipal, ModelsDep, UserPrinci
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, LimitQuery, Page
+from bastion.api.reads import read
 from bastion.api.routing import PrefixRouter
 from bastion.api.scoping import ProjectQuery
 from bastion.auth.principal import Principal
@@ -41,7 +42,7 @@ async def list_models(
     project: ProjectQuery = None,
 ) -> dict[str, Any]:
     """The registered models of your projects (or of one, ``?project=``), oldest first."""
-    data, next_cursor = await run_in_threadpool(models.list_for, principal, limit, cursor, project)
+    data, next_cursor = await read(models.db, models.list_for, principal, limit, cursor, project)
     return {"data": data, "next_cursor": next_cursor}
 
 

@@ -16,6 +16,7 @@ from bastion.api.deps import JobsDep, UserPrincipal, client_ip, presented_creden
 from bastion.api.idempotency import Idempotent
 from bastion.api.openapi import errors
 from bastion.api.pagination import CursorQuery, SeqQuery
+from bastion.api.reads import read
 from bastion.api.routing import PrefixRouter
 from bastion.api.scoping import ProjectQuery
 from bastion.contract.common import DB_INT_MAX, Ack
@@ -134,7 +135,7 @@ async def list_jobs(
 ) -> dict[str, Any]:
     """The jobs of your projects (or of one, ``?project=``), newest first (seeds/000's shape, plus
     ``next_cursor``)."""
-    rows, next_cursor = await run_in_threadpool(jobs.list_for, principal, limit, status, cursor, project)
+    rows, next_cursor = await read(jobs.db, jobs.list_for, principal, limit, status, cursor, project)
     return {"jobs": [views.summary(j) for j in rows], "next_cursor": next_cursor}
 
 

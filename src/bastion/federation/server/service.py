@@ -351,7 +351,7 @@ class FederationService:
         first, and the next page's cursor (bastion.federation.server.listing)."""
         from bastion.federation.server.listing import FEDERATION_LIST
 
-        with self.db.engine.connect() as conn:
+        with self.db.reader() as conn:
             feds = FEDERATION_LIST.rows(conn, principal, project, cursor, limit)
         return [federation_view(f) for f in feds[:limit]], FEDERATIONS.next_cursor(feds, limit)
 
