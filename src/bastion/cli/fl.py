@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
+from bastion.cli import exiting
 from bastion.cli.client_common import Remote, client_command
 from bastion.cli.options import CaOpt, JsonOpt, ProjectOpt, QuietOpt
 from bastion.cli.output import console, emit, err_console, fail
@@ -430,6 +431,7 @@ def client(
     progress.stop()
     if not as_json:
         console.print(f"federation {federation} completed after {final['completed_rounds']} rounds")
+    exiting.skip_teardown()  # the state is saved and the connection closed: nothing left to tear down
 
 
 class _Progress:

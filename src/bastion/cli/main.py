@@ -9,6 +9,7 @@ from bastion.cli import (
     admin,
     backup,
     catalog,
+    exiting,
     fl,
     ft,
     predict,
@@ -52,5 +53,11 @@ app.command("login")(signin.login)
 app.command("signup")(signin.signup)  # signin also adds `users signups|approve|reject`
 app.command("sso-link")(signin.sso_link)
 
+
+def main() -> None:
+    """The ``bastion`` command (see ``bastion.cli.exiting``)."""
+    exiting.run(app)
+
+
 if __name__ == "__main__":
-    app()
+    main()

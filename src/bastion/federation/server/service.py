@@ -248,6 +248,7 @@ class FederationService:
             {},
             {"federation_id": fid, "round": 0, "source": "initial", "global_version": version},
         )
+        self.coordinator.evaluator.prepare(fid, cfg)
         return self.get(principal, fid)
 
     def _drop_artifacts(self, fid: str) -> None:
