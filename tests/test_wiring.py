@@ -53,3 +53,22 @@ def test_importing_the_wiring_imports_no_subsystem() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_building_the_server_app_loads_no_sign_in_or_page_libraries(tmp_path: Path) -> None:
+    """authlib and joserfc load at the first SSO sign-in, Jinja2 at the first dashboard page, torch
+    at the first model work: none of them with every `bastion serve` (they were ~0.2 s of its start)."""
+    code = (
+        "import sys\n"
+        "from pathlib import Path\n"
+        "from bastion.api.app import create_app\n"
+        "from bastion.context import build_context\n"
+        "from tests.conftest import make_settings\n"
+        f"d = Path({str(tmp_path)!r})\n"
+        "create_app(context=build_context(make_settings(d, f'sqlite:///{d}/a.db', embedded_worker=False)))\n"
+        "heavy = [m for m in ('authlib', 'joserfc', 'jinja2', 'torch', 'sklearn') if m in sys.modules]\n"
+        "print(heavy)\n"
+        "sys.exit(1 if heavy else 0)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -17,12 +17,12 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
-from joserfc import jwt
-from joserfc.errors import InvalidKeyIdError, JoseError
-from joserfc.jwk import KeySet
+
+if TYPE_CHECKING:  # joserfc loads when a sign-in first verifies a token, not with every server
+    from joserfc.jwk import KeySet
 
 from bastion.errors import BadRequest, Unavailable
 
@@ -98,6 +98,9 @@ class OidcProvider:
             return self._metadata
 
     def keys(self, *, refresh: bool = False) -> KeySet:
+        from joserfc.errors import JoseError
+        from joserfc.jwk import KeySet
+
         jwks_uri = self.metadata()["jwks_uri"]
         with self._lock:
             # ID tokens only arrive over the back channel from the token endpoint, so an unknown kid
@@ -113,6 +116,9 @@ class OidcProvider:
 
     def verify_id_token(self, raw: str, nonce: str) -> dict[str, Any]:
         """The ID token's claims, after every check in the module docstring."""
+        from joserfc import jwt
+        from joserfc.errors import InvalidKeyIdError, JoseError
+
         algorithms = list(self.config.algorithms)
         try:
             try:

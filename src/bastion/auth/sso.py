@@ -15,10 +15,10 @@ import re
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from authlib.integrations.base_client.errors import OAuthError
-from authlib.integrations.httpx_client import OAuth2Client
+if TYPE_CHECKING:  # authlib loads at the first sign-in, not with every server
+    from authlib.integrations.httpx_client import OAuth2Client
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -108,6 +108,8 @@ class SingleSignOn:
         self.provider.close()
 
     def _oauth(self) -> OAuth2Client:
+        from authlib.integrations.httpx_client import OAuth2Client
+
         c = self.provider.config
         return OAuth2Client(
             c.client_id,
@@ -185,6 +187,8 @@ class SingleSignOn:
             return Completed(flow.return_to, handoff)
 
     def _exchange(self, code: str, verifier: str, nonce: str) -> dict[str, Any]:
+        from authlib.integrations.base_client.errors import OAuthError
+
         endpoint = self.provider.metadata()["token_endpoint"]
         try:
             with self._oauth() as oauth:

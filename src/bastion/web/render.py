@@ -7,14 +7,16 @@ import functools
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
-from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
 from bastion.auth.roles import Role
 from bastion.web import TEMPLATE_DIR
+
+if TYPE_CHECKING:  # Jinja2 loads with the first page rendered, not with every API server
+    from fastapi.templating import Jinja2Templates
 
 
 @dataclass(frozen=True)
@@ -90,6 +92,8 @@ def _compact_json(value: Any) -> str:
 
 @functools.cache
 def templates() -> Jinja2Templates:
+    from fastapi.templating import Jinja2Templates
+
     t = Jinja2Templates(directory=str(TEMPLATE_DIR))
     t.env.autoescape = True
     t.env.filters.update(when=_when, num=_num, pct=_pct, size=_bytes, compact=_compact_json)
