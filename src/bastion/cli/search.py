@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,7 +19,9 @@ from bastion.cli.train import (
     parse_params,
     parse_resources,
 )
-from bastion.client import BastionClient, Event
+
+if TYPE_CHECKING:
+    from bastion.client import BastionClient, Event
 
 MAX_ROWS = 25
 

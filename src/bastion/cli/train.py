@@ -5,14 +5,17 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import typer
 
 from bastion.cli.client_common import Remote, client_command, client_failure
 from bastion.cli.options import CaOpt, JsonOpt, KeyOpt, ProjectOpt, QuietOpt, UrlOpt
 from bastion.cli.output import console, emit, err_console, fail
-from bastion.client import BastionClient, BastionClientError, Event
+from bastion.client.errors import BastionClientError
+
+if TYPE_CHECKING:
+    from bastion.client import BastionClient, Event
 
 app = typer.Typer(
     help="Remote training jobs: submit, watch, cancel, download, predict.", no_args_is_help=True

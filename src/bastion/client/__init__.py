@@ -1,4 +1,14 @@
-"""Bastion's Python SDK: talks to a server over HTTPS; never imports server code."""
+"""Bastion's Python SDK: talks to a server over HTTPS; never imports server code.
+
+The errors load with the package; the client itself (httpx and every resource module) when first
+named, so the CLI's commands that never call a server (``bastion serve``, ``bastion worker``) do not
+pay for it.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from bastion.client.errors import (
     APIError,
@@ -17,8 +27,28 @@ from bastion.client.errors import (
     TransportError,
     ValidationError,
 )
-from bastion.client.modelfile import DownloadedModel, load_model_file, open_download
-from bastion.client.sdk import BastionClient, Event
+
+if TYPE_CHECKING:
+    from bastion.client.modelfile import DownloadedModel, load_model_file, open_download
+    from bastion.client.sdk import BastionClient, Event
+
+_LAZY = {
+    "BastionClient": "bastion.client.sdk",
+    "Event": "bastion.client.sdk",
+    "DownloadedModel": "bastion.client.modelfile",
+    "load_model_file": "bastion.client.modelfile",
+    "open_download": "bastion.client.modelfile",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bastion.client' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "APIError",
