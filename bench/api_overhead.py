@@ -261,11 +261,11 @@ def process_cpu_seconds(pid: int) -> float | None:
 
 
 def tcp_retransmits() -> int | None:
-    """The kernel's count of retransmitted TCP segments (Linux; None elsewhere).
+    """The kernel's count of retransmitted TCP segments (Linux; None elsewhere), machine-wide.
 
-    A saturated event loop reads its sockets late, so the kernel's delayed ACKs can outlast the
-    client's 200 ms minimum retransmission timeout: each spurious retransmission then costs that
-    request 0.2-1 s, and a handful of them is the whole p99 (see docs/performance.md, stop 23)."""
+    Printed per case because a saturated event loop shows a p99 of ~1 s under wrk that neither the
+    server's own timings nor the asyncio generator see (docs/performance.md, stop 23): the count
+    stays next to the figures it was once suspected of explaining (it does not: see there)."""
     try:
         lines = [
             line.split()
