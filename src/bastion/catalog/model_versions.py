@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar, cast
 
-from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy import Row, Table, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError as DBIntegrityError
 from sqlalchemy.orm import Session
 
@@ -19,6 +19,7 @@ from bastion.errors import Conflict, Invalid, NotFound
 from bastion.projects.personal import personal_project_id
 from bastion.projects.policy import Action, ScopedList, authorize
 from bastion.store import Database
+from bastion.store.base import new_id, utcnow
 from bastion.store.paging import Keyset
 from bastion.store.tables import ModelRecord, ModelVersionRecord
 from bastion.vault.store import VaultStore
@@ -72,6 +73,17 @@ _PAGE_VERSIONS = (
     .where(ModelVersionRecord.model_id.in_(bindparam("model_ids", expanding=True)))
     .order_by(ModelVersionRecord.model_id, ModelVersionRecord.version)
 )
+
+
+# Registration's statements, built once (a federation registers a version every round): the ORM's
+# entity load and unit of work cost more than the statements themselves.
+_MODELS, _VERSIONS = cast(Table, ModelRecord.__table__), cast(Table, ModelVersionRecord.__table__)
+_FIND_MODEL = select(_MODELS.c.id).where(
+    _MODELS.c.project_id == bindparam("project_id"), _MODELS.c.name == bindparam("name")
+)
+_LAST_VERSION = select(func.max(_VERSIONS.c.version)).where(_VERSIONS.c.model_id == bindparam("model_id"))
+_INSERT_VERSION = insert(_VERSIONS)
+_VERSION_COLUMNS = tuple(c.key for c in _VERSIONS.columns)
 
 
 class _Scored(Protocol):
@@ -147,25 +159,18 @@ class ModelVersions:
                 with self._unit(session) as s:
                     pid = project_id or _producer_project(s, lineage or {})
                     pid = pid or personal_project_id(s.connection(), owner_id)
-                    model = s.scalar(
-                        select(ModelRecord).where(ModelRecord.project_id == pid, ModelRecord.name == name)
-                    )
-                    if model is None:
+                    conn = s.connection()
+                    model_id = conn.execute(_FIND_MODEL, {"project_id": pid, "name": name}).scalar()
+                    if model_id is None:
                         model = ModelRecord(
                             owner_id=owner_id, project_id=pid, name=name, primary_metric=primary_metric
                         )
                         s.add(model)
                         s.flush()
-                    version = 1 + int(
-                        s.scalar(
-                            select(func.max(ModelVersionRecord.version)).where(
-                                ModelVersionRecord.model_id == model.id
-                            )
-                        )
-                        or 0
-                    )
+                        model_id = model.id
+                    version = 1 + int(conn.execute(_LAST_VERSION, {"model_id": model_id}).scalar() or 0)
                     if stored is None:
-                        where: tuple[str, int | None, str] = (own_artifact(model.id, version), None, RAW)
+                        where: tuple[str, int | None, str] = (own_artifact(model_id, version), None, RAW)
                         self.vault.put_bytes(
                             where[0],
                             model_bytes,
@@ -175,7 +180,8 @@ class ModelVersions:
                     else:
                         where = (stored.artifact_id, stored.version, stored.layout)
                     row = ModelVersionRecord(
-                        model_id=model.id,
+                        id=new_id(),
+                        model_id=model_id,
                         version=version,
                         artifact_id=where[0],
                         artifact_version=where[1],
@@ -187,15 +193,15 @@ class ModelVersions:
                         input_schema_json=input_schema or {},
                         size_bytes=len(model_bytes),
                         access_protected=access_code is not None,
+                        created_at=utcnow(),
                     )
-                    s.add(row)
-                    s.flush()
+                    conn.execute(_INSERT_VERSION, {c: getattr(row, c) for c in _VERSION_COLUMNS})
                     self.audit.append(
                         AuditRecord(
                             "model.register",
                             actor_id=owner_id,
                             target_type="model",
-                            target_id=model.id,
+                            target_id=model_id,
                             details={"version": version, "lineage": lineage or {}},
                         ),
                         s,

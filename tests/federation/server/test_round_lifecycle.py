@@ -148,3 +148,33 @@ def test_a_close_that_breaks_is_finished_by_the_ticker(world: World) -> None:
     first = world.rounds(fid)[0]
     assert (first["state"], first["close_reason"], first["updates"]) == ("closed", "recovered", 2)
     assert world.status(fid)["round"] == 2 and failures == [1]
+
+
+def test_a_registry_failure_inside_the_close_rolls_back_only_the_registration(world: World) -> None:
+    """The version is registered in the close's transaction, in its own savepoint: a failure there
+    (after the version row was written) leaves the round closed, the next one open, no version, and
+    an audit chain that still verifies."""
+    from bastion.audit import AuditLog, AuditRecord
+    from bastion.audit.verify import verify_chain
+    from bastion.store.tables import ModelVersionRecord
+
+    fid = world.create(min_clients=1, rounds=3)["id"]
+    site = world.enroll(fid, "solo")
+    registry = world.ctx.services.models
+
+    class Broken(AuditLog):
+        def append(self, record: AuditRecord, session: Any = None) -> int:
+            raise RuntimeError("registry audit unavailable")
+
+    registry.audit = Broken(world.ctx.db)
+    world.submit(site, world.seal(site, fid, 1))
+    closed = world.rounds(fid)[0]
+    assert (closed["state"], closed["model_version"]) == ("closed", None)
+    assert world.status(fid)["round"] == 2
+    with world.ctx.db.session() as s:
+        versions = s.scalars(select(ModelVersionRecord.version)).all()
+    assert list(versions) == [1], "only the initial model's version: the failed one was rolled back"
+    assert verify_chain(world.ctx.db).ok
+    registry.audit = world.ctx.audit
+    world.submit(site, world.seal(site, fid, 2))
+    assert world.rounds(fid)[1]["model_version"] == 2, "the next close registers again"

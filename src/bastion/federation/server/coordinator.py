@@ -435,6 +435,23 @@ class Coordinator:
         metrics.update(self.evaluator.evaluate(federation_id, cfg, params))
         privacy_metrics, stop_reason = round_privacy(cfg, fed.completed_rounds + 1)
         metrics.update(privacy_metrics)
+        lineage = {
+            "federation_id": federation_id,
+            "round": number,
+            "participants": contributors,
+            "strategy": cfg.strategy,
+            "global_version": result_version,
+            "close_reason": reason,
+        }
+        server_data = cfg.evaluation.server_dataset
+        if server_data and server_data.removeprefix("builtin:") in TABULAR_BUILTINS:
+            # quantize measures accuracy on this source's held-out rows, as for a job's model
+            lineage["dataset_source"] = server_data.removeprefix("builtin:")
+        owner_id, name, project_id = fed.owner_id, fed.name, fed.project_id
+
+        def publish(s: Session) -> int | None:  # in the close's transaction: closed and registered at once
+            return self.publish(owner_id, name, cfg, blob, metrics, lineage, project_id=project_id, session=s)
+
         next_round = transitions.commit_close(
             self.db,
             self.audit,
@@ -448,6 +465,7 @@ class Coordinator:
             contributors=contributors,
             stop_reason=stop_reason,
             accepted=secure.count if secure is not None else None,
+            publish=publish,
         )
         if next_round is None:
             self.forget(federation_id)
@@ -456,21 +474,6 @@ class Coordinator:
             running.strategy.begin_round(params, number + 1)
             self._running[federation_id] = Running(next_round.id, number + 1, running.strategy)
         self.changed(federation_id)
-        lineage = {
-            "federation_id": federation_id,
-            "round": number,
-            "participants": contributors,
-            "strategy": cfg.strategy,
-            "global_version": result_version,
-            "close_reason": reason,
-        }
-        server_data = cfg.evaluation.server_dataset
-        if server_data and server_data.removeprefix("builtin:") in TABULAR_BUILTINS:
-            # quantize measures accuracy on this source's held-out rows, as for a job's model
-            lineage["dataset_source"] = server_data.removeprefix("builtin:")
-        version = self.publish(fed.owner_id, fed.name, cfg, blob, metrics, lineage)
-        if version is not None:
-            transitions.set_model_version(self.db, rnd.id, version)
         return True
 
     def publish(
@@ -481,8 +484,13 @@ class Coordinator:
         blob: bytes,
         metrics: dict[str, float],
         lineage: dict[str, Any],
+        *,
+        project_id: str | None = None,
+        session: Session | None = None,
     ) -> int | None:
-        return transitions.publish(self.registry, owner_id, name, cfg, blob, metrics, lineage)
+        return transitions.publish(
+            self.registry, owner_id, name, cfg, blob, metrics, lineage, project_id=project_id, session=session
+        )
 
     # -- background ticker ------------------------------------------------------------------------
     def recover(self) -> None:

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import structlog
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 
 from bastion.crypto import signing
 from bastion.federation.server.admission import SiteIdentity, open_checked
@@ -178,6 +178,23 @@ def weighted_metrics(updates: Iterable[tuple[int, dict[str, float]]]) -> dict[st
     return out
 
 
+# A round's updates with their sites' names, in arrival order (built once: one query per close).
+_ROUND_SITES = (
+    select(
+        FederationUpdate.num_samples,
+        FederationUpdate.metrics_json,
+        FederationUpdate.participant_id,
+        FederationParticipant.name,
+    )
+    .join(FederationParticipant, FederationParticipant.id == FederationUpdate.participant_id)
+    .where(
+        FederationUpdate.federation_id == bindparam("federation_id"),
+        FederationUpdate.round == bindparam("round"),
+    )
+    .order_by(FederationUpdate.accepted_at)
+)
+
+
 def site_metrics(
     db: Database, federation_id: str, number: int, cap: WeightCap | None = None
 ) -> tuple[dict[str, float], list[str]]:
@@ -186,18 +203,8 @@ def site_metrics(
     Sites are weighted by their effective (capped) weight, and each site's claim, effective weight
     and share of the round appear as ``site.<name>.claimed_samples|weight|share``.
     """
-    with db.session() as s:
-        rows = s.execute(
-            select(
-                FederationUpdate.num_samples,
-                FederationUpdate.metrics_json,
-                FederationUpdate.participant_id,
-                FederationParticipant.name,
-            )
-            .join(FederationParticipant, FederationParticipant.id == FederationUpdate.participant_id)
-            .where(FederationUpdate.federation_id == federation_id, FederationUpdate.round == number)
-            .order_by(FederationUpdate.accepted_at)
-        ).all()
+    with db.engine.connect() as conn:
+        rows = conn.execute(_ROUND_SITES, {"federation_id": federation_id, "round": number}).all()
     effective = [cap.effective(str(p), int(n)) if cap else int(n) for n, _, p, _ in rows]
     metrics = weighted_metrics((w, m) for w, (_, m, _, _) in zip(effective, rows, strict=True))
     total = float(sum(effective)) or 1.0
