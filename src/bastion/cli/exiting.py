@@ -3,7 +3,7 @@
 Tearing down the interpreter after ``bastion fl client`` (torch, NumPy, the client stack) took
 0.6-1.1 s of CPU per site process here, spent after the federation had already completed; with three
 sites on two cores that was ~1 s of ``bench/fl_vs_flower.py``'s whole run. A command whose work is
-done and durable (the site state is saved and fsynced, the connection closed) calls
+done and handed to the OS (the site state written and closed, the connection closed) calls
 ``skip_teardown()``; the real ``bastion`` process (``main``) then flushes its streams and logging
 and ends with ``os._exit``. In-process callers (Typer's test runner) call ``app`` directly and are
 unaffected.
