@@ -43,32 +43,39 @@ def test_the_app_wires_a_context_handed_to_it_unwired(tmp_path: Path) -> None:
         ctx.close()
 
 
-def test_importing_the_wiring_imports_no_subsystem() -> None:
+def _loaded_in_a_fresh_process(setup: str, modules: str) -> None:
+    """Run ``setup`` in a new interpreter and fail with the list if any of ``modules`` got loaded
+    (``modules``: a Python expression, a tuple of names or prefixes)."""
     code = (
-        "import sys, bastion.wiring\n"
-        "heavy = [m for m in sys.modules if m.startswith(('bastion.jobs', 'bastion.federation', "
-        "'bastion.llm', 'bastion.api', 'torch'))]\n"
+        f"import sys\n{setup}\n"
+        f"heavy = [m for m in sys.modules if m.startswith({modules})]\n"
         "print(heavy)\n"
         "sys.exit(1 if heavy else 0)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_importing_the_wiring_imports_no_subsystem() -> None:
+    _loaded_in_a_fresh_process(
+        "import bastion.wiring",
+        "('bastion.jobs', 'bastion.federation', 'bastion.llm', 'bastion.api', 'torch')",
+    )
 
 
 def test_building_the_server_app_loads_no_sign_in_or_page_libraries(tmp_path: Path) -> None:
     """authlib and joserfc load at the first SSO sign-in, Jinja2 at the first dashboard page, torch
     at the first model work: none of them with every `bastion serve` (they were ~0.2 s of its start)."""
-    code = (
-        "import sys\n"
+    setup = (
         "from pathlib import Path\n"
         "from bastion.api.app import create_app\n"
         "from bastion.context import build_context\n"
         "from tests.conftest import make_settings\n"
         f"d = Path({str(tmp_path)!r})\n"
-        "create_app(context=build_context(make_settings(d, f'sqlite:///{d}/a.db', embedded_worker=False)))\n"
-        "heavy = [m for m in ('authlib', 'joserfc', 'jinja2', 'torch', 'sklearn') if m in sys.modules]\n"
-        "print(heavy)\n"
-        "sys.exit(1 if heavy else 0)\n"
+        "create_app(context=build_context(make_settings(d, f'sqlite:///{d}/a.db', embedded_worker=False)))"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
+    _loaded_in_a_fresh_process(setup, "('authlib', 'joserfc', 'jinja2', 'torch', 'sklearn')")
+
+
+def test_the_command_line_loads_the_sdk_only_when_a_command_uses_it() -> None:
+    _loaded_in_a_fresh_process("import bastion.cli.main", "('bastion.client.sdk', 'httpx2', 'torch')")

@@ -100,7 +100,8 @@ def test_read_falls_back_to_the_threadpool_on_a_lock(db: Database, tmp_path: Pat
     assert where[0] is loop_thread[0] and where[1] is not loop_thread[0] and len(where) == 2
 
 
-def test_read_runs_on_the_loop_without_a_lock(db: Database) -> None:
+def _threads_of_one_read(db: Database) -> tuple[list[threading.Thread], threading.Thread]:
+    """Where ``read`` ran its function (each attempt), and the event loop's thread."""
     seen: list[threading.Thread] = []
 
     def count() -> int:
@@ -111,22 +112,17 @@ def test_read_runs_on_the_loop_without_a_lock(db: Database) -> None:
         assert await read(db, count) == 2
         return threading.current_thread()
 
-    assert seen == [anyio.run(main)]
+    return seen, anyio.run(main)
+
+
+def test_read_runs_on_the_loop_without_a_lock(db: Database) -> None:
+    seen, loop_thread = _threads_of_one_read(db)
+    assert seen == [loop_thread]
 
 
 def test_read_uses_the_threadpool_for_a_server_database(
     monkeypatch: pytest.MonkeyPatch, db: Database
 ) -> None:
     monkeypatch.setattr(db, "_inline", None)  # what a PostgreSQL URL gives
-    seen: list[threading.Thread] = []
-
-    def count() -> int:
-        seen.append(threading.current_thread())
-        return _count(db)
-
-    async def main() -> threading.Thread:
-        assert await read(db, count) == 2
-        return threading.current_thread()
-
-    loop_thread = anyio.run(main)
+    seen, loop_thread = _threads_of_one_read(db)
     assert len(seen) == 1 and seen[0] is not loop_thread

@@ -106,8 +106,8 @@ class Database:
     @contextmanager
     def reader(self) -> Iterator[Connection]:
         """A connection for one short read (a page of a list): no unit of work, nothing written."""
-        inline = self._inline is not None and _INLINE.get()
-        engine = self._inline if inline and self._inline is not None else self.engine
+        engine = self._inline if self._inline is not None and _INLINE.get() else self.engine
+        inline = engine is not self.engine
         with engine.connect() as conn:
             try:
                 yield conn

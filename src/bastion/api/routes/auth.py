@@ -76,8 +76,9 @@ def logout(
 
 @router.get("/me", response_model=Me)
 def me(principal: CurrentPrincipal) -> Me:
-    # Sync on purpose, though nothing here blocks: as `async def` the rate doubled (1.0-1.4x a bare
-    # endpoint) but p99 under 64 connections went from ~1x to ~5x the bare one (docs/performance.md).
+    # Sync on purpose, though nothing here blocks: as `async def` the rate doubled (1.05-1.4x a bare
+    # endpoint), but wrk then reports the ~1 s p99 tail it shows for any saturated event-loop route,
+    # which neither the server's own timings nor another client see (docs/performance.md, stop 23).
     return Me(
         user_id=principal.user_id,
         username=principal.username,
